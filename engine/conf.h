@@ -1,0 +1,76 @@
+/* rapi-server configuration: embedded defaults, the config file
+ * (rapi-server.conf(5)) and overrides. A struct conf is a plain value:
+ * copied freely, owned by whoever holds it, read-only once published to the
+ * threads. Parsing runs on the main thread only. */
+#ifndef RAPI_ENGINE_CONF_H
+#define RAPI_ENGINE_CONF_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "proto/addr.h"
+
+#define CONF_DEFAULT_PATH "/etc/rapi/rapi-server.conf"
+#define CONF_DEFAULT_KEYS "/etc/rapi/keys"
+#define CONF_DEFAULT_LISTEN "127.0.0.1:37791"
+#define CONF_MAX_LISTEN 16
+#define CONF_LINE_MAX 4096
+
+enum conf_io { IO_AUTO = 0, IO_URING, IO_EPOLL };
+
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+struct conf {
+    char listen[CONF_MAX_LISTEN][ADDR_STR_MAX]; /* "listen", repeatable */
+    int nlisten;
+    char keys[PATH_MAX];   /* "keys": key file path */
+    int workers;           /* "workers": shard threads, 0 = one per CPU */
+    enum conf_io io;       /* "io": auto | uring | epoll */
+    long timeout;          /* "timeout": relay default WebRoute timeout, s (60) */
+    long header_timeout;   /* "header_timeout": deadline for a whole head, s (10) */
+    long dialback_timeout; /* "dialback_timeout": client waits this long, s (60) */
+    long keepalive;        /* "keepalive": listener ping interval, s, 0 = off (30);
+                              a listener silent for 2 x keepalive is dropped */
+    long drain_timeout;    /* "drain_timeout": SIGTERM grace for linked pairs, s (30) */
+    size_t max_header;     /* "max_header": request head limit, bytes (8192) */
+    size_t max_frame;      /* "max_frame": WebSocket frame/message limit, bytes (65536) */
+    long max_connections;  /* "max_connections": open client+server sockets (100000) */
+    long max_waiting;      /* "max_waiting": waiting clients per path (1024) */
+    long max_listeners;    /* "max_listeners": registered listeners in all (10000) */
+    size_t pipe_size;      /* "pipe_size": splice pipe size, bytes (262144) */
+    long max_pipes;        /* "max_pipes": pooled+active pipes per shard, 0 = copy only (4096) */
+    enum log_level log_level; /* "log_level": error | warn | info | debug (info) */
+};
+
+/* Every keyword conf_set() accepts, NULL-terminated (the man page test walks
+ * it against rapi-server.conf(5)). */
+extern const char *const conf_keywords[];
+
+/* Fill c with the embedded defaults (listen 127.0.0.1:37791, ...). */
+void conf_defaults(struct conf *c);
+
+/* Apply one keyword/value. A "listen" adds an address (after the first
+ * explicit one replaces the default). Sizes accept a k/K/m/M suffix; seconds
+ * are whole numbers. Returns 0, or -EINVAL with a message in err naming the
+ * keyword and what is wrong with the value. */
+int conf_set(struct conf *c, const char *keyword, const char *value, char *err, size_t errlen);
+
+/* Parse a config file's text: "keyword value" lines, '#' comments (whole line
+ * or after whitespace), blank lines. file is the name used in messages.
+ * Errors: "FILE:LINE: unknown keyword 'x'", "FILE:LINE: keyword: bad value".
+ * Returns 0 or -EINVAL. */
+int conf_parse(struct conf *c, const char *text, size_t len, const char *file, char *err,
+               size_t errlen);
+
+/* Read and parse a file. Returns 0, -ENOENT when it does not exist (message
+ * in err), -EINVAL on a parse error, other -errno. */
+int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
+
+/* Cross-field checks after everything is applied (at least one listen,
+ * addresses parse, limits positive). 0 or -EINVAL with a message. */
+int conf_validate(const struct conf *c, char *err, size_t errlen);
+
+const char *conf_io_name(enum conf_io io);
+const char *conf_log_level_name(enum log_level l);
+
+#endif

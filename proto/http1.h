@@ -1,0 +1,74 @@
+/* HTTP/1.1 request and response head parser, picohttpparser style.
+ * Pure: no allocation, no globals, thread-safe. Every output pointer points
+ * into the caller's buffer, which must outlive the parsed structures. */
+#ifndef RAPI_PROTO_HTTP1_H
+#define RAPI_PROTO_HTTP1_H
+
+#include <stddef.h>
+
+#define HTTP1_MAX_HEADERS 64 /* callers' usual header array size */
+
+struct http1_header {
+    const char *name;
+    size_t name_len;
+    const char *value; /* leading/trailing spaces and tabs trimmed */
+    size_t value_len;
+};
+
+struct http1_request {
+    const char *method;
+    size_t method_len;
+    const char *target; /* request target as sent: "/path/?q=1" */
+    size_t target_len;
+    int minor_version; /* 0 or 1 for HTTP/1.0 and HTTP/1.1 */
+    struct http1_header *headers;
+    size_t num_headers;
+};
+
+struct http1_response {
+    int minor_version;
+    int status;
+    const char *reason;
+    size_t reason_len;
+    struct http1_header *headers;
+    size_t num_headers;
+};
+
+/* Parse a request head in buf[0..len). last_len is the length of buf at the
+ * previous call that returned -2 (0 the first time): the parser may skip
+ * re-scanning for the blank line below it.
+ * headers/max_headers is the caller's array; req->headers points to it.
+ * Returns the head's length including the final CRLFCRLF (bytes past it are
+ * not part of the head), -2 when incomplete, -1 when invalid (bad method or
+ * target token, bad version, control characters, obs-fold, more headers than
+ * max_headers, a header without colon, empty header name, bare CR).
+ * Both CRLF and bare LF line ends are accepted. */
+int http1_parse_request(const char *buf, size_t len, size_t last_len, struct http1_request *req,
+                        struct http1_header *headers, size_t max_headers);
+
+/* Same contract for a response head ("HTTP/1.1 101 Switching Protocols"). */
+int http1_parse_response(const char *buf, size_t len, size_t last_len, struct http1_response *res,
+                         struct http1_header *headers, size_t max_headers);
+
+/* First header whose name equals name (ASCII case-insensitive), or NULL. */
+const struct http1_header *http1_find(const struct http1_header *h, size_t n, const char *name);
+
+/* Number of headers named name (to refuse duplicates of singleton headers). */
+size_t http1_count(const struct http1_header *h, size_t n, const char *name);
+
+/* 1 when the comma-separated list value[0..len) contains token
+ * (case-insensitive, optional whitespace around elements), else 0.
+ * "keep-alive, Upgrade" contains "upgrade". */
+int http1_has_token(const char *value, size_t len, const char *token);
+
+/* Length of the path part of a request target: up to '?' or '#'. */
+size_t http1_path_len(const char *target, size_t target_len);
+
+/* Case-insensitive equality of s[0..len) and the NUL-terminated lit. */
+int http1_eq(const char *s, size_t len, const char *lit);
+
+/* Reason phrase for the status codes rapi uses ("Switching Protocols",
+ * "Bad Request", ...), "Unknown" otherwise. */
+const char *http1_reason(int status);
+
+#endif

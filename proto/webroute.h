@@ -1,0 +1,105 @@
+/* WebRoute v1 and the relay's request classification (PROTOCOL.md).
+ * Pure: no allocation, no globals, thread-safe. Outputs point into the
+ * parsed request (and so into the caller's buffer). */
+#ifndef RAPI_PROTO_WEBROUTE_H
+#define RAPI_PROTO_WEBROUTE_H
+
+#include <stddef.h>
+
+#include "proto/http1.h"
+
+#define WEBROUTE_GUID "BE7204BD-47E6-49EE-9B0D-016E370644B2"
+#define WEBROUTE_ACCEPT_LEN 28
+#define WEBROUTE_ID_MAX 256     /* longest WebRoute-ID accepted */
+#define WEBROUTE_PATH_MAX 1024  /* longest path accepted */
+#define WEBROUTE_MIN_TIMEOUT 60 /* seconds: the floor of the timeout rule */
+#define WEBROUTE_MAX_TIMEOUT 86400 /* WebRoute-Timeout values above are clamped */
+
+/* Which key a request carried (auth/keys.h decides, in constant time). */
+enum key_role { KEY_NONE = 0, KEY_SERVER = 1, KEY_CLIENT = 2 };
+
+enum wr_kind {
+    WR_LISTENER = 1, /* server key + WebSocket upgrade */
+    WR_CLIENT,       /* client key + WebRoute upgrade */
+    WR_DIALBACK,     /* server key + WebRoute upgrade */
+};
+
+struct wr_request {
+    enum wr_kind kind;
+    const char *path; /* target without query string */
+    size_t path_len;
+    const char *id;   /* WebRoute-ID (client, dialback) */
+    size_t id_len;
+    long timeout;     /* WebRoute-Timeout if present and numeric, else -1 */
+    const char *ws_key; /* Sec-WebSocket-Key (listener) */
+    size_t ws_key_len;
+};
+
+/* An error answer: status, errorcode and human text are static strings.
+ * extra_header is NULL or one full header line without CRLF
+ * ("WebRoute-Version: 1"). */
+struct wr_error {
+    int status;
+    const char *errorcode;
+    const char *message;
+    const char *extra_header;
+};
+
+/* Find the X-Remoted-APIKey header value; NULL when absent (or present more
+ * than once, which is treated as absent). */
+const struct http1_header *wr_apikey(const struct http1_request *req);
+
+/* Classify a parsed request given the role of its key. Returns 0 and fills
+ * out, or -1 and fills err, applying PROTOCOL.md in this order:
+ *   method not GET                  -> 405 method_not_allowed
+ *   no Host header                  -> 400 invalid_request
+ *   key role KEY_NONE               -> 403 invalid_missing_apikey
+ *   path empty, not starting with '/', or over WEBROUTE_PATH_MAX
+ *                                   -> 400 invalid_request
+ *   server key: Upgrade websocket (+ Connection contains upgrade):
+ *       Sec-WebSocket-Version != 13 -> 426 version_not_supported, extra
+ *                                      "Sec-WebSocket-Version: 13"
+ *       Sec-WebSocket-Key invalid   -> 400 invalid_request
+ *       else WR_LISTENER
+ *   Upgrade webroute (+ Connection contains upgrade), either key:
+ *       WebRoute-Version != 1       -> 426 version_not_supported, extra
+ *                                      "WebRoute-Version: 1"
+ *       WebRoute-ID missing, empty, over WEBROUTE_ID_MAX, or with a byte
+ *       outside 0x21..0x7e          -> 400 invalid_request
+ *       else WR_DIALBACK (server key) / WR_CLIENT (client key)
+ *   client key + websocket upgrade, anything else -> 400 invalid_request */
+int wr_classify(const struct http1_request *req, enum key_role role, struct wr_request *out,
+                struct wr_error *err);
+
+/* Sec-WebRoute-Accept: base64(sha1(id + WEBROUTE_GUID)); out gets 28 chars
+ * and a NUL. Returns 0 or -EINVAL. */
+int wr_accept(const char *id, size_t id_len, char out[WEBROUTE_ACCEPT_LEN + 1]);
+
+/* Effective timeout of one WebRoute side: max(header if >= 0, relay default,
+ * WEBROUTE_MIN_TIMEOUT), header clamped to WEBROUTE_MAX_TIMEOUT. Seconds. */
+long wr_effective_timeout(long header_timeout, long relay_default);
+
+/* The 101 answers. Each writes a complete head (ending CRLFCRLF) into out and
+ * returns its length, or -1 when cap is too small.
+ *   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n
+ *    Connection: Upgrade\r\nSec-WebSocket-Accept: <accept>\r\n\r\n"
+ *   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: webroute\r\n
+ *    Connection: Upgrade\r\nSec-WebRoute-Accept: <accept>\r\n\r\n" */
+int wr_build_ws_101(char *out, size_t cap, const char *ws_accept);
+int wr_build_wr_101(char *out, size_t cap, const char *wr_accept);
+
+/* A JSON error answer, exactly like the original relay's:
+ *   HTTP/1.1 <status> <reason>\r\n
+ *   Content-Type: application/json\r\n
+ *   Cache-Control: no-cache\r\n
+ *   Connection: close\r\n
+ *   [extra_header\r\n]
+ *   Content-Length: <n>\r\n\r\n
+ *   {"success":false,"error":"<message>","errorcode":"<errorcode>"}
+ * message and errorcode are JSON-escaped. Returns the length or -1. */
+int wr_build_error(char *out, size_t cap, const struct wr_error *err);
+
+/* Convenience: wr_build_error for a status/errorcode/message triple. */
+int wr_build_error3(char *out, size_t cap, int status, const char *errorcode, const char *message);
+
+#endif
