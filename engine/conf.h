@@ -27,6 +27,8 @@ struct conf {
     int workers;           /* "workers": shard threads, 0 = one per CPU */
     enum conf_io io;       /* "io": auto | uring | epoll */
     long timeout;          /* "timeout": relay default WebRoute timeout, s (60) */
+    long min_timeout;      /* "min_timeout": floor of the WebRoute timeout rule, s (60);
+                              effective = max(header, timeout, min_timeout) */
     long header_timeout;   /* "header_timeout": deadline for a whole head, s (10) */
     long dialback_timeout; /* "dialback_timeout": client waits this long, s (60) */
     long keepalive;        /* "keepalive": listener ping interval, s, 0 = off (30);
