@@ -23,6 +23,7 @@ enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 struct conf {
     char listen[CONF_MAX_LISTEN][ADDR_STR_MAX]; /* "listen", repeatable */
     int nlisten;
+    int listen_explicit; /* 0 while listen[] holds the default: the next "listen" replaces it */
     char keys[PATH_MAX];   /* "keys": key file path */
     int workers;           /* "workers": shard threads, 0 = one per CPU */
     enum conf_io io;       /* "io": auto | uring | epoll */
@@ -67,6 +68,14 @@ int conf_parse(struct conf *c, const char *text, size_t len, const char *file, c
 /* Read and parse a file. Returns 0, -ENOENT when it does not exist (message
  * in err), -EINVAL on a parse error, other -errno. */
 int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
+
+/* Apply one "KEYWORD=VALUE" (the -o option). Errors as conf_set(), plus
+ * "unknown keyword 'x'" and a missing '='. Returns 0 or -EINVAL. */
+int conf_set_assignment(struct conf *c, const char *assignment, char *err, size_t errlen);
+
+/* Forget the listen addresses given so far and put the default back; the
+ * next "listen" starts a new list (what -l does to the file's lines). */
+void conf_listen_reset(struct conf *c);
 
 /* Cross-field checks after everything is applied (at least one listen,
  * addresses parse, limits positive). 0 or -EINVAL with a message. */
