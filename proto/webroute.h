@@ -14,6 +14,7 @@
 #define WEBROUTE_PATH_MAX 1024  /* longest path accepted */
 #define WEBROUTE_MIN_TIMEOUT 60 /* seconds: the floor of the timeout rule */
 #define WEBROUTE_MAX_TIMEOUT 86400 /* WebRoute-Timeout values above are clamped */
+#define WR_ERROR_TEXT_MAX 512   /* wr_build_error: JSON-escaped message/errorcode limit */
 
 /* Which key a request carried (auth/keys.h decides, in constant time). */
 enum key_role { KEY_NONE = 0, KEY_SERVER = 1, KEY_CLIENT = 2 };
@@ -67,7 +68,14 @@ const struct http1_header *wr_apikey(const struct http1_request *req);
  *       WebRoute-ID missing, empty, over WEBROUTE_ID_MAX, or with a byte
  *       outside 0x21..0x7e          -> 400 invalid_request
  *       else WR_DIALBACK (server key) / WR_CLIENT (client key)
- *   client key + websocket upgrade, anything else -> 400 invalid_request */
+ *   client key + websocket upgrade, anything else -> 400 invalid_request
+ * Details: the method is compared case-sensitively; Host, the version headers,
+ * Sec-WebSocket-Key and WebRoute-ID count as missing when present more than
+ * once; version values must be exactly "13" / "1"; Upgrade and Connection are
+ * token lists ("keep-alive, Upgrade"). out->timeout is the WebRoute-Timeout
+ * value when it is all digits (saturating at WEBROUTE_MAX_TIMEOUT), else -1;
+ * a non-numeric timeout is ignored, not an error. On success err is zeroed;
+ * on failure out->kind is 0. */
 int wr_classify(const struct http1_request *req, enum key_role role, struct wr_request *out,
                 struct wr_error *err);
 
@@ -79,8 +87,8 @@ int wr_accept(const char *id, size_t id_len, char out[WEBROUTE_ACCEPT_LEN + 1]);
  * WEBROUTE_MIN_TIMEOUT), header clamped to WEBROUTE_MAX_TIMEOUT. Seconds. */
 long wr_effective_timeout(long header_timeout, long relay_default);
 
-/* The 101 answers. Each writes a complete head (ending CRLFCRLF) into out and
- * returns its length, or -1 when cap is too small.
+/* The 101 answers. Each writes a complete head (ending CRLFCRLF) into out,
+ * NUL-terminated, and returns its length, or -1 when cap is too small.
  *   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n
  *    Connection: Upgrade\r\nSec-WebSocket-Accept: <accept>\r\n\r\n"
  *   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: webroute\r\n
@@ -96,7 +104,9 @@ int wr_build_wr_101(char *out, size_t cap, const char *wr_accept);
  *   [extra_header\r\n]
  *   Content-Length: <n>\r\n\r\n
  *   {"success":false,"error":"<message>","errorcode":"<errorcode>"}
- * message and errorcode are JSON-escaped. Returns the length or -1. */
+ * message and errorcode are JSON-escaped (each must escape to fewer than
+ * WR_ERROR_TEXT_MAX bytes). <reason> is http1_reason(status). The output is
+ * NUL-terminated; returns the length without the NUL, or -1 (cap too small). */
 int wr_build_error(char *out, size_t cap, const struct wr_error *err);
 
 /* Convenience: wr_build_error for a status/errorcode/message triple. */

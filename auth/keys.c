@@ -1,0 +1,344 @@
+/* Key files, key generation and constant-time checks (see keys.h).
+ * Error messages name lines and files, never key text: a key pasted on the
+ * wrong line must not end up in a log. */
+#include "auth/keys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define KEYS_ALPHABET "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+#define KEYS_ALPHABET_LEN 62
+/* Largest multiple of 62 below 256: bytes at or above it are redrawn, so
+ * every character is equally likely. */
+#define KEYS_RAND_LIMIT 248
+#define KEYS_RAND_BATCH 64
+#define KEYS_SERVER_WORD "server_key"
+#define KEYS_CLIENT_WORD "client_key"
+#define KEYS_TOO_OPEN (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)
+#define KEYS_FILE_MODE 0600
+#define KEYS_HEADER                                                                             \
+    "# rapi key file: keep it secret (mode 0600).\n"                                           \
+    "# server_key authenticates servers (listeners, dial-backs); client_key clients.\n"
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Store one "<word> <key>" value; line is 1-based for messages. */
+static int store_key(char *dst, size_t *dst_len, const char *word, const char *v, size_t n,
+                     unsigned line, char *err, size_t errlen)
+{
+    if (*dst_len != 0) {
+        set_err(err, errlen, "line %u: duplicate %s", line, word);
+        return -EINVAL;
+    }
+    if (n < KEY_MIN_LEN || n > KEY_MAX_LEN) {
+        set_err(err, errlen, "line %u: %s must be %d to %d characters", line, word, KEY_MIN_LEN,
+                KEY_MAX_LEN);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)v[i] < 0x21 || (unsigned char)v[i] > 0x7e) {
+            set_err(err, errlen, "line %u: %s contains a space or non-printable character",
+                    line, word);
+            return -EINVAL;
+        }
+    }
+    memcpy(dst, v, n);
+    dst[n] = '\0';
+    *dst_len = n;
+    return 0;
+}
+
+/* One line without its '\n': blank, comment, or "<word> <key>". */
+static int parse_line(const char *s, size_t n, unsigned line, struct keys *k, char *err,
+                      size_t errlen)
+{
+    if (n > 0 && s[n - 1] == '\r')
+        n--;
+    while (n > 0 && is_blank(*s)) {
+        s++;
+        n--;
+    }
+    while (n > 0 && is_blank(s[n - 1]))
+        n--;
+    if (n == 0 || s[0] == '#')
+        return 0;
+    size_t w = 0;
+    while (w < n && !is_blank(s[w]))
+        w++;
+    size_t v = w;
+    while (v < n && is_blank(s[v]))
+        v++;
+    bool server = w == strlen(KEYS_SERVER_WORD) && memcmp(s, KEYS_SERVER_WORD, w) == 0;
+    bool client = w == strlen(KEYS_CLIENT_WORD) && memcmp(s, KEYS_CLIENT_WORD, w) == 0;
+    if (!server && !client) {
+        set_err(err, errlen, "line %u: expected server_key or client_key", line);
+        return -EINVAL;
+    }
+    if (server)
+        return store_key(k->server, &k->server_len, KEYS_SERVER_WORD, s + v, n - v, line, err,
+                         errlen);
+    return store_key(k->client, &k->client_len, KEYS_CLIENT_WORD, s + v, n - v, line, err,
+                     errlen);
+}
+
+static int check_complete(const struct keys *k, char *err, size_t errlen)
+{
+    if (k->server_len == 0) {
+        set_err(err, errlen, "no server_key line");
+        return -EINVAL;
+    }
+    if (k->client_len == 0) {
+        set_err(err, errlen, "no client_key line");
+        return -EINVAL;
+    }
+    if (ct_equal(k->server, k->server_len, k->client, k->client_len)) {
+        set_err(err, errlen, "server_key and client_key must differ");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int keys_parse(const char *text, size_t len, struct keys *k, char *err, size_t errlen)
+{
+    size_t pos = 0;
+    unsigned line = 1;
+    int r = 0;
+
+    keys_wipe(k);
+    set_err(err, errlen, "%s", "");
+    while (pos < len && r == 0) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        r = parse_line(text + pos, end - pos, line, k, err, errlen);
+        pos = end + 1;
+        line++;
+    }
+    if (r == 0)
+        r = check_complete(k, err, errlen);
+    if (r != 0)
+        keys_wipe(k);
+    return r;
+}
+
+/* Read at most cap bytes of fd; -EFBIG when there is more. */
+static ssize_t read_all(int fd, char *buf, size_t cap)
+{
+    size_t got = 0;
+
+    for (;;) {
+        ssize_t r = read(fd, buf + got, cap - got);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r == -1)
+            return -errno;
+        if (r == 0)
+            return (ssize_t)got;
+        got += (size_t)r;
+        if (got == cap)
+            return -EFBIG;
+    }
+}
+
+int keys_load(const char *path, struct keys *k, char *err, size_t errlen)
+{
+    char buf[KEYS_FILE_MAX + 1]; /* +1 tells "exactly max" from "too big" */
+    struct stat st;
+    ssize_t n = -EBADF;
+    int r;
+
+    keys_wipe(k);
+    /* O_NONBLOCK: a FIFO planted at path must not hang start-up. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd == -1) {
+        r = -errno;
+        set_err(err, errlen, "%s: %s", path, strerror(-r));
+        return r;
+    }
+    if (fstat(fd, &st) == -1) {
+        r = -errno;
+        set_err(err, errlen, "%s: %s", path, strerror(-r));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = -EPERM;
+        set_err(err, errlen, "%s: not a regular file", path);
+        goto out;
+    }
+    if (st.st_mode & KEYS_TOO_OPEN) {
+        r = -EPERM;
+        set_err(err, errlen, "%s: mode %04o lets group or others read or write it; use 0600",
+                path, (unsigned)(st.st_mode & 07777));
+        goto out;
+    }
+    n = read_all(fd, buf, sizeof(buf));
+    if (n < 0) {
+        r = (int)n;
+        set_err(err, errlen, "%s: %s", path,
+                r == -EFBIG ? "larger than a key file can be" : strerror(-r));
+        goto out;
+    }
+    r = keys_parse(buf, (size_t)n, k, err, errlen);
+out:
+    explicit_bzero(buf, sizeof(buf));
+    close(fd);
+    return r;
+}
+
+static int fill_random(void *p, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t r = getrandom((char *)p + got, len - got, 0);
+        if (r == -1) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+int keys_random(char *out, size_t len)
+{
+    static const char alphabet[] = KEYS_ALPHABET;
+    uint8_t pool[KEYS_RAND_BATCH];
+    size_t n = 0;
+    int r = 0;
+
+    while (n < len) {
+        r = fill_random(pool, sizeof(pool));
+        if (r != 0)
+            break;
+        for (size_t i = 0; i < sizeof(pool) && n < len; i++) {
+            if (pool[i] < KEYS_RAND_LIMIT)
+                out[n++] = alphabet[pool[i] % KEYS_ALPHABET_LEN];
+        }
+    }
+    explicit_bzero(pool, sizeof(pool));
+    return r;
+}
+
+int keys_generate_text(char *out, size_t cap)
+{
+    char server[KEY_LEN], client[KEY_LEN];
+    int r;
+
+    do {
+        r = keys_random(server, sizeof(server));
+        if (r == 0)
+            r = keys_random(client, sizeof(client));
+    } while (r == 0 && memcmp(server, client, KEY_LEN) == 0);
+    if (r == 0) {
+        int n = snprintf(out, cap, KEYS_HEADER "%s %.*s\n%s %.*s\n", KEYS_SERVER_WORD, KEY_LEN,
+                         server, KEYS_CLIENT_WORD, KEY_LEN, client);
+        r = (n < 0 || (size_t)n >= cap) ? -ENOSPC : n;
+        if (r < 0 && cap > 0)
+            explicit_bzero(out, cap);
+    }
+    explicit_bzero(server, sizeof(server));
+    explicit_bzero(client, sizeof(client));
+    return r;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t w = write(fd, buf + done, len - done);
+        if (w == -1 && errno == EINTR)
+            continue;
+        if (w == -1)
+            return -errno;
+        done += (size_t)w;
+    }
+    return 0;
+}
+
+int keys_create_file(const char *path)
+{
+    char text[KEYS_FILE_MAX];
+    int n = keys_generate_text(text, sizeof(text));
+    int r;
+
+    if (n < 0)
+        return n;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, KEYS_FILE_MODE);
+    if (fd == -1) {
+        r = -errno;
+        goto out;
+    }
+    /* The umask may have taken bits off; 0600 exactly is what keys_load wants. */
+    r = fchmod(fd, KEYS_FILE_MODE) == -1 ? -errno : 0;
+    if (r == 0)
+        r = write_all(fd, text, (size_t)n);
+    if (r == 0 && fsync(fd) == -1)
+        r = -errno;
+    if (close(fd) == -1 && r == 0)
+        r = -errno;
+    if (r != 0)
+        unlink(path);
+out:
+    explicit_bzero(text, sizeof(text));
+    return r;
+}
+
+enum key_role keys_role(const struct keys *k, const char *key, size_t len)
+{
+    /* Both comparisons always run, so timing does not tell which key matched. */
+    int s = ct_equal(k->server, k->server_len, key, len) & (k->server_len != 0);
+    int c = ct_equal(k->client, k->client_len, key, len) & (k->client_len != 0);
+
+    if (s)
+        return KEY_SERVER;
+    return c ? KEY_CLIENT : KEY_NONE;
+}
+
+int ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+    const volatile unsigned char *pa = a;
+    const volatile unsigned char *pb = b;
+    size_t n = alen > blen ? alen : blen;
+    unsigned char diff = 0;
+
+    /* Index tests depend on the lengths only; every byte up to max is read
+     * from the longer side and XORed with the other side or zero. */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = i < alen ? pa[i] : 0;
+        unsigned char y = i < blen ? pb[i] : 0;
+        diff |= (unsigned char)(x ^ y);
+    }
+    return (diff == 0) & (alen == blen);
+}
+
+void keys_wipe(struct keys *k)
+{
+    explicit_bzero(k, sizeof(*k));
+}

@@ -1,0 +1,344 @@
+/* HTTP/1.1 head parser (see http1.h). Strict where laxness has bitten
+ * proxies (obs-fold, bare CR, space before colon, control bytes), lenient
+ * where real clients differ harmlessly (bare LF line ends). */
+#include "proto/http1.h"
+
+#include <limits.h>
+#include <string.h>
+
+#define HTTP1_INCOMPLETE (-2)
+#define HTTP1_INVALID (-1)
+#define HTTP1_VERSION_PREFIX "HTTP/1."
+#define HTTP1_VERSION_PREFIX_LEN (sizeof(HTTP1_VERSION_PREFIX) - 1)
+#define HTTP1_STATUS_DIGITS 3
+/* "\n\r\n" is the longest end-of-head marker: rescan that much below last_len. */
+#define HTTP1_MARKER_BACKTRACK 3
+
+/* RFC 9110 tchar: the bytes allowed in a method or header name. */
+static int is_tchar(unsigned char c)
+{
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+        return 1;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Visible ASCII: request target bytes. */
+static int is_vchar(unsigned char c)
+{
+    return c >= 0x21 && c <= 0x7e;
+}
+
+/* Field value / reason bytes: HTAB, SP, VCHAR, obs-text; no other controls. */
+static int is_field_byte(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static int is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static char lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+/* Consume CRLF or bare LF at *pos. A CR followed by anything but LF is a bare
+ * CR: invalid, since CR-only line ends enable request smuggling. */
+static int parse_eol(const char *buf, size_t len, size_t *pos)
+{
+    if (*pos >= len)
+        return HTTP1_INCOMPLETE;
+    if (buf[*pos] == '\n') {
+        *pos += 1;
+        return 0;
+    }
+    if (buf[*pos] != '\r')
+        return HTTP1_INVALID;
+    if (*pos + 1 >= len)
+        return HTTP1_INCOMPLETE;
+    if (buf[*pos + 1] != '\n')
+        return HTTP1_INVALID;
+    *pos += 2;
+    return 0;
+}
+
+/* "HTTP/1.x" at *pos, x in {0, 1}. Fails early on a mismatching prefix. */
+static int parse_version(const char *buf, size_t len, size_t *pos, int *minor)
+{
+    for (size_t i = 0; i < HTTP1_VERSION_PREFIX_LEN; i++) {
+        if (*pos + i >= len)
+            return HTTP1_INCOMPLETE;
+        if (buf[*pos + i] != HTTP1_VERSION_PREFIX[i])
+            return HTTP1_INVALID;
+    }
+    *pos += HTTP1_VERSION_PREFIX_LEN;
+    if (*pos >= len)
+        return HTTP1_INCOMPLETE;
+    if (buf[*pos] != '0' && buf[*pos] != '1')
+        return HTTP1_INVALID;
+    *minor = buf[*pos] - '0';
+    *pos += 1;
+    return 0;
+}
+
+/* A non-empty run of bytes accepted by ok(), ending at a single SP. */
+static int parse_word(const char *buf, size_t len, size_t *pos, int (*ok)(unsigned char),
+                      const char **word, size_t *word_len)
+{
+    size_t start = *pos;
+
+    while (*pos < len && ok((unsigned char)buf[*pos]))
+        *pos += 1;
+    if (*pos >= len)
+        return HTTP1_INCOMPLETE;
+    if (*pos == start || buf[*pos] != ' ')
+        return HTTP1_INVALID;
+    *word = buf + start;
+    *word_len = *pos - start;
+    *pos += 1;
+    return 0;
+}
+
+/* One "name: value" line; *pos is at a non-blank line's first byte. */
+static int parse_header(const char *buf, size_t len, size_t *pos, struct http1_header *h)
+{
+    size_t start = *pos;
+
+    while (*pos < len && is_tchar((unsigned char)buf[*pos]))
+        *pos += 1;
+    if (*pos >= len)
+        return HTTP1_INCOMPLETE;
+    if (*pos == start || buf[*pos] != ':')
+        return HTTP1_INVALID;
+    h->name = buf + start;
+    h->name_len = *pos - start;
+    *pos += 1;
+    while (*pos < len && is_ows(buf[*pos]))
+        *pos += 1;
+    start = *pos;
+    while (*pos < len && buf[*pos] != '\r' && buf[*pos] != '\n') {
+        if (!is_field_byte((unsigned char)buf[*pos]))
+            return HTTP1_INVALID;
+        *pos += 1;
+    }
+    size_t end = *pos;
+    while (end > start && is_ows(buf[end - 1]))
+        end--;
+    h->value = buf + start;
+    h->value_len = end - start;
+    return parse_eol(buf, len, pos);
+}
+
+/* Header lines up to and including the blank line. */
+static int parse_headers(const char *buf, size_t len, size_t *pos, struct http1_header *headers,
+                         size_t max_headers, size_t *num_headers)
+{
+    *num_headers = 0;
+    for (;;) {
+        if (*pos >= len)
+            return HTTP1_INCOMPLETE;
+        if (buf[*pos] == '\r' || buf[*pos] == '\n')
+            return parse_eol(buf, len, pos);
+        if (is_ows(buf[*pos])) /* obs-fold */
+            return HTTP1_INVALID;
+        if (*num_headers >= max_headers)
+            return HTTP1_INVALID;
+        int r = parse_header(buf, len, pos, &headers[*num_headers]);
+        if (r != 0)
+            return r;
+        *num_headers += 1;
+    }
+}
+
+/* With last_len > 0 the previous call saw no end of head below last_len, so
+ * only the new bytes (plus a marker's worth of overlap) need a look. */
+static int head_may_be_complete(const char *buf, size_t len, size_t last_len)
+{
+    if (last_len == 0)
+        return 1;
+    size_t i = last_len > HTTP1_MARKER_BACKTRACK ? last_len - HTTP1_MARKER_BACKTRACK : 0;
+    for (; i < len; i++) {
+        if (buf[i] != '\n')
+            continue;
+        if (i + 1 < len && buf[i + 1] == '\n')
+            return 1;
+        if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
+            return 1;
+    }
+    return 0;
+}
+
+/* Lengths are returned as int: a buffer past INT_MAX is parsed up to it. */
+static size_t clamp_len(size_t len)
+{
+    return len > INT_MAX ? (size_t)INT_MAX : len;
+}
+
+static int finish(int r, size_t pos, size_t len, size_t orig_len)
+{
+    if (r == HTTP1_INCOMPLETE && len != orig_len)
+        return HTTP1_INVALID; /* can never complete within INT_MAX bytes */
+    return r == 0 ? (int)pos : r;
+}
+
+int http1_parse_request(const char *buf, size_t len, size_t last_len, struct http1_request *req,
+                        struct http1_header *headers, size_t max_headers)
+{
+    size_t orig_len = len;
+    size_t pos = 0;
+    int r;
+
+    len = clamp_len(len);
+    memset(req, 0, sizeof(*req));
+    req->headers = headers;
+    if (!head_may_be_complete(buf, len, last_len))
+        return finish(HTTP1_INCOMPLETE, 0, len, orig_len);
+    r = parse_word(buf, len, &pos, is_tchar, &req->method, &req->method_len);
+    if (r == 0)
+        r = parse_word(buf, len, &pos, is_vchar, &req->target, &req->target_len);
+    if (r == 0)
+        r = parse_version(buf, len, &pos, &req->minor_version);
+    if (r == 0)
+        r = parse_eol(buf, len, &pos);
+    if (r == 0)
+        r = parse_headers(buf, len, &pos, headers, max_headers, &req->num_headers);
+    return finish(r, pos, len, orig_len);
+}
+
+/* "SP 3DIGIT [SP reason]" after the version; the reason may be empty. */
+static int parse_status(const char *buf, size_t len, size_t *pos, struct http1_response *res)
+{
+    if (*pos >= len)
+        return HTTP1_INCOMPLETE;
+    if (buf[*pos] != ' ')
+        return HTTP1_INVALID;
+    *pos += 1;
+    res->status = 0;
+    for (int i = 0; i < HTTP1_STATUS_DIGITS; i++, *pos += 1) {
+        if (*pos >= len)
+            return HTTP1_INCOMPLETE;
+        if (buf[*pos] < '0' || buf[*pos] > '9')
+            return HTTP1_INVALID;
+        res->status = res->status * 10 + (buf[*pos] - '0');
+    }
+    if (*pos >= len)
+        return HTTP1_INCOMPLETE;
+    if (buf[*pos] == ' ')
+        *pos += 1;
+    else if (buf[*pos] != '\r' && buf[*pos] != '\n')
+        return HTTP1_INVALID;
+    size_t start = *pos;
+    while (*pos < len && buf[*pos] != '\r' && buf[*pos] != '\n') {
+        if (!is_field_byte((unsigned char)buf[*pos]))
+            return HTTP1_INVALID;
+        *pos += 1;
+    }
+    res->reason = buf + start;
+    res->reason_len = *pos - start;
+    return parse_eol(buf, len, pos);
+}
+
+int http1_parse_response(const char *buf, size_t len, size_t last_len, struct http1_response *res,
+                         struct http1_header *headers, size_t max_headers)
+{
+    size_t orig_len = len;
+    size_t pos = 0;
+    int r;
+
+    len = clamp_len(len);
+    memset(res, 0, sizeof(*res));
+    res->headers = headers;
+    if (!head_may_be_complete(buf, len, last_len))
+        return finish(HTTP1_INCOMPLETE, 0, len, orig_len);
+    r = parse_version(buf, len, &pos, &res->minor_version);
+    if (r == 0)
+        r = parse_status(buf, len, &pos, res);
+    if (r == 0)
+        r = parse_headers(buf, len, &pos, headers, max_headers, &res->num_headers);
+    return finish(r, pos, len, orig_len);
+}
+
+int http1_eq(const char *s, size_t len, const char *lit)
+{
+    size_t i = 0;
+
+    for (; i < len; i++) {
+        if (lit[i] == '\0' || lower(s[i]) != lower(lit[i]))
+            return 0;
+    }
+    return lit[i] == '\0';
+}
+
+const struct http1_header *http1_find(const struct http1_header *h, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (http1_eq(h[i].name, h[i].name_len, name))
+            return &h[i];
+    }
+    return NULL;
+}
+
+size_t http1_count(const struct http1_header *h, size_t n, const char *name)
+{
+    size_t count = 0;
+
+    for (size_t i = 0; i < n; i++)
+        count += (size_t)http1_eq(h[i].name, h[i].name_len, name);
+    return count;
+}
+
+int http1_has_token(const char *value, size_t len, const char *token)
+{
+    size_t pos = 0;
+
+    while (pos < len) {
+        size_t start = pos;
+        while (pos < len && value[pos] != ',')
+            pos++;
+        size_t end = pos;
+        while (start < end && is_ows(value[start]))
+            start++;
+        while (end > start && is_ows(value[end - 1]))
+            end--;
+        if (end > start && http1_eq(value + start, end - start, token))
+            return 1;
+        pos++; /* past the comma */
+    }
+    return 0;
+}
+
+size_t http1_path_len(const char *target, size_t target_len)
+{
+    size_t i = 0;
+
+    while (i < target_len && target[i] != '?' && target[i] != '#')
+        i++;
+    return i;
+}
+
+const char *http1_reason(int status)
+{
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
