@@ -24,7 +24,7 @@ static int parse_port(const char *s, uint16_t *port)
             return -EINVAL;
         v = v * 10 + (unsigned)(s[i] - '0');
     }
-    if (v == 0 || v > ADDR_PORT_MAX)
+    if (v > ADDR_PORT_MAX)
         return -EINVAL;
     *port = (uint16_t)v;
     return 0;

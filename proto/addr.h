@@ -8,7 +8,9 @@
 
 #define ADDR_STR_MAX 64 /* "[ffff:...:ffff]:65535" fits, with NUL */
 
-/* Parse "a.b.c.d:port", "[v6]:port" (numeric only; port 1..65535; "*" or
+/* Parse "a.b.c.d:port", "[v6]:port" (numeric only; port 0..65535,
+ * 0 meaning "any free port" for a listen address, so callers that connect
+ * must refuse it; "*" or
  * "0.0.0.0" allowed as host for any-address). Returns 0 or -EINVAL. */
 int addr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
