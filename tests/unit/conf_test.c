@@ -552,7 +552,7 @@ static size_t man_keywords(struct man_entry *out, size_t cap)
             continue;
         }
         if (after_tp && strncmp(line, ".B ", 3) == 0 && n < cap) {
-            snprintf(out[n].name, sizeof out[n].name, "%s", line + 3);
+            snprintf(out[n].name, sizeof out[n].name, "%.63s", line + 3);
             out[n++].text[0] = '\0';
         } else if (n > 0) {
             size_t used = strlen(out[n - 1].text);
