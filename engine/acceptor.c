@@ -1,0 +1,477 @@
+#include "engine/acceptor.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine/log.h"
+#include "engine/timer.h"
+#include "proto/http1.h"
+
+#define LISTEN_BACKLOG 4096
+#define HEAD_INITIAL 1024
+#define ACCEPT_RETRY_MS 100 /* after EMFILE/ENFILE */
+
+struct pending;
+
+struct acceptor {
+    struct relay *relay;
+    struct ev_loop loop;
+    struct wheel wheel;
+    uint64_t now;
+    struct keys *keys; /* own page, MADV_DONTDUMP */
+    uint64_t ltok[CONF_MAX_LISTEN];
+    struct timer retry;
+    int sigfd;
+    uint64_t sigtok;
+    struct pending *pend; /* list of heads being read */
+    bool stopping;
+    acceptor_reload_fn *reload;
+    void *reload_arg;
+};
+
+/* A connection whose request head is being read. */
+struct pending {
+    struct acceptor *a;
+    struct pending *prev, *next;
+    int fd;
+    uint64_t tok;
+    struct timer timer;
+    char *buf;
+    size_t len, cap, last_len;
+    char peer[ADDR_STR_MAX];
+};
+
+static int lfds[CONF_MAX_LISTEN];
+static int nlfds;
+
+static int listen_one(const char *spec, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char actual[ADDR_STR_MAX];
+    int fd, one = 1;
+
+    if (addr_parse(spec, &ss, &len) < 0) {
+        snprintf(err, errlen, "listen %s: not an address:port", spec);
+        return -EINVAL;
+    }
+    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, len) == -1 || listen(fd, LISTEN_BACKLOG) == -1)
+        goto fail;
+    len = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &len);
+    addr_format((struct sockaddr *)&ss, actual, sizeof(actual));
+    log_info("listening on %s", actual);
+    lfds[nlfds++] = fd;
+    return 0;
+fail:
+    snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return -errno;
+}
+
+int acceptor_listen(struct relay *r, char *err, size_t errlen)
+{
+    for (int i = 0; i < r->conf.nlisten; i++) {
+        int e = listen_one(r->conf.listen[i], err, errlen);
+
+        if (e < 0)
+            return e;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ pending */
+
+static void pending_free(struct pending *p, bool close_fd)
+{
+    struct acceptor *a = p->a;
+
+    ev_del(&a->loop, p->tok);
+    timer_del(&a->wheel, &p->timer);
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        a->pend = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    if (close_fd)
+        conn_close(a->relay, p->fd);
+    /* The head may hold a key. */
+    explicit_bzero(p->buf, p->len);
+    free(p->buf);
+    free(p);
+}
+
+static void pending_reject(struct pending *p, int status, const char *code, const char *msg)
+{
+    log_reject("reject %s: %d %s", p->peer, status, code);
+    conn_reject(p->a->relay, p->fd, status, code, msg);
+    pending_free(p, false);
+}
+
+static struct handoff *handoff_make(struct pending *p, const struct wr_request *wr, size_t head)
+{
+    size_t pre = p->len - head;
+    struct handoff *h = calloc(1, sizeof(*h) + wr->path_len + 1 + wr->id_len + 1 + pre);
+
+    if (!h)
+        return NULL;
+    h->type = HO_CONN;
+    h->fd = p->fd;
+    h->kind = wr->kind;
+    h->timeout = wr->timeout;
+    memcpy(h->peer, p->peer, sizeof(h->peer));
+    h->path = h->data;
+    memcpy(h->path, wr->path, wr->path_len);
+    h->path_len = wr->path_len;
+    h->id = h->path + wr->path_len + 1;
+    if (wr->id_len)
+        memcpy(h->id, wr->id, wr->id_len);
+    h->id_len = wr->id_len;
+    h->pre = h->id + wr->id_len + 1;
+    if (pre)
+        memcpy(h->pre, p->buf + head, pre);
+    h->pre_len = pre;
+    if (wr->kind == WR_LISTENER && ws_accept(wr->ws_key, wr->ws_key_len, h->ws_accept) < 0) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* A whole head is in p->buf[0..head): authenticate, classify, hand off. */
+static void pending_dispatch(struct pending *p, const struct http1_request *req, size_t head)
+{
+    struct acceptor *a = p->a;
+    const struct http1_header *k = wr_apikey(req);
+    enum key_role role = k ? keys_role(a->keys, k->value, k->value_len) : KEY_NONE;
+    struct wr_request wr;
+    struct wr_error err;
+    struct handoff *h;
+
+    if (wr_classify(req, role, &wr, &err) < 0) {
+        log_reject("reject %s: %d %s", p->peer, err.status, err.errorcode);
+        conn_reject_err(a->relay, p->fd, &err);
+        pending_free(p, false);
+        return;
+    }
+    h = handoff_make(p, &wr, head);
+    if (!h) {
+        pending_reject(p, 400, "invalid_request", "Bad request");
+        return;
+    }
+    pending_free(p, false);
+    shard_push(relay_shard_for(a->relay, h->path, h->path_len), h);
+}
+
+/* Read what is there and try to parse. Returns after a hand-off, a reject,
+ * or when the socket has no more bytes. */
+static void pending_read(struct pending *p)
+{
+    size_t max = p->a->relay->conf.max_header;
+    struct http1_header hdr[HTTP1_MAX_HEADERS];
+    struct http1_request req;
+
+    for (;;) {
+        ssize_t n;
+        int r;
+
+        if (p->len == p->cap) {
+            size_t cap = p->cap * 2 > max ? max : p->cap * 2;
+            char *b;
+
+            if (p->len >= max) {
+                pending_reject(p, 431, "header_too_large", "Request head too large");
+                return;
+            }
+            b = realloc(p->buf, cap);
+            if (!b) {
+                pending_reject(p, 503, "too_many_connections", "Out of memory");
+                return;
+            }
+            p->buf = b;
+            p->cap = cap;
+        }
+        n = recv(p->fd, p->buf + p->len, p->cap - p->len, 0);
+        if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+            log_debug("%s went away before its head was complete", p->peer);
+            pending_free(p, true);
+            return;
+        }
+        if (n == -1) {
+            if (errno == EAGAIN)
+                return;
+            continue;
+        }
+        p->len += (size_t)n;
+        r = http1_parse_request(p->buf, p->len, p->last_len, &req, hdr, HTTP1_MAX_HEADERS);
+        if (r > 0) {
+            pending_dispatch(p, &req, (size_t)r);
+            return;
+        }
+        if (r == -1) {
+            pending_reject(p, 400, "invalid_request", "Malformed request head");
+            return;
+        }
+        p->last_len = p->len;
+    }
+}
+
+static void pending_event(void *arg, uint32_t events)
+{
+    pending_read(arg);
+}
+
+static void pending_timeout(struct timer *t)
+{
+    struct pending *p = (struct pending *)((char *)t - offsetof(struct pending, timer));
+
+    log_reject("close %s: request head not complete in time", p->peer);
+    pending_free(p, true);
+}
+
+static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa)
+{
+    struct relay *r = a->relay;
+    struct pending *p;
+    int one = 1;
+
+    if (atomic_fetch_add(&r->nconn, 1) >= r->conf.max_connections) {
+        log_reject("reject: too many connections (%ld)", r->conf.max_connections);
+        conn_reject(r, fd, 503, "too_many_connections", "Too many connections");
+        return;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    p = calloc(1, sizeof(*p));
+    if (p)
+        p->buf = malloc(HEAD_INITIAL);
+    if (!p || !p->buf) {
+        free(p);
+        conn_close(r, fd);
+        return;
+    }
+    p->a = a;
+    p->fd = fd;
+    p->cap = HEAD_INITIAL;
+    addr_format(sa, p->peer, sizeof(p->peer));
+    p->next = a->pend;
+    if (a->pend)
+        a->pend->prev = p;
+    a->pend = p;
+    timer_set(&a->wheel, &p->timer, a->now + (uint64_t)r->conf.header_timeout * 1000,
+              pending_timeout);
+    if (ev_add(&a->loop, fd, EV_IN | EV_RDHUP, pending_event, p, &p->tok) < 0) {
+        pending_free(p, true);
+        return;
+    }
+    /* Most clients send their head with the connect: read it now. */
+    pending_read(p);
+}
+
+/* ------------------------------------------------------------ accept */
+
+static void accept_retry(struct timer *t);
+
+static void accept_all(struct acceptor *a, int lfd)
+{
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd >= 0) {
+            pending_new(a, fd, (struct sockaddr *)&ss);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* Edge-triggered: nothing wakes us for the backlog we leave. */
+            log_reject("accept: %s; retrying", strerror(errno));
+            if (!timer_armed(&a->retry))
+                timer_set(&a->wheel, &a->retry, a->now + ACCEPT_RETRY_MS, accept_retry);
+        }
+        return;
+    }
+}
+
+static struct acceptor *the_acceptor; /* for accept_retry; one per process */
+
+static void accept_retry(struct timer *t)
+{
+    for (int i = 0; i < nlfds; i++)
+        accept_all(the_acceptor, lfds[i]);
+}
+
+static void listen_event(void *arg, uint32_t events)
+{
+    struct acceptor *a = the_acceptor;
+
+    accept_all(a, (int)(intptr_t)arg);
+}
+
+/* ------------------------------------------------------------ signals */
+
+static void acceptor_stop(struct acceptor *a)
+{
+    struct relay *r = a->relay;
+
+    log_info("stopping: draining (up to %lds)", r->conf.drain_timeout);
+    a->stopping = true;
+    for (int i = 0; i < nlfds; i++) {
+        ev_del(&a->loop, a->ltok[i]);
+        close(lfds[i]);
+    }
+    nlfds = 0;
+    timer_del(&a->wheel, &a->retry);
+    while (a->pend)
+        pending_free(a->pend, true);
+    for (int i = 0; i < r->nshards; i++) {
+        struct handoff *h = calloc(1, sizeof(*h));
+
+        if (!h) /* cannot drain gracefully without memory: just go */
+            exit(1);
+        h->type = HO_DRAIN;
+        shard_push(r->shards[i], h);
+    }
+}
+
+static void acceptor_reload(struct acceptor *a)
+{
+    struct relay *r = a->relay;
+    struct conf c;
+    struct keys k;
+    char err[512];
+    bool relisten;
+
+    if (a->reload(a->reload_arg, &c, &k, err, sizeof(err)) < 0) {
+        log_error("reload failed, keeping the running configuration: %s", err);
+        keys_wipe(&k);
+        return;
+    }
+    relisten = c.nlisten != r->conf.nlisten;
+    for (int i = 0; !relisten && i < c.nlisten; i++)
+        relisten = strcmp(c.listen[i], r->conf.listen[i]) != 0;
+    if (relisten || c.workers != r->conf.workers || c.io != r->conf.io)
+        log_warn("reload: listen, workers and io changes take effect at restart");
+    memcpy(c.listen, r->conf.listen, sizeof(c.listen));
+    c.nlisten = r->conf.nlisten;
+    c.workers = r->conf.workers;
+    c.io = r->conf.io;
+    r->conf = c;
+    *a->keys = k;
+    keys_wipe(&k);
+    atomic_store(&log_level_cur, (int)c.log_level);
+    for (int i = 0; i < r->nshards; i++) {
+        struct handoff *h = calloc(1, sizeof(*h));
+
+        if (h)
+            h->conf = malloc(sizeof(*h->conf));
+        if (!h || !h->conf) {
+            free(h);
+            log_error("reload: out of memory for shard %d", i);
+            continue;
+        }
+        *h->conf = c;
+        h->type = HO_CONFIG;
+        shard_push(r->shards[i], h);
+    }
+    log_info("reloaded configuration and keys");
+}
+
+static void signal_event(void *arg, uint32_t events)
+{
+    struct acceptor *a = arg;
+    struct signalfd_siginfo si;
+
+    while (read(a->sigfd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            if (!a->stopping)
+                acceptor_reload(a);
+        } else if (!a->stopping) {
+            acceptor_stop(a);
+        } else {
+            log_warn("second signal: exiting without waiting for linked pairs");
+            exit(0);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ run */
+
+static struct keys *keys_page(void)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t len = (sizeof(struct keys) + (size_t)pg - 1) & ~((size_t)pg - 1);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED)
+        return NULL;
+    madvise(p, len, MADV_DONTDUMP);
+    return p;
+}
+
+int acceptor_run(struct relay *r, const struct keys *keys, acceptor_reload_fn *reload,
+                 void *reload_arg)
+{
+    struct acceptor a = {.relay = r, .reload = reload, .reload_arg = reload_arg, .sigfd = -1};
+    sigset_t set;
+    int e;
+
+    the_acceptor = &a;
+    a.keys = keys_page();
+    if (!a.keys)
+        return -ENOMEM;
+    *a.keys = *keys;
+    a.now = now_ms();
+    wheel_init(&a.wheel, a.now);
+    e = ev_init(&a.loop, r->be);
+    if (e < 0)
+        return e;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    a.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (a.sigfd == -1 || ev_add(&a.loop, a.sigfd, EV_IN, signal_event, &a, &a.sigtok) < 0)
+        return -errno;
+    for (int i = 0; i < nlfds; i++) {
+        e = ev_add(&a.loop, lfds[i], EV_IN, listen_event, (void *)(intptr_t)lfds[i], &a.ltok[i]);
+        if (e < 0)
+            return e;
+    }
+    while (!a.stopping || atomic_load(&r->shards_running) > 0) {
+        int t = wheel_timeout(&a.wheel, a.now);
+
+        if (a.stopping && (t < 0 || t > 50))
+            t = 50;
+        e = ev_wait(&a.loop, t);
+        if (e < 0) {
+            log_error("acceptor: event loop: %s", strerror(-e));
+            break;
+        }
+        a.now = now_ms();
+        wheel_run(&a.wheel, a.now);
+    }
+    ev_del(&a.loop, a.sigtok);
+    close(a.sigfd);
+    ev_fini(&a.loop);
+    keys_wipe(a.keys);
+    return e < 0 ? e : 0;
+}

@@ -1,0 +1,142 @@
+#include "engine/ev.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EV_SLOTS_INITIAL 256
+#define EV_NO_SLOT UINT32_MAX
+
+static inline uint64_t make_token(uint32_t idx, uint32_t gen)
+{
+    return ((uint64_t)(idx + 1) << 32) | gen; /* never 0 */
+}
+
+const struct ev_backend *ev_choose(enum conf_io want, char *why, size_t len)
+{
+    char reason[256] = "";
+
+    why[0] = '\0';
+    if (want == IO_EPOLL)
+        return &ev_backend_epoll;
+    if (ev_backend_uring.probe(reason, sizeof(reason)) == 0)
+        return &ev_backend_uring;
+    if (want == IO_URING) {
+        snprintf(why, len, "io_uring unavailable: %s", reason);
+        return NULL;
+    }
+    snprintf(why, len, "io_uring unavailable (%s), using epoll", reason);
+    return &ev_backend_epoll;
+}
+
+static int slots_grow(struct ev_loop *l)
+{
+    uint32_t n = l->nslots ? l->nslots * 2 : EV_SLOTS_INITIAL;
+    struct ev_slot *s = realloc(l->slot, n * sizeof(*s));
+
+    if (!s)
+        return -ENOMEM;
+    memset(s + l->nslots, 0, (n - l->nslots) * sizeof(*s));
+    for (uint32_t i = l->nslots; i < n; i++)
+        s[i].next_free = i + 1 < n ? i + 1 : l->free_head;
+    l->free_head = l->nslots;
+    l->slot = s;
+    l->nslots = n;
+    return 0;
+}
+
+int ev_init(struct ev_loop *l, const struct ev_backend *be)
+{
+    memset(l, 0, sizeof(*l));
+    l->be = be;
+    l->free_head = EV_NO_SLOT;
+    if (slots_grow(l) < 0)
+        return -ENOMEM;
+    return be->init(l);
+}
+
+void ev_fini(struct ev_loop *l)
+{
+    if (l->be)
+        l->be->fini(l);
+    free(l->slot);
+    l->slot = NULL;
+}
+
+struct ev_slot *ev_slot_of(struct ev_loop *l, uint64_t token)
+{
+    uint32_t idx = (uint32_t)(token >> 32) - 1;
+
+    if (!token || idx >= l->nslots || l->slot[idx].gen != (uint32_t)token)
+        return NULL;
+    return &l->slot[idx];
+}
+
+void ev_slot_release(struct ev_loop *l, uint64_t token)
+{
+    struct ev_slot *s = ev_slot_of(l, token);
+    uint32_t idx = (uint32_t)(token >> 32) - 1;
+
+    if (!s)
+        return;
+    s->state = SLOT_FREE;
+    s->gen++;
+    s->cb = NULL;
+    s->arg = NULL;
+    s->next_free = l->free_head;
+    l->free_head = idx;
+}
+
+int ev_add(struct ev_loop *l, int fd, uint32_t events, ev_cb *cb, void *arg, uint64_t *token)
+{
+    struct ev_slot *s;
+    uint32_t idx;
+    int r;
+
+    if (l->free_head == EV_NO_SLOT && slots_grow(l) < 0)
+        return -ENOMEM;
+    idx = l->free_head;
+    s = &l->slot[idx];
+    l->free_head = s->next_free;
+    s->cb = cb;
+    s->arg = arg;
+    s->fd = fd;
+    s->events = events;
+    s->state = SLOT_LIVE;
+    *token = make_token(idx, s->gen);
+    r = l->be->add(l, fd, events, *token);
+    if (r < 0) {
+        ev_slot_release(l, *token);
+        *token = 0;
+        return r;
+    }
+    l->live++;
+    return 0;
+}
+
+void ev_del(struct ev_loop *l, uint64_t token)
+{
+    struct ev_slot *s = ev_slot_of(l, token);
+
+    if (!s || s->state != SLOT_LIVE)
+        return;
+    s->state = SLOT_DYING;
+    s->cb = NULL;
+    l->live--;
+    if (l->be->del(l, s->fd, token))
+        ev_slot_release(l, token);
+}
+
+void ev_dispatch(struct ev_loop *l, uint64_t token, uint32_t events)
+{
+    struct ev_slot *s = ev_slot_of(l, token);
+
+    if (s && s->state == SLOT_LIVE)
+        s->cb(s->arg, events);
+}
+
+int ev_wait(struct ev_loop *l, int timeout_ms)
+{
+    return l->be->wait(l, timeout_ms);
+}

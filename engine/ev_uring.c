@@ -1,0 +1,205 @@
+/* io_uring backend. Readiness comes from multishot poll requests, which are
+ * edge-triggered by default (no IORING_POLL_ADD_LEVEL): one completion per
+ * wake-up, the poll stays armed (IORING_CQE_F_MORE). Data still moves by
+ * nonblocking splice from the shard thread on readiness: IORING_OP_SPLICE is
+ * always punted to io-wq here and costs a kernel thread per idle direction
+ * (DESIGN.md). The ring is single-issuer with deferred task work, created by
+ * the thread that uses it. */
+#include "engine/ev.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define URING_ENTRIES 4096
+#define URING_BATCH 256
+
+struct ur {
+    struct io_uring ring;
+    struct io_uring_cqe batch[URING_BATCH];
+};
+
+static struct io_uring_sqe *ur_sqe(struct ur *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+
+    if (!sqe) {
+        io_uring_submit(&u->ring);
+        sqe = io_uring_get_sqe(&u->ring);
+    }
+    return sqe;
+}
+
+static int ur_ring_init(struct io_uring *ring, unsigned entries)
+{
+    int r = io_uring_queue_init(entries, ring,
+                                IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+
+    if (r == -EINVAL) /* kernels before 6.1 */
+        r = io_uring_queue_init(entries, ring, 0);
+    return r;
+}
+
+/* A real check, not a version guess: io_uring may be disabled by sysctl
+ * (kernel.io_uring_disabled) or seccomp, or lack multishot poll. */
+static int ur_probe(char *why, size_t len)
+{
+    struct io_uring ring;
+    struct io_uring_cqe *cqe;
+    int p[2], r;
+
+    r = ur_ring_init(&ring, 8);
+    if (r < 0) {
+        snprintf(why, len, "io_uring_setup: %s", strerror(-r));
+        return r;
+    }
+    if (pipe(p) == -1) {
+        r = -errno;
+        snprintf(why, len, "pipe: %s", strerror(errno));
+        goto out_ring;
+    }
+    io_uring_prep_poll_multishot(io_uring_get_sqe(&ring), p[0], POLLIN);
+    if (write(p[1], "x", 1) != 1) {
+        r = -EIO;
+        goto out_pipe;
+    }
+    r = io_uring_submit_and_wait(&ring, 1);
+    if (r >= 0)
+        r = io_uring_peek_cqe(&ring, &cqe);
+    if (r < 0) {
+        snprintf(why, len, "poll: %s", strerror(-r));
+    } else if (cqe->res < 0 || !(cqe->flags & IORING_CQE_F_MORE)) {
+        snprintf(why, len, "multishot poll not supported (res %d)", cqe->res);
+        r = -ENOTSUP;
+    }
+out_pipe:
+    close(p[0]);
+    close(p[1]);
+out_ring:
+    io_uring_queue_exit(&ring);
+    return r < 0 ? r : 0;
+}
+
+static int ur_init(struct ev_loop *l)
+{
+    struct ur *u = calloc(1, sizeof(*u));
+    int r;
+
+    if (!u)
+        return -ENOMEM;
+    r = ur_ring_init(&u->ring, URING_ENTRIES);
+    if (r < 0) {
+        free(u);
+        return r;
+    }
+    l->priv = u;
+    return 0;
+}
+
+static void ur_fini(struct ev_loop *l)
+{
+    struct ur *u = l->priv;
+
+    if (!u)
+        return;
+    io_uring_queue_exit(&u->ring);
+    free(u);
+    l->priv = NULL;
+}
+
+static int ur_arm(struct ur *u, int fd, uint32_t events, uint64_t token)
+{
+    struct io_uring_sqe *sqe = ur_sqe(u);
+
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_poll_multishot(sqe, fd, events);
+    io_uring_sqe_set_data64(sqe, token);
+    return 0;
+}
+
+static int ur_add(struct ev_loop *l, int fd, uint32_t events, uint64_t token)
+{
+    return ur_arm(l->priv, fd, events, token);
+}
+
+static int ur_del(struct ev_loop *l, int fd, uint64_t token)
+{
+    struct ur *u = l->priv;
+    struct io_uring_sqe *sqe = ur_sqe(u);
+
+    if (!sqe)
+        return 0; /* cannot happen after a submit; the slot just stays dying */
+    io_uring_prep_poll_remove(sqe, token);
+    io_uring_sqe_set_data64(sqe, 0);
+    /* The poll holds a reference to the file, so a close() by the caller
+     * takes effect once this remove is submitted: at the next ev_wait(),
+     * right after the current batch of callbacks. */
+    return 0;
+}
+
+static void ur_complete(struct ev_loop *l, struct ur *u, const struct io_uring_cqe *c)
+{
+    struct ev_slot *s = ev_slot_of(l, c->user_data);
+
+    if (!s)
+        return;
+    if (!(c->flags & IORING_CQE_F_MORE)) {
+        /* The poll ended: after our remove (slot dying), or on its own
+         * (error, overflow), in which case a live watch is armed again. */
+        if (s->state == SLOT_DYING) {
+            ev_slot_release(l, c->user_data);
+            return;
+        }
+        if (c->res >= 0 && ur_arm(u, s->fd, s->events, c->user_data) < 0)
+            ev_dispatch(l, c->user_data, EV_ERR);
+    }
+    if (c->res < 0)
+        ev_dispatch(l, c->user_data, EV_ERR);
+    else if (s->state == SLOT_LIVE)
+        ev_dispatch(l, c->user_data, (uint32_t)c->res);
+}
+
+static int ur_wait(struct ev_loop *l, int timeout_ms)
+{
+    struct ur *u = l->priv;
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                   .tv_nsec = (long long)(timeout_ms % 1000) * 1000000};
+    struct io_uring_cqe *cqe;
+    unsigned n;
+    int r;
+
+    r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms >= 0 ? &ts : NULL, NULL);
+    if (r < 0 && r != -ETIME && r != -EINTR)
+        return r;
+    /* Copy a batch out before dispatching: callbacks queue new requests. */
+    for (;;) {
+        struct io_uring_cqe *ptrs[URING_BATCH];
+
+        n = io_uring_peek_batch_cqe(&u->ring, ptrs, URING_BATCH);
+        if (!n)
+            break;
+        for (unsigned i = 0; i < n; i++)
+            u->batch[i] = *ptrs[i];
+        io_uring_cq_advance(&u->ring, n);
+        for (unsigned i = 0; i < n; i++)
+            ur_complete(l, u, &u->batch[i]);
+        if (n < URING_BATCH)
+            break;
+    }
+    return 0;
+}
+
+const struct ev_backend ev_backend_uring = {
+    .name = "uring",
+    .probe = ur_probe,
+    .init = ur_init,
+    .fini = ur_fini,
+    .add = ur_add,
+    .del = ur_del,
+    .wait = ur_wait,
+};

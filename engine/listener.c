@@ -1,0 +1,511 @@
+/* Listeners (server key + WebSocket), waiting clients and dial-backs: the
+ * part of PROTOCOL.md that lives on a shard. Shard thread only. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine/log.h"
+#include "engine/shard.h"
+#include "proto/json.h"
+
+#define WS_READ_CHUNK 4096
+#define HEAD_101_MAX 256
+
+static void listener_event(void *arg, uint32_t events);
+static void listener_ka_cb(struct timer *t);
+static void waiter_timer_cb(struct timer *t);
+
+/* ------------------------------------------------------------ output */
+
+static int out_append(struct listener *l, const void *p, size_t n)
+{
+    if (l->out_off == l->out_len)
+        l->out_off = l->out_len = 0;
+    if (l->out_len + n > l->out_cap) {
+        size_t cap = l->out_cap ? l->out_cap : 512;
+        char *o;
+
+        while (cap < l->out_len + n)
+            cap *= 2;
+        if (cap > LISTENER_OUT_MAX)
+            return -ENOBUFS; /* the listener does not read: it is dropped */
+        o = realloc(l->out, cap);
+        if (!o)
+            return -ENOMEM;
+        l->out = o;
+        l->out_cap = cap;
+    }
+    memcpy(l->out + l->out_len, p, n);
+    l->out_len += n;
+    return 0;
+}
+
+static int out_frame(struct listener *l, uint8_t opcode, const void *p, size_t n)
+{
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t h = ws_build_header(hdr, opcode, true, n, NULL);
+    int r = out_append(l, hdr, h);
+
+    return r < 0 ? r : out_append(l, p, n);
+}
+
+/* Write what is queued. 0 or -errno; closes the listener when a close
+ * frame has gone out. */
+static int out_flush(struct listener *l)
+{
+    while (l->out_off < l->out_len && l->writable) {
+        ssize_t n = send(l->fd, l->out + l->out_off, l->out_len - l->out_off, MSG_NOSIGNAL);
+
+        if (n == -1) {
+            if (errno == EAGAIN) {
+                l->writable = false;
+                break;
+            }
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        l->out_off += (size_t)n;
+    }
+    if (l->out_off == l->out_len) {
+        /* Keep an idle listener small: drop a large buffer once flushed. */
+        if (l->out_cap > 4096) {
+            free(l->out);
+            l->out = NULL;
+            l->out_cap = 0;
+        }
+        l->out_off = l->out_len = 0;
+    }
+    return 0;
+}
+
+static void listener_send_close(struct listener *l, uint16_t code, const char *reason)
+{
+    uint8_t f[WS_MAX_HEADER + WS_MAX_CONTROL];
+    size_t n = ws_build_close(f, code, reason, NULL);
+
+    if (out_append(l, f, n) == 0)
+        l->closing = true;
+}
+
+/* ------------------------------------------------------------ waiters */
+
+static void waiter_unlink(struct waiter *w)
+{
+    struct shard *sh = w->sh;
+
+    map_del(&sh->waiters, &w->me);
+    dlist_del(&w->node);
+    w->l->nwaiting--;
+    timer_del(&sh->wheel, &w->timer);
+}
+
+void waiter_fail(struct waiter *w, int status, const char *code, const char *msg)
+{
+    waiter_unlink(w);
+    log_info("unlinked path=%.*s client=%s (%s)", (int)w->path_len, w->key, w->peer, code);
+    conn_reject(w->sh->relay, w->fd, status, code, msg);
+    free(w->pre);
+    free(w);
+}
+
+static void waiter_timer_cb(struct timer *t)
+{
+    waiter_fail(CONTAINER(t, struct waiter, timer), 504, "listener_timeout",
+                "The listener did not connect back in time");
+}
+
+/* ------------------------------------------------------------ listeners */
+
+void listener_close(struct listener *l, const char *why)
+{
+    struct shard *sh = l->sh;
+
+    while (l->waiters.next != &l->waiters)
+        waiter_fail(CONTAINER(l->waiters.next, struct waiter, node), 502, "missing_destination",
+                    "The listener of this path went away");
+    map_del(&sh->listeners, &l->me);
+    atomic_fetch_sub(&sh->relay->nlisteners, 1);
+    ev_del(&sh->loop, l->tok);
+    timer_del(&sh->wheel, &l->ka);
+    conn_close(sh->relay, l->fd);
+    log_info("unregister path=%s listener=%s (%s)", l->path, l->peer, why);
+    free(l->out);
+    free(l);
+}
+
+/* Queue a WebSocket close 1001 and let it flush; used by SIGTERM. */
+void listener_drain(struct listener *l)
+{
+    while (l->waiters.next != &l->waiters)
+        waiter_fail(CONTAINER(l->waiters.next, struct waiter, node), 503, "shutting_down", "The relay is shutting down");
+    listener_send_close(l, WS_CLOSE_GOING_AWAY, "relay shutting down");
+    if (out_flush(l) < 0 || l->out_len == 0)
+        listener_close(l, "shutting down");
+}
+
+/* One complete control frame (payload unmasked in rd->ctrl). 0 or a close
+ * code. */
+static int ws_control(struct listener *l, const struct ws_frame *f, const uint8_t *p)
+{
+    switch (f->opcode) {
+    case WS_OP_PING:
+        return out_frame(l, WS_OP_PONG, p, (size_t)f->len) < 0 ? WS_CLOSE_TOO_BIG : 0;
+    case WS_OP_PONG:
+        return 0;
+    default: /* WS_OP_CLOSE: echo the code, then close once it is out */
+        if (f->len == 1)
+            return WS_CLOSE_PROTOCOL;
+        if (out_frame(l, WS_OP_CLOSE, p, f->len >= 2 ? 2 : 0) == 0)
+            l->closing = true;
+        return -1;
+    }
+}
+
+/* Data frames are read and ignored, but RFC 6455's framing rules and our
+ * size limit still hold. 0 or a close code. */
+static int ws_data_header(struct listener *l, const struct ws_frame *f)
+{
+    struct ws_reader *rd = &l->rd;
+
+    if (f->opcode == WS_OP_CONT) {
+        if (!rd->in_message)
+            return WS_CLOSE_PROTOCOL;
+        rd->msg_len += f->len;
+    } else {
+        if (rd->in_message)
+            return WS_CLOSE_PROTOCOL;
+        rd->msg_len = f->len;
+    }
+    rd->in_message = !f->fin;
+    return rd->msg_len > l->sh->conf.max_frame ? WS_CLOSE_TOO_BIG : 0;
+}
+
+/* Feed received bytes to the frame reader. 0 to go on, -1 after a close
+ * frame, or a close code (> 0) for a protocol violation. */
+static int ws_feed(struct listener *l, uint8_t *p, size_t n)
+{
+    struct ws_reader *rd = &l->rd;
+
+    while (n > 0) {
+        if (!rd->in_frame) {
+            size_t take = n < sizeof(rd->hdr) - rd->hdr_len ? n : sizeof(rd->hdr) - rd->hdr_len;
+            int h, c;
+
+            memcpy(rd->hdr + rd->hdr_len, p, take);
+            h = ws_parse_header(rd->hdr, rd->hdr_len + take, &rd->f);
+            if (h == -2) {
+                rd->hdr_len += take;
+                p += take;
+                n -= take;
+                continue;
+            }
+            if (h < 0)
+                return WS_CLOSE_PROTOCOL;
+            c = ws_check(&rd->f, true, l->sh->conf.max_frame);
+            if (c == 0 && rd->f.opcode < WS_OP_CLOSE)
+                c = ws_data_header(l, &rd->f);
+            if (c)
+                return c;
+            p += (size_t)h - rd->hdr_len;
+            n -= (size_t)h - rd->hdr_len;
+            rd->hdr_len = 0;
+            rd->in_frame = true;
+            rd->got = 0;
+        }
+        size_t left = (size_t)(rd->f.len - rd->got), take = n < left ? n : left;
+
+        if (rd->f.opcode >= WS_OP_CLOSE)
+            memcpy(rd->ctrl + rd->got, p, take);
+        rd->got += take;
+        p += take;
+        n -= take;
+        if (rd->got < rd->f.len)
+            continue;
+        rd->in_frame = false;
+        if (rd->f.opcode >= WS_OP_CLOSE) {
+            int c;
+
+            ws_unmask(rd->ctrl, (size_t)rd->f.len, rd->f.mask, 0);
+            c = ws_control(l, &rd->f, rd->ctrl);
+            if (c)
+                return c;
+        }
+    }
+    return 0;
+}
+
+/* Read and handle frames. 0, or -1 when the listener must go. */
+static int listener_read(struct listener *l)
+{
+    uint8_t buf[WS_READ_CHUNK];
+
+    for (;;) {
+        ssize_t n = recv(l->fd, buf, sizeof(buf), 0);
+        int c;
+
+        if (n == 0)
+            return -1;
+        if (n == -1) {
+            if (errno == EAGAIN)
+                return 0;
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        l->last_rx = l->sh->now;
+        if (l->closing)
+            continue; /* after our close frame, input is only drained */
+        c = ws_feed(l, buf, (size_t)n);
+        if (c > 0)
+            listener_send_close(l, (uint16_t)c, c == WS_CLOSE_TOO_BIG ? "frame too big" : "protocol error");
+        if (c)
+            return 0;
+    }
+}
+
+static void listener_event(void *arg, uint32_t events)
+{
+    struct listener *l = arg;
+    int r = 0;
+
+    if (events & (EV_OUT | EV_HUP | EV_ERR))
+        l->writable = true;
+    if (events & (EV_IN | EV_RDHUP | EV_HUP | EV_ERR))
+        r = listener_read(l);
+    if (r == 0)
+        r = out_flush(l);
+    if (r < 0)
+        listener_close(l, "connection closed");
+    else if (l->closing && l->out_len == 0)
+        listener_close(l, "websocket closed");
+}
+
+static void listener_ka_cb(struct timer *t)
+{
+    struct listener *l = CONTAINER(t, struct listener, ka);
+    uint64_t ka = (uint64_t)l->sh->conf.keepalive * 1000;
+
+    if (!ka)
+        return;
+    if (l->sh->now - l->last_rx >= 2 * ka) {
+        listener_close(l, "keepalive: no answer");
+        return;
+    }
+    if (out_frame(l, WS_OP_PING, "rapi", 4) < 0 || out_flush(l) < 0) {
+        listener_close(l, "keepalive: cannot write");
+        return;
+    }
+    timer_set(&l->sh->wheel, &l->ka, l->sh->now + ka, listener_ka_cb);
+}
+
+void listener_register(struct shard *sh, struct handoff *h)
+{
+    struct relay *r = sh->relay;
+    struct listener *l;
+    char head[HEAD_101_MAX];
+    int n;
+
+    if (map_get(&sh->listeners, h->path, h->path_len)) {
+        log_reject("reject %s: path %s in use", h->peer, h->path);
+        conn_reject(r, h->fd, 409, "path_in_use", "This path already has a listener");
+        return;
+    }
+    if (atomic_fetch_add(&r->nlisteners, 1) >= sh->conf.max_listeners) {
+        atomic_fetch_sub(&r->nlisteners, 1);
+        conn_reject(r, h->fd, 503, "too_many_listeners", "Too many listeners");
+        return;
+    }
+    l = calloc(1, sizeof(*l) + h->path_len + 1);
+    n = wr_build_ws_101(head, sizeof(head), h->ws_accept);
+    if (!l || n < 0 || out_append(l, head, (size_t)n) < 0) {
+        atomic_fetch_sub(&r->nlisteners, 1);
+        if (l)
+            free(l->out);
+        free(l);
+        conn_reject(r, h->fd, 503, "too_many_listeners", "Out of memory");
+        return;
+    }
+    l->sh = sh;
+    l->fd = h->fd;
+    memcpy(l->path, h->path, h->path_len);
+    l->path_len = h->path_len;
+    l->me.key = l->path;
+    l->me.key_len = l->path_len;
+    dlist_init(&l->waiters);
+    l->last_rx = sh->now;
+    l->writable = true;
+    snprintf(l->peer, sizeof(l->peer), "%s", h->peer);
+    map_put(&sh->listeners, &l->me);
+    if (ev_add(&sh->loop, l->fd, EV_IN | EV_OUT | EV_RDHUP, listener_event, l, &l->tok) < 0) {
+        listener_close(l, "cannot watch");
+        return;
+    }
+    log_info("register path=%s listener=%s", l->path, l->peer);
+    if (sh->conf.keepalive > 0)
+        timer_set(&sh->wheel, &l->ka, sh->now + (uint64_t)sh->conf.keepalive * 1000,
+                  listener_ka_cb);
+    /* Frames the listener pipelined behind its head. */
+    if (h->pre_len) {
+        int c = ws_feed(l, (uint8_t *)h->pre, h->pre_len);
+
+        if (c > 0)
+            listener_send_close(l, (uint16_t)c, "protocol error");
+    }
+    listener_event(l, EV_OUT);
+}
+
+/* ------------------------------------------------------------ clients */
+
+/* PROTOCOL.md's timeout rule for one WebRoute side: max(its header, the
+ * relay's default, the floor), the header clamped. */
+static long side_timeout(const struct shard *sh, long header)
+{
+    long t = header > WEBROUTE_MAX_TIMEOUT ? WEBROUTE_MAX_TIMEOUT : header;
+
+    if (t < sh->conf.timeout)
+        t = sh->conf.timeout;
+    return t < sh->conf.min_timeout ? sh->conf.min_timeout : t;
+}
+
+static struct waiter *waiter_new(struct shard *sh, struct handoff *h)
+{
+    struct waiter *w = calloc(1, sizeof(*w) + h->path_len + 1 + h->id_len + 1);
+
+    if (!w)
+        return NULL;
+    w->sh = sh;
+    w->fd = h->fd;
+    w->path_len = h->path_len;
+    w->id_len = h->id_len;
+    memcpy(w->key, h->path, h->path_len);
+    memcpy(w->key + h->path_len + 1, h->id, h->id_len);
+    w->me.key = w->key;
+    w->me.key_len = h->path_len + 1 + h->id_len;
+    w->timeout = h->timeout;
+    snprintf(w->peer, sizeof(w->peer), "%s", h->peer);
+    if (h->pre_len) {
+        w->pre = malloc(h->pre_len);
+        if (!w->pre) {
+            free(w);
+            return NULL;
+        }
+        memcpy(w->pre, h->pre, h->pre_len);
+        w->pre_len = h->pre_len;
+    }
+    return w;
+}
+
+void client_arrive(struct shard *sh, struct handoff *h)
+{
+    struct relay *r = sh->relay;
+    struct map_entry *me = map_get(&sh->listeners, h->path, h->path_len);
+    struct listener *l = me ? CONTAINER(me, struct listener, me) : NULL;
+    char key[WEBROUTE_PATH_MAX + 1 + WEBROUTE_ID_MAX];
+    char json[NOTIFY_MAX];
+    struct waiter *w;
+    long timeout;
+    int n;
+
+    if (!l || l->closing) {
+        log_reject("reject %s: no listener on %s", h->peer, h->path);
+        conn_reject(r, h->fd, 502, "missing_destination", "No listener on this path");
+        return;
+    }
+    memcpy(key, h->path, h->path_len);
+    key[h->path_len] = '\0';
+    memcpy(key + h->path_len + 1, h->id, h->id_len);
+    if (map_get(&sh->waiters, key, h->path_len + 1 + h->id_len)) {
+        log_reject("reject %s: duplicate id on %s", h->peer, h->path);
+        conn_reject(r, h->fd, 409, "duplicate_id", "A client with this WebRoute-ID is waiting");
+        return;
+    }
+    if (l->nwaiting >= sh->conf.max_waiting) {
+        conn_reject(r, h->fd, 503, "too_many_waiting", "Too many clients waiting on this path");
+        return;
+    }
+    timeout = side_timeout(sh, h->timeout);
+    h->timeout = timeout;
+    n = notify_build(json, sizeof(json), h->peer, h->id, h->id_len, timeout);
+    w = n < 0 ? NULL : waiter_new(sh, h);
+    if (!w || out_frame(l, WS_OP_TEXT, json, (size_t)n) < 0) {
+        free(w ? w->pre : NULL);
+        free(w);
+        conn_reject(r, h->fd, 503, "too_many_waiting", "The listener is not reading");
+        return;
+    }
+    w->l = l;
+    dlist_add_tail(&l->waiters, &w->node);
+    l->nwaiting++;
+    map_put(&sh->waiters, &w->me);
+    timer_set(&sh->wheel, &w->timer, sh->now + (uint64_t)sh->conf.dialback_timeout * 1000,
+              waiter_timer_cb);
+    log_debug("waiting path=%s client=%s", h->path, h->peer);
+    if (out_flush(l) < 0)
+        listener_close(l, "connection closed");
+}
+
+/* The 101 for one side followed by the other side's early bytes. */
+static char *head_for(const char *accept101, size_t n101, const char *pre, size_t pre_len,
+                      size_t *len)
+{
+    char *p = malloc(n101 + pre_len);
+
+    if (!p)
+        return NULL;
+    memcpy(p, accept101, n101);
+    if (pre_len)
+        memcpy(p + n101, pre, pre_len);
+    *len = n101 + pre_len;
+    return p;
+}
+
+void dialback_arrive(struct shard *sh, struct handoff *h)
+{
+    struct relay *r = sh->relay;
+    char key[WEBROUTE_PATH_MAX + 1 + WEBROUTE_ID_MAX];
+    char acc[WEBROUTE_ACCEPT_LEN + 1], head[HEAD_101_MAX];
+    struct map_entry *me;
+    struct waiter *w;
+    char *to_client, *to_server;
+    size_t lc = 0, ls = 0;
+    long timeout;
+    int n;
+
+    memcpy(key, h->path, h->path_len);
+    key[h->path_len] = '\0';
+    memcpy(key + h->path_len + 1, h->id, h->id_len);
+    me = map_get(&sh->waiters, key, h->path_len + 1 + h->id_len);
+    if (!me) {
+        log_reject("reject %s: unknown route on %s", h->peer, h->path);
+        conn_reject(r, h->fd, 404, "unknown_route", "No client waits with this WebRoute-ID");
+        return;
+    }
+    w = CONTAINER(me, struct waiter, me);
+    if (wr_accept(h->id, h->id_len, acc) < 0 ||
+        (n = wr_build_wr_101(head, sizeof(head), acc)) < 0) {
+        conn_reject(r, h->fd, 400, "invalid_request", "Bad WebRoute-ID");
+        return;
+    }
+    to_client = head_for(head, (size_t)n, h->pre, h->pre_len, &lc);
+    to_server = head_for(head, (size_t)n, w->pre, w->pre_len, &ls);
+    /* The pair's inactivity timeout is the smaller of the two sides'. */
+    timeout = side_timeout(sh, h->timeout);
+    if (w->timeout < timeout)
+        timeout = w->timeout;
+    waiter_unlink(w);
+    log_info("link path=%s client=%s server=%s timeout=%lds", h->path, w->peer, h->peer, timeout);
+    if (!to_client || !to_server ||
+        link_new(sh, w->fd, h->fd, to_client, lc, to_server, ls, timeout, h->path, h->path_len,
+                 w->peer) < 0) {
+        free(to_client);
+        free(to_server);
+        conn_reject(r, w->fd, 503, "too_many_connections", "Out of resources");
+        conn_reject(r, h->fd, 503, "too_many_connections", "Out of resources");
+    }
+    free(w->pre);
+    free(w);
+}

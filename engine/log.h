@@ -1,0 +1,37 @@
+/* Logging to stderr: one line per event, "<ISO-8601 UTC> <level> <message>",
+ * written with a single write(2) so lines from threads never interleave.
+ * The level check happens before the arguments are evaluated (redis
+ * serverLog style). Callable from any thread. Never pass a key. */
+#ifndef RAPI_ENGINE_LOG_H
+#define RAPI_ENGINE_LOG_H
+
+#include <stdatomic.h>
+
+#include "engine/conf.h"
+
+extern _Atomic int log_level_cur;
+
+void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Per-connection noise (rejected requests): at most LOG_NOISY_PER_SEC lines a
+ * second per thread; the number suppressed is reported with the next line. */
+#define LOG_NOISY_PER_SEC 50
+void log_noisy(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_at(lvl, ...)                                                                    \
+    do {                                                                                   \
+        if (atomic_load_explicit(&log_level_cur, memory_order_relaxed) >= (lvl))           \
+            log_write((lvl), __VA_ARGS__);                                                 \
+    } while (0)
+
+#define log_error(...) log_at(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_at(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_at(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_at(LOG_DEBUG, __VA_ARGS__)
+#define log_reject(...)                                                                     \
+    do {                                                                                   \
+        if (atomic_load_explicit(&log_level_cur, memory_order_relaxed) >= LOG_INFO)        \
+            log_noisy(LOG_INFO, __VA_ARGS__);                                              \
+    } while (0)
+
+#endif

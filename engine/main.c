@@ -1,0 +1,284 @@
+/* rapi-server: command line, configuration, start-up and shutdown. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "auth/keys.h"
+#include "engine/acceptor.h"
+#include "engine/log.h"
+#include "engine/relay.h"
+
+#define RAPI_VERSION "0.1.0"
+#define MAX_SETS 64
+#define KEYGEN_TEXT_MAX 1024
+
+/* What the command line says; kept so that SIGHUP rebuilds the same way. */
+struct opts {
+    const char *conf_path;
+    bool conf_given;
+    const char *listen[CONF_MAX_LISTEN];
+    int nlisten;
+    const char *keys;
+    const char *workers;
+    const char *sets[MAX_SETS];
+    int nsets;
+    bool check;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: rapi-server [options]\n"
+               "       rapi-server keygen [FILE]\n"
+               "\n"
+               "  -c FILE         configuration file (default " CONF_DEFAULT_PATH ")\n"
+               "  -l ADDR:PORT    listen address, repeatable; replaces the file's listen lines\n"
+               "  -k KEYFILE      key file (default " CONF_DEFAULT_KEYS ")\n"
+               "  -w N            worker shards (0 = one per CPU)\n"
+               "  -o KEYWORD=VALUE  set any configuration keyword, repeatable\n"
+               "  -t              check the configuration and the key file, then exit\n"
+               "  -h              show this help\n"
+               "  -V              show the version\n"
+               "\n"
+               "keygen [FILE]     write a new key file (mode 0600), or print one\n"
+               "See rapi-server(8) and rapi-server.conf(5).\n");
+}
+
+static int apply_set(struct conf *c, const char *kv, char *err, size_t errlen)
+{
+    const char *eq = strchr(kv, '=');
+    char kw[64];
+
+    if (!eq || (size_t)(eq - kv) >= sizeof(kw)) {
+        snprintf(err, errlen, "-o %s: expected KEYWORD=VALUE", kv);
+        return -EINVAL;
+    }
+    memcpy(kw, kv, (size_t)(eq - kv));
+    kw[eq - kv] = '\0';
+    return conf_set(c, kw, eq + 1, err, errlen);
+}
+
+/* Defaults, then the file, then -o, then the explicit flags. */
+static int build_conf(const struct opts *o, struct conf *c, char *err, size_t errlen)
+{
+    int r;
+
+    conf_defaults(c);
+    r = conf_load(c, o->conf_path, err, errlen);
+    if (r == -ENOENT && !o->conf_given)
+        r = 0; /* no file at all: embedded defaults */
+    for (int i = 0; r == 0 && i < o->nsets; i++)
+        r = apply_set(c, o->sets[i], err, errlen);
+    if (r == 0 && o->nlisten) {
+        c->nlisten = 0;
+        for (int i = 0; i < o->nlisten; i++)
+            snprintf(c->listen[c->nlisten++], sizeof(c->listen[0]), "%s", o->listen[i]);
+    }
+    if (r == 0 && o->keys)
+        snprintf(c->keys, sizeof(c->keys), "%s", o->keys);
+    if (r == 0 && o->workers)
+        r = conf_set(c, "workers", o->workers, err, errlen);
+    return r == 0 ? conf_validate(c, err, errlen) : r;
+}
+
+static int reload(void *arg, struct conf *c, struct keys *k, char *err, size_t errlen)
+{
+    const struct opts *o = arg;
+    int r = build_conf(o, c, err, errlen);
+
+    return r < 0 ? r : keys_load(c->keys, k, err, errlen);
+}
+
+static int keygen(int argc, char **argv)
+{
+    char text[KEYGEN_TEXT_MAX];
+    int r;
+
+    if (argc > 2) {
+        fprintf(stderr, "usage: rapi-server keygen [FILE]\n");
+        return 2;
+    }
+    if (argc == 2) {
+        r = keys_create_file(argv[1]);
+        if (r < 0) {
+            fprintf(stderr, "rapi-server: keygen %s: %s\n", argv[1], strerror(-r));
+            return 1;
+        }
+        fprintf(stderr, "rapi-server: wrote new keys to %s (mode 0600)\n", argv[1]);
+        return 0;
+    }
+    r = keys_generate_text(text, sizeof(text));
+    if (r < 0) {
+        fprintf(stderr, "rapi-server: keygen: %s\n", strerror(-r));
+        return 1;
+    }
+    fwrite(text, 1, (size_t)r, stdout);
+    explicit_bzero(text, sizeof(text));
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    int ch;
+
+    o->conf_path = CONF_DEFAULT_PATH;
+    while ((ch = getopt(argc, argv, "c:l:k:w:o:thV")) != -1) {
+        switch (ch) {
+        case 'c':
+            o->conf_path = optarg;
+            o->conf_given = true;
+            break;
+        case 'l':
+            if (o->nlisten == CONF_MAX_LISTEN) {
+                fprintf(stderr, "rapi-server: at most %d -l\n", CONF_MAX_LISTEN);
+                return 2;
+            }
+            o->listen[o->nlisten++] = optarg;
+            break;
+        case 'k':
+            o->keys = optarg;
+            break;
+        case 'w':
+            o->workers = optarg;
+            break;
+        case 'o':
+            if (o->nsets == MAX_SETS) {
+                fprintf(stderr, "rapi-server: at most %d -o\n", MAX_SETS);
+                return 2;
+            }
+            o->sets[o->nsets++] = optarg;
+            break;
+        case 't':
+            o->check = true;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case 'V':
+            printf("rapi-server " RAPI_VERSION "\n");
+            exit(0);
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "rapi-server: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return 0;
+}
+
+/* 100,000 tunnels are 200,000 sockets: take the whole hard limit. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static int start_shards(struct relay *r)
+{
+    r->nshards = r->conf.workers > 0 ? r->conf.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (r->nshards < 1)
+        r->nshards = 1;
+    r->shards = calloc((size_t)r->nshards, sizeof(*r->shards));
+    if (!r->shards)
+        return -ENOMEM;
+    for (int i = 0; i < r->nshards; i++) {
+        r->shards[i] = shard_new(r, i);
+        if (!r->shards[i])
+            return -ENOMEM;
+    }
+    atomic_store(&r->shards_running, r->nshards);
+    for (int i = 0; i < r->nshards; i++) {
+        int e = shard_start(r->shards[i]);
+
+        if (e < 0)
+            return e;
+    }
+    return 0;
+}
+
+static int run(const struct opts *o, struct relay *r, struct keys *k)
+{
+    char why[512];
+    sigset_t set;
+    int e;
+
+    r->be = ev_choose(r->conf.io, why, sizeof(why));
+    if (!r->be) {
+        log_error("%s", why);
+        return 1;
+    }
+    if (why[0])
+        log_warn("%s", why);
+    raise_nofile();
+    signal(SIGPIPE, SIG_IGN);
+    /* Signals are read from a signalfd by the acceptor: block them in every
+     * thread, which inherit this mask. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (acceptor_listen(r, why, sizeof(why)) < 0) {
+        log_error("%s", why);
+        return 1;
+    }
+    e = start_shards(r);
+    if (e < 0) {
+        log_error("cannot start worker shards: %s", strerror(-e));
+        return 1;
+    }
+    log_info("rapi-server " RAPI_VERSION " running: io=%s workers=%d", r->be->name, r->nshards);
+    e = acceptor_run(r, k, reload, (void *)o);
+    keys_wipe(k);
+    if (e < 0)
+        log_error("acceptor: %s", strerror(-e));
+    for (int i = 0; i < r->nshards; i++) {
+        shard_join(r->shards[i]);
+        shard_free(r->shards[i]);
+    }
+    free(r->shards);
+    log_info("stopped");
+    return e < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct relay relay;
+    struct opts o = {0};
+    struct keys k;
+    char err[512];
+    int r;
+
+    if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
+        return keygen(argc - 1, argv + 1);
+    r = parse_args(argc, argv, &o);
+    if (r)
+        return r;
+    /* No core dumps: they would hold the keys. */
+    prctl(PR_SET_DUMPABLE, 0);
+    if (build_conf(&o, &relay.conf, err, sizeof(err)) < 0 ||
+        keys_load(relay.conf.keys, &k, err, sizeof(err)) < 0) {
+        fprintf(stderr, "rapi-server: %s\n", err);
+        if (o.check)
+            printf("configuration invalid\n");
+        return 1;
+    }
+    if (o.check) {
+        keys_wipe(&k);
+        printf("configuration ok\n");
+        return 0;
+    }
+    atomic_store(&log_level_cur, (int)relay.conf.log_level);
+    return run(&o, &relay, &k);
+}

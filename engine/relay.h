@@ -1,0 +1,71 @@
+/* What the acceptor and the shards share: the relay object, the hand-off
+ * message, and the connection helpers. The relay is created by main before
+ * any thread starts; its atomics are touched by every thread, everything
+ * else in it belongs to the main (acceptor) thread. */
+#ifndef RAPI_ENGINE_RELAY_H
+#define RAPI_ENGINE_RELAY_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/conf.h"
+#include "engine/ev.h"
+#include "proto/addr.h"
+#include "proto/webroute.h"
+#include "proto/ws.h"
+
+struct shard;
+
+struct relay {
+    struct conf conf; /* acceptor's copy; shards get theirs by hand-off */
+    const struct ev_backend *be;
+    int nshards;
+    struct shard **shards;
+    _Atomic long nconn;      /* accepted sockets open, all threads */
+    _Atomic long nlisteners; /* registered listener paths */
+    _Atomic int shards_running;
+};
+
+enum handoff_type {
+    HO_CONN = 1, /* a classified connection: listener, client or dial-back */
+    HO_CONFIG,   /* new configuration after SIGHUP */
+    HO_DRAIN,    /* SIGTERM: close listeners, fail waiters, let links finish */
+};
+
+/* Acceptor -> shard message. One allocation holding the strings; the shard
+ * owns it (and the fd) from shard_push() on and frees it with free(). */
+struct handoff {
+    struct handoff *next;
+    enum handoff_type type;
+    int fd;
+    enum wr_kind kind;
+    long timeout; /* WebRoute-Timeout header, -1 when absent */
+    char peer[ADDR_STR_MAX];
+    char ws_accept[WS_ACCEPT_LEN + 1];
+    struct conf *conf; /* HO_CONFIG: heap copy, freed by the shard */
+    char *path, *id, *pre; /* point into data[] */
+    size_t path_len, id_len, pre_len;
+    char data[];
+};
+
+/* Close an accepted socket and drop it from the connection count. */
+void conn_close(struct relay *r, int fd);
+
+/* Answer an error (a JSON error answer, PROTOCOL.md), then close: shut down
+ * our side, discard what the peer already sent so that the close does not
+ * turn into a reset that could destroy the answer, close. */
+void conn_reject(struct relay *r, int fd, int status, const char *errorcode, const char *message);
+void conn_reject_err(struct relay *r, int fd, const struct wr_error *e);
+
+/* Shard that owns a path. */
+struct shard *relay_shard_for(struct relay *r, const char *path, size_t len);
+
+/* Shards (engine/shard.c). */
+struct shard *shard_new(struct relay *r, int id);
+int shard_start(struct shard *s);
+void shard_push(struct shard *s, struct handoff *h); /* any thread; takes h */
+void shard_join(struct shard *s);
+void shard_free(struct shard *s);
+
+#endif

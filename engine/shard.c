@@ -1,0 +1,198 @@
+/* Shard threads: the hand-off queue, the loop, drain. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "engine/log.h"
+#include "engine/shard.h"
+
+
+struct shard *relay_shard_for(struct relay *r, const char *path, size_t len)
+{
+    return r->shards[map_hash(path, len) % (uint64_t)r->nshards];
+}
+
+struct shard *shard_new(struct relay *r, int id)
+{
+    struct shard *s = calloc(1, sizeof(*s));
+
+    if (!s)
+        return NULL;
+    s->id = id;
+    s->relay = r;
+    s->conf = r->conf;
+    dlist_init(&s->links);
+    pthread_mutex_init(&s->qlock, NULL);
+    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->wake_fd == -1 || map_init(&s->listeners) < 0 || map_init(&s->waiters) < 0) {
+        shard_free(s);
+        return NULL;
+    }
+    pipepool_init(&s->pool, s->conf.max_pipes, s->conf.pipe_size);
+    return s;
+}
+
+void shard_push(struct shard *s, struct handoff *h)
+{
+    uint64_t one = 1;
+
+    h->next = NULL;
+    pthread_mutex_lock(&s->qlock);
+    if (s->qtail)
+        s->qtail->next = h;
+    else
+        s->qhead = h;
+    s->qtail = h;
+    pthread_mutex_unlock(&s->qlock);
+    /* An eventfd write only fails when the counter would overflow, and then
+     * the shard has a wake-up pending anyway. */
+    if (write(s->wake_fd, &one, sizeof(one)) < 0)
+        return;
+}
+
+static void shard_drain_start(struct shard *s)
+{
+    s->draining = true;
+    s->drain_deadline = s->now + (uint64_t)s->conf.drain_timeout * 1000;
+    /* Listeners go first: closing them fails their waiting clients. */
+    for (size_t i = 0; i < s->listeners.nbuckets; i++) {
+        while (s->listeners.bucket[i])
+            listener_drain(CONTAINER(s->listeners.bucket[i], struct listener, me));
+    }
+}
+
+static void shard_handle(struct shard *s, struct handoff *h)
+{
+    switch (h->type) {
+    case HO_CONN:
+        if (s->draining)
+            conn_reject(s->relay, h->fd, 503, "shutting_down", "The relay is shutting down");
+        else if (h->kind == WR_LISTENER)
+            listener_register(s, h);
+        else if (h->kind == WR_CLIENT)
+            client_arrive(s, h);
+        else
+            dialback_arrive(s, h);
+        break;
+    case HO_CONFIG:
+        /* Established connections keep what they started with; pipe
+         * settings apply to pipes created from now on. */
+        s->conf = *h->conf;
+        s->pool.max = s->conf.max_pipes;
+        s->pool.size = s->conf.pipe_size;
+        free(h->conf);
+        break;
+    case HO_DRAIN:
+        if (!s->draining)
+            shard_drain_start(s);
+        break;
+    }
+    free(h);
+}
+
+static void shard_wake(void *arg, uint32_t events)
+{
+    struct shard *s = arg;
+    struct handoff *h;
+    uint64_t v;
+
+    while (read(s->wake_fd, &v, sizeof(v)) > 0)
+        ;
+    pthread_mutex_lock(&s->qlock);
+    h = s->qhead;
+    s->qhead = s->qtail = NULL;
+    pthread_mutex_unlock(&s->qlock);
+    while (h) {
+        struct handoff *next = h->next;
+
+        s->now = now_ms();
+        shard_handle(s, h);
+        h = next;
+    }
+}
+
+static void shard_close_all(struct shard *s)
+{
+    while (s->links.next != &s->links)
+        link_close(CONTAINER(s->links.next, struct link, node), false, "drain timeout");
+    link_run_ready(s);
+    for (size_t i = 0; i < s->listeners.nbuckets; i++)
+        while (s->listeners.bucket[i])
+            listener_close(CONTAINER(s->listeners.bucket[i], struct listener, me), "exit");
+}
+
+static void *shard_main(void *arg)
+{
+    struct shard *s = arg;
+    int r;
+
+    s->now = now_ms();
+    wheel_init(&s->wheel, s->now);
+    r = ev_init(&s->loop, s->relay->be);
+    if (r == 0)
+        r = ev_add(&s->loop, s->wake_fd, EV_IN, shard_wake, s, &s->wake_tok);
+    if (r < 0) {
+        log_error("shard %d: cannot start its %s loop: %s", s->id, s->relay->be->name,
+                  strerror(-r));
+        exit(1);
+    }
+    for (;;) {
+        int t = s->ready ? 0 : wheel_timeout(&s->wheel, s->now);
+
+        if (s->draining && (t < 0 || t > 100))
+            t = 100;
+        r = ev_wait(&s->loop, t);
+        if (r < 0) {
+            log_error("shard %d: event loop: %s", s->id, strerror(-r));
+            break;
+        }
+        s->now = now_ms();
+        link_run_ready(s);
+        wheel_run(&s->wheel, s->now);
+        if (s->draining && (s->nlinks == 0 || s->now >= s->drain_deadline) &&
+            s->listeners.count == 0)
+            break;
+    }
+    shard_close_all(s);
+    ev_del(&s->loop, s->wake_tok);
+    ev_fini(&s->loop);
+    atomic_fetch_sub(&s->relay->shards_running, 1);
+    return NULL;
+}
+
+int shard_start(struct shard *s)
+{
+    int r = pthread_create(&s->thread, NULL, shard_main, s);
+
+    return r ? -r : 0;
+}
+
+void shard_join(struct shard *s)
+{
+    pthread_join(s->thread, NULL);
+}
+
+void shard_free(struct shard *s)
+{
+    struct handoff *h, *next;
+
+    if (!s)
+        return;
+    for (h = s->qhead; h; h = next) {
+        next = h->next;
+        if (h->type == HO_CONN)
+            close(h->fd);
+        free(h->conf);
+        free(h);
+    }
+    /* Waiters belong to listeners, which shard_close_all() closed. */
+    map_fini(&s->listeners);
+    map_fini(&s->waiters);
+    pipepool_fini(&s->pool);
+    if (s->wake_fd >= 0)
+        close(s->wake_fd);
+    pthread_mutex_destroy(&s->qlock);
+    free(s);
+}
