@@ -15,7 +15,7 @@
 
 #define KIB 1024LL
 #define MIB (1024LL * 1024)
-#define SEC_MAX 86400LL     /* one day: the longest timeout or interval */
+#define SEC_MAX 86400LL        /* one day: the longest timeout or interval */
 #define COUNT_MAX 2147483647LL /* INT_MAX: every count fits an int */
 #define WORKERS_MAX 256
 #define CONF_FILE_MAX (1024 * 1024) /* a config file larger than this is a mistake */
@@ -41,27 +41,27 @@ struct conf_row {
 };
 
 /* keyword (= struct conf field), type, min, max, default */
-#define CONF_ROWS(X)                                                                       \
-    X(listen, T_LISTEN, 0, 0, CONF_DEFAULT_LISTEN)                                         \
-    X(keys, T_PATH, 0, 0, CONF_DEFAULT_KEYS)                                               \
-    X(workers, T_INT, 0, WORKERS_MAX, "0")                                                 \
-    X(io, T_IO, 0, 0, "auto")                                                              \
-    X(timeout, T_LONG, 1, SEC_MAX, "60")                                                   \
-    X(min_timeout, T_LONG, 1, SEC_MAX, "60")                                               \
-    X(header_timeout, T_LONG, 1, SEC_MAX, "10")                                            \
-    X(dialback_timeout, T_LONG, 1, SEC_MAX, "60")                                          \
-    X(keepalive, T_LONG, 0, SEC_MAX, "30")                                                 \
-    X(drain_timeout, T_LONG, 1, SEC_MAX, "30")                                             \
-    X(max_header, T_SIZE, 256, MIB, "8192")                                                \
-    X(max_frame, T_SIZE, 256, 16 * MIB, "65536")                                           \
-    X(max_connections, T_LONG, 1, COUNT_MAX, "100000")                                     \
-    X(max_waiting, T_LONG, 1, COUNT_MAX, "1024")                                           \
-    X(max_listeners, T_LONG, 1, COUNT_MAX, "10000")                                        \
-    X(pipe_size, T_SIZE, 4 * KIB, 16 * MIB, "262144")                                      \
-    X(max_pipes, T_LONG, 0, COUNT_MAX, "4096")                                             \
+#define CONF_ROWS(X)                                                                               \
+    X(listen, T_LISTEN, 0, 0, CONF_DEFAULT_LISTEN)                                                 \
+    X(keys, T_PATH, 0, 0, CONF_DEFAULT_KEYS)                                                       \
+    X(workers, T_INT, 0, WORKERS_MAX, "0")                                                         \
+    X(io, T_IO, 0, 0, "auto")                                                                      \
+    X(timeout, T_LONG, 1, SEC_MAX, "60")                                                           \
+    X(min_timeout, T_LONG, 1, SEC_MAX, "60")                                                       \
+    X(header_timeout, T_LONG, 1, SEC_MAX, "10")                                                    \
+    X(dialback_timeout, T_LONG, 1, SEC_MAX, "60")                                                  \
+    X(keepalive, T_LONG, 0, SEC_MAX, "30")                                                         \
+    X(drain_timeout, T_LONG, 1, SEC_MAX, "30")                                                     \
+    X(max_header, T_SIZE, 256, MIB, "8192")                                                        \
+    X(max_frame, T_SIZE, 256, 16 * MIB, "65536")                                                   \
+    X(max_connections, T_LONG, 1, COUNT_MAX, "100000")                                             \
+    X(max_waiting, T_LONG, 1, COUNT_MAX, "1024")                                                   \
+    X(max_listeners, T_LONG, 1, COUNT_MAX, "10000")                                                \
+    X(pipe_size, T_SIZE, 4 * KIB, 16 * MIB, "262144")                                              \
+    X(max_pipes, T_LONG, 0, COUNT_MAX, "4096")                                                     \
     X(log_level, T_LOG, 0, 0, "info")
 
-#define CONF_ROW(f, t, lo, hi, d)                                                          \
+#define CONF_ROW(f, t, lo, hi, d)                                                                  \
     {#f, t, offsetof(struct conf, f), sizeof(((struct conf *)0)->f), lo, hi, d},
 static const struct conf_row conf_rows[] = {CONF_ROWS(CONF_ROW)};
 #define CONF_NROWS (sizeof conf_rows / sizeof conf_rows[0])
@@ -121,9 +121,11 @@ static int parse_number(const char *s, bool suffix, unsigned long long *out)
         v = v * 10 + d;
     }
     if (suffix && (*p == 'k' || *p == 'K'))
-        mult = KIB, p++;
+        mult = KIB;
     else if (suffix && (*p == 'm' || *p == 'M'))
-        mult = MIB, p++;
+        mult = MIB;
+    if (mult != 1)
+        p++;
     if (*p != '\0')
         return -EINVAL;
     if (v > ULLONG_MAX / mult)
@@ -169,8 +171,8 @@ static int set_number(struct conf *c, const struct conf_row *r, const char *v, c
         return -EINVAL;
     }
     if (rc == -ERANGE || n < (unsigned long long)r->min || n > (unsigned long long)r->max) {
-        seterr(err, errlen, "%s: '%.*s' is out of range (%lld..%lld)", r->name, ECHO_MAX, v,
-               r->min, r->max);
+        seterr(err, errlen, "%s: '%.*s' is out of range (%lld..%lld)", r->name, ECHO_MAX, v, r->min,
+               r->max);
         return -EINVAL;
     }
     store_number(c, r, n);
@@ -490,6 +492,16 @@ static int check_listen(const struct conf *c, char *err, size_t errlen)
     return 0;
 }
 
+static int check_path(const struct conf *c, const struct conf_row *r, char *err, size_t errlen)
+{
+    const char *path = conf_cfield(c, r);
+
+    if (path[0] != '\0' && memchr(path, '\0', r->size) != NULL)
+        return 0;
+    seterr(err, errlen, "%s: empty or unterminated path", r->name);
+    return -EINVAL;
+}
+
 static int check_row(const struct conf *c, const struct conf_row *r, char *err, size_t errlen)
 {
     long long v;
@@ -499,10 +511,7 @@ static int check_row(const struct conf *c, const struct conf_row *r, char *err, 
     case T_LISTEN:
         return check_listen(c, err, errlen);
     case T_PATH:
-        if (memchr(conf_cfield(c, r), '\0', r->size) != NULL && *(const char *)conf_cfield(c, r))
-            return 0;
-        seterr(err, errlen, "%s: empty or unterminated path", r->name);
-        return -EINVAL;
+        return check_path(c, r, err, errlen);
     case T_IO:
     case T_LOG:
         n = r->type == T_IO ? (int)c->io : (int)c->log_level;

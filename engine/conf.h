@@ -23,7 +23,7 @@ enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 struct conf {
     char listen[CONF_MAX_LISTEN][ADDR_STR_MAX]; /* "listen", repeatable */
     int nlisten;
-    int listen_explicit; /* 0 while listen[] holds the default: the next "listen" replaces it */
+    int listen_explicit;   /* 0 while listen[] holds the default: the next "listen" replaces it */
     char keys[PATH_MAX];   /* "keys": key file path */
     int workers;           /* "workers": shard threads, 0 = one per CPU */
     enum conf_io io;       /* "io": auto | uring | epoll */

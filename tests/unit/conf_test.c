@@ -130,22 +130,51 @@ Test(conf, good_values)
 Test(conf, bad_values)
 {
     static const struct kv bad[] = {
-        {"workers", "257", 0},      {"workers", "-1", 0},        {"workers", "+1", 0},
-        {"workers", "1.5", 0},      {"workers", "4 ", 0},        {"workers", " 4", 0},
-        {"workers", "4x", 0},       {"workers", "0x10", 0},      {"workers", "1k", 0},
-        {"timeout", "0", 0},        {"timeout", "86401", 0},     {"timeout", "1s", 0},
-        {"min_timeout", "0", 0},    {"header_timeout", "0", 0},  {"dialback_timeout", "0", 0},
-        {"keepalive", "-1", 0},     {"keepalive", "86401", 0},   {"drain_timeout", "0", 0},
-        {"max_header", "255", 0},   {"max_header", "1025k", 0},  {"max_header", "2m", 0},
-        {"max_header", "8kb", 0},   {"max_header", "k", 0},      {"max_header", "8 k", 0},
-        {"max_frame", "255", 0},    {"max_frame", "17m", 0},     {"max_connections", "0", 0},
-        {"max_waiting", "0", 0},    {"max_listeners", "0", 0},   {"pipe_size", "4095", 0},
-        {"pipe_size", "3k", 0},     {"pipe_size", "16385k", 0},  {"max_pipes", "-1", 0},
-        {"max_connections", "2147483648", 0},                    {"io", "io_uring", 0},
-        {"io", "AUTO", 0},          {"io", "", 0},               {"log_level", "trace", 0},
-        {"log_level", "Info", 0},   {"listen", "localhost:80", 0},
-        {"listen", "1.2.3.4", 0},   {"listen", "1.2.3.4:65536", 0},
-        {"listen", "[::1]", 0},     {"listen", "::1:80", 0},     {"listen", "1.2.3.4:-1", 0},
+        {"workers", "257", 0},
+        {"workers", "-1", 0},
+        {"workers", "+1", 0},
+        {"workers", "1.5", 0},
+        {"workers", "4 ", 0},
+        {"workers", " 4", 0},
+        {"workers", "4x", 0},
+        {"workers", "0x10", 0},
+        {"workers", "1k", 0},
+        {"timeout", "0", 0},
+        {"timeout", "86401", 0},
+        {"timeout", "1s", 0},
+        {"min_timeout", "0", 0},
+        {"header_timeout", "0", 0},
+        {"dialback_timeout", "0", 0},
+        {"keepalive", "-1", 0},
+        {"keepalive", "86401", 0},
+        {"drain_timeout", "0", 0},
+        {"max_header", "255", 0},
+        {"max_header", "1025k", 0},
+        {"max_header", "2m", 0},
+        {"max_header", "8kb", 0},
+        {"max_header", "k", 0},
+        {"max_header", "8 k", 0},
+        {"max_frame", "255", 0},
+        {"max_frame", "17m", 0},
+        {"max_connections", "0", 0},
+        {"max_waiting", "0", 0},
+        {"max_listeners", "0", 0},
+        {"pipe_size", "4095", 0},
+        {"pipe_size", "3k", 0},
+        {"pipe_size", "16385k", 0},
+        {"max_pipes", "-1", 0},
+        {"max_connections", "2147483648", 0},
+        {"io", "io_uring", 0},
+        {"io", "AUTO", 0},
+        {"io", "", 0},
+        {"log_level", "trace", 0},
+        {"log_level", "Info", 0},
+        {"listen", "localhost:80", 0},
+        {"listen", "1.2.3.4", 0},
+        {"listen", "1.2.3.4:65536", 0},
+        {"listen", "[::1]", 0},
+        {"listen", "::1:80", 0},
+        {"listen", "1.2.3.4:-1", 0},
         {"keys", "", 0},
     };
     struct conf before = c;
@@ -175,7 +204,7 @@ Test(conf, enums_and_names)
         cr_assert_str_eq(conf_log_level_name(c.log_level), lv[i]);
     }
     cr_assert_str_eq(conf_io_name((enum conf_io)9), "?");
-    cr_assert_str_eq(conf_log_level_name((enum log_level)-1), "?");
+    cr_assert_str_eq(conf_log_level_name((enum log_level) - 1), "?");
     cr_assert_eq(set("io", "kqueue"), -EINVAL);
     cr_assert_str_eq(err, "io: 'kqueue' is not one of auto, uring, epoll");
 }
@@ -431,9 +460,9 @@ Test(conf, assignment)
     cr_assert_str_eq(err, "max_waiting: missing value");
     cr_assert_eq(conf_set_assignment(&c, "nope=1", err, sizeof err), -EINVAL);
     cr_assert_str_eq(err, "unknown keyword 'nope'");
-    cr_assert_eq(conf_set_assignment(&c, "a_very_long_keyword_nobody_has_ever_seen=1", err,
-                                     sizeof err),
-                 -EINVAL);
+    cr_assert_eq(
+        conf_set_assignment(&c, "a_very_long_keyword_nobody_has_ever_seen=1", err, sizeof err),
+        -EINVAL);
     cr_assert_str_eq(err, "unknown keyword 'a_very_long_keyword_nobody_has_ever_seen'");
 }
 
