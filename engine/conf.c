@@ -218,24 +218,15 @@ static int set_path(struct conf *c, const struct conf_row *r, const char *v, cha
     return 0;
 }
 
-/* addr_parse() takes ports 1..65535; a listen address may also say port 0
- * (the kernel picks one), so such an address is checked with port 1. */
+/* A listen address: addr_parse() takes port 0 too (the kernel picks one). */
 static int listen_addr_check(const char *s)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    char tmp[ADDR_STR_MAX];
-    size_t n = strlen(s);
 
-    if (n >= sizeof tmp)
+    if (strnlen(s, ADDR_STR_MAX) >= ADDR_STR_MAX)
         return -EINVAL;
-    if (addr_parse(s, &ss, &len) == 0)
-        return 0;
-    if (n < 2 || strcmp(s + n - 2, ":0") != 0)
-        return -EINVAL;
-    memcpy(tmp, s, n + 1);
-    tmp[n - 1] = '1';
-    return addr_parse(tmp, &ss, &len) == 0 ? 0 : -EINVAL;
+    return addr_parse(s, &ss, &len) == 0 ? 0 : -EINVAL;
 }
 
 static int set_listen(struct conf *c, const char *v, char *err, size_t errlen)
