@@ -1,0 +1,55 @@
+/* The rapi CLI's shared parts: logging, keys, address helpers and the
+ * byte pump. The CLI (unlike librapi) keeps process-wide settings: the log
+ * verbosity, set once in main before any thread starts. */
+#ifndef RAPI_SDK_CLI_H
+#define RAPI_SDK_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "sdk/rapi.h"
+
+#define CLI_KEY_MAX 257
+#define CLI_CONNECT_TIMEOUT_MS 10000 /* to the local --to server */
+
+extern int cli_verbosity; /* enum rapi_log_level: messages above are dropped */
+
+void cli_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* librapi's log callback, forwarding to cli_log. */
+void cli_lib_log(void *arg, int level, const char *msg);
+
+/* The key for role: --key-file, else the URL's own key (out = ""), else
+ * RAPI_KEY, else RAPI_KEY_FILE. Returns 0 (out may be "" when the URL holds
+ * it), or -errno with a message printed. */
+int cli_key(enum rapi_role role, const char *key_file, const char *url, char out[CLI_KEY_MAX]);
+
+/* The URL's scheme://host:port/path without any key, for log lines. */
+void cli_url_safe(const char *url, char *out, size_t cap);
+
+/* "host:port" / "[v6]:port" / "localhost:port" -> a connected (blocking)
+ * TCP socket within timeout_ms, or -errno. */
+int cli_tcp_connect(const char *hostport, int timeout_ms);
+/* "addr:port" -> a listening socket; the bound address in bound. */
+int cli_tcp_listen(const char *addrport, char *bound, size_t cap);
+
+/* Time since an arbitrary epoch, seconds. */
+double cli_now(void);
+
+struct pump_stats {
+    uint64_t a_to_b, b_to_a;
+    bool reset; /* a direction ended in an error, not a FIN */
+};
+
+/* Move bytes between endpoint A (a_rd/a_wr, the same fd for a socket) and
+ * the socket b until both directions end. EOF on one side is forwarded as
+ * shutdown(SHUT_WR) on the other; an error tears both down. Uses splice
+ * when it can (pipes, sockets). Blocks; runs one direction on a helper
+ * thread. When stop_on_b_eof, returns as soon as b's reading side ends
+ * (stdio mode). The caller closes the fds. */
+int pump_run(int a_rd, int a_wr, int b, bool stop_on_b_eof, struct pump_stats *st);
+
+int cli_expose(int argc, char **argv);
+int cli_connect(int argc, char **argv);
+
+#endif

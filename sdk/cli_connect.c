@@ -1,0 +1,178 @@
+/* rapi connect: a tunnel to a remoted server for unmodified clients, on a
+ * local port (one tunnel per accepted connection) or on stdio. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "proto/addr.h"
+#include "sdk/cli.h"
+
+#define ACCEPT_ERROR_PAUSE_US 100000
+
+struct connect_cfg {
+    const char *url;
+    char key[CLI_KEY_MAX];
+    char safe[512]; /* the URL without its key, for log lines */
+    struct rapi_connect_opts o;
+};
+
+struct connect_conn {
+    const struct connect_cfg *cfg;
+    int fd;
+    char addr[ADDR_STR_MAX];
+};
+
+static void connect_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: rapi connect URL [--listen ADDR:PORT] [options]\n"
+            "  URL is rwr://[KEY@]relay[:port]/path, or a space-separated chain.\n"
+            "  Without --listen, stdin/stdout are the tunnel (ssh ProxyCommand).\n"
+            "  --listen ADDR:PORT      accept local clients, one tunnel each\n"
+            "  --key-file FILE         client key (relay key file or bare key)\n"
+            "  --timeout SECONDS       WebRoute-Timeout sent to the relay\n"
+            "  --connect-timeout SECS  give up setting a tunnel up after this (75)\n"
+            "  -v, -q                  more / less logging\n"
+            "  -h                      this help\n"
+            "Keys: --key-file, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n");
+}
+
+static int tunnel(const struct connect_cfg *cfg, const char *who)
+{
+    struct rapi_error err;
+    char rest[256];
+    int fd;
+
+    fd = rapi_connect(cfg->url, cfg->key[0] ? cfg->key : NULL, &cfg->o, rest, sizeof(rest), &err);
+    if (fd < 0) {
+        cli_log(RAPI_LOG_WARN, "%s: %s: %s (%s)", who, cfg->safe, err.message,
+                rapi_code_name(err.code));
+        return fd;
+    }
+    if (rest[0])
+        cli_log(RAPI_LOG_DEBUG, "%s: chain rest ignored by the CLI", who);
+    return fd;
+}
+
+static void *connect_conn_run(void *arg)
+{
+    struct connect_conn *c = arg;
+    struct pump_stats st = {0};
+    double t0 = cli_now();
+    int fd = tunnel(c->cfg, c->addr);
+
+    if (fd >= 0) {
+        pump_run(c->fd, c->fd, fd, false, &st);
+        cli_log(RAPI_LOG_INFO, "client %s -> %s: out %llu in %llu bytes, %.3f s%s", c->addr,
+                c->cfg->safe, (unsigned long long)st.a_to_b, (unsigned long long)st.b_to_a,
+                cli_now() - t0, st.reset ? ", reset" : "");
+        close(fd);
+    }
+    close(c->fd);
+    free(c);
+    return NULL;
+}
+
+static void connect_spawn(const struct connect_cfg *cfg, int fd, const struct sockaddr *sa)
+{
+    struct connect_conn *c = calloc(1, sizeof(*c));
+    pthread_attr_t attr;
+    pthread_t t;
+
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->cfg = cfg;
+    c->fd = fd;
+    if (addr_format(sa, c->addr, sizeof(c->addr)) < 0)
+        snprintf(c->addr, sizeof(c->addr), "?");
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, connect_conn_run, c) != 0) {
+        close(fd);
+        free(c);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+static int connect_listen(const struct connect_cfg *cfg, const char *listen_at)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    char bound[ADDR_STR_MAX] = "?";
+    int lfd, fd;
+
+    lfd = cli_tcp_listen(listen_at, bound, sizeof(bound));
+    if (lfd < 0) {
+        fprintf(stderr, "rapi: connect: cannot listen on %s: %s\n", listen_at, strerror(-lfd));
+        return 1;
+    }
+    cli_log(RAPI_LOG_INFO, "listening on %s for %s", bound, cfg->safe);
+    for (;;) {
+        sl = sizeof(ss);
+        fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+        if (fd >= 0) {
+            connect_spawn(cfg, fd, (struct sockaddr *)&ss);
+            continue;
+        }
+        if (errno != EINTR && errno != ECONNABORTED) {
+            cli_log(RAPI_LOG_ERROR, "accept: %s", strerror(errno));
+            usleep(ACCEPT_ERROR_PAUSE_US);
+        }
+    }
+}
+
+/* stdio mode ends when the tunnel's reading side ends: ssh and similar
+ * callers expect EOF from us once the remote side is done. */
+static int connect_stdio(const struct connect_cfg *cfg)
+{
+    struct pump_stats st = {0};
+    int fd = tunnel(cfg, "stdio");
+
+    if (fd < 0)
+        return 1;
+    pump_run(STDIN_FILENO, STDOUT_FILENO, fd, true, &st);
+    cli_log(RAPI_LOG_DEBUG, "stdio -> %s: in %llu bytes", cfg->safe,
+            (unsigned long long)st.b_to_a);
+    close(fd);
+    return 0;
+}
+
+int cli_connect(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"listen", required_argument, NULL, 'l'},   {"key-file", required_argument, NULL, 'k'},
+        {"timeout", required_argument, NULL, 'T'},  {"connect-timeout", required_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static struct connect_cfg cfg; /* shared with the connection threads */
+    const char *key_file = NULL, *listen_at = NULL;
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, "l:k:T:C:vqh", lo, NULL)) != -1) {
+        switch (c) {
+        case 'l': listen_at = optarg; break;
+        case 'k': key_file = optarg; break;
+        case 'T': cfg.o.webroute_timeout = strtol(optarg, NULL, 10); break;
+        case 'C': cfg.o.timeout_ms = (int)(strtol(optarg, NULL, 10) * 1000); break;
+        case 'v': cli_verbosity++; break;
+        case 'q': cli_verbosity--; break;
+        case 'h': connect_usage(stdout); return 0;
+        default: connect_usage(stderr); return 2;
+        }
+    }
+    if (optind + 1 != argc)
+        return connect_usage(stderr), 2;
+    cfg.url = argv[optind];
+    if (cli_key(RAPI_ROLE_CLIENT, key_file, cfg.url, cfg.key) < 0)
+        return 2;
+    cli_url_safe(cfg.url, cfg.safe, sizeof(cfg.safe));
+    rc = listen_at ? connect_listen(&cfg, listen_at) : connect_stdio(&cfg);
+    explicit_bzero(cfg.key, sizeof(cfg.key));
+    return rc;
+}

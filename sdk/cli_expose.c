@@ -1,0 +1,197 @@
+/* rapi expose: register at the relay and join every linked connection to a
+ * fresh connection to the local server, one thread per connection. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sdk/cli.h"
+
+#define ACCEPT_ERROR_PAUSE_US 100000
+
+struct expose_cfg {
+    const char *to;
+    bool proxy_v2;
+};
+
+struct expose_conn {
+    const struct expose_cfg *cfg;
+    int fd;
+    struct rapi_peer peer;
+};
+
+static volatile sig_atomic_t expose_stop;
+
+static void on_stop(int sig)
+{
+    expose_stop = 1;
+}
+
+static void expose_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: rapi expose URL --to HOST:PORT [options]\n"
+            "  URL is rws://[KEY@]relay[:port]/path; every client of that path is\n"
+            "  joined to a new connection to HOST:PORT.\n"
+            "  --to HOST:PORT          the local server (required)\n"
+            "  --proxy-protocol v2     send a PROXY v2 header with the client's address\n"
+            "  --key-file FILE         server key (relay key file or bare key)\n"
+            "  --timeout SECONDS       WebRoute-Timeout sent on dial-backs\n"
+            "  -v, -q                  more / less logging\n"
+            "  -h                      this help\n"
+            "Keys: --key-file, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n");
+}
+
+static int send_proxy_v2(int local, const struct expose_conn *c)
+{
+    struct sockaddr_storage dst;
+    socklen_t dl = sizeof(dst);
+    uint8_t hdr[RAPI_PROXYV2_MAX];
+    int n;
+
+    /* The address the client reached is the relay's: our peer on c->fd. */
+    if (getpeername(c->fd, (struct sockaddr *)&dst, &dl) == -1)
+        return -errno;
+    n = rapi_proxyv2_build(hdr, sizeof(hdr),
+                           c->peer.salen ? (const struct sockaddr *)&c->peer.sa : NULL,
+                           (const struct sockaddr *)&dst);
+    if (n < 0)
+        return n;
+    return send(local, hdr, (size_t)n, MSG_NOSIGNAL) == n ? 0 : -EIO;
+}
+
+static void *expose_conn_run(void *arg)
+{
+    struct expose_conn *c = arg;
+    struct pump_stats st = {0};
+    double t0 = cli_now();
+    int local;
+
+    local = cli_tcp_connect(c->cfg->to, CLI_CONNECT_TIMEOUT_MS);
+    if (local < 0) {
+        cli_log(RAPI_LOG_WARN, "client %s: cannot reach %s: %s", c->peer.addr, c->cfg->to,
+                strerror(-local));
+        goto out;
+    }
+    if (c->cfg->proxy_v2 && send_proxy_v2(local, c) < 0) {
+        cli_log(RAPI_LOG_WARN, "client %s: PROXY header not sent", c->peer.addr);
+        goto out;
+    }
+    pump_run(local, local, c->fd, false, &st);
+    /* in: bytes from the client; out: bytes to it. */
+    cli_log(RAPI_LOG_INFO, "client %s -> %s: in %llu out %llu bytes, %.3f s%s", c->peer.addr,
+            c->cfg->to, (unsigned long long)st.b_to_a, (unsigned long long)st.a_to_b,
+            cli_now() - t0, st.reset ? ", reset" : "");
+out:
+    if (local >= 0)
+        close(local);
+    close(c->fd);
+    free(c);
+    return NULL;
+}
+
+static void expose_spawn(const struct expose_cfg *cfg, int fd, const struct rapi_peer *peer)
+{
+    struct expose_conn *c = malloc(sizeof(*c));
+    pthread_attr_t attr;
+    pthread_t t;
+
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    c->cfg = cfg;
+    c->fd = fd;
+    c->peer = *peer;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, expose_conn_run, c) != 0) {
+        cli_log(RAPI_LOG_ERROR, "client %s: no thread", peer->addr);
+        close(fd);
+        free(c);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+static int expose_loop(struct rapi_listener *l, const struct expose_cfg *cfg)
+{
+    struct rapi_peer peer;
+    int fd;
+
+    while (!expose_stop) {
+        fd = rapi_accept(l, &peer, -1);
+        if (fd >= 0) {
+            expose_spawn(cfg, fd, &peer);
+            continue;
+        }
+        if (fd != -EINTR && fd != -EAGAIN) {
+            cli_log(RAPI_LOG_ERROR, "accept: %s", strerror(-fd));
+            usleep(ACCEPT_ERROR_PAUSE_US);
+        }
+    }
+    return 0;
+}
+
+static void install_stop(void)
+{
+    struct sigaction sa = {.sa_handler = on_stop};
+
+    /* No SA_RESTART: the signal must interrupt epoll_wait in rapi_accept. */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int cli_expose(int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"to", required_argument, NULL, 't'},       {"proxy-protocol", required_argument, NULL, 'p'},
+        {"key-file", required_argument, NULL, 'k'}, {"timeout", required_argument, NULL, 'T'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    struct rapi_listen_opts o = {.flags = RAPI_LISTEN_NOWAIT, .log = cli_lib_log};
+    struct expose_cfg cfg = {0};
+    struct rapi_listener *l = NULL;
+    struct rapi_error err;
+    const char *key_file = NULL;
+    char key[CLI_KEY_MAX], safe[512];
+    int c, rc;
+
+    while ((c = getopt_long(argc, argv, "t:p:k:T:vqh", lo, NULL)) != -1) {
+        switch (c) {
+        case 't': cfg.to = optarg; break;
+        case 'p':
+            if (strcmp(optarg, "v2") != 0)
+                return fprintf(stderr, "rapi: --proxy-protocol: only v2\n"), 2;
+            cfg.proxy_v2 = true;
+            break;
+        case 'k': key_file = optarg; break;
+        case 'T': o.webroute_timeout = strtol(optarg, NULL, 10); break;
+        case 'v': cli_verbosity++; break;
+        case 'q': cli_verbosity--; break;
+        case 'h': expose_usage(stdout); return 0;
+        default: expose_usage(stderr); return 2;
+        }
+    }
+    if (optind + 1 != argc || cfg.to == NULL)
+        return expose_usage(stderr), 2;
+    if (cli_key(RAPI_ROLE_SERVER, key_file, argv[optind], key) < 0)
+        return 2;
+    rc = rapi_listen(&l, argv[optind], key[0] ? key : NULL, &o, &err);
+    explicit_bzero(key, sizeof(key));
+    if (rc < 0) {
+        fprintf(stderr, "rapi: expose: %s\n", err.message);
+        return 2;
+    }
+    cli_url_safe(argv[optind], safe, sizeof(safe));
+    cli_log(RAPI_LOG_INFO, "exposing %s on %s%s", cfg.to, safe, cfg.proxy_v2 ? " (PROXY v2)" : "");
+    install_stop();
+    expose_loop(l, &cfg);
+    rapi_listener_close(l);
+    cli_log(RAPI_LOG_INFO, "stopped");
+    return 0;
+}

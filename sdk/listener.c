@@ -1,0 +1,877 @@
+/* The server side of librapi: one control WebSocket registered at the
+ * relay, dial-backs in flight, and a queue of linked connections.
+ * Everything is driven from rapi_accept/rapi_listen on the caller's thread
+ * through one epoll set (the pollable fd); a timerfd and an eventfd in that
+ * set make it readable for timers and for queued connections. */
+#define RAPI_BUILDING 1
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "proto/addr.h"
+#include "proto/json.h"
+#include "sdk/sdk_int.h"
+
+#define CTL_OUT_MAX 4096
+#define CTL_MSG_MAX 4096  /* largest message we accept from the relay */
+#define CTL_IN_MAX (CTL_MSG_MAX + 2 * WS_MAX_HEADER + 256)
+#define DIAL_RETRIES 3    /* a failed dial-back is retried this many times */
+#define DIAL_BACKOFF_MIN 100
+#define DIAL_BACKOFF_MAX 1000
+#define SILENCE_FACTOR 3  /* keepalive intervals without a byte: relay is gone */
+#define EP_BATCH 32
+#define LOG_MAX 256
+
+enum ctl_state {
+    CTL_WAIT,      /* waiting out the backoff before the next attempt (no fd) */
+    CTL_CONNECT,   /* TCP connect in progress */
+    CTL_HANDSHAKE, /* upgrade request being sent, 101 being read */
+    CTL_OPEN,      /* registered: notifications arrive as text frames */
+};
+
+struct ctl {
+    int fd;
+    enum ctl_state st;
+    uint32_t events; /* what the fd is registered for, 0 when not */
+    char ws_key[WS_KEY_LEN + 1];
+    char out[CTL_OUT_MAX];
+    size_t out_len, out_off;
+    uint8_t in[CTL_IN_MAX];
+    size_t in_len;
+    uint8_t msg[CTL_MSG_MAX];
+    size_t msg_len;
+    bool msg_active;
+    uint8_t msg_op;
+    struct hs hs;
+    uint64_t deadline; /* WAIT: next attempt; CONNECT/HANDSHAKE: give up */
+    uint64_t last_rx, next_ping;
+    unsigned attempt;   /* reconnect attempts since the last registration */
+    unsigned failures;  /* attempts failed since rapi_listen */
+    struct rapi_error last_err;
+};
+
+enum dial_state {
+    DIAL_WAIT,    /* waiting before a retry (no fd) */
+    DIAL_CONNECT, /* TCP connect in progress */
+    DIAL_SEND,    /* WebRoute request being sent */
+    DIAL_READ,    /* 101 being read */
+};
+
+struct dial {
+    struct dial *prev, *next;
+    int fd;
+    enum dial_state st;
+    uint32_t events;
+    unsigned tries;
+    uint64_t deadline;
+    char id[WEBROUTE_ID_MAX + 1];
+    struct rapi_peer peer;
+    char req[REQ_MAX];
+    size_t req_len, req_off;
+    struct hs hs;
+};
+
+struct ready {
+    struct ready *next;
+    int fd;
+    struct rapi_peer peer;
+};
+
+struct rapi_listener {
+    int epfd, tfd, efd;
+    struct rapi_url url;
+    char key[URL_KEY_MAX];
+    struct rapi_listen_opts o;
+    struct ctl ctl;
+    struct dial *dials;
+    size_t ndials;
+    struct ready *rq_head, *rq_tail;
+    size_t nready;
+    uint64_t armed; /* deadline the timerfd is set for, 0 when disarmed */
+    uint32_t rng;
+};
+
+static void ctl_attempt(struct rapi_listener *l);
+static void dial_attempt(struct rapi_listener *l, struct dial *d);
+
+static void lst_log(struct rapi_listener *l, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void lst_log(struct rapi_listener *l, int level, const char *fmt, ...)
+{
+    char msg[LOG_MAX];
+    va_list ap;
+
+    if (l->o.log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    l->o.log(l->o.log_arg, level, msg);
+}
+
+static int ep_set(struct rapi_listener *l, int fd, void *tag, uint32_t want, uint32_t *cur)
+{
+    struct epoll_event ev = {.events = want, .data.ptr = tag};
+
+    if (want == *cur)
+        return 0;
+    if (epoll_ctl(l->epfd, *cur ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == -1)
+        return -errno;
+    *cur = want;
+    return 0;
+}
+
+static void ep_del(struct rapi_listener *l, int fd, uint32_t *cur)
+{
+    if (*cur)
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+    *cur = 0;
+}
+
+/* ------------------------------------------------------------ control */
+
+static void ctl_close_fd(struct rapi_listener *l)
+{
+    struct ctl *c = &l->ctl;
+
+    if (c->fd >= 0) {
+        ep_del(l, c->fd, &c->events);
+        close(c->fd);
+    }
+    c->fd = -1;
+    c->out_len = c->out_off = c->in_len = c->msg_len = 0;
+    c->msg_active = false;
+}
+
+/* The control connection failed or ended: schedule the next attempt. The
+ * path stays ours to re-register; dial-backs in flight carry on. */
+static void ctl_fail(struct rapi_listener *l, const char *what)
+{
+    struct ctl *c = &l->ctl;
+    int delay = backoff_delay_ms(c->attempt++, l->o.backoff_min_ms, l->o.backoff_max_ms,
+                                 backoff_rand(&l->rng));
+
+    ctl_close_fd(l);
+    c->failures++;
+    c->st = CTL_WAIT;
+    c->deadline = wire_now_ms() + (uint64_t)delay;
+    lst_log(l, RAPI_LOG_WARN, "relay %s:%u: %s; retrying in %d ms", l->url.host,
+            (unsigned)l->url.port, what, delay);
+}
+
+static void ctl_fail_err(struct rapi_listener *l)
+{
+    ctl_fail(l, l->ctl.last_err.message);
+}
+
+static void ctl_want(struct rapi_listener *l)
+{
+    struct ctl *c = &l->ctl;
+    uint32_t ev = EPOLLIN;
+
+    if (c->st == CTL_CONNECT || c->out_off < c->out_len)
+        ev = c->st == CTL_CONNECT ? EPOLLOUT : EPOLLIN | EPOLLOUT;
+    if (ep_set(l, c->fd, c, ev, &c->events) < 0)
+        ctl_fail(l, "epoll_ctl failed");
+}
+
+static int ctl_flush(struct rapi_listener *l)
+{
+    struct ctl *c = &l->ctl;
+    int rc = wire_send(c->fd, c->out, c->out_len, &c->out_off);
+
+    if (rc == 0)
+        c->out_len = c->out_off = 0;
+    return rc == -EAGAIN ? 0 : rc;
+}
+
+/* Queue one masked frame (client-to-server frames are always masked). */
+static int ctl_frame(struct rapi_listener *l, uint8_t op, const uint8_t *p, size_t len)
+{
+    struct ctl *c = &l->ctl;
+    uint8_t mask[4];
+    size_t h;
+
+    if (c->out_len + WS_MAX_HEADER + len > sizeof(c->out))
+        return -ENOBUFS;
+    if (getrandom(mask, sizeof(mask), 0) != sizeof(mask))
+        return -EIO;
+    h = ws_build_header((uint8_t *)c->out + c->out_len, op, true, len, mask);
+    memcpy(c->out + c->out_len + h, p, len);
+    ws_unmask((uint8_t *)c->out + c->out_len + h, len, mask, 0);
+    c->out_len += h + len;
+    return 0;
+}
+
+static void ctl_attempt(struct rapi_listener *l)
+{
+    struct ctl *c = &l->ctl;
+    int fd;
+
+    fd = wire_connect_start(&l->url, &c->last_err);
+    if (fd < 0) {
+        ctl_fail_err(l);
+        return;
+    }
+    c->fd = fd;
+    c->st = CTL_CONNECT;
+    c->deadline = wire_now_ms() + (uint64_t)l->o.dial_timeout_ms;
+    ctl_want(l);
+}
+
+static int ctl_start_handshake(struct rapi_listener *l)
+{
+    struct ctl *c = &l->ctl;
+    int n, rc = wire_connect_done(c->fd);
+
+    if (rc < 0) {
+        err_set(&c->last_err, RAPI_E_CONNECT, -rc, "connect: %s", strerror(-rc));
+        return rc;
+    }
+    if (ws_key_new(c->ws_key) < 0)
+        return -EIO;
+    n = wire_ws_request(c->out, sizeof(c->out), &l->url, l->key, c->ws_key);
+    if (n < 0) {
+        err_set(&c->last_err, RAPI_E_URL, 0, "request head too long");
+        return n;
+    }
+    c->out_len = (size_t)n;
+    c->out_off = 0;
+    hs_init(&c->hs);
+    c->st = CTL_HANDSHAKE;
+    return 0;
+}
+
+static int ctl_handshake(struct rapi_listener *l)
+{
+    struct ctl *c = &l->ctl;
+    uint64_t now;
+    int rc;
+
+    rc = ctl_flush(l);
+    if (rc < 0) {
+        err_set(&c->last_err, RAPI_E_CLOSED, -rc, "send: %s", strerror(-rc));
+        return rc;
+    }
+    rc = hs_read(&c->hs, c->fd, &c->last_err);
+    if (rc == -EAGAIN)
+        return 0;
+    if (rc == 0)
+        rc = hs_check_ws(&c->hs, c->ws_key, &c->last_err);
+    if (rc < 0)
+        return rc;
+    now = wire_now_ms();
+    c->st = CTL_OPEN;
+    c->attempt = 0;
+    c->last_rx = now;
+    c->next_ping = now + (uint64_t)l->o.keepalive_s * 1000u;
+    lst_log(l, RAPI_LOG_INFO, "registered %s at %s:%u", l->url.path, l->url.host,
+            (unsigned)l->url.port);
+    return 0;
+}
+
+/* ------------------------------------------------------------ dial-backs */
+
+static void dial_free(struct rapi_listener *l, struct dial *d)
+{
+    if (d->fd >= 0) {
+        ep_del(l, d->fd, &d->events);
+        close(d->fd);
+    }
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        l->dials = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    l->ndials--;
+    free(d);
+}
+
+static void dial_retry(struct rapi_listener *l, struct dial *d, const char *why)
+{
+    int delay;
+
+    if (d->fd >= 0) {
+        ep_del(l, d->fd, &d->events);
+        close(d->fd);
+        d->fd = -1;
+    }
+    if (d->tries >= DIAL_RETRIES) {
+        lst_log(l, RAPI_LOG_WARN, "dial-back for %s failed: %s; giving up", d->peer.addr, why);
+        dial_free(l, d);
+        return;
+    }
+    delay = backoff_delay_ms(d->tries++, DIAL_BACKOFF_MIN, DIAL_BACKOFF_MAX,
+                             backoff_rand(&l->rng));
+    lst_log(l, RAPI_LOG_DEBUG, "dial-back for %s failed: %s; retry in %d ms", d->peer.addr, why,
+            delay);
+    d->st = DIAL_WAIT;
+    d->deadline = wire_now_ms() + (uint64_t)delay;
+}
+
+static void ready_push(struct rapi_listener *l, struct dial *d)
+{
+    struct ready *r = malloc(sizeof(*r));
+    uint64_t one = 1;
+
+    ep_del(l, d->fd, &d->events);
+    if (r == NULL || wire_set_blocking(d->fd) < 0) {
+        free(r);
+        lst_log(l, RAPI_LOG_ERROR, "out of memory: dropping %s", d->peer.addr);
+        dial_free(l, d);
+        return;
+    }
+    r->next = NULL;
+    r->fd = d->fd;
+    r->peer = d->peer;
+    d->fd = -1;
+    if (l->rq_tail)
+        l->rq_tail->next = r;
+    else
+        l->rq_head = r;
+    l->rq_tail = r;
+    if (l->nready++ == 0 && write(l->efd, &one, sizeof(one)) != sizeof(one))
+        lst_log(l, RAPI_LOG_ERROR, "eventfd write failed");
+    dial_free(l, d);
+}
+
+static void dial_attempt(struct rapi_listener *l, struct dial *d)
+{
+    struct rapi_error e;
+    int fd = wire_connect_start(&l->url, &e);
+
+    if (fd < 0) {
+        dial_retry(l, d, e.message);
+        return;
+    }
+    d->fd = fd;
+    d->st = DIAL_CONNECT;
+    d->req_off = 0;
+    d->deadline = wire_now_ms() + (uint64_t)l->o.dial_timeout_ms;
+    if (ep_set(l, fd, d, EPOLLOUT, &d->events) < 0)
+        dial_retry(l, d, "epoll_ctl failed");
+}
+
+static void dial_start(struct rapi_listener *l, const struct notify *n)
+{
+    struct dial *d;
+    int len;
+
+    if (l->ndials + l->nready >= (size_t)l->o.backlog) {
+        lst_log(l, RAPI_LOG_WARN, "backlog full: not answering client %s", n->ipaddr);
+        return;
+    }
+    d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return;
+    d->fd = -1;
+    snprintf(d->id, sizeof(d->id), "%s", n->id);
+    snprintf(d->peer.addr, sizeof(d->peer.addr), "%s", n->ipaddr);
+    d->peer.timeout = n->timeout;
+    if (addr_parse(n->ipaddr, &d->peer.sa, &d->peer.salen) < 0) {
+        d->peer.sa.ss_family = AF_UNSPEC;
+        d->peer.salen = 0;
+    }
+    len = wire_wr_request(d->req, sizeof(d->req), &l->url, l->key, d->id, l->o.webroute_timeout);
+    if (len < 0) {
+        free(d);
+        return;
+    }
+    d->req_len = (size_t)len;
+    d->next = l->dials;
+    if (l->dials)
+        l->dials->prev = d;
+    l->dials = d;
+    l->ndials++;
+    dial_attempt(l, d);
+}
+
+/* A refused dial-back (4xx: the client is gone, or our key is wrong) will
+ * not succeed by retrying; a lost connection or a 5xx may. */
+static void dial_answer(struct rapi_listener *l, struct dial *d)
+{
+    struct rapi_error e;
+
+    if (hs_check_wr(&d->hs, d->id, &e) == 0) {
+        ready_push(l, d);
+        return;
+    }
+    if (d->hs.status >= 400 && d->hs.status < 500) {
+        lst_log(l, RAPI_LOG_WARN, "dial-back for %s refused: %s", d->peer.addr, e.message);
+        dial_free(l, d);
+        return;
+    }
+    dial_retry(l, d, e.message);
+}
+
+static void dial_io(struct rapi_listener *l, struct dial *d)
+{
+    struct rapi_error e;
+    int rc;
+
+    switch (d->st) {
+    case DIAL_WAIT: return;
+    case DIAL_CONNECT:
+        if ((rc = wire_connect_done(d->fd)) < 0)
+            return dial_retry(l, d, strerror(-rc));
+        d->st = DIAL_SEND;
+        /* fall through */
+    case DIAL_SEND:
+        rc = wire_send(d->fd, d->req, d->req_len, &d->req_off);
+        if (rc == -EAGAIN)
+            return;
+        if (rc < 0)
+            return dial_retry(l, d, strerror(-rc));
+        hs_init(&d->hs);
+        d->st = DIAL_READ;
+        if (ep_set(l, d->fd, d, EPOLLIN, &d->events) < 0)
+            return dial_retry(l, d, "epoll_ctl failed");
+        /* fall through */
+    case DIAL_READ:
+        rc = hs_read(&d->hs, d->fd, &e);
+        if (rc == -EAGAIN)
+            return;
+        if (rc < 0)
+            return dial_retry(l, d, e.message);
+        dial_answer(l, d);
+        return;
+    }
+}
+
+/* ------------------------------------------------------------ frames */
+
+static void ctl_message(struct rapi_listener *l, uint8_t op, const uint8_t *p, size_t len)
+{
+    struct notify n;
+
+    if (op != WS_OP_TEXT) {
+        lst_log(l, RAPI_LOG_DEBUG, "ignoring a binary message");
+        return;
+    }
+    if (notify_parse((const char *)p, len, &n) < 0) {
+        lst_log(l, RAPI_LOG_WARN, "ignoring a malformed notification");
+        return;
+    }
+    dial_start(l, &n);
+}
+
+/* One complete frame; returns 0, or a close code to fail with. */
+static int ctl_frame_in(struct rapi_listener *l, const struct ws_frame *f, const uint8_t *p)
+{
+    struct ctl *c = &l->ctl;
+    size_t len = (size_t)f->len;
+
+    switch (f->opcode) {
+    case WS_OP_PING: return ctl_frame(l, WS_OP_PONG, p, len) < 0 ? WS_CLOSE_GOING_AWAY : 0;
+    case WS_OP_PONG: return 0;
+    case WS_OP_CLOSE: return WS_CLOSE_NORMAL;
+    case WS_OP_TEXT:
+    case WS_OP_BINARY:
+        if (c->msg_active)
+            return WS_CLOSE_PROTOCOL;
+        if (f->fin) {
+            ctl_message(l, f->opcode, p, len);
+            return 0;
+        }
+        c->msg_active = true;
+        c->msg_op = f->opcode;
+        c->msg_len = 0;
+        /* fall through */
+    default: /* continuation */
+        if (!c->msg_active)
+            return WS_CLOSE_PROTOCOL;
+        if (c->msg_len + len > sizeof(c->msg))
+            return WS_CLOSE_TOO_BIG;
+        memcpy(c->msg + c->msg_len, p, len);
+        c->msg_len += len;
+        if (f->fin) {
+            c->msg_active = false;
+            ctl_message(l, c->msg_op, c->msg, c->msg_len);
+        }
+        return 0;
+    }
+}
+
+/* Parse every complete frame in the input buffer. */
+static int ctl_frames(struct rapi_listener *l)
+{
+    struct ctl *c = &l->ctl;
+    struct ws_frame f;
+    size_t total;
+    int hl, code;
+
+    for (;;) {
+        hl = ws_parse_header(c->in, c->in_len, &f);
+        if (hl == -2)
+            return 0;
+        if (hl < 0)
+            return WS_CLOSE_PROTOCOL;
+        if ((code = ws_check(&f, false, CTL_MSG_MAX)) != 0)
+            return code;
+        total = (size_t)hl + (size_t)f.len;
+        if (c->in_len < total)
+            return 0;
+        if ((code = ctl_frame_in(l, &f, c->in + hl)) != 0)
+            return code;
+        memmove(c->in, c->in + total, c->in_len - total);
+        c->in_len -= total;
+    }
+}
+
+static void ctl_close_with(struct rapi_listener *l, int code)
+{
+    uint8_t frame[WS_MAX_HEADER + WS_MAX_CONTROL];
+    uint8_t mask[4] = {0};
+    size_t n, off = 0;
+
+    if (getrandom(mask, sizeof(mask), 0) != sizeof(mask))
+        memset(mask, 0x5a, sizeof(mask));
+    n = ws_build_close(frame, (uint16_t)code, "", mask);
+    (void)wire_send(l->ctl.fd, (const char *)frame, n, &off); /* best effort */
+}
+
+static void ctl_read(struct rapi_listener *l)
+{
+    struct ctl *c = &l->ctl;
+    ssize_t n;
+    int code;
+
+    for (;;) {
+        n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0)
+            return ctl_fail(l, n == 0 ? "relay closed the connection" : strerror(errno));
+        c->in_len += (size_t)n;
+        c->last_rx = wire_now_ms();
+        code = ctl_frames(l);
+        if (code != 0) {
+            ctl_close_with(l, code);
+            return ctl_fail(l, code == WS_CLOSE_NORMAL ? "relay closed the WebSocket"
+                                                       : "WebSocket protocol error");
+        }
+    }
+}
+
+static void ctl_io(struct rapi_listener *l, uint32_t events)
+{
+    struct ctl *c = &l->ctl;
+
+    switch (c->st) {
+    case CTL_WAIT: return;
+    case CTL_CONNECT:
+        if (ctl_start_handshake(l) < 0)
+            return ctl_fail_err(l);
+        /* fall through */
+    case CTL_HANDSHAKE:
+        if (ctl_handshake(l) < 0)
+            return ctl_fail_err(l);
+        if (c->st != CTL_OPEN)
+            break;
+        /* bytes after the 101 may be waiting already */
+        /* fall through */
+    case CTL_OPEN:
+        if (ctl_flush(l) < 0)
+            return ctl_fail(l, "send failed");
+        ctl_read(l);
+        if (c->st == CTL_OPEN && ctl_flush(l) < 0)
+            return ctl_fail(l, "send failed");
+        break;
+    }
+    if (c->fd >= 0)
+        ctl_want(l);
+}
+
+/* ------------------------------------------------------------ timers */
+
+static void ctl_timer(struct rapi_listener *l, uint64_t now)
+{
+    struct ctl *c = &l->ctl;
+    uint64_t ka = (uint64_t)l->o.keepalive_s * 1000u;
+
+    if (c->st != CTL_OPEN) {
+        if (now < c->deadline)
+            return;
+        if (c->st == CTL_WAIT)
+            return ctl_attempt(l);
+        err_set(&c->last_err, RAPI_E_TIMEOUT, 0, "no answer from the relay in time");
+        return ctl_fail_err(l);
+    }
+    if (now >= c->last_rx + SILENCE_FACTOR * ka)
+        return ctl_fail(l, "relay silent for too long");
+    if (now >= c->next_ping) {
+        c->next_ping = now + ka;
+        if (ctl_frame(l, WS_OP_PING, (const uint8_t *)"rapi", 4) == 0 && ctl_flush(l) < 0)
+            return ctl_fail(l, "send failed");
+        ctl_want(l);
+    }
+}
+
+static uint64_t ctl_next_deadline(const struct rapi_listener *l)
+{
+    const struct ctl *c = &l->ctl;
+    uint64_t silent;
+
+    if (c->st != CTL_OPEN)
+        return c->deadline;
+    silent = c->last_rx + SILENCE_FACTOR * (uint64_t)l->o.keepalive_s * 1000u;
+    return c->next_ping < silent ? c->next_ping : silent;
+}
+
+static void run_timers(struct rapi_listener *l)
+{
+    uint64_t now = wire_now_ms(), next;
+    struct dial *d, *nx;
+    struct itimerspec its = {0};
+
+    ctl_timer(l, now);
+    for (d = l->dials; d; d = nx) {
+        nx = d->next;
+        if (now < d->deadline)
+            continue;
+        if (d->st == DIAL_WAIT)
+            dial_attempt(l, d);
+        else
+            dial_retry(l, d, "timed out");
+    }
+    next = ctl_next_deadline(l);
+    for (d = l->dials; d; d = d->next)
+        if (d->deadline < next)
+            next = d->deadline;
+    if (next == l->armed)
+        return;
+    l->armed = next;
+    /* Absolute CLOCK_MONOTONIC, the same clock as wire_now_ms. */
+    its.it_value.tv_sec = (time_t)(next / 1000u);
+    its.it_value.tv_nsec = (long)(next % 1000u) * 1000000L;
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+        its.it_value.tv_nsec = 1;
+    timerfd_settime(l->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* One round: wait up to timeout_ms for events, handle them, run timers. */
+static int lst_poll(struct rapi_listener *l, int timeout_ms)
+{
+    struct epoll_event ev[EP_BATCH];
+    uint64_t junk;
+    int n, i;
+
+    n = epoll_wait(l->epfd, ev, EP_BATCH, timeout_ms);
+    if (n == -1)
+        return -errno;
+    for (i = 0; i < n; i++) {
+        void *tag = ev[i].data.ptr;
+        if (tag == &l->tfd) {
+            if (read(l->tfd, &junk, sizeof(junk)) < 0)
+                junk = 0;
+        } else if (tag == &l->efd) {
+            continue; /* cleared when the queue empties */
+        } else if (tag == &l->ctl) {
+            if (l->ctl.fd >= 0)
+                ctl_io(l, ev[i].events);
+        } else {
+            dial_io(l, tag);
+        }
+    }
+    run_timers(l);
+    return 0;
+}
+
+/* ------------------------------------------------------------ public */
+
+static void opts_defaults(struct rapi_listen_opts *o)
+{
+    if (o->timeout_ms == 0)
+        o->timeout_ms = 10000;
+    if (o->dial_timeout_ms <= 0)
+        o->dial_timeout_ms = 10000;
+    if (o->keepalive_s <= 0)
+        o->keepalive_s = 30;
+    if (o->backoff_min_ms <= 0)
+        o->backoff_min_ms = 100;
+    if (o->backoff_max_ms <= 0)
+        o->backoff_max_ms = 5000;
+    if (o->backlog <= 0)
+        o->backlog = 128;
+}
+
+static int lst_setup(struct rapi_listener *l, const char *url, const char *key,
+                     struct rapi_error *err)
+{
+    struct epoll_event ev = {.events = EPOLLIN};
+
+    if (url == NULL || url_parse(url, strlen(url), &l->url) < 0 ||
+        (l->url.scheme != URL_RWS && l->url.scheme != URL_RWSS)) {
+        err_set(err, RAPI_E_URL, 0, "not a listener URL (rws://[KEY@]host[:port]/path)");
+        return -EINVAL;
+    }
+    if (l->url.tls) {
+        err_set(err, RAPI_E_UNSUPPORTED, 0, "rwss:// (TLS) is not supported by this build");
+        return -EPROTONOSUPPORT;
+    }
+    snprintf(l->key, sizeof(l->key), "%s", key && *key ? key : l->url.key);
+    explicit_bzero(l->url.key, sizeof(l->url.key));
+    if (l->key[0] == '\0') {
+        err_set(err, RAPI_E_KEY, 0, "no server key given");
+        return -EINVAL;
+    }
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (l->epfd == -1 || l->tfd == -1 || l->efd == -1)
+        goto sys;
+    ev.data.ptr = &l->tfd;
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->tfd, &ev) == -1)
+        goto sys;
+    ev.data.ptr = &l->efd;
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->efd, &ev) == -1)
+        goto sys;
+    if (getrandom(&l->rng, sizeof(l->rng), 0) != sizeof(l->rng) || l->rng == 0)
+        l->rng = (uint32_t)wire_now_ms() | 1u;
+    return 0;
+sys:
+    err_set(err, RAPI_E_SYSTEM, errno, "%s", strerror(errno));
+    return -errno;
+}
+
+/* Wait for the first registration; the first failure is the answer. */
+static int lst_first(struct rapi_listener *l, struct rapi_error *err)
+{
+    uint64_t end = wire_now_ms() + (uint64_t)l->o.timeout_ms;
+    int rc, wait;
+
+    while (l->ctl.st != CTL_OPEN && l->ctl.failures == 0) {
+        uint64_t now = wire_now_ms();
+        if (l->o.timeout_ms > 0 && now >= end) {
+            err_set(err, RAPI_E_TIMEOUT, 0, "no registration within %d ms", l->o.timeout_ms);
+            return -ETIMEDOUT;
+        }
+        wait = l->o.timeout_ms > 0 ? (int)(end - now) : -1;
+        rc = lst_poll(l, wait);
+        if (rc < 0 && rc != -EINTR) {
+            err_set(err, RAPI_E_SYSTEM, -rc, "epoll_wait: %s", strerror(-rc));
+            return rc;
+        }
+    }
+    if (l->ctl.st == CTL_OPEN)
+        return 0;
+    if (err)
+        *err = l->ctl.last_err;
+    return err_errno(l->ctl.last_err.code, l->ctl.last_err.sys_errno);
+}
+
+RAPI_API int rapi_listen(struct rapi_listener **out, const char *url, const char *key,
+                         const struct rapi_listen_opts *opts, struct rapi_error *err)
+{
+    struct rapi_listener *l;
+    int rc;
+
+    *out = NULL;
+    l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        err_set(err, RAPI_E_SYSTEM, ENOMEM, "out of memory");
+        return -ENOMEM;
+    }
+    l->epfd = l->tfd = l->efd = l->ctl.fd = -1;
+    if (opts)
+        l->o = *opts;
+    opts_defaults(&l->o);
+    rc = lst_setup(l, url, key, err);
+    if (rc < 0)
+        goto fail;
+    ctl_attempt(l);
+    run_timers(l);
+    if (!(l->o.flags & RAPI_LISTEN_NOWAIT) && (rc = lst_first(l, err)) < 0)
+        goto fail;
+    err_set(err, RAPI_E_NONE, 0, "ok");
+    *out = l;
+    return 0;
+fail:
+    rapi_listener_close(l);
+    return rc;
+}
+
+RAPI_API int rapi_listener_fd(const struct rapi_listener *l)
+{
+    return l->epfd;
+}
+
+RAPI_API int rapi_listener_registered(const struct rapi_listener *l)
+{
+    return l->ctl.st == CTL_OPEN;
+}
+
+static int ready_pop(struct rapi_listener *l, struct rapi_peer *peer)
+{
+    struct ready *r = l->rq_head;
+    uint64_t junk;
+    int fd = r->fd;
+
+    l->rq_head = r->next;
+    if (l->rq_head == NULL)
+        l->rq_tail = NULL;
+    if (--l->nready == 0 && read(l->efd, &junk, sizeof(junk)) < 0)
+        junk = 0;
+    if (peer)
+        *peer = r->peer;
+    free(r);
+    return fd;
+}
+
+RAPI_API int rapi_accept(struct rapi_listener *l, struct rapi_peer *peer, int timeout_ms)
+{
+    uint64_t end = wire_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint64_t now;
+    int rc, wait;
+
+    for (;;) {
+        if (l->rq_head)
+            return ready_pop(l, peer);
+        now = wire_now_ms();
+        wait = timeout_ms < 0 ? -1 : (now >= end ? 0 : (int)(end - now));
+        rc = lst_poll(l, wait);
+        if (rc < 0)
+            return rc;
+        if (l->rq_head)
+            continue;
+        if (timeout_ms >= 0 && wire_now_ms() >= end)
+            return -EAGAIN;
+    }
+}
+
+RAPI_API void rapi_listener_close(struct rapi_listener *l)
+{
+    struct ready *r;
+
+    if (l == NULL)
+        return;
+    if (l->ctl.st == CTL_OPEN && l->ctl.fd >= 0)
+        ctl_close_with(l, WS_CLOSE_GOING_AWAY);
+    ctl_close_fd(l);
+    while (l->dials)
+        dial_free(l, l->dials);
+    while ((r = l->rq_head) != NULL) {
+        l->rq_head = r->next;
+        close(r->fd);
+        free(r);
+    }
+    if (l->epfd >= 0)
+        close(l->epfd);
+    if (l->tfd >= 0)
+        close(l->tfd);
+    if (l->efd >= 0)
+        close(l->efd);
+    explicit_bzero(l->key, sizeof(l->key));
+    free(l);
+}

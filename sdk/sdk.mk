@@ -1,0 +1,48 @@
+# librapi (static + shared), its pkg-config file and the rapi CLI.
+# Included from the top-level Makefile. The library carries its own PIC copy
+# of proto/ and auth/, so users link -lrapi alone; only rapi_* symbols are
+# exported (hidden visibility, and localized in the archive's one object so
+# that a program linking librapi.a never clashes with url_parse & co).
+
+SDK_LIB_SRC := sdk/listener.c sdk/connect.c sdk/wire.c sdk/backoff.c sdk/proxyv2.c \
+               sdk/sdkerr.c sdk/keyfile.c
+SDK_CLI_SRC := sdk/cli_main.c sdk/cli_expose.c sdk/cli_connect.c sdk/cli_pump.c
+SDK_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(SDK_LIB_SRC) $(PROTO_SRC) $(AUTH_SRC))
+SDK_CLI_OBJ := $(SDK_CLI_SRC:%.c=$(BUILD)/obj/%.o)
+SDK_LIBS    := $(shell pkg-config --libs wolfssl 2>/dev/null) -pthread
+SDK_SOVER   := 0
+
+LIBRAPI    := $(BUILD)/librapi.a
+LIBRAPI_SO := $(BUILD)/librapi.so
+RAPI_CLI   := $(BUILD)/rapi
+LIBRAPI_PC := $(BUILD)/librapi.pc
+
+ALL_TARGETS += $(LIBRAPI) $(LIBRAPI_SO) $(RAPI_CLI) $(LIBRAPI_PC)
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+
+$(BUILD)/pic/librapi-all.o: $(SDK_PIC_OBJ)
+	ld -r -o $@ $^
+	objcopy --localize-hidden $@
+
+$(LIBRAPI): $(BUILD)/pic/librapi-all.o
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBRAPI_SO): $(SDK_PIC_OBJ)
+	$(CC) -shared -Wl,-soname,librapi.so.$(SDK_SOVER) -Wl,--as-needed $(ALL_LDFLAGS) \
+	  -o $@ $^ $(SDK_LIBS)
+
+$(RAPI_CLI): $(SDK_CLI_OBJ) $(LIBRAPI) $(LIBAUTH) $(LIBPROTO)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SDK_LIBS)
+
+$(LIBRAPI_PC): sdk/sdk.mk
+	@mkdir -p $(dir $@)
+	printf '%s\n' 'prefix=/usr/local' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	  'Name: librapi' \
+	  'Description: listen and connect through a rapi relay (WebRoute)' \
+	  'Version: 0.1.0' \
+	  'Libs: -L$${libdir} -lrapi' \
+	  'Libs.private: $(SDK_LIBS)' \
+	  'Cflags: -I$${includedir}' > $@
