@@ -161,8 +161,8 @@ Test(json, notify_parse_malformed)
         "{\"id\":\"a\",\"t\":1.}",
         "{\"id\":\"a\",\"t\":.5}",
         "{\"id\":\"a\",\"t\":1e}",
-        "{\"ipaddr\":\"0123456789012345678901234567890123456789012345678901234567890123\","
-        "\"id\":\"a\"}",                        /* ipaddr of 64 does not fit */
+        ("{\"ipaddr\":\"0123456789012345678901234567890123456789012345678901234567890123\","
+         "\"id\":\"a\"}"), /* ipaddr of 64 does not fit */
     };
     struct notify n;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
