@@ -17,6 +17,9 @@
 
 #define URING_ENTRIES 4096
 #define URING_BATCH 256
+/* user_data of a poll-remove request: the watch's token with this bit set
+ * (tokens never use it: slot indexes stay far below 2^31). */
+#define URING_REMOVE_TAG (1ULL << 63)
 
 struct ur {
     struct io_uring ring;
@@ -127,15 +130,19 @@ static int ur_add(struct ev_loop *l, int fd, uint32_t events, uint64_t token)
     return ur_arm(l->priv, fd, events, token);
 }
 
-static int ur_del(struct ev_loop *l, int fd, uint64_t token)
+static void ur_remove(struct ur *u, uint64_t token)
 {
-    struct ur *u = l->priv;
     struct io_uring_sqe *sqe = ur_sqe(u);
 
     if (!sqe)
-        return 0; /* cannot happen after a submit; the slot just stays dying */
+        return; /* cannot happen after a submit; the slot just stays dying */
     io_uring_prep_poll_remove(sqe, token);
-    io_uring_sqe_set_data64(sqe, 0);
+    io_uring_sqe_set_data64(sqe, token | URING_REMOVE_TAG);
+}
+
+static int ur_del(struct ev_loop *l, int fd, uint64_t token)
+{
+    ur_remove(l->priv, token);
     /* The poll holds a reference to the file, so a close() by the caller
      * takes effect once this remove is submitted: at the next ev_wait(),
      * right after the current batch of callbacks. */
@@ -144,8 +151,19 @@ static int ur_del(struct ev_loop *l, int fd, uint64_t token)
 
 static void ur_complete(struct ev_loop *l, struct ur *u, const struct io_uring_cqe *c)
 {
-    struct ev_slot *s = ev_slot_of(l, c->user_data);
+    struct ev_slot *s;
 
+    if (c->user_data & URING_REMOVE_TAG) {
+        /* -EALREADY: the poll had a completion in flight and stays armed;
+         * ask again. (-ENOENT: it had already ended: its last CQE frees.) */
+        uint64_t token = c->user_data & ~URING_REMOVE_TAG;
+
+        s = ev_slot_of(l, token);
+        if (c->res == -EALREADY && s && s->state == SLOT_DYING)
+            ur_remove(u, token);
+        return;
+    }
+    s = ev_slot_of(l, c->user_data);
     if (!s)
         return;
     if (!(c->flags & IORING_CQE_F_MORE)) {

@@ -48,20 +48,6 @@ static void usage(FILE *f)
                "See rapi-server(8) and rapi-server.conf(5).\n");
 }
 
-static int apply_set(struct conf *c, const char *kv, char *err, size_t errlen)
-{
-    const char *eq = strchr(kv, '=');
-    char kw[64];
-
-    if (!eq || (size_t)(eq - kv) >= sizeof(kw)) {
-        snprintf(err, errlen, "-o %s: expected KEYWORD=VALUE", kv);
-        return -EINVAL;
-    }
-    memcpy(kw, kv, (size_t)(eq - kv));
-    kw[eq - kv] = '\0';
-    return conf_set(c, kw, eq + 1, err, errlen);
-}
-
 /* Defaults, then the file, then -o, then the explicit flags. */
 static int build_conf(const struct opts *o, struct conf *c, char *err, size_t errlen)
 {
@@ -72,14 +58,13 @@ static int build_conf(const struct opts *o, struct conf *c, char *err, size_t er
     if (r == -ENOENT && !o->conf_given)
         r = 0; /* no file at all: embedded defaults */
     for (int i = 0; r == 0 && i < o->nsets; i++)
-        r = apply_set(c, o->sets[i], err, errlen);
-    if (r == 0 && o->nlisten) {
-        c->nlisten = 0;
-        for (int i = 0; i < o->nlisten; i++)
-            snprintf(c->listen[c->nlisten++], sizeof(c->listen[0]), "%s", o->listen[i]);
-    }
+        r = conf_set_assignment(c, o->sets[i], err, errlen);
+    if (r == 0 && o->nlisten)
+        conf_listen_reset(c);
+    for (int i = 0; r == 0 && i < o->nlisten; i++)
+        r = conf_set(c, "listen", o->listen[i], err, errlen);
     if (r == 0 && o->keys)
-        snprintf(c->keys, sizeof(c->keys), "%s", o->keys);
+        r = conf_set(c, "keys", o->keys, err, errlen);
     if (r == 0 && o->workers)
         r = conf_set(c, "workers", o->workers, err, errlen);
     return r == 0 ? conf_validate(c, err, errlen) : r;
