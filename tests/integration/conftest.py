@@ -1,0 +1,103 @@
+"""Fixtures for the rapi integration tests (real processes on loopback).
+
+RAPI_BUILD (absolute path of the build directory; default <repo>/build) says
+where rapi-server is. RAPI_SAN=1 marks the ASan+UBSan pass: the same checks
+run, with longer upper bounds for the load tests.
+
+Fixtures:
+  rapi_server   path of the rapi-server binary (the test errors if missing)
+  backend       "epoll" or "uring": every test using it runs on both
+  start_relay   factory: start_relay(listen=[...], workers=2, key_file=None,
+                config_file=None, extra_args=[], cli_flags=True, **options)
+                -> relay.Relay,
+                started with `-o io=<backend>` and `-o keyword=value` for each
+                option (on top of DEFAULT_OPTIONS). Skips the test, loudly, when
+                io_uring is unavailable. At teardown each relay is checked: test
+                sockets closed -> relay back to its start-up socket count, then
+                SIGTERM -> exit status 0, and no sanitizer report and no key in
+                its stderr; any problem fails the test.
+  relay         start_relay() with the defaults.
+"""
+
+import os
+import resource
+
+import pytest
+
+from relay import Relay, RelayStartError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BACKENDS = ["epoll", "uring"]
+
+# Defaults for every test relay: debug logging (so the key-leak check sees the
+# most output) and a short drain so a forgotten connection cannot stall
+# teardown. Everything else keeps the daemon's own defaults unless a test says.
+DEFAULT_OPTIONS = {"log_level": "debug", "drain_timeout": 3}
+
+
+def _raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 8192) if hard != resource.RLIM_INFINITY else 8192
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+_raise_nofile()
+
+
+@pytest.fixture(scope="session")
+def rapi_build():
+    return os.environ.get("RAPI_BUILD") or os.path.join(REPO, "build")
+
+
+@pytest.fixture(scope="session")
+def rapi_server(rapi_build):
+    path = os.path.join(rapi_build, "rapi-server")
+    if not os.access(path, os.X_OK):
+        pytest.fail("no rapi-server binary at %s (build it, or set RAPI_BUILD)" % path)
+    return path
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+def _uring_unavailable(err):
+    text = err.stderr.lower()
+    return err.returncode not in (None, 0) and ("uring" in text)
+
+
+@pytest.fixture
+def start_relay(rapi_server, backend, tmp_path):
+    started = []
+
+    def start(listen=("127.0.0.1:0",), workers=2, key_file=None, config_file=None,
+              extra_args=(), cli_flags=True, **options):
+        opts = dict(DEFAULT_OPTIONS) if cli_flags else {}
+        opts.update(options)
+        r = Relay(rapi_server, tmp_path / ("relay%d" % len(started)), backend=backend,
+                  options=opts, listen=listen, workers=workers, key_file=key_file,
+                  config_file=config_file, extra_args=extra_args,
+                  cli_flags=cli_flags)
+        try:
+            r.start()
+        except RelayStartError as e:
+            if backend == "uring" and _uring_unavailable(e):
+                line = [ln for ln in e.stderr.splitlines() if "uring" in ln.lower()][:1]
+                pytest.skip("io_uring backend unavailable here: %s" % (line[0] if line else e))
+            raise
+        started.append(r)
+        return r
+
+    yield start
+    problems = []
+    for r in started:
+        problems += r.finish()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def relay(start_relay):
+    return start_relay()
