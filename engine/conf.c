@@ -219,6 +219,14 @@ static int set_path(struct conf *c, const struct conf_row *r, const char *v, cha
 }
 
 /* A listen address: addr_parse() takes port 0 too (the kernel picks one). */
+/* "host:0" asks for a free port: the same one twice is two sockets. */
+static int listen_ephemeral(const char *a)
+{
+    size_t n = strlen(a);
+
+    return n >= 2 && strcmp(a + n - 2, ":0") == 0;
+}
+
 static int listen_addr_check(const char *s)
 {
     struct sockaddr_storage ss;
@@ -241,7 +249,7 @@ static int set_listen(struct conf *c, const char *v, char *err, size_t errlen)
         c->listen_explicit = 1;
     }
     for (int i = 0; i < c->nlisten; i++) {
-        if (strcmp(c->listen[i], v) == 0) {
+        if (strcmp(c->listen[i], v) == 0 && !listen_ephemeral(v)) {
             seterr(err, errlen, "listen: '%s' given twice", v);
             return -EINVAL;
         }
@@ -474,7 +482,7 @@ static int check_listen(const struct conf *c, char *err, size_t errlen)
             return -EINVAL;
         }
         for (int j = 0; j < i; j++) {
-            if (strcmp(c->listen[j], a) == 0) {
+            if (strcmp(c->listen[j], a) == 0 && !listen_ephemeral(a)) {
                 seterr(err, errlen, "listen: '%s' given twice", a);
                 return -EINVAL;
             }
