@@ -1,0 +1,19 @@
+# rapi-bench: the load generator (bench/*.c) and `make bench` (bench/run).
+# Included from the top-level Makefile.
+
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
+BENCH     := $(BUILD)/rapi-bench
+
+$(BENCH): $(BENCH_OBJ) $(LIBAUTH) $(LIBPROTO)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LDLIBS) -lm
+
+ALL_TARGETS += $(BENCH)
+
+.PHONY: bench bench-quick
+# BENCH_ARGS=--quick for the short form (under 3 minutes).
+BENCH_ARGS ?=
+bench:
+	bench/run $(BENCH_ARGS)
+bench-quick:
+	bench/run --quick

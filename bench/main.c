@@ -1,0 +1,500 @@
+/* rapi-bench: command line, keys, targets, the backend echo/sink sockets, and
+ * the rounds. See man/rapi-bench.1. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench/run.h"
+
+#define KEYFILE_MAX 65536
+#define BACKLOG 4096
+#define MAX_THREADS 64
+
+volatile int g_interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_interrupted = 1;
+}
+
+static void usage(FILE *out)
+{
+    fputs("usage: rapi-bench setup|throughput|latency|hold [--relay HOST:PORT] [--direct]\n"
+          "         [--tcp-proxy HOST:PORT --backend HOST:PORT] [--label NAME] [--pid PID]\n"
+          "         [--server-key-file F] [--client-key-file F] [-c N] [-t N] [-d SECS]\n"
+          "         [-n COUNT] [--warmup SECS] [--rounds N] [--size BYTES] [--rate N]\n"
+          "         [--direction up|down|both] [--block BYTES] [--timeout SECS]\n"
+          "         [--inflight N] [--sources N] [--path PREFIX] [--json] [-q]\n"
+          "       rapi-bench echo|sink --listen HOST:PORT [-t N] [-d SECS]\n"
+          "See rapi-bench(1).\n",
+          out);
+}
+
+static void die(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "rapi-bench: ");
+    fprintf(stderr, fmt, arg);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+/* ------------------------------------------------------------ keys */
+
+static int key_ok(const char *k, size_t len)
+{
+    if (len == 0 || len > KEY_MAX_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
+/* Find the key named `name` ("server_key") in key-file text, or the only
+ * line of a file that holds one bare key. Returns the length or -1. */
+static int key_from_text(char *text, const char *name, char *out)
+{
+    size_t nl = strlen(name);
+    int bare_lines = 0, named_lines = 0;
+    char *bare = NULL, *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        while (*line == ' ' || *line == '\t')
+            line++;
+        size_t len = strcspn(line, "\r");
+        while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+            len--;
+        line[len] = 0;
+        if (!len || line[0] == '#')
+            continue;
+        if (!strncmp(line, "server_key", 10) || !strncmp(line, "client_key", 10))
+            named_lines++;
+        if (!strncmp(line, name, nl) && (line[nl] == ' ' || line[nl] == '\t')) {
+            char *v = line + nl;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            size_t vl = strlen(v);
+            if (!key_ok(v, vl))
+                return -1;
+            memcpy(out, v, vl + 1);
+            return (int)vl;
+        }
+        bare_lines++;
+        bare = line;
+    }
+    if (named_lines || bare_lines != 1 || !key_ok(bare, strlen(bare)))
+        return -1;
+    size_t bl = strlen(bare);
+    memcpy(out, bare, bl + 1);
+    return (int)bl;
+}
+
+static void load_key(const char *file, const char *env, const char *name, char *out, size_t *len)
+{
+    const char *src = file;
+    if (!src && getenv(env)) {
+        const char *v = getenv(env);
+        if (!key_ok(v, strlen(v)))
+            die("%s holds no usable key", env);
+        *len = strlen(v);
+        memcpy(out, v, *len + 1);
+        return;
+    }
+    if (!src)
+        src = getenv("RAPI_KEY_FILE");
+    if (!src) {
+        fprintf(stderr, "rapi-bench: a relay target needs the %s: --%s-key-file F or %s\n", name,
+                name[0] == 's' ? "server" : "client", env);
+        exit(2);
+    }
+    int fd = open(src, O_RDONLY | O_CLOEXEC);
+    if (fd == -1)
+        die("cannot open key file %s", src);
+    static char text[KEYFILE_MAX + 1];
+    ssize_t n = read(fd, text, KEYFILE_MAX);
+    close(fd);
+    if (n < 0)
+        die("cannot read key file %s", src);
+    text[n] = 0;
+    int r = key_from_text(text, name, out);
+    explicit_bzero(text, sizeof(text));
+    if (r < 0) {
+        fprintf(stderr, "rapi-bench: no usable %s in %s\n", name, src);
+        exit(2);
+    }
+    *len = (size_t)r;
+}
+
+/* ------------------------------------------------------------ setup */
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    long want = 1048576;
+    FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &want) != 1)
+            want = 1048576;
+        fclose(f);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+        return;
+    struct rlimit nrl = {(rlim_t)want, (rlim_t)want};
+    if (setrlimit(RLIMIT_NOFILE, &nrl) == 0)
+        return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* One SO_REUSEPORT listening socket per worker thread on addr; the port of
+ * the first (possibly ephemeral) is reused by the others. */
+static int backend_open(const char *addr, unsigned n, int *fds, struct sockaddr_storage *ss,
+                        socklen_t *len)
+{
+    if (addr_parse(addr, ss, len) < 0)
+        return -EINVAL;
+    for (unsigned i = 0; i < n; i++) {
+        int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int one = 1;
+        if (fd == -1)
+            return -errno;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *)ss, *len) == -1 || listen(fd, BACKLOG) == -1) {
+            int err = -errno;
+            close(fd);
+            return err;
+        }
+        fds[i] = fd;
+        if (i == 0 && getsockname(fd, (struct sockaddr *)ss, len) == -1)
+            return -errno;
+    }
+    return 0;
+}
+
+static int cpu_count(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == -1)
+        return 1;
+    int n = CPU_COUNT(&set);
+    return n > 0 ? n : 1;
+}
+
+/* ------------------------------------------------------------ options */
+
+enum {
+    OPT_RELAY = 256, OPT_PROXY, OPT_DIRECT, OPT_LABEL, OPT_PID, OPT_BACKEND, OPT_PATH, OPT_SKF, OPT_CKF, OPT_WARMUP,
+    OPT_ROUNDS, OPT_SIZE, OPT_DIR, OPT_RATE, OPT_BLOCK, OPT_TIMEOUT, OPT_INFLIGHT, OPT_SOURCES, OPT_JSON, OPT_VERSION
+};
+
+static const struct option longopts[] = {
+    {"relay", required_argument, NULL, OPT_RELAY},
+    {"tcp-proxy", required_argument, NULL, OPT_PROXY},
+    {"direct", no_argument, NULL, OPT_DIRECT},
+    {"label", required_argument, NULL, OPT_LABEL},
+    {"pid", required_argument, NULL, OPT_PID},
+    {"backend", required_argument, NULL, OPT_BACKEND},
+    {"listen", required_argument, NULL, OPT_BACKEND},
+    {"path", required_argument, NULL, OPT_PATH},
+    {"server-key-file", required_argument, NULL, OPT_SKF},
+    {"client-key-file", required_argument, NULL, OPT_CKF},
+    {"concurrency", required_argument, NULL, 'c'},
+    {"tunnels", required_argument, NULL, 'c'},
+    {"threads", required_argument, NULL, 't'},
+    {"duration", required_argument, NULL, 'd'},
+    {"count", required_argument, NULL, 'n'},
+    {"warmup", required_argument, NULL, OPT_WARMUP},
+    {"rounds", required_argument, NULL, OPT_ROUNDS},
+    {"size", required_argument, NULL, OPT_SIZE},
+    {"direction", required_argument, NULL, OPT_DIR},
+    {"rate", required_argument, NULL, OPT_RATE},
+    {"block", required_argument, NULL, OPT_BLOCK},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"inflight", required_argument, NULL, OPT_INFLIGHT},
+    {"sources", required_argument, NULL, OPT_SOURCES},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* Number with an optional K/M/G suffix (powers of 1024). */
+static double num_arg(const char *s, const char *what, double lo, double hi)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s)
+        die("bad number for %s", what);
+    if (*end == 'k' || *end == 'K')
+        v *= 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        v *= 1048576, end++;
+    else if (*end == 'g' || *end == 'G')
+        v *= 1073741824.0, end++;
+    if (*end || isnan(v) || v < lo || v > hi)
+        die("%s out of range or malformed", what);
+    return v;
+}
+
+static struct target *add_target(struct opts *o, enum tkind k, const char *addr)
+{
+    if (o->nt == MAX_TARGETS)
+        die("too many targets (at most %s)", "8");
+    struct target *t = &o->t[o->nt++];
+    memset(t, 0, sizeof(*t));
+    t->kind = k;
+    if (addr) {
+        if (addr_parse(addr, &t->ss, &t->len) < 0)
+            die("bad address %s (numeric HOST:PORT or [V6]:PORT)", addr);
+        snprintf(t->addr, sizeof(t->addr), "%s", addr);
+    }
+    unsigned same = 0;
+    for (unsigned i = 0; i + 1 < o->nt; i++)
+        same += o->t[i].kind == k;
+    if (same)
+        snprintf(t->label, sizeof(t->label), "%s-%u", kind_name(k), same + 1);
+    else
+        snprintf(t->label, sizeof(t->label), "%s", kind_name(k));
+    return t;
+}
+
+static enum bmode parse_mode(const char *s)
+{
+    static const char *const names[] = {"setup", "throughput", "latency", "hold", "echo", "sink"};
+    for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(s, names[i]))
+            return (enum bmode)i;
+    die("unknown mode %s", s);
+    return BM_SETUP;
+}
+
+static void defaults(struct opts *o)
+{
+    o->threads = (unsigned)o->cpus;
+    o->rounds = 1;
+    o->duration = o->mode == BM_HOLD ? 2 : 5;
+    o->warmup = 1;
+    o->timeout = 10;
+    o->inflight = 256;
+    o->dir = DIR_UP;
+    o->block = 128 * 1024;
+    o->tunnels = o->mode == BM_SETUP ? 32 : o->mode == BM_HOLD ? 1000 : 1;
+    o->size = o->mode == BM_LATENCY ? 64 : 1;
+    snprintf(o->path, sizeof(o->path), "/rapi-bench");
+}
+
+static void parse_args(int argc, char **argv, struct opts *o, const char **skf, const char **ckf)
+{
+    struct target *last = NULL;
+    int direct = 0, c;
+    o->mode = parse_mode(argv[1]);
+    defaults(o);
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "c:t:d:n:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_RELAY: last = add_target(o, TK_RELAY, optarg); break;
+        case OPT_PROXY: last = add_target(o, TK_PROXY, optarg); break;
+        case OPT_DIRECT: direct = 1; break;
+        case OPT_LABEL:
+            if (!last)
+                die("%s must follow --relay or --tcp-proxy", "--label");
+            snprintf(last->label, sizeof(last->label), "%s", optarg);
+            break;
+        case OPT_PID:
+            if (!last)
+                die("%s must follow --relay or --tcp-proxy", "--pid");
+            last->pid = (pid_t)num_arg(optarg, "--pid", 1, 4194304);
+            break;
+        case OPT_BACKEND: snprintf(o->backend, sizeof(o->backend), "%s", optarg); break;
+        case OPT_PATH:
+            if (optarg[0] != '/' || strlen(optarg) > 100)
+                die("--path must start with / (at most 100 chars): %s", optarg);
+            snprintf(o->path, sizeof(o->path), "%s", optarg);
+            break;
+        case OPT_SKF: *skf = optarg; break;
+        case OPT_CKF: *ckf = optarg; break;
+        case 'c': o->tunnels = (unsigned)num_arg(optarg, "--concurrency", 1, 4000000); break;
+        case 't': o->threads = (unsigned)num_arg(optarg, "--threads", 1, MAX_THREADS); break;
+        case 'd':
+            o->duration = num_arg(optarg, "--duration", 0.05, 86400);
+            o->duration_given = 1;
+            break;
+        case 'n': o->count = (uint64_t)num_arg(optarg, "--count", 1, 1e18); break;
+        case OPT_WARMUP: o->warmup = num_arg(optarg, "--warmup", 0, 3600); break;
+        case OPT_ROUNDS: o->rounds = (unsigned)num_arg(optarg, "--rounds", 1, MAX_ROUNDS); break;
+        case OPT_SIZE: o->size = (unsigned)num_arg(optarg, "--size", 1, 256); break;
+        case OPT_RATE: o->rate = num_arg(optarg, "--rate", 0, 1e8); break;
+        case OPT_BLOCK: o->block = (size_t)num_arg(optarg, "--block", 1, 1 << 20); break;
+        case OPT_TIMEOUT: o->timeout = num_arg(optarg, "--timeout", 0.1, 3600); break;
+        case OPT_INFLIGHT: o->inflight = (unsigned)num_arg(optarg, "--inflight", 1, 1e6); break;
+        case OPT_SOURCES: o->nsrc = (unsigned)num_arg(optarg, "--sources", 1, 250); break;
+        case OPT_JSON: o->json = 1; break;
+        case 'q': o->quiet = 1; break;
+        case 'h': usage(stdout); exit(0);
+        case OPT_VERSION: puts("rapi-bench 1"); exit(0);
+        case OPT_DIR:
+            if (!strcmp(optarg, "up"))
+                o->dir = DIR_UP;
+            else if (!strcmp(optarg, "down"))
+                o->dir = DIR_DOWN;
+            else if (!strcmp(optarg, "both"))
+                o->dir = DIR_BOTH;
+            else
+                die("--direction is up, down or both, not %s", optarg);
+            break;
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind != argc)
+        die("unexpected argument %s", argv[optind]);
+    if (o->mode == BM_HOLD && o->count)
+        o->tunnels = (unsigned)o->count;
+    if (direct) {
+        memmove(&o->t[1], &o->t[0], o->nt * sizeof(o->t[0]));
+        o->nt++;
+        memset(&o->t[0], 0, sizeof(o->t[0]));
+        o->t[0].kind = TK_DIRECT;
+        snprintf(o->t[0].label, sizeof(o->t[0].label), "direct");
+    }
+}
+
+/* ------------------------------------------------------------ modes */
+
+static int serve(struct opts *o, const int *fds)
+{
+    struct bench_cfg cfg = {0};
+    struct run_ctl ctl = {0};
+    struct worker *w[MAX_THREADS] = {0};
+    pthread_mutex_init(&ctl.lock, NULL);
+    cfg.mode = o->mode;
+    cfg.kind = TK_DIRECT;
+    cfg.threads = o->threads;
+    cfg.block = o->block;
+    cfg.dir = DIR_UP;
+    cfg.timeout_ns = (uint64_t)(o->timeout * 1e9);
+    cfg.backend_fds = fds;
+    cfg.inflight = 1;
+    ctl.go = 1;
+    unsigned i;
+    for (i = 0; i < o->threads; i++)
+        if (!(w[i] = worker_start(i, &cfg, &ctl)))
+            break;
+    uint64_t end = o->duration_given ? now_ns() + (uint64_t)(o->duration * 1e9) : UINT64_MAX;
+    while (i == o->threads && !g_interrupted && !atomic_load(&ctl.fatal) && now_ns() < end) {
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+    }
+    atomic_store(&ctl.stop, 1);
+    for (unsigned k = 0; k < o->threads && w[k]; k++) {
+        worker_join(w[k]);
+        worker_free(w[k]);
+    }
+    if (atomic_load(&ctl.fatal))
+        fprintf(stderr, "rapi-bench: %s\n", ctl.fatal_msg);
+    return atomic_load(&ctl.fatal) ? 1 : 0;
+}
+
+static int bench(struct opts *o, const int *fds)
+{
+    int failed = 0;
+    for (unsigned r = 0; r < o->rounds && !g_interrupted; r++)
+        for (unsigned i = 0; i < o->nt && !g_interrupted; i++)
+            if (run_target(o, &o->t[i], r, fds) < 0) {
+                failed = 1;
+                if (!o->quiet)
+                    fprintf(stderr, "[%s %u/%u] failed: %s\n", o->t[i].label, r + 1, o->rounds,
+                            o->t[i].err);
+            }
+    if (o->json) {
+        report_json(o, stdout);
+        if (!o->quiet)
+            report_table(o, stderr);
+    } else {
+        report_table(o, stdout);
+    }
+    return failed || g_interrupted ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct opts o;
+    const char *skf = NULL, *ckf = NULL;
+    int fds[MAX_THREADS];
+    int need_backend = 0, need_keys = 0;
+
+    if (argc < 2 || argv[1][0] == '-') {
+        if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+            usage(stdout);
+            return 0;
+        }
+        usage(stderr);
+        return 2;
+    }
+    o.cpus = cpu_count();
+    parse_args(argc, argv, &o, &skf, &ckf);
+    int helper = o.mode == BM_ECHO || o.mode == BM_SINK;
+    for (unsigned i = 0; i < o.nt; i++) {
+        need_backend |= o.t[i].kind != TK_RELAY;
+        need_keys |= o.t[i].kind == TK_RELAY;
+    }
+    if (helper) {
+        if (!o.backend[0])
+            die("%s needs --listen HOST:PORT", mode_name(o.mode));
+        need_backend = 1;
+    } else if (!o.nt) {
+        die("nothing to measure: give --relay, --direct and/or --tcp-proxy%s", "");
+    }
+    if (need_keys) {
+        load_key(skf, "RAPI_SERVER_KEY", "server_key", o.server_key, &o.server_key_len);
+        load_key(ckf, "RAPI_CLIENT_KEY", "client_key", o.client_key, &o.client_key_len);
+    }
+    for (unsigned i = 0; i < o.nt; i++)
+        if (o.t[i].kind == TK_PROXY && !o.backend[0])
+            die("--tcp-proxy needs --backend HOST:PORT: the address the proxy forwards to%s", "");
+    if (!o.backend[0])
+        snprintf(o.backend, sizeof(o.backend), "127.0.0.1:0");
+
+    raise_nofile();
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    if (need_backend) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int r = backend_open(o.backend, o.threads, fds, &ss, &len);
+        if (r < 0) {
+            fprintf(stderr, "rapi-bench: cannot listen on %s: %s\n", o.backend, strerror(-r));
+            return 1;
+        }
+        char actual[ADDR_STR_MAX];
+        addr_format((struct sockaddr *)&ss, actual, sizeof(actual));
+        if (helper) {
+            fprintf(stderr, "listening on %s\n", actual);
+            return serve(&o, fds);
+        }
+        if (o.t[0].kind == TK_DIRECT) {
+            o.t[0].ss = ss;
+            o.t[0].len = len;
+            snprintf(o.t[0].addr, sizeof(o.t[0].addr), "%s", actual);
+        }
+    }
+    int rc = bench(&o, need_backend ? fds : NULL);
+    explicit_bzero(o.server_key, sizeof(o.server_key));
+    explicit_bzero(o.client_key, sizeof(o.client_key));
+    return rc;
+}
