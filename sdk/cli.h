@@ -15,6 +15,11 @@
 
 extern int cli_verbosity; /* enum rapi_log_level: messages above are dropped */
 
+#include <signal.h>
+extern volatile sig_atomic_t cli_stop; /* set by SIGINT/SIGTERM */
+/* Handlers without SA_RESTART, so blocking accepts return EINTR. */
+void cli_install_stop(void);
+
 void cli_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* librapi's log callback, forwarding to cli_log. */
 void cli_lib_log(void *arg, int level, const char *msg);

@@ -114,7 +114,8 @@ static int connect_listen(const struct connect_cfg *cfg, const char *listen_at)
         return 1;
     }
     cli_log(RAPI_LOG_INFO, "listening on %s for %s", bound, cfg->safe);
-    for (;;) {
+    cli_install_stop();
+    while (!cli_stop) {
         sl = sizeof(ss);
         fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
         if (fd >= 0) {
@@ -126,6 +127,9 @@ static int connect_listen(const struct connect_cfg *cfg, const char *listen_at)
             usleep(ACCEPT_ERROR_PAUSE_US);
         }
     }
+    close(lfd);
+    cli_log(RAPI_LOG_INFO, "stopped");
+    return 0;
 }
 
 /* stdio mode ends when the tunnel's reading side ends: ssh and similar

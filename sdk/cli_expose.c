@@ -25,13 +25,6 @@ struct expose_conn {
     struct rapi_peer peer;
 };
 
-static volatile sig_atomic_t expose_stop;
-
-static void on_stop(int sig)
-{
-    expose_stop = 1;
-}
-
 static void expose_usage(FILE *f)
 {
     fprintf(f,
@@ -123,7 +116,7 @@ static int expose_loop(struct rapi_listener *l, const struct expose_cfg *cfg)
     struct rapi_peer peer;
     int fd;
 
-    while (!expose_stop) {
+    while (!cli_stop) {
         fd = rapi_accept(l, &peer, -1);
         if (fd >= 0) {
             expose_spawn(cfg, fd, &peer);
@@ -135,16 +128,6 @@ static int expose_loop(struct rapi_listener *l, const struct expose_cfg *cfg)
         }
     }
     return 0;
-}
-
-static void install_stop(void)
-{
-    struct sigaction sa = {.sa_handler = on_stop};
-
-    /* No SA_RESTART: the signal must interrupt epoll_wait in rapi_accept. */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
 }
 
 int cli_expose(int argc, char **argv)
@@ -189,7 +172,7 @@ int cli_expose(int argc, char **argv)
     }
     cli_url_safe(argv[optind], safe, sizeof(safe));
     cli_log(RAPI_LOG_INFO, "exposing %s on %s%s", cfg.to, safe, cfg.proxy_v2 ? " (PROXY v2)" : "");
-    install_stop();
+    cli_install_stop();
     expose_loop(l, &cfg);
     rapi_listener_close(l);
     cli_log(RAPI_LOG_INFO, "stopped");

@@ -24,6 +24,22 @@
 #define KEYFILE_TEXT_MAX 1024
 
 int cli_verbosity = RAPI_LOG_INFO;
+volatile sig_atomic_t cli_stop;
+
+static void on_stop(int sig)
+{
+    cli_stop = 1;
+}
+
+void cli_install_stop(void)
+{
+    struct sigaction sa = {.sa_handler = on_stop};
+
+    /* No SA_RESTART: the signal must interrupt epoll_wait and accept. */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
