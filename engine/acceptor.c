@@ -444,6 +444,7 @@ int acceptor_run(struct relay *r, const struct keys *keys, acceptor_reload_fn *r
     e = ev_init(&a.loop, r->be);
     if (e < 0)
         return e;
+    a.loop.clock = &a.now;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);

@@ -1,5 +1,7 @@
 #include "engine/ev.h"
 
+#include "engine/timer.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +136,12 @@ void ev_dispatch(struct ev_loop *l, uint64_t token, uint32_t events)
 
     if (s && s->state == SLOT_LIVE)
         s->cb(s->arg, events);
+}
+
+void ev_clock(struct ev_loop *l)
+{
+    if (l->clock)
+        *l->clock = now_ms();
 }
 
 int ev_wait(struct ev_loop *l, int timeout_ms)

@@ -60,6 +60,7 @@ struct ev_loop {
     struct ev_slot *slot;
     uint32_t nslots, free_head;
     uint32_t live;
+    uint64_t *clock; /* when set, refreshed (ms) after each wait, before callbacks */
 };
 
 extern const struct ev_backend ev_backend_epoll;
@@ -81,6 +82,9 @@ void ev_del(struct ev_loop *l, uint64_t token);
 
 /* Wait up to timeout_ms (-1: forever) and run callbacks. 0 or -errno. */
 int ev_wait(struct ev_loop *l, int timeout_ms);
+
+/* For backends: called when the kernel wait returns, before dispatching. */
+void ev_clock(struct ev_loop *l);
 
 /* For backends. */
 void ev_dispatch(struct ev_loop *l, uint64_t token, uint32_t events);

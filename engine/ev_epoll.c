@@ -72,6 +72,7 @@ static int ep_wait(struct ev_loop *l, int timeout_ms)
 
     if (n == -1)
         return errno == EINTR ? 0 : -errno;
+    ev_clock(l);
     for (int i = 0; i < n; i++)
         ev_dispatch(l, e->ev[i].data.u64, e->ev[i].events);
     return 0;

@@ -194,6 +194,7 @@ static int ur_wait(struct ev_loop *l, int timeout_ms)
     r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms >= 0 ? &ts : NULL, NULL);
     if (r < 0 && r != -ETIME && r != -EINTR)
         return r;
+    ev_clock(l);
     /* Copy a batch out before dispatching: callbacks queue new requests. */
     for (;;) {
         struct io_uring_cqe *ptrs[URING_BATCH];

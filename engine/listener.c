@@ -101,6 +101,7 @@ static void waiter_unlink(struct waiter *w)
     dlist_del(&w->node);
     w->l->nwaiting--;
     timer_del(&sh->wheel, &w->timer);
+    ev_del(&sh->loop, w->tok);
 }
 
 void waiter_fail(struct waiter *w, int status, const char *code, const char *msg)
@@ -108,6 +109,24 @@ void waiter_fail(struct waiter *w, int status, const char *code, const char *msg
     waiter_unlink(w);
     log_info("unlinked path=%.*s client=%s (%s)", (int)w->path_len, w->key, w->peer, code);
     conn_reject(w->sh->relay, w->fd, status, code, msg);
+    free(w->pre);
+    free(w);
+}
+
+/* The client hung up before its dial-back came: free its place now (it
+ * counts against max_waiting and max_connections), not at the timeout. A
+ * client that only half-closes before it is linked is treated the same:
+ * WebRoute clients wait for the 101 before they end their side. */
+static void waiter_event(void *arg, uint32_t events)
+{
+    struct waiter *w = arg;
+
+    if (!(events & (EV_RDHUP | EV_HUP | EV_ERR)))
+        return;
+    waiter_unlink(w);
+    log_info("unlinked path=%.*s client=%s (client left while waiting)", (int)w->path_len,
+             w->key, w->peer);
+    conn_close(w->sh->relay, w->fd);
     free(w->pre);
     free(w);
 }
@@ -441,6 +460,8 @@ void client_arrive(struct shard *sh, struct handoff *h)
     dlist_add_tail(&l->waiters, &w->node);
     l->nwaiting++;
     map_put(&sh->waiters, &w->me);
+    if (ev_add(&sh->loop, w->fd, EV_RDHUP, waiter_event, w, &w->tok) < 0)
+        w->tok = 0; /* still served; only an early hang-up goes unnoticed */
     timer_set(&sh->wheel, &w->timer, sh->now + (uint64_t)sh->conf.dialback_timeout * 1000,
               waiter_timer_cb);
     log_debug("waiting path=%s client=%s", h->path, h->peer);

@@ -131,6 +131,7 @@ static void *shard_main(void *arg)
     s->now = now_ms();
     wheel_init(&s->wheel, s->now);
     r = ev_init(&s->loop, s->relay->be);
+    s->loop.clock = &s->now;
     if (r == 0)
         r = ev_add(&s->loop, s->wake_fd, EV_IN, shard_wake, s, &s->wake_tok);
     if (r < 0) {

@@ -54,6 +54,7 @@ struct waiter {
     struct listener *l;
     struct shard *sh;
     int fd;
+    uint64_t tok; /* watched for the client hanging up while it waits */
     long timeout; /* effective, seconds */
     struct timer timer;
     char peer[ADDR_STR_MAX];
