@@ -6,7 +6,8 @@ import time
 import pytest
 
 from relay import (assert_wr_101, build_request, expect_error, ipv6_loopback_available,
-                   random_token, replace_header, webroute_headers, wr_101_bytes, wr_accept)
+                   random_token, replace_header, wait_until, webroute_headers, wr_101_bytes,
+                   wr_accept)
 
 
 def test_client_without_listener_502(relay):
@@ -260,3 +261,23 @@ def test_dialback_validation(relay):
     server = relay.dialback("/dbv/", wrid)
     assert_wr_101(server.read_head(), wrid)
     assert_wr_101(client.read_head(), wrid)
+
+
+def test_waiting_client_that_leaves_is_released(start_relay):
+    # A client that gives up while waiting must not keep holding a socket (or a
+    # max_waiting slot) until the dial-back timeout.
+    relay = start_relay(max_waiting=1)
+    lst = relay.register("/leave/")
+    base = relay.fd_counts()["socket"]
+    client, wrid = relay.client("/leave/")
+    lst.notification()
+    assert relay.fd_counts()["socket"] == base + 1
+    client.close()
+    wait_until(lambda: relay.fd_counts()["socket"] == base, 2.0,
+               what="the relay to close the departed waiting client's socket")
+    # Its slot is free (max_waiting 1) ...
+    c2, wrid2 = relay.client("/leave/")
+    raw, _ = lst.notification()
+    assert raw == relay.notification_bytes(c2, wrid2, 60)
+    # ... and a dial-back for the departed client finds nobody.
+    expect_error(relay.dialback("/leave/", wrid), 404, "unknown_route")

@@ -212,7 +212,14 @@ def test_config_file_only(start_relay, tmp_path, backend):
 
 
 def test_several_listen_addresses(start_relay):
-    relay = start_relay(listen=("127.0.0.1:0", "127.0.0.1:0"))
+    # Two IPv4 listen addresses: port 0 and a port known free a moment ago.
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    relay = start_relay(listen=("127.0.0.1:0", "127.0.0.1:%d" % port))
+    assert ("127.0.0.1", port) in relay.addrs
     assert len(relay.addrs) == 2 and relay.addrs[0] != relay.addrs[1]
     lst = relay.register("/two/")
     # A client on the second address reaches the listener on the first.

@@ -98,25 +98,49 @@ def test_reset_propagates(relay, side):
     assert time.monotonic() - t0 < 1.0, "reset not propagated promptly"
 
 
+def _expect_idle_close(ln, last, timeout, slack=1.5):
+    """The pair stays open until `timeout` s after the last byte (time.monotonic()
+    value `last`), then both sides see EOF within slack s."""
+    quiet = last + timeout * 0.9 - time.monotonic()
+    if quiet > 0:
+        ln.client.expect_silence(quiet)
+    assert ln.client.read_to_eof(timeout * 0.1 + slack) == b""
+    assert ln.server.read_to_eof(1.0) == b""
+    took = time.monotonic() - last
+    assert timeout * 0.9 <= took <= timeout + slack, \
+        "idle pair closed %.2fs after its last byte (timeout %ds)" % (took, timeout)
+
+
 def test_inactivity_timeout_closes_both_sides(start_relay):
     relay = start_relay(timeout=1, min_timeout=1)
     lst = relay.register("/idle/")
+    # No byte at all after the link.
     ln = relay.link(lst, notify_timeout=1)
-    # Activity in either direction keeps the pair alive past the timeout.
+    _expect_idle_close(ln, time.monotonic(), 1)
+    # One byte at 0.6 s pushes the deadline to 1.6 s.
+    ln = relay.link(lst, notify_timeout=1)
+    time.sleep(0.6)
+    ln.server.send(b"z")
+    assert ln.client.recv_exact(1) == b"z"
+    _expect_idle_close(ln, time.monotonic(), 1)
+
+
+def test_inactivity_timer_reset_by_traffic_either_way(start_relay):
+    relay = start_relay(timeout=1, min_timeout=1)
+    lst = relay.register("/idle1/")
+    ln = relay.link(lst, notify_timeout=1)
+    # Activity in either direction keeps the pair alive well past the timeout.
     t0 = time.monotonic()
     i = 0
     while time.monotonic() - t0 < 2.2:
         a, b = (ln.client, ln.server) if i % 2 == 0 else (ln.server, ln.client)
         a.send(b"tick")
         assert b.recv_exact(4, 2.0) == b"tick"
+        last = time.monotonic()
         time.sleep(0.3)
         i += 1
-    # Then silence: both sides closed after about 1 s.
-    t1 = time.monotonic()
-    assert ln.client.read_to_eof(3.5) == b""
-    assert ln.server.read_to_eof(1.0) == b""
-    took = time.monotonic() - t1
-    assert 0.6 <= took <= 3.0, "idle pair closed after %.2fs (timeout 1)" % took
+    # Then silence: closed about 1 s after the last byte.
+    _expect_idle_close(ln, last, 1)
 
 
 def test_inactivity_timeout_uses_smaller_side(start_relay):
