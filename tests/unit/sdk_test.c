@@ -1,0 +1,364 @@
+/* librapi's public API without a relay: URL and chain use, keys, errors,
+ * handshake validation against an in-process fake relay (a thread on
+ * 127.0.0.1 that answers WebRoute requests as told). */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "proto/http1.h"
+#include "proto/webroute.h"
+#include "sdk/rapi.h"
+
+enum fake_mode { FAKE_OK, FAKE_BAD_ACCEPT, FAKE_502, FAKE_SILENT };
+
+struct fake {
+    int lfd;
+    unsigned port;
+    enum fake_mode mode;
+    int hops;
+    const char *trailer; /* sent right after the last 101, same write */
+    char heads[4][1024];
+    int nheads;
+    pthread_t t;
+};
+
+static int read_head(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+
+    while (n + 1 < cap) {
+        if (read(fd, buf + n, 1) != 1)
+            return -1;
+        n++;
+        buf[n] = '\0';
+        if (n >= 4 && memcmp(buf + n - 4, "\r\n\r\n", 4) == 0)
+            return (int)n;
+    }
+    return -1;
+}
+
+static void answer(struct fake *f, int fd, const char *head, int last)
+{
+    struct http1_header hdr[HTTP1_MAX_HEADERS];
+    struct http1_request req;
+    const struct http1_header *id;
+    char acc[WEBROUTE_ACCEPT_LEN + 1], out[1024], idbuf[300];
+    int n;
+
+    if (f->mode == FAKE_502) {
+        n = wr_build_error3(out, sizeof(out), 502, "missing_destination", "No listener");
+        (void)!write(fd, out, (size_t)n);
+        return;
+    }
+    http1_parse_request(head, strlen(head), 0, &req, hdr, HTTP1_MAX_HEADERS);
+    id = http1_find(hdr, req.num_headers, "WebRoute-ID");
+    snprintf(idbuf, sizeof(idbuf), "%.*s", id ? (int)id->value_len : 0, id ? id->value : "");
+    wr_accept(idbuf, strlen(idbuf), acc);
+    if (f->mode == FAKE_BAD_ACCEPT)
+        acc[0] = acc[0] == 'A' ? 'B' : 'A';
+    n = wr_build_wr_101(out, sizeof(out), acc);
+    if (last && f->trailer)
+        n += snprintf(out + n, sizeof(out) - (size_t)n, "%s", f->trailer);
+    (void)!write(fd, out, (size_t)n);
+}
+
+static void *fake_run(void *arg)
+{
+    struct fake *f = arg;
+    char junk[256];
+    int fd = accept(f->lfd, NULL, NULL), i;
+
+    if (fd < 0)
+        return NULL;
+    for (i = 0; i < f->hops && i < 4; i++) {
+        if (read_head(fd, f->heads[i], sizeof(f->heads[i])) < 0)
+            break;
+        f->nheads++;
+        if (f->mode == FAKE_SILENT)
+            continue;
+        answer(f, fd, f->heads[i], i == f->hops - 1);
+        if (f->mode != FAKE_OK)
+            break;
+    }
+    while (read(fd, junk, sizeof(junk)) > 0)
+        ;
+    close(fd);
+    return NULL;
+}
+
+static void fake_start(struct fake *f, enum fake_mode mode, int hops, const char *trailer)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+
+    memset(f, 0, sizeof(*f));
+    f->mode = mode;
+    f->hops = hops;
+    f->trailer = trailer;
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(f->lfd >= 0);
+    cr_assert(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    cr_assert(listen(f->lfd, 4) == 0);
+    getsockname(f->lfd, (struct sockaddr *)&a, &al);
+    f->port = ntohs(a.sin_port);
+    cr_assert(pthread_create(&f->t, NULL, fake_run, f) == 0);
+}
+
+static void fake_join(struct fake *f)
+{
+    pthread_join(f->t, NULL);
+    close(f->lfd);
+}
+
+static const struct rapi_connect_opts quick = {.timeout_ms = 5000};
+
+Test(sdk_connect, chain_hops_inside_the_tunnel_and_rest_returned)
+{
+    struct fake f;
+    struct rapi_error e;
+    char url[256], rest[64], buf[16] = {0};
+    int fd;
+
+    fake_start(&f, FAKE_OK, 2, "hello");
+    snprintf(url, sizeof(url), "rwr://KEY1@127.0.0.1:%u/a  rwr://KEY2@[::1]:81/b?x=1 tcp://final:1 more ",
+             f.port);
+    fd = rapi_connect(url, NULL, &quick, rest, sizeof(rest), &e);
+    cr_assert_geq(fd, 0, "connect failed: %s", e.message);
+    cr_expect_eq(e.code, RAPI_E_NONE);
+    cr_expect_str_eq(rest, "tcp://final:1 more");
+    /* Bytes after the last 101 belong to the tunnel: none was eaten. */
+    cr_expect_eq(read(fd, buf, 5), 5);
+    cr_expect_str_eq(buf, "hello");
+    cr_expect_eq(fcntl(fd, F_GETFL) & O_NONBLOCK, 0, "handed out non-blocking");
+    close(fd);
+    fake_join(&f);
+    cr_assert_eq(f.nheads, 2);
+    cr_expect(strncmp(f.heads[0], "GET /a HTTP/1.1\r\n", 17) == 0, "%s", f.heads[0]);
+    snprintf(url, sizeof(url), "\r\nHost: 127.0.0.1:%u\r\n", f.port);
+    cr_expect(strstr(f.heads[0], url) != NULL, "%s", f.heads[0]);
+    cr_expect(strstr(f.heads[0], "\r\nX-Remoted-APIKey: KEY1\r\n") != NULL);
+    cr_expect(strstr(f.heads[0], "\r\nWebRoute-Version: 1\r\n") != NULL);
+    cr_expect(strstr(f.heads[0], "\r\nUpgrade: webroute\r\n") != NULL);
+    cr_expect(strstr(f.heads[0], "\r\nConnection: keep-alive, Upgrade\r\n") != NULL);
+    cr_expect(strstr(f.heads[0], "WebRoute-Timeout") == NULL);
+    cr_expect(strncmp(f.heads[1], "GET /b?x=1 HTTP/1.1\r\nHost: [::1]:81\r\n", 37) == 0, "%s",
+              f.heads[1]);
+    cr_expect(strstr(f.heads[1], "\r\nX-Remoted-APIKey: KEY2\r\n") != NULL);
+}
+
+Test(sdk_connect, separate_key_and_timeout_option)
+{
+    struct rapi_connect_opts o = {.timeout_ms = 5000, .webroute_timeout = 120};
+    struct fake f;
+    struct rapi_error e;
+    char url[128];
+    int fd;
+
+    fake_start(&f, FAKE_OK, 1, NULL);
+    snprintf(url, sizeof(url), "rwr://127.0.0.1:%u/p", f.port);
+    fd = rapi_connect(url, "SEPARATEKEY", &o, NULL, 0, &e);
+    cr_assert_geq(fd, 0, "%s", e.message);
+    close(fd);
+    fake_join(&f);
+    cr_expect(strstr(f.heads[0], "\r\nX-Remoted-APIKey: SEPARATEKEY\r\n") != NULL);
+    cr_expect(strstr(f.heads[0], "\r\nWebRoute-Timeout: 120\r\n") != NULL);
+    /* The WebRoute-ID: 64 chars like the original's. */
+    cr_expect(strstr(f.heads[0], "\r\nWebRoute-ID: ") != NULL);
+}
+
+Test(sdk_connect, wrong_accept_is_refused)
+{
+    struct fake f;
+    struct rapi_error e;
+    char url[128];
+
+    fake_start(&f, FAKE_BAD_ACCEPT, 1, NULL);
+    snprintf(url, sizeof(url), "rwr://K@127.0.0.1:%u/p", f.port);
+    cr_expect_eq(rapi_connect(url, NULL, &quick, NULL, 0, &e), -EPROTO);
+    cr_expect_eq(e.code, RAPI_E_PROTOCOL);
+    cr_expect(strstr(e.message, "Sec-WebRoute-Accept") != NULL, "%s", e.message);
+    fake_join(&f);
+}
+
+Test(sdk_connect, relay_error_is_named)
+{
+    struct fake f;
+    struct rapi_error e;
+    char url[128];
+
+    fake_start(&f, FAKE_502, 1, NULL);
+    snprintf(url, sizeof(url), "rwr://K@127.0.0.1:%u/p", f.port);
+    cr_expect_eq(rapi_connect(url, NULL, &quick, NULL, 0, &e), -ECONNREFUSED);
+    cr_expect_eq(e.code, RAPI_E_NO_LISTENER);
+    cr_expect_eq(e.status, 502);
+    cr_expect_str_eq(e.errorcode, "missing_destination");
+    fake_join(&f);
+}
+
+Test(sdk_connect, timeout_is_ours)
+{
+    struct rapi_connect_opts o = {.timeout_ms = 300};
+    struct fake f;
+    struct rapi_error e;
+    char url[128];
+
+    fake_start(&f, FAKE_SILENT, 1, NULL);
+    snprintf(url, sizeof(url), "rwr://K@127.0.0.1:%u/p", f.port);
+    cr_expect_eq(rapi_connect(url, NULL, &o, NULL, 0, &e), -ETIMEDOUT);
+    cr_expect_eq(e.code, RAPI_E_TIMEOUT);
+    fake_join(&f);
+}
+
+Test(sdk_connect, nonblocking_form)
+{
+    struct rapi_connector *c;
+    struct rapi_error e;
+    struct fake f;
+    struct pollfd p;
+    char url[128];
+    int rc, fd, rounds = 0;
+
+    fake_start(&f, FAKE_OK, 1, NULL);
+    snprintf(url, sizeof(url), "rwr://K@127.0.0.1:%u/p", f.port);
+    cr_assert_eq(rapi_connect_start(&c, url, NULL, &quick, &e), 0, "%s", e.message);
+    cr_expect_eq(rapi_connector_take(c, NULL, 0), -EINVAL, "take before done");
+    while ((rc = rapi_connect_step(c, &e)) == -EAGAIN) {
+        p.fd = rapi_connector_fd(c);
+        p.events = (short)rapi_connector_events(c);
+        cr_assert(poll(&p, 1, rapi_connector_timeout(c)) >= 0);
+        cr_assert_lt(++rounds, 100);
+    }
+    cr_assert_eq(rc, 0, "%s", e.message);
+    fd = rapi_connector_take(c, NULL, 0);
+    cr_expect_geq(fd, 0);
+    rapi_connector_free(c);
+    close(fd);
+    fake_join(&f);
+}
+
+Test(sdk_connect, url_rejects)
+{
+    static const struct {
+        const char *url;
+        int rc, code;
+    } t[] = {
+        {"http://k@127.0.0.1/p", -EINVAL, RAPI_E_URL},
+        {"rws://k@127.0.0.1/p", -EINVAL, RAPI_E_URL}, /* a listener URL */
+        {"", -EINVAL, RAPI_E_URL},
+        {"rwr://k@[::1/p", -EINVAL, RAPI_E_URL},
+        {"rwr://k@127.0.0.1:0/p", -EINVAL, RAPI_E_URL},
+        {"rwr://k@127.0.0.1:65536/p", -EINVAL, RAPI_E_URL},
+        {"rwr://k@/p", -EINVAL, RAPI_E_URL},
+        {"rwr://127.0.0.1:1/p", -EINVAL, RAPI_E_KEY}, /* no key anywhere */
+        {"rwrs://k@127.0.0.1/p", -EPROTONOSUPPORT, RAPI_E_UNSUPPORTED},
+    };
+    struct rapi_error e;
+    size_t i;
+
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        cr_expect_eq(rapi_connect(t[i].url, NULL, &quick, NULL, 0, &e), t[i].rc, "%s", t[i].url);
+        cr_expect_eq(e.code, t[i].code, "%s: %s", t[i].url, rapi_code_name(e.code));
+    }
+}
+
+Test(sdk_connect, refused_connection)
+{
+    struct rapi_error e;
+    struct fake f;
+    char url[128];
+
+    fake_start(&f, FAKE_OK, 0, NULL); /* get a free port, then close it */
+    close(f.lfd);
+    pthread_cancel(f.t);
+    pthread_join(f.t, NULL);
+    snprintf(url, sizeof(url), "rwr://k@127.0.0.1:%u/p", f.port);
+    cr_expect_eq(rapi_connect(url, NULL, &quick, NULL, 0, &e), -ECONNREFUSED);
+    cr_expect_eq(e.code, RAPI_E_CONNECT);
+    cr_expect_eq(e.sys_errno, ECONNREFUSED);
+}
+
+Test(sdk_listen, rejects_before_any_io)
+{
+    struct rapi_listener *l = (void *)1;
+    struct rapi_error e;
+
+    cr_expect_eq(rapi_listen(&l, "rwr://k@127.0.0.1/p", NULL, NULL, &e), -EINVAL);
+    cr_expect_eq(e.code, RAPI_E_URL);
+    cr_expect_null(l);
+    cr_expect_eq(rapi_listen(&l, "rws://127.0.0.1/p", NULL, NULL, &e), -EINVAL);
+    cr_expect_eq(e.code, RAPI_E_KEY);
+    cr_expect_eq(rapi_listen(&l, "rwss://k@127.0.0.1/p", NULL, NULL, &e), -EPROTONOSUPPORT);
+    cr_expect_eq(e.code, RAPI_E_UNSUPPORTED);
+    rapi_listener_close(NULL);
+    rapi_connector_free(NULL);
+}
+
+Test(sdk_listen, refused_then_nowait_retries)
+{
+    struct rapi_listen_opts o = {.flags = RAPI_LISTEN_NOWAIT};
+    struct rapi_listener *l;
+    struct rapi_error e;
+    struct fake f;
+    char url[128];
+
+    fake_start(&f, FAKE_OK, 0, NULL);
+    close(f.lfd);
+    pthread_cancel(f.t);
+    pthread_join(f.t, NULL);
+    snprintf(url, sizeof(url), "rws://k@127.0.0.1:%u/p", f.port);
+    cr_expect_eq(rapi_listen(&l, url, NULL, NULL, &e), -ECONNREFUSED);
+    cr_expect_eq(e.code, RAPI_E_CONNECT);
+    /* NOWAIT: the listener exists and keeps trying on its own. */
+    cr_assert_eq(rapi_listen(&l, url, NULL, &o, &e), 0);
+    cr_expect_geq(rapi_listener_fd(l), 0);
+    cr_expect_eq(rapi_listener_registered(l), 0);
+    cr_expect_eq(rapi_accept(l, NULL, 0), -EAGAIN);
+    cr_expect_eq(rapi_accept(l, NULL, 250), -EAGAIN);
+    rapi_listener_close(l);
+}
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *fp = fopen(path, "w");
+
+    cr_assert_not_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+    chmod(path, mode);
+}
+
+Test(sdk_keys, relay_file_bare_file_and_refusals)
+{
+    char path[] = "/tmp/rapi-sdk-keyXXXXXX", out[300];
+    int fd = mkstemp(path);
+
+    cr_assert_geq(fd, 0);
+    close(fd);
+    write_file(path, "# keys\nserver_key SSSSSSSSSSSSSSSSSSSS\nclient_key CCCCCCCCCCCCCCCCCCCC\n", 0600);
+    cr_expect_eq(rapi_key_load(path, RAPI_ROLE_SERVER, out, sizeof(out)), 20);
+    cr_expect_str_eq(out, "SSSSSSSSSSSSSSSSSSSS");
+    cr_expect_eq(rapi_key_load(path, RAPI_ROLE_CLIENT, out, sizeof(out)), 20);
+    cr_expect_str_eq(out, "CCCCCCCCCCCCCCCCCCCC");
+    cr_expect_eq(rapi_key_load(path, RAPI_ROLE_CLIENT, out, 20), -ENOSPC);
+    write_file(path, "client_key CCCCCCCCCCCCCCCCCCCC\n", 0600);
+    cr_expect_eq(rapi_key_load(path, RAPI_ROLE_SERVER, out, sizeof(out)), -ENOENT);
+    write_file(path, "# one bare key\n\n  BAREKEY123\r\n", 0600);
+    cr_expect_eq(rapi_key_load(path, RAPI_ROLE_SERVER, out, sizeof(out)), 10);
+    cr_expect_str_eq(out, "BAREKEY123");
+    write_file(path, "two\nkeys\n", 0600);
+    cr_expect_eq(rapi_key_load(path, RAPI_ROLE_SERVER, out, sizeof(out)), -EINVAL);
+    write_file(path, "BAREKEY123\n", 0640);
+    cr_expect_eq(rapi_key_load(path, RAPI_ROLE_SERVER, out, sizeof(out)), -EPERM);
+    unlink(path);
+    cr_expect_eq(rapi_key_load(path, RAPI_ROLE_SERVER, out, sizeof(out)), -ENOENT);
+    cr_expect_eq(rapi_key_load("/tmp", RAPI_ROLE_SERVER, out, sizeof(out)), -EINVAL);
+}
