@@ -42,11 +42,22 @@ struct http1_response {
  * not part of the head), -2 when incomplete, -1 when invalid (bad method or
  * target token, bad version, control characters, obs-fold, more headers than
  * max_headers, a header without colon, empty header name, bare CR).
- * Both CRLF and bare LF line ends are accepted. */
+ * Both CRLF and bare LF line ends are accepted.
+ * Grammar details: method is 1+ tchar; the target is 1+ bytes 0x21..0x7e;
+ * exactly one SP between the three parts; version is "HTTP/1.0" or
+ * "HTTP/1.1" only; no leading empty lines; header names are tchar, values
+ * HTAB/SP/VCHAR/obs-text (NUL, other controls and DEL are invalid).
+ * With last_len == 0 an invalid prefix is reported as -1 as soon as seen;
+ * with last_len > 0 only the new bytes are scanned for the end of the head,
+ * so -2 may be returned for an invalid head until its blank line arrives
+ * (picohttpparser semantics; the size limit bounds the wait). A len above
+ * INT_MAX is parsed up to INT_MAX (-1 when no head ends within it). */
 int http1_parse_request(const char *buf, size_t len, size_t last_len, struct http1_request *req,
                         struct http1_header *headers, size_t max_headers);
 
-/* Same contract for a response head ("HTTP/1.1 101 Switching Protocols"). */
+/* Same contract for a response head ("HTTP/1.1 101 Switching Protocols").
+ * The status is exactly 3 digits; the reason may be empty and its SP may be
+ * missing ("HTTP/1.1 200\r\n"). */
 int http1_parse_response(const char *buf, size_t len, size_t last_len, struct http1_response *res,
                          struct http1_header *headers, size_t max_headers);
 

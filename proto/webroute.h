@@ -80,7 +80,7 @@ int wr_classify(const struct http1_request *req, enum key_role role, struct wr_r
                 struct wr_error *err);
 
 /* Sec-WebRoute-Accept: base64(sha1(id + WEBROUTE_GUID)); out gets 28 chars
- * and a NUL. Returns 0 or -EINVAL. */
+ * and a NUL. Returns 0 or -EINVAL (id empty or over WEBROUTE_ID_MAX). */
 int wr_accept(const char *id, size_t id_len, char out[WEBROUTE_ACCEPT_LEN + 1]);
 
 /* Effective timeout of one WebRoute side: max(header if >= 0, relay default,

@@ -43,13 +43,16 @@ struct ws_frame {
 /* Parse one frame header from buf[0..len). Returns the header length (2..14)
  * and fills f, -2 when more bytes are needed, -1 when the header is invalid
  * whatever the role: RSV bits set, unknown opcode, control frame with
- * payload > 125 or FIN clear, 64-bit length with the top bit set. */
+ * payload > 125 or FIN clear, 64-bit length with the top bit set.
+ * Errors decidable from the first byte are reported with len == 1. Non-minimal
+ * length encodings are accepted. f->mask is zeroed for unmasked frames. */
 int ws_parse_header(const uint8_t *buf, size_t len, struct ws_frame *f);
 
 /* Role checks after ws_parse_header: returns 0 when acceptable, else the
  * close code to send (WS_CLOSE_PROTOCOL for a mask bit that does not match the
  * role, WS_CLOSE_TOO_BIG for a payload over max_payload).
- * from_client: true on the server side (frames must be masked). */
+ * from_client: true on the server side (frames must be masked). The role is
+ * checked before the size. */
 int ws_check(const struct ws_frame *f, bool from_client, uint64_t max_payload);
 
 /* XOR data[0..len) with mask, where data starts at payload offset `offset`
@@ -61,7 +64,9 @@ void ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset
 size_t ws_build_header(uint8_t *out, uint8_t opcode, bool fin, uint64_t len, const uint8_t *mask);
 
 /* Build a whole close frame (code + reason, reason <= 123 bytes) into out
- * (>= WS_MAX_HEADER + 125). mask NULL for server side. Returns its length. */
+ * (>= WS_MAX_HEADER + 125). mask NULL for server side. Returns its length.
+ * A longer reason is cut at 123 bytes; reason may be NULL; code 0 builds a
+ * close frame with an empty payload (no status code). */
 size_t ws_build_close(uint8_t *out, uint16_t code, const char *reason, const uint8_t *mask);
 
 /* Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(sha1(key + WS_GUID)).
@@ -69,7 +74,9 @@ size_t ws_build_close(uint8_t *out, uint16_t code, const char *reason, const uin
  * that is not 24 chars of base64 encoding 16 bytes (see ws_key_valid). */
 int ws_accept(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1]);
 
-/* 1 when key is valid Sec-WebSocket-Key syntax (24 base64 chars, 16 bytes). */
+/* 1 when key is valid Sec-WebSocket-Key syntax (24 base64 chars, 16 bytes):
+ * 22 chars of [A-Za-z0-9+/] then "==". The unused low bits of the 22nd char
+ * are not checked (decoders may ignore them, RFC 4648 3.5). */
 int ws_key_valid(const char *key, size_t key_len);
 
 /* New random Sec-WebSocket-Key (getrandom), NUL-terminated. 0 or -errno. */
