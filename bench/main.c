@@ -138,7 +138,9 @@ static void load_key(const char *file, const char *env, const char *name, char *
 
 /* ------------------------------------------------------------ setup */
 
-static void raise_nofile(void)
+/* Raise RLIMIT_NOFILE as far as allowed (to nr_open with CAP_SYS_RESOURCE,
+ * else to the hard limit) and check that `need` descriptors fit. */
+static void raise_nofile(unsigned long need)
 {
     struct rlimit rl;
     long want = 1048576;
@@ -151,10 +153,18 @@ static void raise_nofile(void)
     if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
         return;
     struct rlimit nrl = {(rlim_t)want, (rlim_t)want};
-    if (setrlimit(RLIMIT_NOFILE, &nrl) == 0)
-        return;
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    if (setrlimit(RLIMIT_NOFILE, &nrl) == -1) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (need > rl.rlim_cur) {
+        fprintf(stderr,
+                "rapi-bench: this run needs about %lu descriptors but RLIMIT_NOFILE is %lu "
+                "(raising the hard limit needs CAP_SYS_RESOURCE); use fewer tunnels\n",
+                need, (unsigned long)rl.rlim_cur);
+        exit(2);
+    }
 }
 
 /* One SO_REUSEPORT listening socket per worker thread on addr; the port of
@@ -467,7 +477,7 @@ int main(int argc, char **argv)
     if (!o.backend[0])
         snprintf(o.backend, sizeof(o.backend), "127.0.0.1:0");
 
-    raise_nofile();
+    raise_nofile(helper ? 0 : 2ul * o.tunnels + 4ul * o.threads + 64);
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);

@@ -420,8 +420,12 @@ int run_target(const struct opts *o, struct target *t, unsigned round, const int
             snprintf(t->err, sizeof(t->err), "%s", st->lasterr);
         worker_free(w[i]);
     }
-    if (o->mode != BM_HOLD && b.t > a.t)
+    if (o->mode != BM_HOLD && b.t > a.t) {
         figures(o, t, round, &a, &b, &h);
+        uint64_t ops = o->mode == BM_THROUGHPUT ? b.up + b.down - a.up - a.down : b.done - a.done;
+        if (ops == 0 && !atomic_load(&ctl.fatal))
+            ctl_fail(&ctl, "nothing completed%s%s", t->err[0] ? ": " : "", t->err);
+    }
     if (atomic_load(&ctl.fatal) || g_interrupted) {
         t->failed[round] = 1;
         if (atomic_load(&ctl.fatal))
