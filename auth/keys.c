@@ -24,8 +24,8 @@
 #define KEYS_CLIENT_WORD "client_key"
 #define KEYS_TOO_OPEN (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)
 #define KEYS_FILE_MODE 0600
-#define KEYS_HEADER                                                                             \
-    "# rapi key file: keep it secret (mode 0600).\n"                                           \
+#define KEYS_HEADER                                                                                \
+    "# rapi key file: keep it secret (mode 0600).\n"                                               \
     "# server_key authenticates servers (listeners, dial-backs); client_key clients.\n"
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -62,8 +62,8 @@ static int store_key(char *dst, size_t *dst_len, const char *word, const char *v
     }
     for (size_t i = 0; i < n; i++) {
         if ((unsigned char)v[i] < 0x21 || (unsigned char)v[i] > 0x7e) {
-            set_err(err, errlen, "line %u: %s contains a space or non-printable character",
-                    line, word);
+            set_err(err, errlen, "line %u: %s contains a space or non-printable character", line,
+                    word);
             return -EINVAL;
         }
     }
@@ -102,8 +102,7 @@ static int parse_line(const char *s, size_t n, unsigned line, struct keys *k, ch
     if (server)
         return store_key(k->server, &k->server_len, KEYS_SERVER_WORD, s + v, n - v, line, err,
                          errlen);
-    return store_key(k->client, &k->client_len, KEYS_CLIENT_WORD, s + v, n - v, line, err,
-                     errlen);
+    return store_key(k->client, &k->client_len, KEYS_CLIENT_WORD, s + v, n - v, line, err, errlen);
 }
 
 static int check_complete(const struct keys *k, char *err, size_t errlen)
@@ -191,8 +190,8 @@ int keys_load(const char *path, struct keys *k, char *err, size_t errlen)
     }
     if (st.st_mode & KEYS_TOO_OPEN) {
         r = -EPERM;
-        set_err(err, errlen, "%s: mode %04o lets group or others read or write it; use 0600",
-                path, (unsigned)(st.st_mode & 07777));
+        set_err(err, errlen, "%s: mode %04o lets group or others read or write it; use 0600", path,
+                (unsigned)(st.st_mode & 07777));
         goto out;
     }
     n = read_all(fd, buf, sizeof(buf));

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define JSON_UESC_LEN 6   /* \uXXXX */
-#define JSON_KEY_MAX 64   /* longer keys cannot be ours: compared as "unknown" */
+#define JSON_UESC_LEN 6 /* \uXXXX */
+#define JSON_KEY_MAX 64 /* longer keys cannot be ours: compared as "unknown" */
 #define JSON_HEX_DIGITS 4
 #define JSON_SURR_HI_MIN 0xd800u
 #define JSON_SURR_LO_MIN 0xdc00u
@@ -30,7 +30,10 @@ int json_escape(char *out, size_t cap, const char *s, size_t len)
             esc[elen++] = '\\';
             esc[elen++] = (char)c;
         } else if (c < 0x20) {
-            memcpy(esc, "\\u00", 4);
+            esc[0] = '\\';
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
             esc[4] = hex[c >> 4];
             esc[5] = hex[c & 0xf];
             elen = JSON_UESC_LEN;
@@ -57,8 +60,8 @@ int notify_build(char *out, size_t cap, const char *ipaddr, const char *id, size
     if (json_escape(ip_esc, sizeof(ip_esc), ipaddr, strlen(ipaddr)) < 0 ||
         json_escape(id_esc, sizeof(id_esc), id, id_len) < 0)
         return -1;
-    int n = snprintf(out, cap, "{\"ipaddr\":\"%s\",\"id\":\"%s\",\"timeout\":%ld}", ip_esc,
-                     id_esc, timeout);
+    int n = snprintf(out, cap, "{\"ipaddr\":\"%s\",\"id\":\"%s\",\"timeout\":%ld}", ip_esc, id_esc,
+                     timeout);
     if (n < 0 || (size_t)n >= cap)
         return -1;
     return n;
@@ -155,8 +158,8 @@ static int read_uescape(struct jcur *c, struct jsink *s)
         c->p += 2;
         if (hex4(c, &lo) != 0 || lo < JSON_SURR_LO_MIN || lo >= JSON_SURR_END)
             return -1;
-        cp = JSON_SURR_BASE + ((cp - JSON_SURR_HI_MIN) << JSON_SURR_SHIFT) +
-             (lo - JSON_SURR_LO_MIN);
+        cp =
+            JSON_SURR_BASE + ((cp - JSON_SURR_HI_MIN) << JSON_SURR_SHIFT) + (lo - JSON_SURR_LO_MIN);
     }
     sink_put(s, b, utf8_encode(cp, b));
     return 0;
@@ -281,16 +284,19 @@ static enum jval peek_kind(const struct jcur *c)
 /* Skip any scalar value (objects and arrays are not flat: refused). */
 static int skip_value(struct jcur *c)
 {
-    struct jsink none = { 0 };
+    struct jsink none = {0};
     long v;
     bool is_int;
 
     if (c->p >= c->end)
         return -1;
     switch (peek_kind(c)) {
-    case JV_STRING: return read_string(c, &none);
-    case JV_NUMBER: return read_number(c, &v, &is_int);
-    case JV_NULL: return read_literal(c, "null");
+    case JV_STRING:
+        return read_string(c, &none);
+    case JV_NUMBER:
+        return read_number(c, &v, &is_int);
+    case JV_NULL:
+        return read_literal(c, "null");
     case JV_LITERAL:
     default:
         if (read_literal(c, "true") == 0)
@@ -304,7 +310,7 @@ typedef int (*member_fn)(void *ctx, const char *key, bool key_fits, struct jcur 
 
 static int walk_object(const char *json, size_t len, member_fn fn, void *ctx)
 {
-    struct jcur c = { json, json + len };
+    struct jcur c = {json, json + len};
     char key[JSON_KEY_MAX];
 
     skip_ws(&c);
@@ -315,7 +321,7 @@ static int walk_object(const char *json, size_t len, member_fn fn, void *ctx)
         c.p++;
     } else {
         for (;;) {
-            struct jsink ks = { key, sizeof(key), 0, false };
+            struct jsink ks = {key, sizeof(key), 0, false};
             skip_ws(&c);
             if (read_string(&c, &ks) != 0)
                 return -1;
@@ -342,7 +348,7 @@ static int walk_object(const char *json, size_t len, member_fn fn, void *ctx)
 /* A string value into a fixed buffer; -1 when not a string or too long. */
 static int read_string_into(struct jcur *c, char *out, size_t cap, size_t *len)
 {
-    struct jsink s = { out, cap, 0, false };
+    struct jsink s = {out, cap, 0, false};
 
     if (*c->p != '"' || read_string(c, &s) != 0 || s.overflow)
         return -1;
@@ -385,7 +391,7 @@ static int notify_member(void *ctx, const char *key, bool key_fits, struct jcur 
 
 int notify_parse(const char *json, size_t len, struct notify *out)
 {
-    struct notify_ctx nc = { out, false };
+    struct notify_ctx nc = {out, false};
 
     memset(out, 0, sizeof(*out));
     out->timeout = -1;
@@ -419,7 +425,7 @@ static int get_member(void *ctx, const char *key, bool key_fits, struct jcur *c)
 
 int json_get_string(const char *json, size_t len, const char *name, char *out, size_t cap)
 {
-    struct get_ctx g = { name, out, cap, -1 };
+    struct get_ctx g = {name, out, cap, -1};
 
     if (cap == 0 || walk_object(json, len, get_member, &g) != 0)
         return -1;

@@ -20,8 +20,8 @@ struct scheme_def {
 };
 
 static const struct scheme_def schemes[] = {
-    { "rws", URL_RWS, false }, { "rwss", URL_RWSS, true }, { "rwr", URL_RWR, false },
-    { "rwrs", URL_RWRS, true }, { "wr", URL_WR, false },   { "wrs", URL_WRS, true },
+    {"rws", URL_RWS, false},  {"rwss", URL_RWSS, true}, {"rwr", URL_RWR, false},
+    {"rwrs", URL_RWRS, true}, {"wr", URL_WR, false},    {"wrs", URL_WRS, true},
 };
 
 static char lower(char c)
@@ -109,8 +109,8 @@ static bool host_char(char c, bool v6)
 {
     if (v6)
         return hexval(c) >= 0 || c == ':' || c == '.';
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 static int copy_host(struct rapi_url *u, const char *s, size_t len, bool v6)
@@ -205,7 +205,7 @@ int url_parse(const char *s, size_t len, struct rapi_url *u)
 
 int url_is_client(const char *s, size_t len)
 {
-    static const char *const prefixes[] = { "rwr://", "rwrs://" };
+    static const char *const prefixes[] = {"rwr://", "rwrs://"};
 
     for (size_t k = 0; k < sizeof(prefixes) / sizeof(prefixes[0]); k++) {
         size_t n = strlen(prefixes[k]);
@@ -220,8 +220,7 @@ static bool is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-int url_chain_next(const char *chain, size_t len, size_t *pos, const char **elem,
-                   size_t *elem_len)
+int url_chain_next(const char *chain, size_t len, size_t *pos, const char **elem, size_t *elem_len)
 {
     size_t i = *pos;
 

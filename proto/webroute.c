@@ -218,8 +218,8 @@ int wr_build_error(char *out, size_t cap, const struct wr_error *err)
     if (json_escape(msg, sizeof(msg), err->message, strlen(err->message)) < 0 ||
         json_escape(code, sizeof(code), err->errorcode, strlen(err->errorcode)) < 0)
         return -1;
-    int blen = snprintf(body, sizeof(body), "{\"success\":false,\"error\":\"%s\",\"errorcode\":\"%s\"}",
-                        msg, code);
+    int blen = snprintf(body, sizeof(body),
+                        "{\"success\":false,\"error\":\"%s\",\"errorcode\":\"%s\"}", msg, code);
     if (blen < 0 || (size_t)blen >= sizeof(body))
         return -1;
     int n = snprintf(out, cap,
@@ -237,7 +237,7 @@ int wr_build_error(char *out, size_t cap, const struct wr_error *err)
 
 int wr_build_error3(char *out, size_t cap, int status, const char *errorcode, const char *message)
 {
-    struct wr_error err = { status, errorcode, message, NULL };
+    struct wr_error err = {status, errorcode, message, NULL};
 
     return wr_build_error(out, cap, &err);
 }

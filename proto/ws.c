@@ -148,11 +148,9 @@ size_t ws_build_header(uint8_t *out, uint8_t opcode, bool fin, uint64_t len, con
 
 size_t ws_build_close(uint8_t *out, uint16_t code, const char *reason, const uint8_t *mask)
 {
-    size_t rlen = reason ? strlen(reason) : 0;
+    size_t rlen = reason ? strnlen(reason, WS_CLOSE_REASON_MAX) : 0;
     size_t plen = 0;
 
-    if (rlen > WS_CLOSE_REASON_MAX)
-        rlen = WS_CLOSE_REASON_MAX;
     if (code != 0)
         plen = WS_CLOSE_CODE_LEN + rlen;
     size_t n = ws_build_header(out, WS_OP_CLOSE, true, plen, mask);
@@ -168,8 +166,8 @@ size_t ws_build_close(uint8_t *out, uint16_t code, const char *reason, const uin
 
 static int is_b64(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 int ws_key_valid(const char *key, size_t key_len)

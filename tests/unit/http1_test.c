@@ -18,7 +18,7 @@ static const char REQ[] = "GET /test/path/?x=1 HTTP/1.1\r\n"
 static int parse_req(const char *s, size_t len, size_t last_len, struct http1_request *req,
                      struct http1_header *h, size_t maxh)
 {
-    struct guard g = { 0 };
+    struct guard g = {0};
     char *buf = guard_put(&g, s, len);
     int r = http1_parse_request(buf, len, last_len, req, h, maxh);
     /* Outputs point into the guarded copy: rebase them onto s for checks. */
@@ -44,7 +44,7 @@ static int req_rc(const char *s, size_t maxh)
 static int parse_res(const char *s, size_t len, size_t last_len, struct http1_response *res,
                      struct http1_header *h)
 {
-    struct guard g = { 0 };
+    struct guard g = {0};
     char *buf = guard_put(&g, s, len);
     int r = http1_parse_response(buf, len, last_len, res, h, MAXH);
     if (r > 0) {
@@ -134,28 +134,28 @@ Test(http1, request_no_headers)
 Test(http1, request_invalid)
 {
     static const char *const bad[] = {
-        "G@T / HTTP/1.1\r\n\r\n",           /* bad method token */
-        " / HTTP/1.1\r\n\r\n",              /* empty method */
-        "GET  / HTTP/1.1\r\n\r\n",          /* empty target */
-        "GET /a\x01 HTTP/1.1\r\n\r\n",      /* control in target */
-        "GET /\x80 HTTP/1.1\r\n\r\n",       /* non-ASCII target */
-        "GET /a b HTTP/1.1\r\n\r\n",        /* space in target */
-        "GET / HTTP/2.0\r\n\r\n",           /* version */
+        "G@T / HTTP/1.1\r\n\r\n",      /* bad method token */
+        " / HTTP/1.1\r\n\r\n",         /* empty method */
+        "GET  / HTTP/1.1\r\n\r\n",     /* empty target */
+        "GET /a\x01 HTTP/1.1\r\n\r\n", /* control in target */
+        "GET /\x80 HTTP/1.1\r\n\r\n",  /* non-ASCII target */
+        "GET /a b HTTP/1.1\r\n\r\n",   /* space in target */
+        "GET / HTTP/2.0\r\n\r\n",      /* version */
         "GET / HTTP/1.2\r\n\r\n",
         "GET / http/1.1\r\n\r\n",
         "GET / HTTP/1.1 \r\n\r\n",
-        "GET / HTTP/1.1\rX\n\r\n",          /* bare CR in request line */
-        "GET / HTTP/1.1\r\nHost\r\n\r\n",   /* no colon */
-        "GET / HTTP/1.1\r\n: x\r\n\r\n",    /* empty name */
-        "GET / HTTP/1.1\r\nHost : x\r\n\r\n", /* space before colon */
+        "GET / HTTP/1.1\rX\n\r\n",              /* bare CR in request line */
+        "GET / HTTP/1.1\r\nHost\r\n\r\n",       /* no colon */
+        "GET / HTTP/1.1\r\n: x\r\n\r\n",        /* empty name */
+        "GET / HTTP/1.1\r\nHost : x\r\n\r\n",   /* space before colon */
         "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", /* obs-fold */
         "GET / HTTP/1.1\r\n\tc\r\n\r\n",
         "GET / HTTP/1.1\r\nA: b\rc\r\n\r\n",  /* bare CR in value */
         "GET / HTTP/1.1\r\nA: b\x01\r\n\r\n", /* control in value */
         "GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n", /* DEL in value */
         "GET / HTTP/1.1\r\nA\x80: b\r\n\r\n", /* non-token name */
-        "GET / HTTP/1.1\r\n\rX\r\n",        /* bare CR as blank line */
-        "\r\nGET / HTTP/1.1\r\n\r\n",       /* leading blank line */
+        "GET / HTTP/1.1\r\n\rX\r\n",          /* bare CR as blank line */
+        "\r\nGET / HTTP/1.1\r\n\r\n",         /* leading blank line */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_assert_eq(req_rc(bad[i], MAXH), -1, "case %zu", i);
@@ -271,8 +271,8 @@ Test(http1, response_variants)
 Test(http1, response_invalid)
 {
     static const char *const bad[] = {
-        "HTTP/1.1 20x OK\r\n\r\n",  "HTTP/1.1 2000 OK\r\n\r\n", "HTTP/1.1  200 OK\r\n\r\n",
-        "HTTP/1.1200 OK\r\n\r\n",   "HTTP/2 200 OK\r\n\r\n",    "HTTP/1.1 200 O\x01K\r\n\r\n",
+        "HTTP/1.1 20x OK\r\n\r\n",    "HTTP/1.1 2000 OK\r\n\r\n",     "HTTP/1.1  200 OK\r\n\r\n",
+        "HTTP/1.1200 OK\r\n\r\n",     "HTTP/2 200 OK\r\n\r\n",        "HTTP/1.1 200 O\x01K\r\n\r\n",
         "HTTP/1.1 200 OK\rX\r\n\r\n", "HTTP/1.1 200 OK\r\nA\r\n\r\n", "XTTP/1.1 200 OK\r\n\r\n",
     };
     struct http1_response res;
@@ -284,9 +284,9 @@ Test(http1, response_invalid)
 Test(http1, find_and_count)
 {
     struct http1_header h[] = {
-        { "Host", 4, "a", 1 },
-        { "X-Remoted-APIKey", 16, "k1", 2 },
-        { "x-remoted-apikey", 16, "k2", 2 },
+        {"Host", 4, "a", 1},
+        {"X-Remoted-APIKey", 16, "k1", 2},
+        {"x-remoted-apikey", 16, "k2", 2},
     };
     cr_assert_eq(http1_find(h, 3, "host"), &h[0]);
     cr_assert_eq(http1_find(h, 3, "X-REMOTED-APIKEY"), &h[1]);
@@ -311,7 +311,7 @@ Test(http1, has_token)
     cr_assert_eq(http1_has_token("", 0, "upgrade"), 0);
     cr_assert_eq(http1_has_token(",,,", 3, "upgrade"), 0);
     /* len bounds the value: no read past it. */
-    struct guard g = { 0 };
+    struct guard g = {0};
     char *p = guard_str(&g, "a, upgrade");
     cr_assert_eq(http1_has_token(p, 10, "upgrade"), 1);
     cr_assert_eq(http1_has_token(p, 9, "upgrade"), 0);

@@ -8,7 +8,7 @@
 
 static int parse_notify(const char *s, size_t len, struct notify *n)
 {
-    struct guard g = { 0 };
+    struct guard g = {0};
     char *p = guard_put(&g, s, len);
     int r = notify_parse(p, len, n);
     guard_free(&g);
@@ -17,7 +17,7 @@ static int parse_notify(const char *s, size_t len, struct notify *n)
 
 static int get_string(const char *s, size_t len, const char *name, char *out, size_t cap)
 {
-    struct guard g = { 0 };
+    struct guard g = {0};
     char *p = guard_put(&g, s, len);
     int r = json_get_string(p, len, name, out, cap);
     guard_free(&g);
@@ -129,31 +129,31 @@ Test(json, notify_parse_malformed)
 {
     static const char *const bad[] = {
         "",
-        "{}",                                   /* no id */
-        "{\"ipaddr\":\"1.2.3.4:5\"}",           /* no id */
-        "{\"id\":\"\"}",                        /* empty id */
-        "{\"id\":1}",                           /* id not a string */
-        "{\"id\":\"a\",\"timeout\":\"60\"}",    /* timeout not a number */
-        "{\"id\":\"a\",\"timeout\":6.5}",       /* not an integer */
+        "{}",                                /* no id */
+        "{\"ipaddr\":\"1.2.3.4:5\"}",        /* no id */
+        "{\"id\":\"\"}",                     /* empty id */
+        "{\"id\":1}",                        /* id not a string */
+        "{\"id\":\"a\",\"timeout\":\"60\"}", /* timeout not a number */
+        "{\"id\":\"a\",\"timeout\":6.5}",    /* not an integer */
         "{\"id\":\"a\",\"timeout\":1e2}",
         "{\"id\":\"a\",\"timeout\":99999999999999999999999}",
-        "{\"id\":\"a\",\"timeout\":01}",        /* leading zero */
+        "{\"id\":\"a\",\"timeout\":01}", /* leading zero */
         "{\"id\":\"a\",\"timeout\":-}",
-        "{\"id\":\"a\",}",                      /* trailing comma */
-        "{\"id\":\"a\"} x",                     /* trailing garbage */
+        "{\"id\":\"a\",}",  /* trailing comma */
+        "{\"id\":\"a\"} x", /* trailing garbage */
         "{\"id\":\"a\"}}",
         "[\"id\"]",
-        "{\"id\":\"a\",\"o\":{}}",              /* nested object */
+        "{\"id\":\"a\",\"o\":{}}", /* nested object */
         "{\"id\" \"a\"}",
         "{\"id\":\"a\" \"x\":1}",
         "{'id':'a'}",
-        "{\"id\":\"a\nb\"}",                    /* raw control in string */
-        "{\"id\":\"a\\x\"}",                    /* bad escape */
+        "{\"id\":\"a\nb\"}", /* raw control in string */
+        "{\"id\":\"a\\x\"}", /* bad escape */
         "{\"id\":\"a\\u12\"}",
         "{\"id\":\"a\\u12g4\"}",
-        "{\"id\":\"a\\u0000\"}",                /* NUL refused */
-        "{\"id\":\"\\ud83d\"}",                 /* lone high surrogate */
-        "{\"id\":\"\\ude00\"}",                 /* lone low surrogate */
+        "{\"id\":\"a\\u0000\"}", /* NUL refused */
+        "{\"id\":\"\\ud83d\"}",  /* lone high surrogate */
+        "{\"id\":\"\\ude00\"}",  /* lone low surrogate */
         "{\"id\":\"\\ud83d\\u0041\"}",
         "{\"id\":\"a\",\"t\":tru}",
         "{\"id\":\"a\",\"t\":nul}",

@@ -32,7 +32,7 @@ static void rm_tmpdir(void)
 
 static int parse(const char *text, size_t len, struct keys *k, char *err, size_t errlen)
 {
-    struct guard g = { 0 };
+    struct guard g = {0};
     char *p = guard_put(&g, text, len);
     int r = keys_parse(p, len, k, err, errlen);
     guard_free(&g);
@@ -92,21 +92,25 @@ Test(keys, parse_errors_never_show_keys)
         const char *text;
         const char *needle;
     } bad[] = {
-        { "server_key " SKEY "\n", "client_key" },
-        { "client_key " CKEY "\n", "server_key" },
-        { "", "server_key" },
-        { "# only comments\n", "server_key" },
-        { GOOD "server_key " SKEY "\n", "line 3" },
-        { GOOD "client_key " CKEY "\n", "line 3" },
-        { "server_key " SKEY "\nclient_key " SKEY "\n", "differ" },
-        { "server_key " SKEY " extra\nclient_key " CKEY "\n", "line 1" },
-        { "server_key S3rverKey\x01" "AAAAAAAAAAAAAAA\nclient_key " CKEY "\n", "line 1" },
-        { "server_key S3rverKey\xc3\xa9" "AAAAAAAAAAAAAAA\nclient_key " CKEY "\n", "line 1" },
-        { "server_key " SKEY "\n" SKEY "\n", "line 2" },
-        { "Server_key " SKEY "\nclient_key " CKEY "\n", "line 1" },
-        { "server_key\nclient_key " CKEY "\n", "line 1" },
-        { "server_key=" SKEY "\nclient_key " CKEY "\n", "line 1" },
-        { "server_key " SKEY "\rclient_key " CKEY "\n", "line 1" },
+        {"server_key " SKEY "\n", "client_key"},
+        {"client_key " CKEY "\n", "server_key"},
+        {"", "server_key"},
+        {"# only comments\n", "server_key"},
+        {GOOD "server_key " SKEY "\n", "line 3"},
+        {GOOD "client_key " CKEY "\n", "line 3"},
+        {"server_key " SKEY "\nclient_key " SKEY "\n", "differ"},
+        {"server_key " SKEY " extra\nclient_key " CKEY "\n", "line 1"},
+        {"server_key S3rverKey\x01"
+         "AAAAAAAAAAAAAAA\nclient_key " CKEY "\n",
+         "line 1"},
+        {"server_key S3rverKey\xc3\xa9"
+         "AAAAAAAAAAAAAAA\nclient_key " CKEY "\n",
+         "line 1"},
+        {"server_key " SKEY "\n" SKEY "\n", "line 2"},
+        {"Server_key " SKEY "\nclient_key " CKEY "\n", "line 1"},
+        {"server_key\nclient_key " CKEY "\n", "line 1"},
+        {"server_key=" SKEY "\nclient_key " CKEY "\n", "line 1"},
+        {"server_key " SKEY "\rclient_key " CKEY "\n", "line 1"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct keys k;
@@ -156,7 +160,7 @@ Test(keys, load_permissions, .init = mk_tmpdir, .fini = rm_tmpdir)
     write_file(path, GOOD, 0600);
     cr_assert_eq(keys_load(path, &k, err, sizeof(err)), 0, "%s", err);
     cr_assert_str_eq(k.server, SKEY);
-    static const mode_t refused[] = { 0644, 0640, 0604, 0620, 0602, 0666 };
+    static const mode_t refused[] = {0644, 0640, 0604, 0620, 0602, 0666};
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         cr_assert_eq(chmod(path, refused[i]), 0);
         cr_assert_eq(keys_load(path, &k, err, sizeof(err)), -EPERM, "mode %o", refused[i]);
@@ -213,7 +217,7 @@ Test(keys, random_alphabet_and_length)
 {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     static char buf[20000 + 1];
-    int seen[256] = { 0 };
+    int seen[256] = {0};
 
     buf[20000] = '!';
     cr_assert_eq(keys_random(buf, 20000), 0);
@@ -298,7 +302,7 @@ Test(keys, ct_equal)
     cr_assert_eq(ct_equal("\0", 1, "", 0), 0); /* padding with zero must not match */
     cr_assert_eq(ct_equal("a\0", 2, "a", 1), 0);
     /* Inputs right before a guard page: no read past either length. */
-    struct guard ga = { 0 }, gb = { 0 };
+    struct guard ga = {0}, gb = {0};
     char *a = guard_str(&ga, "secret-value");
     char *b = guard_str(&gb, "secret");
     cr_assert_eq(ct_equal(a, 12, b, 6), 0);

@@ -9,7 +9,7 @@
 
 static int parse(const char *s, struct rapi_url *u)
 {
-    struct guard g = { 0 };
+    struct guard g = {0};
     size_t len = strlen(s);
     char *p = guard_put(&g, s, len);
     int r = url_parse(p, len, u);
@@ -25,10 +25,10 @@ Test(url, schemes_and_default_ports)
         bool tls;
         uint16_t port;
     } cases[] = {
-        { "rws://h/p", URL_RWS, false, 80 },   { "rwss://h/p", URL_RWSS, true, 443 },
-        { "rwr://h/p", URL_RWR, false, 80 },   { "rwrs://h/p", URL_RWRS, true, 443 },
-        { "wr://h/p", URL_WR, false, 80 },     { "wrs://h/p", URL_WRS, true, 443 },
-        { "RWR://h/p", URL_RWR, false, 80 },   { "RwSs://h/p", URL_RWSS, true, 443 },
+        {"rws://h/p", URL_RWS, false, 80}, {"rwss://h/p", URL_RWSS, true, 443},
+        {"rwr://h/p", URL_RWR, false, 80}, {"rwrs://h/p", URL_RWRS, true, 443},
+        {"wr://h/p", URL_WR, false, 80},   {"wrs://h/p", URL_WRS, true, 443},
+        {"RWR://h/p", URL_RWR, false, 80}, {"RwSs://h/p", URL_RWSS, true, 443},
     };
     struct rapi_url u;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -96,13 +96,34 @@ Test(url, keys_percent_decoded_and_last_at)
 Test(url, rejects)
 {
     static const char *const bad[] = {
-        "http://h/p",       "rwx://h/p",       "rwr:/h/p",        "rwr//h/p",
-        "rwr://",           "rwr:///p",        "rwr://k@/p",      "rwr://h:/p",
-        "rwr://h:0/p",      "rwr://h:65536/p", "rwr://h:123456/p", "rwr://h:8x/p",
-        "rwr://[::1/p",     "rwr://[::1]x/p",  "rwr://[]/p",      "rwr://[::1]:/p",
-        "rwr://h/p q",      "rwr://h/p\x7f",   "rwr://h\x80/p",   "rwr://ho$t/p",
-        "rwr://[zz::1]/p",  "rwr://a%4@h/p",   "rwr://a%zz@h/p",  "rwr://a%20@h/p",
-        "",                 "rwr",             " rwr://h/p",      "rwr://h:-1/p",
+        "http://h/p",
+        "rwx://h/p",
+        "rwr:/h/p",
+        "rwr//h/p",
+        "rwr://",
+        "rwr:///p",
+        "rwr://k@/p",
+        "rwr://h:/p",
+        "rwr://h:0/p",
+        "rwr://h:65536/p",
+        "rwr://h:123456/p",
+        "rwr://h:8x/p",
+        "rwr://[::1/p",
+        "rwr://[::1]x/p",
+        "rwr://[]/p",
+        "rwr://[::1]:/p",
+        "rwr://h/p q",
+        "rwr://h/p\x7f",
+        "rwr://h\x80/p",
+        "rwr://ho$t/p",
+        "rwr://[zz::1]/p",
+        "rwr://a%4@h/p",
+        "rwr://a%zz@h/p",
+        "rwr://a%20@h/p",
+        "",
+        "rwr",
+        " rwr://h/p",
+        "rwr://h:-1/p",
     };
     struct rapi_url u;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -130,15 +130,22 @@ Test(webroute, timeout_values)
         const char *value;
         long want;
     } cases[] = {
-        { "60", 60 },   { "0", 0 },           { "abc", -1 }, { "-5", -1 },
-        { "6x", -1 },   { "99999999999999999999", WEBROUTE_MAX_TIMEOUT },
-        { "86401", WEBROUTE_MAX_TIMEOUT }, { "1.5", -1 }, { "", -1 },
+        {"60", 60},
+        {"0", 0},
+        {"abc", -1},
+        {"-5", -1},
+        {"6x", -1},
+        {"99999999999999999999", WEBROUTE_MAX_TIMEOUT},
+        {"86401", WEBROUTE_MAX_TIMEOUT},
+        {"1.5", -1},
+        {"", -1},
     };
     char buf[512];
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         snprintf(buf, sizeof(buf),
-                 GET WR_HDRS "WebRoute-Version: 1\r\nWebRoute-ID: a\r\nWebRoute-Timeout: %s\r\n\r\n",
+                 GET WR_HDRS
+                 "WebRoute-Version: 1\r\nWebRoute-ID: a\r\nWebRoute-Timeout: %s\r\n\r\n",
                  cases[i].value);
         cr_assert_eq(classify(buf, KEY_CLIENT, &out, &err), 0);
         cr_assert_eq(out.timeout, cases[i].want, "case %s", cases[i].value);
@@ -159,8 +166,7 @@ Test(webroute, method_not_get)
 
 Test(webroute, host_missing_or_duplicate)
 {
-    expect_err("GET / HTTP/1.1\r\n" LISTENER_HDRS "\r\n", KEY_SERVER, 400, "invalid_request",
-               NULL);
+    expect_err("GET / HTTP/1.1\r\n" LISTENER_HDRS "\r\n", KEY_SERVER, 400, "invalid_request", NULL);
     expect_err("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", KEY_SERVER, 400, "invalid_request",
                NULL);
     /* Host is checked before the key. */
@@ -188,12 +194,16 @@ Test(webroute, bad_paths)
     path[0] = '/';
     memset(path + 1, 'p', WEBROUTE_PATH_MAX);
     path[WEBROUTE_PATH_MAX + 1] = '\0';
-    snprintf(buf, sizeof(buf), "GET %s HTTP/1.1\r\nHost: h\r\n" WR_HDRS
-                               "WebRoute-Version: 1\r\nWebRoute-ID: a\r\n\r\n", path);
+    snprintf(buf, sizeof(buf),
+             "GET %s HTTP/1.1\r\nHost: h\r\n" WR_HDRS
+             "WebRoute-Version: 1\r\nWebRoute-ID: a\r\n\r\n",
+             path);
     expect_err(buf, KEY_CLIENT, 400, "invalid_request", NULL);
     path[WEBROUTE_PATH_MAX] = '\0'; /* exactly the limit: fine, query not counted */
-    snprintf(buf, sizeof(buf), "GET %s?q=1 HTTP/1.1\r\nHost: h\r\n" WR_HDRS
-                               "WebRoute-Version: 1\r\nWebRoute-ID: a\r\n\r\n", path);
+    snprintf(buf, sizeof(buf),
+             "GET %s?q=1 HTTP/1.1\r\nHost: h\r\n" WR_HDRS
+             "WebRoute-Version: 1\r\nWebRoute-ID: a\r\n\r\n",
+             path);
     struct wr_request out;
     struct wr_error err;
     cr_assert_eq(classify(buf, KEY_CLIENT, &out, &err), 0);
@@ -262,8 +272,7 @@ Test(webroute, wr_id_bad)
     struct wr_request out;
     struct wr_error err;
 
-    expect_err(GET WR_HDRS "WebRoute-Version: 1\r\n\r\n", KEY_CLIENT, 400, "invalid_request",
-               NULL);
+    expect_err(GET WR_HDRS "WebRoute-Version: 1\r\n\r\n", KEY_CLIENT, 400, "invalid_request", NULL);
     expect_err(GET WR_HDRS "WebRoute-Version: 1\r\nWebRoute-ID:\r\n\r\n", KEY_CLIENT, 400,
                "invalid_request", NULL);
     expect_err(GET WR_HDRS "WebRoute-Version: 1\r\nWebRoute-ID: a b\r\n\r\n", KEY_CLIENT, 400,
@@ -293,8 +302,8 @@ Test(webroute, apikey)
     cr_assert_eq(h->value_len, 2);
     cr_assert(memcmp(h->value, "k1", 2) == 0);
     cr_assert_null(wr_apikey(req_of("GET / HTTP/1.1\r\nHost: h\r\n\r\n")));
-    cr_assert_null(wr_apikey(
-        req_of("GET / HTTP/1.1\r\nX-Remoted-APIKey: a\r\nX-Remoted-APIKey: a\r\n\r\n")));
+    cr_assert_null(
+        wr_apikey(req_of("GET / HTTP/1.1\r\nX-Remoted-APIKey: a\r\nX-Remoted-APIKey: a\r\n\r\n")));
 }
 
 Test(webroute, effective_timeout)
@@ -353,7 +362,7 @@ Test(webroute, build_error_exact)
 Test(webroute, build_error_extra_and_escaping)
 {
     char out[1024];
-    struct wr_error err = { 426, "version_not_supported", "say \"1\"\\\n", "WebRoute-Version: 1" };
+    struct wr_error err = {426, "version_not_supported", "say \"1\"\\\n", "WebRoute-Version: 1"};
     const char *want = "HTTP/1.1 426 Upgrade Required\r\n"
                        "Content-Type: application/json\r\n"
                        "Cache-Control: no-cache\r\n"

@@ -8,7 +8,7 @@
 
 static int parse(const void *bytes, size_t len, struct ws_frame *f)
 {
-    struct guard g = { 0 };
+    struct guard g = {0};
     const uint8_t *p = (const uint8_t *)guard_put(&g, bytes, len);
     int r = ws_parse_header(p, len, f);
     guard_free(&g);
@@ -59,11 +59,11 @@ Test(ws, key_new)
 
 Test(ws, rfc_examples)
 {
-    static const uint8_t text[] = { 0x81, 0x05, 'H', 'e', 'l', 'l', 'o' };
-    static const uint8_t masked[] = { 0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
-                                      0x7f, 0x9f, 0x4d, 0x51, 0x58 };
-    static const uint8_t ping[] = { 0x89, 0x05, 'H', 'e', 'l', 'l', 'o' };
-    static const uint8_t frag[] = { 0x01, 0x03, 'H', 'e', 'l' };
+    static const uint8_t text[] = {0x81, 0x05, 'H', 'e', 'l', 'l', 'o'};
+    static const uint8_t masked[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+                                     0x7f, 0x9f, 0x4d, 0x51, 0x58};
+    static const uint8_t ping[] = {0x89, 0x05, 'H', 'e', 'l', 'l', 'o'};
+    static const uint8_t frag[] = {0x01, 0x03, 'H', 'e', 'l'};
     struct ws_frame f;
 
     cr_assert_eq(parse(text, sizeof(text), &f), 2);
@@ -83,7 +83,7 @@ Test(ws, rfc_examples)
 /* Build and parse back, with and without a mask, and at every split. */
 static void roundtrip(uint64_t len, size_t want_hlen)
 {
-    static const uint8_t mask[4] = { 1, 2, 3, 4 };
+    static const uint8_t mask[4] = {1, 2, 3, 4};
     uint8_t hdr[WS_MAX_HEADER];
     struct ws_frame f;
 
@@ -125,18 +125,17 @@ Test(ws, non_fin_data_and_cont)
 Test(ws, invalid_headers)
 {
     static const uint8_t bad[][2] = {
-        { 0x09, 0x00 }, /* fragmented ping */
-        { 0x08, 0x00 }, /* fragmented close */
-        { 0x0a, 0x00 }, /* fragmented pong */
-        { 0x89, 0x7e }, /* ping with 16-bit length (> 125) */
-        { 0x88, 0x7f }, /* close with 64-bit length */
-        { 0xc1, 0x00 }, /* RSV1 */
-        { 0xa1, 0x00 }, /* RSV2 */
-        { 0x91, 0x00 }, /* RSV3 */
-        { 0x83, 0x00 }, /* reserved data opcodes */
-        { 0x87, 0x00 },
-        { 0x8b, 0x00 }, /* reserved control opcodes */
-        { 0x8f, 0x00 },
+        {0x09, 0x00},               /* fragmented ping */
+        {0x08, 0x00},               /* fragmented close */
+        {0x0a, 0x00},               /* fragmented pong */
+        {0x89, 0x7e},               /* ping with 16-bit length (> 125) */
+        {0x88, 0x7f},               /* close with 64-bit length */
+        {0xc1, 0x00},               /* RSV1 */
+        {0xa1, 0x00},               /* RSV2 */
+        {0x91, 0x00},               /* RSV3 */
+        {0x83, 0x00},               /* reserved data opcodes */
+        {0x87, 0x00}, {0x8b, 0x00}, /* reserved control opcodes */
+        {0x8f, 0x00},
     };
     struct ws_frame f;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -148,7 +147,7 @@ Test(ws, invalid_headers)
 
 Test(ws, control_125_ok)
 {
-    uint8_t hdr[] = { 0x89, 0x80 | 125, 0, 0, 0, 0 };
+    uint8_t hdr[] = {0x89, 0x80 | 125, 0, 0, 0, 0};
     struct ws_frame f;
     cr_assert_eq(parse(hdr, sizeof(hdr), &f), 6);
     cr_assert_eq(f.len, 125);
@@ -156,7 +155,7 @@ Test(ws, control_125_ok)
 
 Test(ws, top_bit_length)
 {
-    uint8_t hdr[] = { 0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0 };
+    uint8_t hdr[] = {0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0};
     struct ws_frame f;
     cr_assert_eq(parse(hdr, sizeof(hdr), &f), -1);
     hdr[2] = 0x7f;
@@ -165,8 +164,8 @@ Test(ws, top_bit_length)
 
 Test(ws, check_roles_and_size)
 {
-    struct ws_frame masked = { .fin = true, .opcode = WS_OP_TEXT, .masked = true, .len = 100 };
-    struct ws_frame plain = { .fin = true, .opcode = WS_OP_TEXT, .masked = false, .len = 100 };
+    struct ws_frame masked = {.fin = true, .opcode = WS_OP_TEXT, .masked = true, .len = 100};
+    struct ws_frame plain = {.fin = true, .opcode = WS_OP_TEXT, .masked = false, .len = 100};
 
     cr_assert_eq(ws_check(&masked, true, 100), 0);
     cr_assert_eq(ws_check(&plain, false, 100), 0);
@@ -180,7 +179,7 @@ Test(ws, check_roles_and_size)
 
 Test(ws, unmask_offsets)
 {
-    static const uint8_t mask[4] = { 0x37, 0xfa, 0x21, 0x3d };
+    static const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
     uint8_t orig[64], want[64], got[64];
 
     for (size_t i = 0; i < sizeof(orig); i++)
@@ -199,7 +198,7 @@ Test(ws, unmask_offsets)
 
 Test(ws, unmask_in_pieces)
 {
-    static const uint8_t mask[4] = { 9, 8, 7, 6 };
+    static const uint8_t mask[4] = {9, 8, 7, 6};
     uint8_t whole[50], pieces[50];
 
     for (size_t i = 0; i < sizeof(whole); i++)
@@ -235,7 +234,7 @@ Test(ws, build_close)
 
 Test(ws, build_close_masked)
 {
-    static const uint8_t mask[4] = { 0xaa, 0xbb, 0xcc, 0xdd };
+    static const uint8_t mask[4] = {0xaa, 0xbb, 0xcc, 0xdd};
     uint8_t out[WS_MAX_HEADER + WS_MAX_CONTROL];
     struct ws_frame f;
     size_t n = ws_build_close(out, WS_CLOSE_NORMAL, "", mask);
