@@ -727,6 +727,7 @@ class Relay:
         self.baseline = None
         self.returncode = None
         self.old_keys = []  # keys replaced by set_keys(): must not leak either
+        self.stop_grace = 10 * SLOW  # finish(): wait past drain_timeout for the exit
 
     # -- process
     def argv(self):
@@ -938,11 +939,11 @@ class Relay:
                 pass
         if self.alive():
             self.signal(signal.SIGTERM)
-            drain = float(self.options.get("drain_timeout", 30))
+            limit = float(self.options.get("drain_timeout", 30)) + self.stop_grace
             try:
-                self.proc.wait(drain + 10 * SLOW)
+                self.proc.wait(limit)
             except subprocess.TimeoutExpired:
-                errs.append("rapi-server did not exit within %.0fs of SIGTERM" % (drain + 10))
+                errs.append("rapi-server did not exit within %.0fs of SIGTERM" % limit)
                 self.kill()
         self.returncode = self.proc.returncode
         if self.returncode != 0:

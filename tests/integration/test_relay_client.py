@@ -1,13 +1,14 @@
 """Client arrival, notification, dial-back and linking (PROTOCOL.md 2 and 3)."""
 
 import json
+import os
 import time
 
 import pytest
 
-from relay import (assert_wr_101, build_request, expect_error, ipv6_loopback_available,
-                   random_token, replace_header, wait_until, webroute_headers, wr_101_bytes,
-                   wr_accept)
+from relay import (SLOW, assert_wr_101, build_request, expect_error, ipv6_loopback_available,
+                   pump, random_token, replace_header, sha, wait_until, webroute_headers,
+                   wr_101_bytes, wr_accept)
 
 
 def test_client_without_listener_502(relay):
@@ -281,3 +282,26 @@ def test_waiting_client_that_leaves_is_released(start_relay):
     assert raw == relay.notification_bytes(c2, wrid2, 60)
     # ... and a dial-back for the departed client finds nobody.
     expect_error(relay.dialback("/leave/", wrid), 404, "unknown_route")
+
+
+def test_large_early_data_all_delivered(relay):
+    # A client that keeps sending while it waits: the relay may stop reading
+    # (backpressure) but drops nothing; all of it reaches the server in order.
+    lst = relay.register("/early/")
+    client, wrid = relay.client("/early/")
+    lst.notification()
+    data = os.urandom(1 << 20)
+    client.sock.setblocking(False)
+    sent = 0
+    t0 = time.monotonic()
+    while sent < len(data) and time.monotonic() - t0 < 0.5:
+        try:
+            sent += client.sock.send(data[sent:sent + 65536])
+        except BlockingIOError:
+            time.sleep(0.01)
+    client.sock.setblocking(True)
+    server = relay.dialback("/early/", wrid)
+    assert_wr_101(server.read_head(), wrid)
+    got = pump([(client, data[sent:], 0, False), (server, b"", len(data), False)], 20 * SLOW)
+    assert_wr_101(client.read_head(), wrid)
+    assert sha(got[1]) == sha(data), "early data corrupted (%d bytes sent before the link)" % sent

@@ -205,6 +205,14 @@ def test_keepalive_pings_and_silent_listener_dropped(start_relay):
     relay.link(active, notify_timeout=60)
 
 
+def test_keepalive_off(start_relay):
+    relay = start_relay(keepalive=0)
+    lst = relay.register("/quiet/")
+    lst.expect_no_frame(2.2)
+    assert not lst.pings, "keepalive 0 but the relay pinged"
+    relay.link(lst, notify_timeout=60)
+
+
 def test_websockets_library_as_listener(start_relay):
     """An independent RFC 6455 client (python3-websockets) registers, gets the
     notification, survives keepalive pings, and its server dials back."""

@@ -161,9 +161,12 @@ def test_inactivity_timeout_uses_smaller_side(start_relay):
     assert both.server.recv_exact(10, 2.0) == b"still here"
 
 
-def test_backpressure_bounded_buffering(relay):
+@pytest.mark.parametrize("opts", [DATA_PATHS[0], DATA_PATHS[1]])
+def test_backpressure_bounded_buffering(start_relay, opts):
     """A reader that stops reading stops the writer: the relay does not
-    buffer without bound."""
+    buffer without bound. (Measured here: 5-8 MiB in flight, nearly all of it
+    kernel socket buffers; loopback autotuning allows up to ~40.)"""
+    relay = start_relay(**opts)
     lst = relay.register("/bp/")
     ln = relay.link(lst)
     ln.client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
@@ -182,7 +185,7 @@ def test_backpressure_bounded_buffering(relay):
         except BlockingIOError:
             time.sleep(0.01)
     ln.client.sock.setblocking(True)
-    assert sent < 96 * MiB, "writer never stalled: %d MiB accepted with nobody reading" % (
+    assert sent < 48 * MiB, "writer never stalled: %d MiB accepted with nobody reading" % (
         sent // MiB)
     # Everything written arrives once the reader reads.
     got = ln.server.recv_exact(sent, 20 * SLOW)
