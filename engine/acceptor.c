@@ -28,7 +28,11 @@ struct acceptor {
     struct wheel wheel;
     uint64_t now;
     struct keys *keys; /* own page, MADV_DONTDUMP */
-    uint64_t ltok[CONF_MAX_LISTEN];
+    struct lsock {
+        struct acceptor *a;
+        int fd;
+        uint64_t tok;
+    } ls[CONF_MAX_LISTEN];
     struct timer retry;
     int sigfd;
     uint64_t sigtok;
@@ -311,19 +315,19 @@ static void accept_all(struct acceptor *a, int lfd)
     }
 }
 
-static struct acceptor *the_acceptor; /* for accept_retry; one per process */
-
 static void accept_retry(struct timer *t)
 {
+    struct acceptor *a = (struct acceptor *)((char *)t - offsetof(struct acceptor, retry));
+
     for (int i = 0; i < nlfds; i++)
-        accept_all(the_acceptor, lfds[i]);
+        accept_all(a, a->ls[i].fd);
 }
 
 static void listen_event(void *arg, uint32_t events)
 {
-    struct acceptor *a = the_acceptor;
+    struct lsock *ls = arg;
 
-    accept_all(a, (int)(intptr_t)arg);
+    accept_all(ls->a, ls->fd);
 }
 
 /* ------------------------------------------------------------ signals */
@@ -335,13 +339,20 @@ static void acceptor_stop(struct acceptor *a)
     log_info("stopping: draining (up to %lds)", r->conf.drain_timeout);
     a->stopping = true;
     for (int i = 0; i < nlfds; i++) {
-        ev_del(&a->loop, a->ltok[i]);
+        ev_del(&a->loop, a->ls[i].tok);
         close(lfds[i]);
     }
     nlfds = 0;
     timer_del(&a->wheel, &a->retry);
-    while (a->pend)
-        pending_free(a->pend, true);
+    while (a->pend) {
+        struct pending *p = a->pend;
+
+        a->pend = p->next; /* unlink here: pending_free sees p as the head */
+        if (a->pend)
+            a->pend->prev = NULL;
+        p->next = NULL;
+        pending_free(p, true);
+    }
     for (int i = 0; i < r->nshards; i++) {
         struct handoff *h = calloc(1, sizeof(*h));
 
@@ -434,7 +445,6 @@ int acceptor_run(struct relay *r, const struct keys *keys, acceptor_reload_fn *r
     sigset_t set;
     int e;
 
-    the_acceptor = &a;
     a.keys = keys_page();
     if (!a.keys)
         return -ENOMEM;
@@ -453,7 +463,9 @@ int acceptor_run(struct relay *r, const struct keys *keys, acceptor_reload_fn *r
     if (a.sigfd == -1 || ev_add(&a.loop, a.sigfd, EV_IN, signal_event, &a, &a.sigtok) < 0)
         return -errno;
     for (int i = 0; i < nlfds; i++) {
-        e = ev_add(&a.loop, lfds[i], EV_IN, listen_event, (void *)(intptr_t)lfds[i], &a.ltok[i]);
+        a.ls[i].a = &a;
+        a.ls[i].fd = lfds[i];
+        e = ev_add(&a.loop, lfds[i], EV_IN, listen_event, &a.ls[i], &a.ls[i].tok);
         if (e < 0)
             return e;
     }

@@ -22,7 +22,7 @@ void conn_reject_err(struct relay *r, int fd, const struct wr_error *e)
 
     /* The answer is small and the socket fresh: one nonblocking send. */
     if (n > 0 && send(fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        n = -1;
+        (void)0; /* nothing more to do for a peer that cannot take 300 bytes */
     shutdown(fd, SHUT_WR);
     /* Unread input at close() makes the kernel send a reset, which can
      * destroy the answer before the peer reads it. */

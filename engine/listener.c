@@ -139,13 +139,21 @@ static void waiter_timer_cb(struct timer *t)
 
 /* ------------------------------------------------------------ listeners */
 
+static void fail_waiters(struct listener *l, int status, const char *code, const char *msg)
+{
+    struct dlist *n = l->waiters.next, *next;
+
+    for (; n != &l->waiters; n = next) {
+        next = n->next;
+        waiter_fail(CONTAINER(n, struct waiter, node), status, code, msg);
+    }
+}
+
 void listener_close(struct listener *l, const char *why)
 {
     struct shard *sh = l->sh;
 
-    while (l->waiters.next != &l->waiters)
-        waiter_fail(CONTAINER(l->waiters.next, struct waiter, node), 502, "missing_destination",
-                    "The listener of this path went away");
+    fail_waiters(l, 502, "missing_destination", "The listener of this path went away");
     map_del(&sh->listeners, &l->me);
     atomic_fetch_sub(&sh->relay->nlisteners, 1);
     ev_del(&sh->loop, l->tok);
@@ -159,8 +167,7 @@ void listener_close(struct listener *l, const char *why)
 /* Queue a WebSocket close 1001 and let it flush; used by SIGTERM. */
 void listener_drain(struct listener *l)
 {
-    while (l->waiters.next != &l->waiters)
-        waiter_fail(CONTAINER(l->waiters.next, struct waiter, node), 503, "shutting_down", "The relay is shutting down");
+    fail_waiters(l, 503, "shutting_down", "The relay is shutting down");
     listener_send_close(l, WS_CLOSE_GOING_AWAY, "relay shutting down");
     if (out_flush(l) < 0 || l->out_len == 0)
         listener_close(l, "shutting down");

@@ -51,7 +51,8 @@ fuzz: $(FUZZ_BIN)
 	  rm -rf $$w; mkdir -p $$w; \
 	  echo "== $$n ($(FUZZ_SECONDS)s, seeds $$c)"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=1024 -print_final_stats=0 \
-	      $$w $$c 2>&1 | tail -n 2 || exit 1; \
+	      $$w $$c > $$w.log 2>&1; rc=$$?; tail -n 2 $$w.log; \
+	  if [ $$rc != 0 ]; then echo "FUZZ FAILURE in $$n (exit $$rc): see $$w.log"; exit 1; fi; \
 	done
 
 test: deps
