@@ -66,13 +66,28 @@ def test_notification_id_is_json(relay):
 
 @pytest.mark.parametrize("header,expected", [
     (None, 60), ("60", 60), ("120", 120), ("3600", 3600), ("10", 60), ("0", 60),
-    ("abc", 60), ("", 60), ("-5", 60),
+    ("abc", 60), ("", 60), ("-5", 60), ("120abc", 60),
 ])
 def test_webroute_timeout_in_notification_defaults(relay, header, expected):
     lst = relay.register("/to/")
     client, wrid = relay.client("/to/", timeout=header)
     raw, _ = lst.notification()
     assert raw == relay.notification_bytes(client, wrid, expected)
+
+
+@pytest.mark.parametrize("header", ["99999999999999999999999999", "-99999999999999999999999",
+                                    "9223372036854775807", "4294967296", "+120", " 120 "])
+def test_webroute_timeout_odd_values(relay, header):
+    # No overflow or crash; a valid notification with an integer >= 60.
+    lst = relay.register("/odd/")
+    client, wrid = relay.client("/odd/", timeout=header)
+    raw, note = lst.notification()
+    assert list(note) == ["ipaddr", "id", "timeout"] and note["id"] == wrid, raw
+    assert isinstance(note["timeout"], int) and note["timeout"] >= 60, raw
+    assert raw == relay.notification_bytes(client, wrid, note["timeout"])
+    server = relay.dialback("/odd/", wrid, timeout=header)
+    assert_wr_101(server.read_head(), wrid)
+    assert_wr_101(client.read_head(), wrid)
 
 
 def test_webroute_timeout_rule_with_config(start_relay):

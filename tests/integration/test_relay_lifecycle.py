@@ -1,6 +1,7 @@
 """Signals (SIGTERM drain, SIGHUP reload), fd hygiene, backends, config file."""
 
 import os
+import re
 import signal
 import time
 
@@ -230,3 +231,34 @@ def test_several_listen_addresses(start_relay):
     c.send(build_request("/two/", webroute_headers(relay.client_key, wrid)))
     raw, _ = lst.notification()
     assert raw == relay.notification_bytes(c, wrid, 60)
+
+
+LOG_LINE_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d)? "
+                         r"(error|warn|info|debug) \S")
+
+
+def _some_traffic(relay):
+    lst = relay.register("/log/")
+    ln = relay.link(lst)
+    ln.client.send(b"x")
+    ln.server.recv_exact(1)
+    ln.close()
+    relay.expect_502("/nolog/")
+    lst.close()
+
+
+def test_log_lines_and_levels(start_relay):
+    debug = start_relay(log_level="debug")
+    _some_traffic(debug)
+    info = start_relay(log_level="info")
+    _some_traffic(info)
+    for r in (debug, info):
+        wait_until(lambda: "unregister" in r.stderr() or r.stderr().count("\n") >= 6, 2.0,
+                   what="log lines")
+    dl = debug.stderr().splitlines()
+    il = info.stderr().splitlines()
+    for ln in dl + il:
+        assert LOG_LINE_RE.match(ln), "log line not `<ISO time> <level> <message>`: %r" % ln
+    assert any(" debug " in ln for ln in dl), "log_level debug logged no debug line"
+    assert not any(" debug " in ln for ln in il), "log_level info logged debug lines"
+    assert len(il) < len(dl)

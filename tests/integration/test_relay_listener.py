@@ -73,6 +73,16 @@ def test_path_is_target_without_query(relay):
     lst.expect_no_frame(0.1)
 
 
+def test_paths_not_decoded(relay):
+    # Byte for byte: no percent-decoding, no case folding of escapes.
+    lst = relay.register("/pct%2Fx/a%20b/")
+    relay.expect_502("/pct%2fx/a%20b/")
+    relay.expect_502("/pct/x/a%20b/")
+    client, wrid = relay.client("/pct%2Fx/a%20b/?q=1")
+    raw, _ = lst.notification()
+    assert raw == relay.notification_bytes(client, wrid, 60)
+
+
 def test_second_listener_path_in_use(relay):
     first = relay.register("/busy/")
     c = relay.request(build_request("/busy/?q", listener_headers(relay.server_key)))
@@ -194,7 +204,7 @@ def test_keepalive_pings_and_silent_listener_dropped(start_relay):
                 silent_closed_at = time.monotonic() - t0
             else:
                 silent_frames.append(f)
-    assert len(active.pings) >= 2, "expected a ping per second, got %r" % active.pings
+    assert len(active.pings) >= 3, "expected a ping per second, got %r" % active.pings
     assert silent_closed_at is not None, "silent listener not dropped after 4.5 s (keepalive 1)"
     assert silent_closed_at >= 1.0, "silent listener dropped too early: %.2fs" % silent_closed_at
     ops = [f.opcode for f in silent_frames]
