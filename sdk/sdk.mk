@@ -30,9 +30,13 @@ $(BUILD)/pic/librapi-all.o: $(SDK_PIC_OBJ)
 $(LIBRAPI): $(BUILD)/pic/librapi-all.o
 	rm -f $@ && ar rcs $@ $^
 
-$(LIBRAPI_SO): $(SDK_PIC_OBJ)
+# librapi.so.N is the library (its soname); librapi.so the link-time name.
+$(LIBRAPI_SO).$(SDK_SOVER): $(SDK_PIC_OBJ)
 	$(CC) -shared -Wl,-soname,librapi.so.$(SDK_SOVER) -Wl,--as-needed $(ALL_LDFLAGS) \
 	  -o $@ $^ $(SDK_LIBS)
+
+$(LIBRAPI_SO): $(LIBRAPI_SO).$(SDK_SOVER)
+	ln -sf $(notdir $<) $@
 
 $(RAPI_CLI): $(SDK_CLI_OBJ) $(LIBRAPI) $(LIBAUTH) $(LIBPROTO)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SDK_LIBS)

@@ -170,8 +170,8 @@ class Sdk:
         return r
 
     # -- librapi programs
-    def cc(self, src_text, name):
-        """Compile a C program against librapi.a; returns its path."""
+    def cc(self, src_text, name, shared=False):
+        """Compile a C program against librapi.a (or librapi.so); its path."""
         src = os.path.join(self.workdir, name + ".c")
         out = os.path.join(self.workdir, name)
         with open(src, "w") as f:
@@ -179,8 +179,11 @@ class Sdk:
         bd = build_dir()
         cc = "clang" if SAN else (os.environ.get("CC") or "cc")
         argv = [cc, "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-g",
-                "-I" + os.path.join(REPO, "sdk"), "-o", out, src,
-                os.path.join(bd, "librapi.a"), "-lwolfssl", "-pthread"]
+                "-I" + os.path.join(REPO, "sdk"), "-o", out, src]
+        if shared:
+            argv += ["-L" + bd, "-lrapi", "-pthread"]
+        else:
+            argv += [os.path.join(bd, "librapi.a"), "-lwolfssl", "-pthread"]
         if SAN:
             argv[1:1] = SAN_CFLAGS
         r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)

@@ -180,3 +180,111 @@ def test_librapi_against_websockets_server(sdk, tmp_path):
     # Both notifications (one whole, one fragmented) were read and answered;
     # a 404 is final, so each ID is dialed exactly once.
     assert sorted(ids) == ["ID-one", "ID-two"], ids
+
+
+# ------------------------------------------------ dial-back retries and concurrency
+
+DIAL_STUB = r'''
+import asyncio, http, json, sys, time
+import websockets
+
+t0 = time.monotonic()
+NOTES = ['{"ipaddr":"127.0.0.1:1","id":"ID-slow","timeout":60}',
+         '{"ipaddr":"127.0.0.1:2","id":"ID-fast","timeout":60}',
+         '{"ipaddr":"127.0.0.1:3","id":"ID-retry","timeout":60}']
+seen = {"arrivals": [], "sessions": 0}
+done = asyncio.Event()
+
+async def process_request(path, headers):
+    if headers.get("Upgrade", "").lower() != "webroute":
+        return None
+    wrid = headers.get("WebRoute-ID")
+    seen["arrivals"].append([wrid, time.monotonic() - t0])
+    if sum(1 for a in seen["arrivals"] if a[0] == "ID-retry") >= 4 and \
+            any(a[0] == "ID-fast" for a in seen["arrivals"]):
+        loop = asyncio.get_running_loop()
+        loop.call_later(2.0, done.set)  # time for a 5th attempt, which must not come
+    if wrid == "ID-slow":
+        await asyncio.sleep(4)  # a relay that is slow to answer this one
+        status = http.HTTPStatus.NOT_FOUND
+    elif wrid == "ID-retry":
+        status = http.HTTPStatus.SERVICE_UNAVAILABLE  # retried: 1 + 3 attempts
+    else:
+        status = http.HTTPStatus.NOT_FOUND
+    return (status, [("Connection", "close")], b"")
+
+async def handler(ws, path=None):
+    seen["sessions"] += 1
+    if seen["sessions"] == 1:
+        for n in NOTES:
+            await ws.send(n)
+    await done.wait()
+
+async def main():
+    async with websockets.serve(handler, "127.0.0.1", 0, process_request=process_request,
+                                compression=None) as srv:
+        print("port %d" % srv.sockets[0].getsockname()[1], flush=True)
+        try:
+            await asyncio.wait_for(done.wait(), 30)
+        except asyncio.TimeoutError:
+            pass
+    print(json.dumps(seen), flush=True)
+
+asyncio.run(main())
+'''
+
+
+def test_dialbacks_concurrent_and_retried(sdk, tmp_path):
+    pytest.importorskip("websockets", reason="python3-websockets not installed")
+    server, _ = examples(sdk)
+    script = tmp_path / "dial_stub.py"
+    script.write_text(DIAL_STUB)
+    stub = subprocess.Popen([PYTHON, "-u", str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        port = int(stub.stdout.readline().split()[1])
+        srv = sdk.start([server, "rws://127.0.0.1:%d/d" % port], "example-server",
+                        env=sdk.env(RAPI_KEY="stub-server-key-0123456789", RAPI_KEY_FILE=None))
+        sdk.expected_exit[srv.pid] = (-15,)
+        out, err = stub.communicate(timeout=40 * SLOW)
+    finally:
+        if stub.poll() is None:
+            stub.kill()
+            stub.wait(5)
+    assert stub.returncode == 0, err.decode()
+    seen = json.loads(out.decode().strip().splitlines()[-1])
+    arrivals = seen["arrivals"]
+    first = {}
+    for wrid, t in arrivals:
+        first.setdefault(wrid, t)
+    # ID-slow's answer takes 4 s; ID-fast was dialed meanwhile, not after.
+    assert first["ID-fast"] - first["ID-slow"] < 1.0 * SLOW, arrivals
+    # A 503 is retried up to 3 times, then given up; a 404 is final.
+    assert sum(1 for w, _ in arrivals if w == "ID-retry") == 4, arrivals
+    assert sum(1 for w, _ in arrivals if w == "ID-fast") == 1, arrivals
+    assert sum(1 for w, _ in arrivals if w == "ID-slow") == 1, arrivals
+
+
+# ------------------------------------------------ shared library, IPv6
+
+def test_shared_library_and_ipv6(sdk, relay, start_relay):
+    from relay import ipv6_loopback_available
+    if not ipv6_loopback_available():
+        pytest.skip("no IPv6 loopback here: IPv6 URL check SKIPPED")
+    relay6 = start_relay(listen=["[::1]:0"], key_file=relay.key_file)
+    ex = manpage_examples(MAN3)
+    server = sdk.cc(ex["server"], "example_server")
+    client = sdk.cc(ex["client"], "example_client_so", shared=True)
+    host, port = relay6.addr6
+    url = "rws://[%s]:%d/six" % (host, port)
+    srv = sdk.start([server, url], "example-server",
+                    env=sdk.env(RAPI_KEY=relay.server_key, RAPI_KEY_FILE=None))
+    sdk.expected_exit[srv.pid] = (-15,)
+    srv.wait_log("registered")
+    env = sdk.env(RAPI_KEY=relay.client_key, RAPI_KEY_FILE=None,
+                  LD_LIBRARY_PATH=os.path.dirname(sdk.bin))
+    r = subprocess.run([client, "rwr://[%s]:%d/six" % (host, port), "over IPv6"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=20 * SLOW)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"over IPv6"
+    srv.wait_log(r"client \[::1\]:\d+")
