@@ -72,6 +72,8 @@ static int listen_one(const char *spec, char *err, size_t errlen)
     if (fd == -1)
         goto fail;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Accepted sockets inherit TCP_NODELAY: one call here, none per accept. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, len) == -1 || listen(fd, LISTEN_BACKLOG) == -1)
@@ -184,9 +186,9 @@ static void pending_dispatch(struct pending *p, const struct http1_request *req,
     shard_push(relay_shard_for(a->relay, h->path, h->path_len), h);
 }
 
-/* Read what is there and try to parse. Returns after a hand-off, a reject,
- * or when the socket has no more bytes. */
-static void pending_read(struct pending *p)
+/* Read what is there and try to parse. Returns 1 when p is gone (handed
+ * off, rejected or closed), 0 when the socket has no more bytes for now. */
+static int pending_read(struct pending *p)
 {
     size_t max = p->a->relay->conf.max_header;
     struct http1_header hdr[HTTP1_MAX_HEADERS];
@@ -202,12 +204,12 @@ static void pending_read(struct pending *p)
 
             if (p->len >= max) {
                 pending_reject(p, 431, "header_too_large", "Request head too large");
-                return;
+                return 1;
             }
             b = realloc(p->buf, cap);
             if (!b) {
                 pending_reject(p, 503, "too_many_connections", "Out of memory");
-                return;
+                return 1;
             }
             p->buf = b;
             p->cap = cap;
@@ -216,22 +218,22 @@ static void pending_read(struct pending *p)
         if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
             log_debug("%s went away before its head was complete", p->peer);
             pending_free(p, true);
-            return;
+            return 1;
         }
         if (n == -1) {
             if (errno == EAGAIN)
-                return;
+                return 0;
             continue;
         }
         p->len += (size_t)n;
         r = http1_parse_request(p->buf, p->len, p->last_len, &req, hdr, HTTP1_MAX_HEADERS);
         if (r > 0) {
             pending_dispatch(p, &req, (size_t)r);
-            return;
+            return 1;
         }
         if (r == -1) {
             pending_reject(p, 400, "invalid_request", "Malformed request head");
-            return;
+            return 1;
         }
         p->last_len = p->len;
     }
@@ -239,7 +241,7 @@ static void pending_read(struct pending *p)
 
 static void pending_event(void *arg, uint32_t events)
 {
-    pending_read(arg);
+    (void)pending_read(arg);
 }
 
 static void pending_timeout(struct timer *t)
@@ -254,14 +256,12 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa)
 {
     struct relay *r = a->relay;
     struct pending *p;
-    int one = 1;
 
     if (atomic_fetch_add(&r->nconn, 1) >= r->conf.max_connections) {
         log_reject("reject: too many connections (%ld)", r->conf.max_connections);
         conn_reject(r, fd, 503, "too_many_connections", "Too many connections");
         return;
     }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     p = calloc(1, sizeof(*p));
     if (p)
         p->buf = malloc(HEAD_INITIAL);
@@ -280,12 +280,13 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa)
     a->pend = p;
     timer_set(&a->wheel, &p->timer, a->now + (uint64_t)r->conf.header_timeout * 1000,
               pending_timeout);
-    if (ev_add(&a->loop, fd, EV_IN | EV_RDHUP, pending_event, p, &p->tok) < 0) {
+    /* Most clients send their head right after the connect: try it before
+     * paying for a watch, which only slow heads need. */
+    if (pending_read(p) == 0 &&
+        ev_add(&a->loop, fd, EV_IN | EV_RDHUP, pending_event, p, &p->tok) < 0) {
         pending_free(p, true);
         return;
     }
-    /* Most clients send their head with the connect: read it now. */
-    pending_read(p);
 }
 
 /* ------------------------------------------------------------ accept */

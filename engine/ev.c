@@ -117,7 +117,7 @@ int ev_add(struct ev_loop *l, int fd, uint32_t events, ev_cb *cb, void *arg, uin
     return 0;
 }
 
-void ev_del(struct ev_loop *l, uint64_t token)
+static void del_watch(struct ev_loop *l, uint64_t token, bool closing)
 {
     struct ev_slot *s = ev_slot_of(l, token);
 
@@ -126,8 +126,18 @@ void ev_del(struct ev_loop *l, uint64_t token)
     s->state = SLOT_DYING;
     s->cb = NULL;
     l->live--;
-    if (l->be->del(l, s->fd, token))
+    if (l->be->del(l, s->fd, token, closing))
         ev_slot_release(l, token);
+}
+
+void ev_del(struct ev_loop *l, uint64_t token)
+{
+    del_watch(l, token, false);
+}
+
+void ev_del_closing(struct ev_loop *l, uint64_t token)
+{
+    del_watch(l, token, true);
 }
 
 void ev_dispatch(struct ev_loop *l, uint64_t token, uint32_t events)

@@ -50,7 +50,7 @@ struct ev_backend {
     int (*add)(struct ev_loop *l, int fd, uint32_t events, uint64_t token);
     /* Stop watching. Returns 1 when the slot may be reused at once, 0 when the
      * backend frees it later with ev_slot_release(). */
-    int (*del)(struct ev_loop *l, int fd, uint64_t token);
+    int (*del)(struct ev_loop *l, int fd, uint64_t token, bool closing);
     int (*wait)(struct ev_loop *l, int timeout_ms); /* calls ev_dispatch() */
 };
 
@@ -79,6 +79,10 @@ int ev_add(struct ev_loop *l, int fd, uint32_t events, ev_cb *cb, void *arg, uin
 
 /* Stop watching (token 0 is ignored). The callback is never called again. */
 void ev_del(struct ev_loop *l, uint64_t token);
+
+/* The same, when the caller closes the fd right after (and never dup()ed
+ * it): epoll drops a closed file by itself, so no syscall is spent. */
+void ev_del_closing(struct ev_loop *l, uint64_t token);
 
 /* Wait up to timeout_ms (-1: forever) and run callbacks. 0 or -errno. */
 int ev_wait(struct ev_loop *l, int timeout_ms);

@@ -55,13 +55,15 @@ static int ep_add(struct ev_loop *l, int fd, uint32_t events, uint64_t token)
     return epoll_ctl(e->fd, EPOLL_CTL_ADD, fd, &ev) == -1 ? -errno : 0;
 }
 
-static int ep_del(struct ev_loop *l, int fd, uint64_t token)
+static int ep_del(struct ev_loop *l, int fd, uint64_t token, bool closing)
 {
     struct ep *e = l->priv;
 
     /* Events of this token already fetched in the current batch are dropped
-     * by the generation check in ev_dispatch(), so the slot is free now. */
-    epoll_ctl(e->fd, EPOLL_CTL_DEL, fd, NULL);
+     * by the generation check in ev_dispatch(), so the slot is free now. A
+     * file about to be closed leaves the epoll set by itself. */
+    if (!closing)
+        epoll_ctl(e->fd, EPOLL_CTL_DEL, fd, NULL);
     return 1;
 }
 

@@ -140,7 +140,7 @@ static void ur_remove(struct ur *u, uint64_t token)
     io_uring_sqe_set_data64(sqe, token | URING_REMOVE_TAG);
 }
 
-static int ur_del(struct ev_loop *l, int fd, uint64_t token)
+static int ur_del(struct ev_loop *l, int fd, uint64_t token, bool closing)
 {
     ur_remove(l->priv, token);
     /* The poll holds a reference to the file, so a close() by the caller

@@ -252,7 +252,9 @@ int link_new(struct shard *sh, int cfd, int sfd, char *to_client, size_t to_clie
     sh->nlinks++;
     timer_set(&sh->wheel, &l->timer, l->last + l->timeout_ms, link_timer_cb);
     /* Both sockets are fresh: write the 101s and any early bytes now rather
-     * than waiting for the first readiness event. */
+     * than waiting for the first readiness event. Whether they have bytes to
+     * read the watch reports at once (it checks readiness when added), so no
+     * speculative splice here. */
     l->end[0].writable = l->end[1].writable = true;
     link_pump(l);
     return 0;
@@ -267,7 +269,7 @@ void link_close(struct link *l, bool reset, const char *why)
         return;
     l->closing = true;
     for (int i = 0; i < 2; i++) {
-        ev_del(&sh->loop, l->end[i].tok);
+        ev_del_closing(&sh->loop, l->end[i].tok);
         if (reset) {
             /* Propagate a reset as a reset, not as a clean end of stream. */
             struct linger lg = {.l_onoff = 1, .l_linger = 0};

@@ -156,7 +156,7 @@ void listener_close(struct listener *l, const char *why)
     fail_waiters(l, 502, "missing_destination", "The listener of this path went away");
     map_del(&sh->listeners, &l->me);
     atomic_fetch_sub(&sh->relay->nlisteners, 1);
-    ev_del(&sh->loop, l->tok);
+    ev_del_closing(&sh->loop, l->tok);
     timer_del(&sh->wheel, &l->ka);
     conn_close(sh->relay, l->fd);
     log_info("unregister path=%s listener=%s (%s)", l->path, l->peer, why);

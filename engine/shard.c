@@ -37,18 +37,21 @@ struct shard *shard_new(struct relay *r, int id)
 void shard_push(struct shard *s, struct handoff *h)
 {
     uint64_t one = 1;
+    bool was_empty;
 
     h->next = NULL;
     pthread_mutex_lock(&s->qlock);
+    was_empty = s->qhead == NULL;
     if (s->qtail)
         s->qtail->next = h;
     else
         s->qhead = h;
     s->qtail = h;
     pthread_mutex_unlock(&s->qlock);
-    /* An eventfd write only fails when the counter would overflow, and then
-     * the shard has a wake-up pending anyway. */
-    if (write(s->wake_fd, &one, sizeof(one)) < 0)
+    /* A non-empty queue already has a wake-up on its way: the shard takes
+     * the whole queue per wake-up. An eventfd write only fails when the
+     * counter would overflow, and then a wake-up is pending anyway. */
+    if (was_empty && write(s->wake_fd, &one, sizeof(one)) < 0)
         return;
 }
 
@@ -98,8 +101,9 @@ static void shard_wake(void *arg, uint32_t events)
     struct handoff *h;
     uint64_t v;
 
-    while (read(s->wake_fd, &v, sizeof(v)) > 0)
-        ;
+    /* One read resets the counter; a push after it writes again. */
+    if (read(s->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        log_error("shard %d: eventfd: %s", s->id, strerror(errno));
     pthread_mutex_lock(&s->qlock);
     h = s->qhead;
     s->qhead = s->qtail = NULL;

@@ -107,8 +107,10 @@ int wheel_timeout(const struct wheel *w, uint64_t now)
     if (!w->count)
         return -1;
     /* Sleep until the first non-empty slot's tick: an idle relay with a few
-     * keepalive timers does not wake every tick. */
-    for (uint64_t i = 1; i <= TIMER_SLOTS; i++) {
+     * keepalive timers does not wake every tick. The scan is bounded so that
+     * a busy loop does not pay for it; past the bound, wake up and look
+     * again. */
+    for (uint64_t i = 1; i <= TIMER_SCAN_SLOTS; i++) {
         const struct timer *head = &w->slot[(w->tick + i) % TIMER_SLOTS];
 
         if (head->next != head) {
@@ -116,5 +118,6 @@ int wheel_timeout(const struct wheel *w, uint64_t now)
             return next > now ? (int)(next - now) : 0;
         }
     }
-    return 0;
+    next = (w->tick + TIMER_SCAN_SLOTS) * TIMER_TICK_MS;
+    return next > now ? (int)(next - now) : 0;
 }

@@ -10,6 +10,7 @@
 
 #define TIMER_TICK_MS 50
 #define TIMER_SLOTS 1024 /* one turn = 51.2 s; later timers wait for their turn */
+#define TIMER_SCAN_SLOTS 20 /* wheel_timeout looks this far ahead (1 s) */
 
 struct timer {
     struct timer *next, *prev; /* NULL when not armed */
