@@ -16,6 +16,7 @@
 #define RAPI_VERSION "0.1.0"
 #define MAX_SETS 64
 #define KEYGEN_TEXT_MAX 1024
+#define NOFILE_WANT 65536 /* below this many open files, say so at start */
 
 /* What the command line says; kept so that SIGHUP rebuilds the same way. */
 struct opts {
@@ -158,15 +159,35 @@ static int parse_args(int argc, char **argv, struct opts *o)
     return 0;
 }
 
-/* 100,000 tunnels are 200,000 sockets: take the whole hard limit. */
+/* 100,000 tunnels are 200,000 sockets: take the whole hard limit, and with
+ * CAP_SYS_RESOURCE raise the hard limit itself up to fs.nr_open. */
 static void raise_nofile(void)
 {
     struct rlimit rl;
+    unsigned long nr_open = 0;
+    FILE *f = fopen("/proc/sys/fs/nr_open", "r");
 
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    if (f) {
+        if (fscanf(f, "%lu", &nr_open) != 1)
+            nr_open = 0;
+        fclose(f);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (nr_open > rl.rlim_max) {
+        struct rlimit want = {.rlim_cur = nr_open, .rlim_max = nr_open};
+
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < (rlim_t)NOFILE_WANT)
+        log_warn("open files limited to %lu: at most about %lu tunnels", (unsigned long)rl.rlim_cur,
+                 (unsigned long)rl.rlim_cur / 2);
 }
 
 static int start_shards(struct relay *r)
