@@ -29,17 +29,16 @@ struct connect_conn {
 
 static void connect_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: rapi connect URL [--listen ADDR:PORT] [options]\n"
-            "  URL is rwr://[KEY@]relay[:port]/path, or a space-separated chain.\n"
-            "  Without --listen, stdin/stdout are the tunnel (ssh ProxyCommand).\n"
-            "  --listen ADDR:PORT      accept local clients, one tunnel each\n"
-            "  --key-file FILE         client key (relay key file or bare key)\n"
-            "  --timeout SECONDS       WebRoute-Timeout sent to the relay\n"
-            "  --connect-timeout SECS  give up setting a tunnel up after this (75)\n"
-            "  -v, -q                  more / less logging\n"
-            "  -h                      this help\n"
-            "Keys: --key-file, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n");
+    fprintf(f, "usage: rapi connect URL [--listen ADDR:PORT] [options]\n"
+               "  URL is rwr://[KEY@]relay[:port]/path, or a space-separated chain.\n"
+               "  Without --listen, stdin/stdout are the tunnel (ssh ProxyCommand).\n"
+               "  --listen ADDR:PORT      accept local clients, one tunnel each\n"
+               "  --key-file FILE         client key (relay key file or bare key)\n"
+               "  --timeout SECONDS       WebRoute-Timeout sent to the relay\n"
+               "  --connect-timeout SECS  give up setting a tunnel up after this (75)\n"
+               "  -v, -q                  more / less logging\n"
+               "  -h                      this help\n"
+               "Keys: --key-file, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n");
 }
 
 static int tunnel(const struct connect_cfg *cfg, const char *who)
@@ -142,32 +141,49 @@ static int connect_stdio(const struct connect_cfg *cfg)
     if (fd < 0)
         return 1;
     pump_run(STDIN_FILENO, STDOUT_FILENO, fd, true, &st);
-    cli_log(RAPI_LOG_DEBUG, "stdio -> %s: in %llu bytes", cfg->safe,
-            (unsigned long long)st.b_to_a);
+    cli_log(RAPI_LOG_DEBUG, "stdio -> %s: in %llu bytes", cfg->safe, (unsigned long long)st.b_to_a);
     close(fd);
     return 0;
 }
 
 int cli_connect(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"listen", required_argument, NULL, 'l'},   {"key-file", required_argument, NULL, 'k'},
-        {"timeout", required_argument, NULL, 'T'},  {"connect-timeout", required_argument, NULL, 'C'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {{"listen", required_argument, NULL, 'l'},
+                                       {"key-file", required_argument, NULL, 'k'},
+                                       {"timeout", required_argument, NULL, 'T'},
+                                       {"connect-timeout", required_argument, NULL, 'C'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
     static struct connect_cfg cfg; /* shared with the connection threads */
     const char *key_file = NULL, *listen_at = NULL;
     int c, rc;
 
     while ((c = getopt_long(argc, argv, "l:k:T:C:vqh", lo, NULL)) != -1) {
         switch (c) {
-        case 'l': listen_at = optarg; break;
-        case 'k': key_file = optarg; break;
-        case 'T': cfg.o.webroute_timeout = strtol(optarg, NULL, 10); break;
-        case 'C': cfg.o.timeout_ms = (int)(strtol(optarg, NULL, 10) * 1000); break;
-        case 'v': cli_verbosity++; break;
-        case 'q': cli_verbosity--; break;
-        case 'h': connect_usage(stdout); return 0;
-        default: connect_usage(stderr); return 2;
+        case 'l':
+            listen_at = optarg;
+            break;
+        case 'k':
+            key_file = optarg;
+            break;
+        case 'T':
+            cfg.o.webroute_timeout = strtol(optarg, NULL, 10);
+            break;
+        case 'C':
+            cfg.o.timeout_ms = (int)(strtol(optarg, NULL, 10) * 1000);
+            break;
+        case 'v':
+            cli_verbosity++;
+            break;
+        case 'q':
+            cli_verbosity--;
+            break;
+        case 'h':
+            connect_usage(stdout);
+            return 0;
+        default:
+            connect_usage(stderr);
+            return 2;
         }
     }
     if (optind + 1 != argc)

@@ -27,17 +27,16 @@ struct expose_conn {
 
 static void expose_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: rapi expose URL --to HOST:PORT [options]\n"
-            "  URL is rws://[KEY@]relay[:port]/path; every client of that path is\n"
-            "  joined to a new connection to HOST:PORT.\n"
-            "  --to HOST:PORT          the local server (required)\n"
-            "  --proxy-protocol v2     send a PROXY v2 header with the client's address\n"
-            "  --key-file FILE         server key (relay key file or bare key)\n"
-            "  --timeout SECONDS       WebRoute-Timeout sent on dial-backs\n"
-            "  -v, -q                  more / less logging\n"
-            "  -h                      this help\n"
-            "Keys: --key-file, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n");
+    fprintf(f, "usage: rapi expose URL --to HOST:PORT [options]\n"
+               "  URL is rws://[KEY@]relay[:port]/path; every client of that path is\n"
+               "  joined to a new connection to HOST:PORT.\n"
+               "  --to HOST:PORT          the local server (required)\n"
+               "  --proxy-protocol v2     send a PROXY v2 header with the client's address\n"
+               "  --key-file FILE         server key (relay key file or bare key)\n"
+               "  --timeout SECONDS       WebRoute-Timeout sent on dial-backs\n"
+               "  -v, -q                  more / less logging\n"
+               "  -h                      this help\n"
+               "Keys: --key-file, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n");
 }
 
 static int send_proxy_v2(int local, const struct expose_conn *c)
@@ -132,10 +131,12 @@ static int expose_loop(struct rapi_listener *l, const struct expose_cfg *cfg)
 
 int cli_expose(int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"to", required_argument, NULL, 't'},       {"proxy-protocol", required_argument, NULL, 'p'},
-        {"key-file", required_argument, NULL, 'k'}, {"timeout", required_argument, NULL, 'T'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {{"to", required_argument, NULL, 't'},
+                                       {"proxy-protocol", required_argument, NULL, 'p'},
+                                       {"key-file", required_argument, NULL, 'k'},
+                                       {"timeout", required_argument, NULL, 'T'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
     struct rapi_listen_opts o = {.flags = RAPI_LISTEN_NOWAIT, .log = cli_lib_log};
     struct expose_cfg cfg = {0};
     struct rapi_listener *l = NULL;
@@ -146,18 +147,32 @@ int cli_expose(int argc, char **argv)
 
     while ((c = getopt_long(argc, argv, "t:p:k:T:vqh", lo, NULL)) != -1) {
         switch (c) {
-        case 't': cfg.to = optarg; break;
+        case 't':
+            cfg.to = optarg;
+            break;
         case 'p':
             if (strcmp(optarg, "v2") != 0)
                 return fprintf(stderr, "rapi: --proxy-protocol: only v2\n"), 2;
             cfg.proxy_v2 = true;
             break;
-        case 'k': key_file = optarg; break;
-        case 'T': o.webroute_timeout = strtol(optarg, NULL, 10); break;
-        case 'v': cli_verbosity++; break;
-        case 'q': cli_verbosity--; break;
-        case 'h': expose_usage(stdout); return 0;
-        default: expose_usage(stderr); return 2;
+        case 'k':
+            key_file = optarg;
+            break;
+        case 'T':
+            o.webroute_timeout = strtol(optarg, NULL, 10);
+            break;
+        case 'v':
+            cli_verbosity++;
+            break;
+        case 'q':
+            cli_verbosity--;
+            break;
+        case 'h':
+            expose_usage(stdout);
+            return 0;
+        default:
+            expose_usage(stderr);
+            return 2;
         }
     }
     if (optind + 1 != argc || cfg.to == NULL)

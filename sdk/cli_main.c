@@ -60,7 +60,10 @@ void cli_log(int level, const char *fmt, ...)
     va_end(ap);
     /* One write per line so lines from connection threads never interleave. */
     fprintf(stderr, "%s rapi[%d] %s: %s\n", ts, (int)getpid(),
-            level_names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+            level_names[level < 0   ? 0
+                        : level > 3 ? 3
+                                    : level],
+            msg);
 }
 
 void cli_lib_log(void *arg, int level, const char *msg)
@@ -112,7 +115,9 @@ static int key_from_file(const char *path, enum rapi_role role, char out[CLI_KEY
 
     if (rc < 0)
         fprintf(stderr, "rapi: key file %s: %s%s\n", path, strerror(-rc),
-                rc == -EPERM ? " (chmod 600 it)" : rc == -ENOENT ? " (no key for this role)" : "");
+                rc == -EPERM    ? " (chmod 600 it)"
+                : rc == -ENOENT ? " (no key for this role)"
+                                : "");
     return rc < 0 ? rc : 0;
 }
 
@@ -280,13 +285,15 @@ static int cli_keygen(int argc, char **argv)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: rapi COMMAND [OPTIONS]\n"
-               "  rapi expose URL --to HOST:PORT [--proxy-protocol v2]   remote a local TCP server\n"
-               "  rapi connect URL [--listen ADDR:PORT]                  reach one (stdio without --listen)\n"
-               "  rapi keygen [-o FILE]                                  make a key file\n"
-               "  rapi COMMAND -h                                        help on a command\n"
-               "Keys: --key-file FILE, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n"
-               "See rapi(1).\n");
+    fprintf(f,
+            "usage: rapi COMMAND [OPTIONS]\n"
+            "  rapi expose URL --to HOST:PORT [--proxy-protocol v2]   remote a local TCP server\n"
+            "  rapi connect URL [--listen ADDR:PORT]                  reach one (stdio without "
+            "--listen)\n"
+            "  rapi keygen [-o FILE]                                  make a key file\n"
+            "  rapi COMMAND -h                                        help on a command\n"
+            "Keys: --key-file FILE, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n"
+            "See rapi(1).\n");
 }
 
 int main(int argc, char **argv)

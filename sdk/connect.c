@@ -225,8 +225,10 @@ static int cn_run(struct rapi_connector *c)
         if (rc < 0)
             return cn_fail(c, rc);
         return cn_hop_done(c);
-    case CN_DONE: return 0;
-    case CN_FAILED: return c->rc;
+    case CN_DONE:
+        return 0;
+    case CN_FAILED:
+        return c->rc;
     }
     return -EINVAL;
 }
@@ -236,8 +238,7 @@ RAPI_API int rapi_connect_step(struct rapi_connector *c, struct rapi_error *err)
     int rc;
 
     do {
-        if (c->st != CN_DONE && c->st != CN_FAILED && c->deadline &&
-            wire_now_ms() >= c->deadline)
+        if (c->st != CN_DONE && c->st != CN_FAILED && c->deadline && wire_now_ms() >= c->deadline)
             cn_fail_code(c, RAPI_E_TIMEOUT, "connect timed out");
         rc = cn_run(c);
     } while (rc == 1);

@@ -93,7 +93,8 @@ static int pick_key(const char *text, enum rapi_role role, const char **key, siz
             alen--;
         if (alen == 0 || a[0] == '#')
             continue;
-        if ((alen == 10 && (memcmp(a, "server_key", 10) == 0 || memcmp(a, "client_key", 10) == 0))) {
+        if ((alen == 10 &&
+             (memcmp(a, "server_key", 10) == 0 || memcmp(a, "client_key", 10) == 0))) {
             named = true;
             if (memcmp(a, want, 10) == 0 && blen > 0) {
                 *key = b;
@@ -123,6 +124,7 @@ RAPI_API int rapi_key_load(const char *path, enum rapi_role role, char *out, siz
 
     if (path == NULL || out == NULL || (role != RAPI_ROLE_SERVER && role != RAPI_ROLE_CLIENT))
         return -EINVAL;
+    buf[0] = '\0';
     rc = read_small_file(path, buf, sizeof(buf), &len);
     if (rc < 0)
         goto out;

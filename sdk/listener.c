@@ -21,12 +21,12 @@
 #include "sdk/sdk_int.h"
 
 #define CTL_OUT_MAX 4096
-#define CTL_MSG_MAX 4096  /* largest message we accept from the relay */
+#define CTL_MSG_MAX 4096 /* largest message we accept from the relay */
 #define CTL_IN_MAX (CTL_MSG_MAX + 2 * WS_MAX_HEADER + 256)
-#define DIAL_RETRIES 3    /* a failed dial-back is retried this many times */
+#define DIAL_RETRIES 3 /* a failed dial-back is retried this many times */
 #define DIAL_BACKOFF_MIN 100
 #define DIAL_BACKOFF_MAX 1000
-#define SILENCE_FACTOR 3  /* keepalive intervals without a byte: relay is gone */
+#define SILENCE_FACTOR 3 /* keepalive intervals without a byte: relay is gone */
 #define EP_BATCH 32
 #define LOG_MAX 256
 
@@ -53,8 +53,8 @@ struct ctl {
     struct hs hs;
     uint64_t deadline; /* WAIT: next attempt; CONNECT/HANDSHAKE: give up */
     uint64_t last_rx, next_ping;
-    unsigned attempt;   /* reconnect attempts since the last registration */
-    unsigned failures;  /* attempts failed since rapi_listen */
+    unsigned attempt;  /* reconnect attempts since the last registration */
+    unsigned failures; /* attempts failed since rapi_listen */
     struct rapi_error last_err;
 };
 
@@ -310,8 +310,7 @@ static void dial_retry(struct rapi_listener *l, struct dial *d, const char *why)
         dial_free(l, d);
         return;
     }
-    delay = backoff_delay_ms(d->tries++, DIAL_BACKOFF_MIN, DIAL_BACKOFF_MAX,
-                             backoff_rand(&l->rng));
+    delay = backoff_delay_ms(d->tries++, DIAL_BACKOFF_MIN, DIAL_BACKOFF_MAX, backoff_rand(&l->rng));
     lst_log(l, RAPI_LOG_DEBUG, "dial-back for %s failed: %s; retry in %d ms", d->peer.addr, why,
             delay);
     d->st = DIAL_WAIT;
@@ -419,7 +418,8 @@ static void dial_io(struct rapi_listener *l, struct dial *d)
     int rc;
 
     switch (d->st) {
-    case DIAL_WAIT: return;
+    case DIAL_WAIT:
+        return;
     case DIAL_CONNECT:
         if ((rc = wire_connect_done(d->fd)) < 0)
             return dial_retry(l, d, strerror(-rc));
@@ -471,9 +471,12 @@ static int ctl_frame_in(struct rapi_listener *l, const struct ws_frame *f, const
     size_t len = (size_t)f->len;
 
     switch (f->opcode) {
-    case WS_OP_PING: return ctl_frame(l, WS_OP_PONG, p, len) < 0 ? WS_CLOSE_GOING_AWAY : 0;
-    case WS_OP_PONG: return 0;
-    case WS_OP_CLOSE: return WS_CLOSE_NORMAL;
+    case WS_OP_PING:
+        return ctl_frame(l, WS_OP_PONG, p, len) < 0 ? WS_CLOSE_GOING_AWAY : 0;
+    case WS_OP_PONG:
+        return 0;
+    case WS_OP_CLOSE:
+        return WS_CLOSE_NORMAL;
     case WS_OP_TEXT:
     case WS_OP_BINARY:
         if (c->msg_active)
@@ -569,7 +572,8 @@ static void ctl_io(struct rapi_listener *l, uint32_t events)
     struct ctl *c = &l->ctl;
 
     switch (c->st) {
-    case CTL_WAIT: return;
+    case CTL_WAIT:
+        return;
     case CTL_CONNECT:
         if (ctl_start_handshake(l) < 0)
             return ctl_fail_err(l);
@@ -852,6 +856,7 @@ RAPI_API int rapi_accept(struct rapi_listener *l, struct rapi_peer *peer, int ti
 
 RAPI_API void rapi_listener_close(struct rapi_listener *l)
 {
+    struct dial *d, *nx;
     struct ready *r;
 
     if (l == NULL)
@@ -859,8 +864,13 @@ RAPI_API void rapi_listener_close(struct rapi_listener *l)
     if (l->ctl.st == CTL_OPEN && l->ctl.fd >= 0)
         ctl_close_with(l, WS_CLOSE_GOING_AWAY);
     ctl_close_fd(l);
-    while (l->dials)
-        dial_free(l, l->dials);
+    for (d = l->dials; d != NULL; d = nx) {
+        nx = d->next;
+        if (d->fd >= 0)
+            close(d->fd);
+        free(d);
+    }
+    l->dials = NULL;
     while ((r = l->rq_head) != NULL) {
         l->rq_head = r->next;
         close(r->fd);

@@ -82,24 +82,24 @@ enum rapi_log_level { RAPI_LOG_ERROR = 0, RAPI_LOG_WARN, RAPI_LOG_INFO, RAPI_LOG
 #define RAPI_LISTEN_NOWAIT 0x1 /* do not wait for the first registration */
 
 struct rapi_listen_opts {
-    int flags;              /* RAPI_LISTEN_* */
-    int timeout_ms;         /* first registration (0: 10000; < 0: none) */
-    int dial_timeout_ms;    /* one dial-back attempt (0: 10000) */
-    int keepalive_s;        /* our pings; silence for 3x this drops (0: 30) */
-    int backoff_min_ms;     /* reconnect backoff (0: 100) */
-    int backoff_max_ms;     /* (0: 5000) */
-    int backlog;            /* linked connections queued + dialing (0: 128) */
-    long webroute_timeout;  /* WebRoute-Timeout on dial-backs, 0: none sent */
-    rapi_log_fn log;        /* NULL: silent */
+    int flags;             /* RAPI_LISTEN_* */
+    int timeout_ms;        /* first registration (0: 10000; < 0: none) */
+    int dial_timeout_ms;   /* one dial-back attempt (0: 10000) */
+    int keepalive_s;       /* our pings; silence for 3x this drops (0: 30) */
+    int backoff_min_ms;    /* reconnect backoff (0: 100) */
+    int backoff_max_ms;    /* (0: 5000) */
+    int backlog;           /* linked connections queued + dialing (0: 128) */
+    long webroute_timeout; /* WebRoute-Timeout on dial-backs, 0: none sent */
+    rapi_log_fn log;       /* NULL: silent */
     void *log_arg;
 };
 
 /* The client behind an accepted connection (from the relay's notification). */
 struct rapi_peer {
-    char addr[64];               /* "127.0.0.1:57216" or "[::1]:57216" */
-    struct sockaddr_storage sa;  /* parsed addr; ss_family AF_UNSPEC if not */
+    char addr[64];              /* "127.0.0.1:57216" or "[::1]:57216" */
+    struct sockaddr_storage sa; /* parsed addr; ss_family AF_UNSPEC if not */
     socklen_t salen;
-    long timeout;                /* the client's effective timeout, -1 if absent */
+    long timeout; /* the client's effective timeout, -1 if absent */
 };
 
 /* Register as the listener of url's path ("rws://[KEY@]host[:port]/path").

@@ -15,9 +15,9 @@
 #include "proto/ws.h"
 #include "sdk/rapi.h"
 
-#define HS_MAX 4096          /* largest answer head + error body we read */
-#define REQ_MAX 3072         /* largest request head we build */
-#define WR_ID_LEN 64         /* our WebRoute-IDs: 64 chars like the original */
+#define HS_MAX 4096  /* largest answer head + error body we read */
+#define REQ_MAX 3072 /* largest request head we build */
+#define WR_ID_LEN 64 /* our WebRoute-IDs: 64 chars like the original */
 #define RELAY_PORT_STR 8
 
 /* ---- errors (sdkerr.c) */

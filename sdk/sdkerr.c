@@ -43,14 +43,10 @@ static const struct {
     const char *errorcode;
     int code;
 } by_errorcode[] = {
-    {"invalid_missing_apikey", RAPI_E_APIKEY},
-    {"missing_destination", RAPI_E_NO_LISTENER},
-    {"listener_timeout", RAPI_E_LISTENER_TIMEOUT},
-    {"path_in_use", RAPI_E_PATH_IN_USE},
-    {"duplicate_id", RAPI_E_DUPLICATE_ID},
-    {"unknown_route", RAPI_E_UNKNOWN_ROUTE},
-    {"version_not_supported", RAPI_E_VERSION},
-    {"invalid_request", RAPI_E_BAD_REQUEST},
+    {"invalid_missing_apikey", RAPI_E_APIKEY},     {"missing_destination", RAPI_E_NO_LISTENER},
+    {"listener_timeout", RAPI_E_LISTENER_TIMEOUT}, {"path_in_use", RAPI_E_PATH_IN_USE},
+    {"duplicate_id", RAPI_E_DUPLICATE_ID},         {"unknown_route", RAPI_E_UNKNOWN_ROUTE},
+    {"version_not_supported", RAPI_E_VERSION},     {"invalid_request", RAPI_E_BAD_REQUEST},
     {"method_not_allowed", RAPI_E_METHOD},
 };
 
@@ -58,9 +54,9 @@ static const struct {
     int status;
     int code;
 } by_status[] = {
-    {403, RAPI_E_APIKEY}, {502, RAPI_E_NO_LISTENER}, {504, RAPI_E_LISTENER_TIMEOUT},
-    {404, RAPI_E_UNKNOWN_ROUTE}, {426, RAPI_E_VERSION}, {400, RAPI_E_BAD_REQUEST},
-    {405, RAPI_E_METHOD}, {431, RAPI_E_TOO_LARGE},
+    {403, RAPI_E_APIKEY},        {502, RAPI_E_NO_LISTENER}, {504, RAPI_E_LISTENER_TIMEOUT},
+    {404, RAPI_E_UNKNOWN_ROUTE}, {426, RAPI_E_VERSION},     {400, RAPI_E_BAD_REQUEST},
+    {405, RAPI_E_METHOD},        {431, RAPI_E_TOO_LARGE},
 };
 
 /* The errorcode wins over the status: the original relay answered some
@@ -82,20 +78,30 @@ RAPI_API int rapi_code_from_http(int status, const char *errorcode)
 int err_errno(int code, int sys_errno)
 {
     switch (code) {
-    case RAPI_E_NONE: return 0;
+    case RAPI_E_NONE:
+        return 0;
     case RAPI_E_SYSTEM:
     case RAPI_E_CONNECT:
-    case RAPI_E_CLOSED: return sys_errno > 0 ? -sys_errno : -EIO;
+    case RAPI_E_CLOSED:
+        return sys_errno > 0 ? -sys_errno : -EIO;
     case RAPI_E_URL:
-    case RAPI_E_KEY: return -EINVAL;
-    case RAPI_E_UNSUPPORTED: return -EPROTONOSUPPORT;
-    case RAPI_E_TIMEOUT: return -ETIMEDOUT;
-    case RAPI_E_APIKEY: return -EACCES;
+    case RAPI_E_KEY:
+        return -EINVAL;
+    case RAPI_E_UNSUPPORTED:
+        return -EPROTONOSUPPORT;
+    case RAPI_E_TIMEOUT:
+        return -ETIMEDOUT;
+    case RAPI_E_APIKEY:
+        return -EACCES;
     case RAPI_E_NO_LISTENER:
-    case RAPI_E_UNKNOWN_ROUTE: return -ECONNREFUSED;
-    case RAPI_E_LISTENER_TIMEOUT: return -ETIMEDOUT;
-    case RAPI_E_PATH_IN_USE: return -EADDRINUSE;
-    default: return -EPROTO;
+    case RAPI_E_UNKNOWN_ROUTE:
+        return -ECONNREFUSED;
+    case RAPI_E_LISTENER_TIMEOUT:
+        return -ETIMEDOUT;
+    case RAPI_E_PATH_IN_USE:
+        return -EADDRINUSE;
+    default:
+        return -EPROTO;
     }
 }
 

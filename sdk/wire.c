@@ -53,7 +53,6 @@ int wire_connect_start(const struct rapi_url *u, struct rapi_error *err)
         err_set(err, RAPI_E_CONNECT, errno, "connect to %s:%u: %s", u->host, (unsigned)u->port,
                 strerror(errno));
         close(fd);
-        fd = -1;
         goto out;
     }
     rc = fd;
@@ -273,11 +272,9 @@ int hs_read(struct hs *h, int fd, struct rapi_error *err)
     return hs_read_body(h, fd);
 }
 
-static int hs_parse_again(const struct hs *h, struct http1_response *res,
-                          struct http1_header *hdr)
+static int hs_parse_again(const struct hs *h, struct http1_response *res, struct http1_header *hdr)
 {
-    return http1_parse_response(h->buf, h->head_len, 0, res, hdr, HS_HEADERS) ==
-                   (int)h->head_len
+    return http1_parse_response(h->buf, h->head_len, 0, res, hdr, HS_HEADERS) == (int)h->head_len
                ? 0
                : -EPROTO;
 }
@@ -293,8 +290,7 @@ static int bad_101(struct rapi_error *err, const char *what)
     return -EPROTO;
 }
 
-static int header_is(const struct http1_header *hdr, size_t n, const char *name,
-                     const char *want)
+static int header_is(const struct http1_header *hdr, size_t n, const char *name, const char *want)
 {
     const struct http1_header *h = http1_find(hdr, n, name);
 

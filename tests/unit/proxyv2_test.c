@@ -28,9 +28,9 @@ Test(proxyv2, ipv4_exact)
     uint8_t out[RAPI_PROXYV2_MAX];
     static const uint8_t want[] = {
         0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a, /* signature */
-        0x21, 0x11, 0x00, 0x0c,                                                 /* v2 PROXY, TCP4, 12 */
-        192, 0, 2, 1, 127, 0, 0, 1,                                             /* src, dst */
-        0xdf, 0x80, 0x93, 0x9f,                                                 /* 57216, 37791 */
+        0x21, 0x11, 0x00, 0x0c,                      /* v2 PROXY, TCP4, 12 */
+        192,  0,    2,    1,    127,  0,    0,    1, /* src, dst */
+        0xdf, 0x80, 0x93, 0x9f,                      /* 57216, 37791 */
     };
 
     cr_assert_eq(rapi_proxyv2_build(out, sizeof(out), (struct sockaddr *)&a, (struct sockaddr *)&b),
@@ -94,8 +94,10 @@ Test(proxyv2, rejects)
     struct sockaddr_un u = {.sun_family = AF_UNIX};
     uint8_t out[RAPI_PROXYV2_MAX];
 
-    cr_expect_eq(rapi_proxyv2_build(out, 27, (struct sockaddr *)&a, (struct sockaddr *)&a), -ENOSPC);
-    cr_expect_eq(rapi_proxyv2_build(out, 51, (struct sockaddr *)&b, (struct sockaddr *)&b), -ENOSPC);
+    cr_expect_eq(rapi_proxyv2_build(out, 27, (struct sockaddr *)&a, (struct sockaddr *)&a),
+                 -ENOSPC);
+    cr_expect_eq(rapi_proxyv2_build(out, 51, (struct sockaddr *)&b, (struct sockaddr *)&b),
+                 -ENOSPC);
     cr_expect_eq(rapi_proxyv2_build(out, 15, NULL, NULL), -ENOSPC);
     cr_expect_eq(rapi_proxyv2_build(out, sizeof(out), (struct sockaddr *)&u, (struct sockaddr *)&a),
                  -EINVAL);

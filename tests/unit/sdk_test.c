@@ -129,8 +129,8 @@ Test(sdk_connect, chain_hops_inside_the_tunnel_and_rest_returned)
     int fd;
 
     fake_start(&f, FAKE_OK, 2, "hello");
-    snprintf(url, sizeof(url), "rwr://KEY1@127.0.0.1:%u/a  rwr://KEY2@[::1]:81/b?x=1 tcp://final:1 more ",
-             f.port);
+    snprintf(url, sizeof(url),
+             "rwr://KEY1@127.0.0.1:%u/a  rwr://KEY2@[::1]:81/b?x=1 tcp://final:1 more ", f.port);
     fd = rapi_connect(url, NULL, &quick, rest, sizeof(rest), &e);
     cr_assert_geq(fd, 0, "connect failed: %s", e.message);
     cr_expect_eq(e.code, RAPI_E_NONE);
@@ -343,7 +343,8 @@ Test(sdk_keys, relay_file_bare_file_and_refusals)
 
     cr_assert_geq(fd, 0);
     close(fd);
-    write_file(path, "# keys\nserver_key SSSSSSSSSSSSSSSSSSSS\nclient_key CCCCCCCCCCCCCCCCCCCC\n", 0600);
+    write_file(path, "# keys\nserver_key SSSSSSSSSSSSSSSSSSSS\nclient_key CCCCCCCCCCCCCCCCCCCC\n",
+               0600);
     cr_expect_eq(rapi_key_load(path, RAPI_ROLE_SERVER, out, sizeof(out)), 20);
     cr_expect_str_eq(out, "SSSSSSSSSSSSSSSSSSSS");
     cr_expect_eq(rapi_key_load(path, RAPI_ROLE_CLIENT, out, sizeof(out)), 20);

@@ -54,16 +54,16 @@ Test(sdkerr, names)
 
 Test(sdkerr, answer_fills_status_errorcode_and_text)
 {
-    static const char body[] =
-        "{\"success\":false,\"error\":\"No listener on this path\",\"errorcode\":\"missing_destination\"}";
+    static const char body[] = "{\"success\":false,\"error\":\"No listener on this "
+                               "path\",\"errorcode\":\"missing_destination\"}";
     struct rapi_error e;
 
     cr_assert_eq(err_from_answer(&e, 502, body, sizeof(body) - 1), -ECONNREFUSED);
     cr_expect_eq(e.code, RAPI_E_NO_LISTENER);
     cr_expect_eq(e.status, 502);
     cr_expect_str_eq(e.errorcode, "missing_destination");
-    cr_expect(strstr(e.message, "502 missing_destination: No listener on this path") != NULL,
-              "%s", e.message);
+    cr_expect(strstr(e.message, "502 missing_destination: No listener on this path") != NULL, "%s",
+              e.message);
 }
 
 Test(sdkerr, answer_without_body)
