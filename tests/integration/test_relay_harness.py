@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from relay import Relay
+from relay import Relay, wait_until
 
 FAKE = r'''
 import os, signal, socket, sys, time
@@ -84,6 +84,9 @@ def test_harness_reports(fake, tmp_path, mode, expect):
     r.start()
     c = r.connect()
     c.send(b"GET / HTTP/1.1\r\n\r\n")
+    if mode == "leak":  # let the fake accept (and keep) it first
+        wait_until(lambda: r.fd_counts()["socket"] == r.baseline["socket"] + 1, 3.0,
+                   what="the fake to accept")
     problems = r.finish()
     text = "\n".join(problems)
     if expect is None:

@@ -106,6 +106,31 @@ def test_sighup_reloads_keys_keeping_links(start_relay):
     relay.register("/hup3/", key=new_server)
 
 
+def test_sighup_with_broken_files_keeps_running(start_relay, tmp_path):
+    """A reload that fails (key file now group-readable, then a config file
+    with an unknown keyword) is refused with a message; the relay keeps
+    running on what it had, links included."""
+    conf = tmp_path / "rapi-server.conf"
+    conf.write_text("timeout 60\n")
+    relay = start_relay(config_file=str(conf))
+    lst = relay.register("/hupbad/")
+    ln = relay.link(lst)
+    os.chmod(relay.key_file, 0o644)
+    relay.signal(signal.SIGHUP)
+    wait_until(lambda: relay.key_file in relay.stderr(), 2.0,
+               what="a log line naming the refused key file")
+    os.chmod(relay.key_file, 0o600)
+    conf.write_text("timeout 60\nno_such_keyword 1\n")
+    relay.signal(signal.SIGHUP)
+    wait_until(lambda: "no_such_keyword" in relay.stderr(), 2.0,
+               what="a log line naming the bad keyword")
+    time.sleep(0.1)
+    assert relay.alive(), "a failed reload killed the relay"
+    ln.client.send(b"alive")
+    assert ln.server.recv_exact(5) == b"alive"
+    relay.link(lst, notify_timeout=60)
+
+
 def test_sighup_rereads_config_file(start_relay, tmp_path):
     conf = tmp_path / "rapi-server.conf"
     conf.write_text("max_header 8192\n")
