@@ -13,6 +13,7 @@
 #include "sdk/cli.h"
 
 #define ACCEPT_ERROR_PAUSE_US 100000
+#define EXPOSE_BACKOFF_MAX_MS 3000
 
 struct expose_cfg {
     const char *to;
@@ -137,7 +138,10 @@ int cli_expose(int argc, char **argv)
                                        {"timeout", required_argument, NULL, 'T'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-    struct rapi_listen_opts o = {.flags = RAPI_LISTEN_NOWAIT, .log = cli_lib_log};
+    /* Backoff capped at 3 s: after a relay restart, however long it was
+     * down, expose is back within about 3 s of the relay. */
+    struct rapi_listen_opts o = {
+        .flags = RAPI_LISTEN_NOWAIT, .backoff_max_ms = EXPOSE_BACKOFF_MAX_MS, .log = cli_lib_log};
     struct expose_cfg cfg = {0};
     struct rapi_listener *l = NULL;
     struct rapi_error err;

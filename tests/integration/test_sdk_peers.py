@@ -18,7 +18,14 @@ import subprocess
 import pytest
 
 from relay import SLOW, assert_wr_101, build_request, wr_101_bytes
+from relay import SAN_MARKERS
 from sdk_helpers import PYTHON, REPO, manpage_examples, origin, sdk  # noqa: F401
+
+
+def no_san_report(r):
+    err = r.stderr.decode("utf-8", "replace")
+    for m in SAN_MARKERS:
+        assert m not in err, "sanitizer report:\n%s" % err
 
 MAN3 = os.path.join(REPO, "man", "librapi.3")
 
@@ -39,6 +46,7 @@ def test_manpage_examples_compile_and_talk(sdk, relay):
         r = subprocess.run([client, sdk.url("rwr", "/example"), msg], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=20 * SLOW,
                            env=sdk.env(RAPI_KEY=relay.client_key, RAPI_KEY_FILE=None))
+        no_san_report(r)
         assert r.returncode == 0, r.stderr
         assert r.stdout == msg.encode()
     srv.wait_log(r"client 127\.0\.0\.1:\d+", count=2)
@@ -46,6 +54,7 @@ def test_manpage_examples_compile_and_talk(sdk, relay):
     r = subprocess.run([client, sdk.url("rwr", "/nothing"), "x"], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=20 * SLOW,
                        env=sdk.env(RAPI_KEY=relay.client_key, RAPI_KEY_FILE=None))
+    no_san_report(r)
     assert r.returncode == 1
     assert b'RAPI_E_NO_LISTENER, status 502, errorcode "missing_destination"' in r.stderr
 
@@ -285,6 +294,7 @@ def test_shared_library_and_ipv6(sdk, relay, start_relay):
                   LD_LIBRARY_PATH=os.path.dirname(sdk.bin))
     r = subprocess.run([client, "rwr://[%s]:%d/six" % (host, port), "over IPv6"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=20 * SLOW)
+    no_san_report(r)
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"over IPv6"
     srv.wait_log(r"client \[::1\]:\d+")
