@@ -31,8 +31,9 @@ struct acceptor {
     struct lsock {
         struct acceptor *a;
         int fd;
+        bool admin;
         uint64_t tok;
-    } ls[CONF_MAX_LISTEN];
+    } ls[CONF_MAX_LISTEN], admin;
     struct timer retry;
     int sigfd;
     uint64_t sigtok;
@@ -51,13 +52,16 @@ struct pending {
     struct timer timer;
     char *buf;
     size_t len, cap, last_len;
+    bool admin; /* came in on the admin address */
     char peer[ADDR_STR_MAX];
 };
 
+/* Opened before the acceptor runs (errors are reported at start-up). */
 static int lfds[CONF_MAX_LISTEN];
 static int nlfds;
+static int admin_fd = -1;
 
-static int listen_one(const char *spec, char *err, size_t errlen)
+static int listen_one(const char *spec, const char *what, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -81,9 +85,8 @@ static int listen_one(const char *spec, char *err, size_t errlen)
     len = sizeof(ss);
     getsockname(fd, (struct sockaddr *)&ss, &len);
     addr_format((struct sockaddr *)&ss, actual, sizeof(actual));
-    log_info("listening on %s", actual);
-    lfds[nlfds++] = fd;
-    return 0;
+    log_info("%s on %s", what, actual);
+    return fd;
 fail:
     snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
     if (fd >= 0)
@@ -94,10 +97,16 @@ fail:
 int acceptor_listen(struct relay *r, char *err, size_t errlen)
 {
     for (int i = 0; i < r->conf.nlisten; i++) {
-        int e = listen_one(r->conf.listen[i], err, errlen);
+        int fd = listen_one(r->conf.listen[i], "listening", err, errlen);
 
-        if (e < 0)
-            return e;
+        if (fd < 0)
+            return fd;
+        lfds[nlfds++] = fd;
+    }
+    if (strcmp(r->conf.admin, "off") != 0) {
+        admin_fd = listen_one(r->conf.admin, "admin endpoint", err, errlen);
+        if (admin_fd < 0)
+            return admin_fd;
     }
     return 0;
 }
@@ -186,6 +195,18 @@ static void pending_dispatch(struct pending *p, const struct http1_request *req,
     shard_push(relay_shard_for(a->relay, h->path, h->path_len), h);
 }
 
+/* The admin endpoint: answer and close; no key, no hand-off. */
+static void admin_reply(struct pending *p, const struct http1_request *req)
+{
+    static char out[20480];
+    int n = admin_answer(p->a->relay, req->method, req->method_len, req->target,
+                         req->target_len, out, sizeof(out));
+
+    if (n > 0 && send(p->fd, out, (size_t)n, MSG_NOSIGNAL) < 0)
+        log_debug("admin %s: %s", p->peer, strerror(errno));
+    pending_free(p, true);
+}
+
 /* Read what is there and try to parse. Returns 1 when p is gone (handed
  * off, rejected or closed), 0 when the socket has no more bytes for now. */
 static int pending_read(struct pending *p)
@@ -228,7 +249,10 @@ static int pending_read(struct pending *p)
         p->len += (size_t)n;
         r = http1_parse_request(p->buf, p->len, p->last_len, &req, hdr, HTTP1_MAX_HEADERS);
         if (r > 0) {
-            pending_dispatch(p, &req, (size_t)r);
+            if (p->admin)
+                admin_reply(p, &req);
+            else
+                pending_dispatch(p, &req, (size_t)r);
             return 1;
         }
         if (r == -1) {
@@ -249,14 +273,17 @@ static void pending_timeout(struct timer *t)
     struct pending *p = (struct pending *)((char *)t - offsetof(struct pending, timer));
 
     log_reject("close %s: request head not complete in time", p->peer);
+    STAT_ADD(p->a->relay->stats.header_timeouts, 1);
     pending_free(p, true);
 }
 
-static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa)
+static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, bool admin)
 {
     struct relay *r = a->relay;
     struct pending *p;
 
+    if (!admin)
+        STAT_ADD(r->stats.accepted, 1);
     if (atomic_fetch_add(&r->nconn, 1) >= r->conf.max_connections) {
         log_reject("reject: too many connections (%ld)", r->conf.max_connections);
         conn_reject(r, fd, 503, "too_many_connections", "Too many connections");
@@ -272,6 +299,7 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa)
     }
     p->a = a;
     p->fd = fd;
+    p->admin = admin;
     p->cap = HEAD_INITIAL;
     addr_format(sa, p->peer, sizeof(p->peer));
     p->next = a->pend;
@@ -293,7 +321,7 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa)
 
 static void accept_retry(struct timer *t);
 
-static void accept_all(struct acceptor *a, int lfd)
+static void accept_all(struct acceptor *a, int lfd, bool admin)
 {
     for (;;) {
         struct sockaddr_storage ss;
@@ -301,7 +329,7 @@ static void accept_all(struct acceptor *a, int lfd)
         int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd >= 0) {
-            pending_new(a, fd, (struct sockaddr *)&ss);
+            pending_new(a, fd, (struct sockaddr *)&ss, admin);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
@@ -321,14 +349,16 @@ static void accept_retry(struct timer *t)
     struct acceptor *a = (struct acceptor *)((char *)t - offsetof(struct acceptor, retry));
 
     for (int i = 0; i < nlfds; i++)
-        accept_all(a, a->ls[i].fd);
+        accept_all(a, a->ls[i].fd, false);
+    if (admin_fd >= 0)
+        accept_all(a, admin_fd, true);
 }
 
 static void listen_event(void *arg, uint32_t events)
 {
     struct lsock *ls = arg;
 
-    accept_all(ls->a, ls->fd);
+    accept_all(ls->a, ls->fd, ls->admin);
 }
 
 /* ------------------------------------------------------------ signals */
@@ -339,20 +369,18 @@ static void acceptor_stop(struct acceptor *a)
 
     log_info("stopping: draining (up to %lds)", r->conf.drain_timeout);
     a->stopping = true;
+    atomic_store(&r->draining, 1); /* /healthz says so; the admin socket stays */
     for (int i = 0; i < nlfds; i++) {
         ev_del(&a->loop, a->ls[i].tok);
         close(lfds[i]);
     }
     nlfds = 0;
     timer_del(&a->wheel, &a->retry);
-    while (a->pend) {
-        struct pending *p = a->pend;
-
-        a->pend = p->next; /* unlink here: pending_free sees p as the head */
-        if (a->pend)
-            a->pend->prev = NULL;
-        p->next = NULL;
-        pending_free(p, true);
+    /* Heads still being read are dropped; admin requests finish. */
+    for (struct pending *p = a->pend, *next; p; p = next) {
+        next = p->next;
+        if (!p->admin)
+            pending_free(p, true);
     }
     for (int i = 0; i < r->nshards; i++) {
         struct handoff *h = calloc(1, sizeof(*h));
@@ -470,6 +498,12 @@ int acceptor_run(struct relay *r, const struct keys *keys, acceptor_reload_fn *r
         if (e < 0)
             return e;
     }
+    if (admin_fd >= 0) {
+        a.admin = (struct lsock){.a = &a, .fd = admin_fd, .admin = true};
+        e = ev_add(&a.loop, admin_fd, EV_IN, listen_event, &a.admin, &a.admin.tok);
+        if (e < 0)
+            return e;
+    }
     while (!a.stopping || atomic_load(&r->shards_running) > 0) {
         int t = wheel_timeout(&a.wheel, a.now);
 
@@ -485,6 +519,15 @@ int acceptor_run(struct relay *r, const struct keys *keys, acceptor_reload_fn *r
     }
     ev_del(&a.loop, a.sigtok);
     close(a.sigfd);
+    if (admin_fd >= 0) {
+        ev_del(&a.loop, a.admin.tok);
+        close(admin_fd);
+        admin_fd = -1;
+    }
+    for (struct pending *p = a.pend, *next; p; p = next) {
+        next = p->next;
+        pending_free(p, true);
+    }
     ev_fini(&a.loop);
     keys_wipe(a.keys);
     return e < 0 ? e : 0;

@@ -29,6 +29,7 @@ enum conf_type {
     T_SIZE,   /* bytes with an optional k/K/m/M suffix, size_t */
     T_IO,     /* enum conf_io by name */
     T_LOG,    /* enum log_level by name */
+    T_ADDR,   /* "off" or one "a.b.c.d:port" | "[v6]:port", char[ADDR_STR_MAX] */
 };
 
 struct conf_row {
@@ -59,7 +60,8 @@ struct conf_row {
     X(max_listeners, T_LONG, 1, COUNT_MAX, "10000")                                                \
     X(pipe_size, T_SIZE, 4 * KIB, 16 * MIB, "262144")                                              \
     X(max_pipes, T_LONG, 0, COUNT_MAX, "4096")                                                     \
-    X(log_level, T_LOG, 0, 0, "info")
+    X(log_level, T_LOG, 0, 0, "info")                                                              \
+    X(admin, T_ADDR, 0, 0, "off")
 
 #define CONF_ROW(f, t, lo, hi, d)                                                                  \
     {#f, t, offsetof(struct conf, f), sizeof(((struct conf *)0)->f), lo, hi, d},
@@ -262,6 +264,19 @@ static int set_listen(struct conf *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* "off", or one address (the admin listener). */
+static int set_addr(struct conf *c, const struct conf_row *r, const char *v, char *err,
+                    size_t errlen)
+{
+    if (strcmp(v, "off") != 0 && listen_addr_check(v) != 0) {
+        seterr(err, errlen, "%s: '%.*s' is neither off nor an address (a.b.c.d:port or [v6]:port)",
+               r->name, ECHO_MAX, v);
+        return -EINVAL;
+    }
+    memcpy(conf_field(c, r), v, strlen(v) + 1);
+    return 0;
+}
+
 static int set_row(struct conf *c, const struct conf_row *r, const char *v, char *err,
                    size_t errlen)
 {
@@ -281,6 +296,8 @@ static int set_row(struct conf *c, const struct conf_row *r, const char *v, char
     case T_IO:
     case T_LOG:
         return set_enum(c, r, v, err, errlen);
+    case T_ADDR:
+        return set_addr(c, r, v, err, errlen);
     }
     return -EINVAL;
 }
@@ -511,6 +528,15 @@ static int check_row(const struct conf *c, const struct conf_row *r, char *err, 
         return check_listen(c, err, errlen);
     case T_PATH:
         return check_path(c, r, err, errlen);
+    case T_ADDR: {
+        const char *a = conf_cfield(c, r);
+
+        if (memchr(a, '\0', ADDR_STR_MAX) != NULL &&
+            (strcmp(a, "off") == 0 || listen_addr_check(a) == 0))
+            return 0;
+        seterr(err, errlen, "%s: not off and not an address", r->name);
+        return -EINVAL;
+    }
     case T_IO:
     case T_LOG:
         n = r->type == T_IO ? (int)c->io : (int)c->log_level;

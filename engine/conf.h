@@ -43,6 +43,7 @@ struct conf {
     size_t pipe_size;      /* "pipe_size": splice pipe size, bytes (262144) */
     long max_pipes;        /* "max_pipes": pooled+active pipes per shard, 0 = copy only (4096) */
     enum log_level log_level; /* "log_level": error | warn | info | debug (info) */
+    char admin[ADDR_STR_MAX]; /* "admin": /metrics and /healthz listener, "off" (off) */
 };
 
 /* Every keyword conf_set() accepts, NULL-terminated (the man page test walks

@@ -20,6 +20,8 @@ void conn_reject_err(struct relay *r, int fd, const struct wr_error *e)
     int n = wr_build_error(out, sizeof(out), e);
     size_t discarded = 0;
 
+    atomic_fetch_add_explicit(&r->stats.rejects[stats_status_index(e->status)], 1,
+                              memory_order_relaxed);
     /* The answer is small and the socket fresh: one nonblocking send. */
     if (n > 0 && send(fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         (void)0; /* nothing more to do for a peer that cannot take 300 bytes */

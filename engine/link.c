@@ -54,6 +54,7 @@ static int dir_acquire(struct shard *sh, struct link_dir *d)
         return 0;
     if (pipepool_get(&sh->pool, d->pipe) == 0)
         return 0;
+    STAT_ADD(sh->stats.copy_fallbacks, 1);
     d->buf = malloc(LINK_COPY_BUF);
     return d->buf ? 0 : -ENOMEM;
 }
@@ -91,6 +92,10 @@ static int dir_flush(struct link *l, struct link_dir *d, struct link_end *dst)
         else
             d->buf_off += (size_t)n;
         d->bytes += (uint64_t)n;
+        if (d == &l->dir[0])
+            STAT_ADD(l->sh->stats.bytes_up, (uint64_t)n);
+        else
+            STAT_ADD(l->sh->stats.bytes_down, (uint64_t)n);
         l->last = l->sh->now;
     }
     return 1;
@@ -250,6 +255,7 @@ int link_new(struct shard *sh, int cfd, int sfd, char *to_client, size_t to_clie
     }
     dlist_add_tail(&sh->links, &l->node);
     sh->nlinks++;
+    STAT_ADD(sh->stats.links_total, 1);
     timer_set(&sh->wheel, &l->timer, l->last + l->timeout_ms, link_timer_cb);
     /* Both sockets are fresh: write the 101s and any early bytes now rather
      * than waiting for the first readiness event. Whether they have bytes to

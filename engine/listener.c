@@ -124,6 +124,7 @@ static void waiter_event(void *arg, uint32_t events)
     if (!(events & (EV_RDHUP | EV_HUP | EV_ERR)))
         return;
     waiter_unlink(w);
+    STAT_ADD(w->sh->stats.clients_left, 1);
     log_info("unlinked path=%.*s client=%s (client left while waiting)", (int)w->path_len,
              w->key, w->peer);
     conn_close(w->sh->relay, w->fd);
@@ -133,6 +134,7 @@ static void waiter_event(void *arg, uint32_t events)
 
 static void waiter_timer_cb(struct timer *t)
 {
+    STAT_ADD(CONTAINER(t, struct waiter, timer)->sh->stats.dialback_timeouts, 1);
     waiter_fail(CONTAINER(t, struct waiter, timer), 504, "listener_timeout",
                 "The listener did not connect back in time");
 }

@@ -11,6 +11,7 @@
 
 #include "engine/conf.h"
 #include "engine/ev.h"
+#include "engine/stats.h"
 #include "proto/addr.h"
 #include "proto/webroute.h"
 #include "proto/ws.h"
@@ -25,6 +26,8 @@ struct relay {
     _Atomic long nconn;      /* accepted sockets open, all threads */
     _Atomic long nlisteners; /* registered listener paths */
     _Atomic int shards_running;
+    _Atomic int draining;
+    struct relay_stats stats;
 };
 
 enum handoff_type {
@@ -57,6 +60,11 @@ void conn_close(struct relay *r, int fd);
  * turn into a reset that could destroy the answer, close. */
 void conn_reject(struct relay *r, int fd, int status, const char *errorcode, const char *message);
 void conn_reject_err(struct relay *r, int fd, const struct wr_error *e);
+
+/* The admin endpoint's answer to a GET of path (engine/admin.c): a whole
+ * HTTP response in out. Returns its length, or -1 when cap is too small. */
+int admin_answer(struct relay *r, const char *method, size_t method_len, const char *path,
+                 size_t path_len, char *out, size_t cap);
 
 /* Shard that owns a path. */
 struct shard *relay_shard_for(struct relay *r, const char *path, size_t len);

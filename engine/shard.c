@@ -156,6 +156,10 @@ static void *shard_main(void *arg)
         s->now = now_ms();
         link_run_ready(s);
         wheel_run(&s->wheel, s->now);
+        STAT_SET(s->stats.links, (uint64_t)s->nlinks);
+        STAT_SET(s->stats.listeners, (uint64_t)s->listeners.count);
+        STAT_SET(s->stats.waiting, (uint64_t)s->waiters.count);
+        STAT_SET(s->stats.pipes, (uint64_t)s->pool.live);
         if (s->draining && (s->nlinks == 0 || s->now >= s->drain_deadline) &&
             s->listeners.count == 0)
             break;

@@ -149,6 +149,7 @@ struct shard {
     struct link *ready;
     bool draining;
     uint64_t drain_deadline;
+    struct shard_stats stats;
 };
 
 /* engine/listener.c */

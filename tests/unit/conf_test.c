@@ -62,7 +62,7 @@ Test(conf, keywords_list_matches_table)
     for (; conf_keywords[n] != NULL; n++)
         cr_assert_str_eq(conf_keywords[n], conf_rows[n].name);
     cr_assert_eq(n, CONF_NROWS);
-    cr_assert_eq(n, 18);
+    cr_assert_eq(n, 19);
 }
 
 Test(conf, defaults_in_table_are_what_conf_defaults_sets)
@@ -680,4 +680,18 @@ Test(manpage, example_parses)
     cr_assert_eq(c.nlisten, 2);
     cr_assert_eq(c.workers, 4);
     cr_assert_eq(c.max_header, 16384);
+}
+
+Test(conf, admin_off_or_one_address)
+{
+    cr_assert_str_eq(c.admin, "off");
+    cr_assert_eq(conf_set(&c, "admin", "127.0.0.1:9100", err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(c.admin, "127.0.0.1:9100");
+    cr_assert_eq(conf_set(&c, "admin", "[::1]:0", err, sizeof err), 0, "%s", err);
+    cr_assert_eq(conf_set(&c, "admin", "off", err, sizeof err), 0, "%s", err);
+    cr_assert_str_eq(c.admin, "off");
+    cr_assert_eq(conf_set(&c, "admin", "localhost:9100", err, sizeof err), -EINVAL);
+    cr_assert(strstr(err, "admin:") == err, "%s", err);
+    cr_assert_eq(conf_set(&c, "admin", "on", err, sizeof err), -EINVAL);
+    cr_assert_eq(conf_validate(&c, err, sizeof err), 0, "%s", err);
 }

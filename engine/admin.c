@@ -1,0 +1,145 @@
+/* The operator's endpoint: /healthz and /metrics (Prometheus text format).
+ * Runs on the acceptor thread; reads other threads' counters with relaxed
+ * atomic loads, so the figures are consistent per counter, not as a set. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/shard.h"
+#include "proto/http1.h"
+
+#define RAPI_METRIC_VERSION "0.1.0"
+
+static const int statuses[] = STATS_STATUSES;
+
+int stats_status_index(int status)
+{
+    for (int i = 0; i < (int)(sizeof(statuses) / sizeof(statuses[0])); i++)
+        if (statuses[i] == status)
+            return i;
+    return STATS_NSTATUS - 1;
+}
+
+struct out {
+    char *p;
+    size_t len, cap;
+    bool overflow;
+};
+
+static void put(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (o->overflow)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= o->cap - o->len)
+        o->overflow = true;
+    else
+        o->len += (size_t)n;
+}
+
+static void metric(struct out *o, const char *name, const char *type, const char *help,
+                   uint64_t v)
+{
+    put(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+        (unsigned long long)v);
+}
+
+/* Sum of one shard_stats field over the shards. */
+static uint64_t sum_field(struct relay *r, size_t off)
+{
+    uint64_t s = 0;
+
+    for (int i = 0; i < r->nshards; i++)
+        s += STAT_GET(*(_Atomic uint64_t *)((char *)&r->shards[i]->stats + off));
+    return s;
+}
+
+#define SUM(field) sum_field(r, offsetof(struct shard_stats, field))
+
+static void render_metrics(struct relay *r, struct out *o)
+{
+    metric(o, "rapi_connections", "gauge", "Open client and server sockets.",
+           (uint64_t)atomic_load(&r->nconn));
+    metric(o, "rapi_listeners", "gauge", "Registered listener paths.", SUM(listeners));
+    metric(o, "rapi_waiting_clients", "gauge", "Clients waiting for their dial-back.",
+           SUM(waiting));
+    metric(o, "rapi_links", "gauge", "Linked pairs open.", SUM(links));
+    metric(o, "rapi_links_total", "counter", "Linked pairs made.", SUM(links_total));
+    put(o, "# HELP rapi_bytes_total Bytes relayed on linked pairs.\n"
+           "# TYPE rapi_bytes_total counter\n"
+           "rapi_bytes_total{direction=\"client_to_server\"} %llu\n"
+           "rapi_bytes_total{direction=\"server_to_client\"} %llu\n",
+        (unsigned long long)SUM(bytes_up), (unsigned long long)SUM(bytes_down));
+    metric(o, "rapi_pipes", "gauge", "Splice pipes open (pooled and in use).", SUM(pipes));
+    metric(o, "rapi_copy_fallbacks_total", "counter",
+           "Transfers that used a copy buffer because no pipe was available.",
+           SUM(copy_fallbacks));
+    metric(o, "rapi_dialback_timeouts_total", "counter",
+           "Clients answered 504 because no dial-back came.", SUM(dialback_timeouts));
+    metric(o, "rapi_clients_left_total", "counter", "Clients that hung up while waiting.",
+           SUM(clients_left));
+    metric(o, "rapi_accepted_total", "counter", "Connections accepted.",
+           STAT_GET(r->stats.accepted));
+    metric(o, "rapi_header_timeouts_total", "counter",
+           "Connections closed because their request head was not complete in time.",
+           STAT_GET(r->stats.header_timeouts));
+    put(o, "# HELP rapi_error_answers_total Error answers sent, by HTTP status.\n"
+           "# TYPE rapi_error_answers_total counter\n");
+    for (int i = 0; i < STATS_NSTATUS; i++) {
+        uint64_t v = STAT_GET(r->stats.rejects[i]);
+
+        if (i < STATS_NSTATUS - 1)
+            put(o, "rapi_error_answers_total{status=\"%d\"} %llu\n", statuses[i],
+                (unsigned long long)v);
+        else
+            put(o, "rapi_error_answers_total{status=\"other\"} %llu\n", (unsigned long long)v);
+    }
+    put(o, "# HELP rapi_info Build and runtime facts.\n# TYPE rapi_info gauge\n"
+           "rapi_info{version=\"%s\",io=\"%s\",workers=\"%d\"} 1\n",
+        RAPI_METRIC_VERSION, r->be ? r->be->name : "none", r->nshards);
+}
+
+static int respond(char *out, size_t cap, int status, const char *ctype, const char *body,
+                   size_t body_len)
+{
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
+                     "Connection: close\r\nContent-Length: %zu\r\n\r\n",
+                     status, http1_reason(status), ctype, body_len);
+
+    if (n < 0 || (size_t)n + body_len > cap)
+        return -1;
+    memmove(out + n, body, body_len);
+    return n + (int)body_len;
+}
+
+int admin_answer(struct relay *r, const char *method, size_t method_len, const char *path,
+                 size_t path_len, char *out, size_t cap)
+{
+    static _Thread_local char body[16384];
+    struct out o = {.p = body, .cap = sizeof(body)};
+    size_t plen = http1_path_len(path, path_len);
+
+    if (method_len != 3 || memcmp(method, "GET", 3) != 0)
+        return respond(out, cap, 405, "text/plain", "GET only\n", 9);
+    if (plen == 8 && memcmp(path, "/healthz", 8) == 0) {
+        if (atomic_load(&r->draining))
+            return respond(out, cap, 503, "text/plain", "draining\n", 9);
+        return respond(out, cap, 200, "text/plain", "ok\n", 3);
+    }
+    if (plen == 8 && memcmp(path, "/metrics", 8) == 0) {
+        render_metrics(r, &o);
+        if (o.overflow)
+            return -1;
+        return respond(out, cap, 200, "text/plain; version=0.0.4", body, o.len);
+    }
+    return respond(out, cap, 404, "text/plain", "not found\n", 10);
+}

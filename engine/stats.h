@@ -1,0 +1,37 @@
+/* Counters behind /metrics. A shard's counters have one writer, the shard
+ * thread, which updates them with relaxed loads and stores (no locked
+ * instruction on the data path); any thread may read them. Error answers
+ * are counted from every thread with fetch_add. */
+#ifndef RAPI_ENGINE_STATS_H
+#define RAPI_ENGINE_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define STAT_ADD(x, n)                                                                           \
+    atomic_store_explicit(&(x), atomic_load_explicit(&(x), memory_order_relaxed) + (n),          \
+                          memory_order_relaxed)
+#define STAT_SET(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+#define STAT_GET(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+struct shard_stats {
+    /* gauges, published once per loop turn */
+    _Atomic uint64_t links, listeners, waiting, pipes;
+    /* counters */
+    _Atomic uint64_t links_total, bytes_up, bytes_down, copy_fallbacks, dialback_timeouts,
+        clients_left;
+};
+
+/* The error answers counted by status; anything else counts as "other". */
+#define STATS_STATUSES {400, 403, 404, 405, 409, 426, 431, 502, 503, 504}
+#define STATS_NSTATUS 11 /* the ten above and "other" */
+
+struct relay_stats {
+    _Atomic uint64_t accepted, header_timeouts;
+    _Atomic uint64_t rejects[STATS_NSTATUS];
+};
+
+/* Index of a status in STATS_STATUSES, or the "other" slot. */
+int stats_status_index(int status);
+
+#endif

@@ -1,0 +1,98 @@
+"""The admin endpoint (rapi-server.conf(5) `admin`): /healthz and /metrics."""
+import re
+import signal
+import socket
+import time
+
+from relay import expect_error, wait_until
+
+ADMIN_RE = re.compile(r"admin endpoint on ([0-9.]+):(\d+)")
+
+
+def admin_addr(relay):
+    m = ADMIN_RE.search(relay.stderr())
+    assert m, relay.stderr()
+    return m.group(1), int(m.group(2))
+
+
+def get(addr, path, method="GET"):
+    with socket.create_connection(addr, timeout=3) as s:
+        s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\n\r\n" % (method, path)).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1])
+    return status, body.decode()
+
+
+def metrics(addr):
+    status, body = get(addr, "/metrics")
+    assert status == 200
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def test_admin_off_by_default(start_relay):
+    relay = start_relay()
+    assert "admin endpoint" not in relay.stderr()
+
+
+def test_healthz_metrics_and_404(start_relay):
+    relay = start_relay(admin="127.0.0.1:0")
+    addr = admin_addr(relay)
+    assert get(addr, "/healthz") == (200, "ok\n")
+    assert get(addr, "/nope")[0] == 404
+    assert get(addr, "/metrics", method="POST")[0] == 405
+    m = metrics(addr)
+    assert m["rapi_links"] == 0 and m["rapi_listeners"] == 0
+    # A link, a relayed payload, a 403 and a 502 show in the counters.
+    lst = relay.register("/m/")
+    ln = relay.link(lst)
+    ln.client.send(b"x" * 1000)
+    assert ln.server.recv_exact(1000) == b"x" * 1000
+    ln.server.send(b"y" * 10)
+    assert ln.client.recv_exact(10) == b"y" * 10
+    c, _ = relay.client("/m/", key="wrong-key-wrong-key")
+    expect_error(c, 403, "invalid_missing_apikey")
+    relay.expect_502("/none/")
+
+    def counted():
+        m = metrics(addr)
+        return (m["rapi_links"] == 1 and m["rapi_listeners"] == 1 and
+                m['rapi_bytes_total{direction="client_to_server"}'] == 1000 and
+                m['rapi_bytes_total{direction="server_to_client"}'] == 10)
+    wait_until(counted, 3, what="metrics to show the link")
+    m = metrics(addr)
+    assert m["rapi_links_total"] == 1
+    assert m['rapi_error_answers_total{status="403"}'] == 1
+    assert m['rapi_error_answers_total{status="502"}'] == 1
+    assert m["rapi_accepted_total"] >= 5
+    assert m["rapi_connections"] >= 3
+    ln.close()
+    wait_until(lambda: metrics(addr)["rapi_links"] == 0, 3, what="link to close")
+    # No key appears in the metrics.
+    body = get(addr, "/metrics")[1]
+    for k in relay.secrets():
+        assert k not in body
+
+
+def test_healthz_says_draining(start_relay):
+    relay = start_relay(admin="127.0.0.1:0", drain_timeout=5)
+    addr = admin_addr(relay)
+    lst = relay.register("/d/")
+    ln = relay.link(lst)
+    relay.signal(signal.SIGTERM)
+    # The link keeps the relay draining; health checks now fail.
+    wait_until(lambda: get(addr, "/healthz")[0] == 503, 3, what="healthz 503")
+    ln.client.send(b"still")
+    assert ln.server.recv_exact(5) == b"still"
+    ln.close()
+    relay.wait_exit(10)
