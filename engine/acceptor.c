@@ -85,7 +85,7 @@ static int listen_one(const char *spec, const char *what, char *err, size_t errl
     len = sizeof(ss);
     getsockname(fd, (struct sockaddr *)&ss, &len);
     addr_format((struct sockaddr *)&ss, actual, sizeof(actual));
-    log_info("%s on %s", what, actual);
+    log_notice("%s on %s", what, actual);
     return fd;
 fail:
     snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
@@ -367,7 +367,7 @@ static void acceptor_stop(struct acceptor *a)
 {
     struct relay *r = a->relay;
 
-    log_info("stopping: draining (up to %lds)", r->conf.drain_timeout);
+    log_notice("stopping: draining (up to %lds)", r->conf.drain_timeout);
     a->stopping = true;
     atomic_store(&r->draining, 1); /* /healthz says so; the admin socket stays */
     for (int i = 0; i < nlfds; i++) {

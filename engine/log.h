@@ -24,6 +24,10 @@ void log_noisy(int level, const char *fmt, ...) __attribute__((format(printf, 2,
             log_write((lvl), __VA_ARGS__);                                                 \
     } while (0)
 
+/* Start-up and shutdown lines ("listening on ADDR", "stopped"): logged at
+ * every level, because operators and tools rely on them. */
+#define log_notice(...) log_write(LOG_INFO, __VA_ARGS__)
+
 #define log_error(...) log_at(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_at(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_at(LOG_INFO, __VA_ARGS__)

@@ -244,7 +244,7 @@ static int run(const struct opts *o, struct relay *r, struct keys *k)
         log_error("cannot start worker shards: %s", strerror(-e));
         return 1;
     }
-    log_info("rapi-server " RAPI_VERSION " running: io=%s workers=%d", r->be->name, r->nshards);
+    log_notice("rapi-server " RAPI_VERSION " running: io=%s workers=%d", r->be->name, r->nshards);
     e = acceptor_run(r, k, reload, (void *)o);
     keys_wipe(k);
     if (e < 0)
@@ -254,7 +254,7 @@ static int run(const struct opts *o, struct relay *r, struct keys *k)
         shard_free(r->shards[i]);
     }
     free(r->shards);
-    log_info("stopped");
+    log_notice("stopped");
     return e < 0 ? 1 : 0;
 }
 
