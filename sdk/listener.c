@@ -27,6 +27,7 @@
 #define DIAL_BACKOFF_MIN 100
 #define DIAL_BACKOFF_MAX 1000
 #define SILENCE_FACTOR 3 /* keepalive intervals without a byte: relay is gone */
+#define STABLE_MS 10000  /* a registration held this long resets the backoff */
 #define EP_BATCH 32
 #define LOG_MAX 256
 
@@ -53,8 +54,9 @@ struct ctl {
     struct hs hs;
     uint64_t deadline; /* WAIT: next attempt; CONNECT/HANDSHAKE: give up */
     uint64_t last_rx, next_ping;
-    unsigned attempt;  /* reconnect attempts since the last registration */
-    unsigned failures; /* attempts failed since rapi_listen */
+    uint64_t opened_at; /* when the current registration succeeded */
+    unsigned attempt;   /* reconnect attempts since the last stable registration */
+    unsigned failures;  /* attempts failed since rapi_listen */
     struct rapi_error last_err;
 };
 
@@ -156,8 +158,14 @@ static void ctl_close_fd(struct rapi_listener *l)
 static void ctl_fail(struct rapi_listener *l, const char *what)
 {
     struct ctl *c = &l->ctl;
-    int delay = backoff_delay_ms(c->attempt++, l->o.backoff_min_ms, l->o.backoff_max_ms,
-                                 backoff_rand(&l->rng));
+    int delay;
+
+    /* Start the schedule over only after a registration that held: a relay
+     * that accepts and drops at once must not be hammered. */
+    if (c->st == CTL_OPEN && wire_now_ms() >= c->opened_at + STABLE_MS)
+        c->attempt = 0;
+    delay = backoff_delay_ms(c->attempt++, l->o.backoff_min_ms, l->o.backoff_max_ms,
+                             backoff_rand(&l->rng));
 
     ctl_close_fd(l);
     c->failures++;
@@ -270,7 +278,7 @@ static int ctl_handshake(struct rapi_listener *l)
         return rc;
     now = wire_now_ms();
     c->st = CTL_OPEN;
-    c->attempt = 0;
+    c->opened_at = now;
     c->last_rx = now;
     c->next_ping = now + (uint64_t)l->o.keepalive_s * 1000u;
     lst_log(l, RAPI_LOG_INFO, "registered %s at %s:%u", l->url.path, l->url.host,
