@@ -44,6 +44,12 @@ def _raise_nofile():
 
 _raise_nofile()
 
+# The Makefile exports these for the sanitizer pass; set the same when the
+# suite is run by hand with RAPI_SAN=1 (leaks -> exit 86, UB -> exit 87).
+if os.environ.get("RAPI_SAN"):
+    os.environ.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=86")
+    os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=87")
+
 
 @pytest.fixture(scope="session")
 def rapi_build():

@@ -194,3 +194,19 @@ def test_backpressure_bounded_buffering(start_relay, opts):
     assert got[:whole * n] == chunk * whole and got[whole * n:] == chunk[:sent - whole * n]
     ln.client.send(b"more")
     assert ln.server.recv_exact(4) == b"more"
+
+
+@pytest.mark.parametrize("opts", [DATA_PATHS[0], DATA_PATHS[1]])
+def test_small_writes_not_delayed(start_relay, opts):
+    """write-write-read exchanges stay fast: the relay forwards small segments
+    at once (TCP_NODELAY), no Nagle/delayed-ACK stalls (~40 ms each)."""
+    relay = start_relay(**opts)
+    ln = relay.link(relay.register("/nagle/"))
+    t0 = time.monotonic()
+    for i in range(20):
+        for a, b in ((ln.client, ln.server), (ln.server, ln.client)):
+            a.send(b"a")
+            a.send(b"b")
+            assert b.recv_exact(2, 2.0) == b"ab"
+    took = time.monotonic() - t0
+    assert took < 0.4 * SLOW, "40 small exchanges took %.2fs: Nagle on relayed sockets?" % took
