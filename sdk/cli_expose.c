@@ -130,7 +130,9 @@ static int expose_loop(struct rapi_listener *l, const struct expose_cfg *cfg)
     return 0;
 }
 
-int cli_expose(int argc, char **argv)
+/* Options into cfg/o/key_file. Returns -1 to go on, else the exit status. */
+static int expose_parse(int argc, char **argv, struct expose_cfg *cfg, struct rapi_listen_opts *o,
+                        const char **key_file)
 {
     static const struct option lo[] = {{"to", required_argument, NULL, 't'},
                                        {"proxy-protocol", required_argument, NULL, 'p'},
@@ -138,32 +140,23 @@ int cli_expose(int argc, char **argv)
                                        {"timeout", required_argument, NULL, 'T'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
-    /* Backoff capped at 3 s: after a relay restart, however long it was
-     * down, expose is back within about 3 s of the relay. */
-    struct rapi_listen_opts o = {
-        .flags = RAPI_LISTEN_NOWAIT, .backoff_max_ms = EXPOSE_BACKOFF_MAX_MS, .log = cli_lib_log};
-    struct expose_cfg cfg = {0};
-    struct rapi_listener *l = NULL;
-    struct rapi_error err;
-    const char *key_file = NULL;
-    char key[CLI_KEY_MAX], safe[512];
-    int c, rc;
+    int c;
 
     while ((c = getopt_long(argc, argv, "t:p:k:T:vqh", lo, NULL)) != -1) {
         switch (c) {
         case 't':
-            cfg.to = optarg;
+            cfg->to = optarg;
             break;
         case 'p':
             if (strcmp(optarg, "v2") != 0)
                 return fprintf(stderr, "rapi: --proxy-protocol: only v2\n"), 2;
-            cfg.proxy_v2 = true;
+            cfg->proxy_v2 = true;
             break;
         case 'k':
-            key_file = optarg;
+            *key_file = optarg;
             break;
         case 'T':
-            o.webroute_timeout = strtol(optarg, NULL, 10);
+            o->webroute_timeout = strtol(optarg, NULL, 10);
             break;
         case 'v':
             cli_verbosity++;
@@ -179,8 +172,27 @@ int cli_expose(int argc, char **argv)
             return 2;
         }
     }
-    if (optind + 1 != argc || cfg.to == NULL)
+    if (optind + 1 != argc || cfg->to == NULL)
         return expose_usage(stderr), 2;
+    return -1;
+}
+
+int cli_expose(int argc, char **argv)
+{
+    /* Backoff capped at 3 s: after a relay restart, however long it was
+     * down, expose is back within about 3 s of the relay. */
+    struct rapi_listen_opts o = {
+        .flags = RAPI_LISTEN_NOWAIT, .backoff_max_ms = EXPOSE_BACKOFF_MAX_MS, .log = cli_lib_log};
+    struct expose_cfg cfg = {0};
+    struct rapi_listener *l = NULL;
+    struct rapi_error err;
+    const char *key_file = NULL;
+    char key[CLI_KEY_MAX], safe[512];
+    int rc;
+
+    rc = expose_parse(argc, argv, &cfg, &o, &key_file);
+    if (rc >= 0)
+        return rc;
     if (cli_key(RAPI_ROLE_SERVER, key_file, argv[optind], key) < 0)
         return 2;
     rc = rapi_listen(&l, argv[optind], key[0] ? key : NULL, &o, &err);
