@@ -50,3 +50,21 @@ $(LIBRAPI_PC): sdk/sdk.mk
 	  'Libs: -L$${libdir} -lrapi' \
 	  'Libs.private: $(SDK_LIBS)' \
 	  'Cflags: -I$${includedir}' > $@
+
+# Install the SDK and the CLI: make sdk-install [PREFIX=/usr/local] [DESTDIR=...]
+PREFIX ?= /usr/local
+SDK_LIBDIR ?= $(PREFIX)/lib
+.PHONY: sdk-install
+sdk-install: $(LIBRAPI) $(LIBRAPI_SO) $(RAPI_CLI) $(LIBRAPI_PC)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SDK_LIBDIR)/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/man/man3
+	install -m 0755 $(RAPI_CLI) $(DESTDIR)$(PREFIX)/bin/rapi
+	install -m 0644 $(LIBRAPI) $(DESTDIR)$(SDK_LIBDIR)/librapi.a
+	install -m 0755 $(LIBRAPI_SO).$(SDK_SOVER) $(DESTDIR)$(SDK_LIBDIR)/librapi.so.$(SDK_SOVER)
+	ln -sf librapi.so.$(SDK_SOVER) $(DESTDIR)$(SDK_LIBDIR)/librapi.so
+	install -m 0644 sdk/rapi.h $(DESTDIR)$(PREFIX)/include/rapi.h
+	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' -e 's|^libdir=.*|libdir=$(SDK_LIBDIR)|' \
+	  $(LIBRAPI_PC) > $(DESTDIR)$(SDK_LIBDIR)/pkgconfig/librapi.pc
+	install -m 0644 man/rapi.1 $(DESTDIR)$(PREFIX)/share/man/man1/rapi.1
+	install -m 0644 man/librapi.3 $(DESTDIR)$(PREFIX)/share/man/man3/librapi.3
