@@ -244,8 +244,10 @@ static int ctl_start_handshake(struct rapi_listener *l)
         err_set(&c->last_err, RAPI_E_CONNECT, -rc, "connect: %s", strerror(-rc));
         return rc;
     }
-    if (ws_key_new(c->ws_key) < 0)
+    if (ws_key_new(c->ws_key) < 0) {
+        err_set(&c->last_err, RAPI_E_SYSTEM, EIO, "no randomness for Sec-WebSocket-Key");
         return -EIO;
+    }
     n = wire_ws_request(c->out, sizeof(c->out), &l->url, l->key, c->ws_key);
     if (n < 0) {
         err_set(&c->last_err, RAPI_E_URL, 0, "request head too long");
