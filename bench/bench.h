@@ -43,6 +43,7 @@ struct bench_cfg {
     enum bdir dir;
     double rate;                 /* latency: messages/s over all tunnels, 0 = flat out */
     size_t block;                /* throughput write size */
+    int trunc;                   /* sinks discard with MSG_TRUNC instead of copying */
     uint64_t timeout_ns;         /* handshake limit for one tunnel */
     const int *backend_fds;      /* per-thread listen sockets, or NULL */
 };

@@ -21,7 +21,7 @@
 
 enum {
     /* setup */
-    S_RATE, S_P50, S_P90, S_P99, S_P999, S_MAX, S_TCPU_TUN, S_TCPU, S_BCPU, S_ERR, S_N
+    S_RATE, S_P50, S_P90, S_P99, S_P999, S_MAX, S_TCPU_TUN, S_CAP, S_TCPU, S_BCPU, S_ERR, S_N
 };
 enum { T_GBIT, T_UP, T_DOWN, T_TCPU, T_BCPU, T_LOST, T_ERR, T_N };
 enum {
@@ -35,7 +35,8 @@ enum {
 static const struct metric_def setup_m[S_N] = {
     {"tunnels_per_s", "1/s", 1},      {"lat_p50_us", "us", 1},       {"lat_p90_us", "us", 0},
     {"lat_p99_us", "us", 1},          {"lat_p999_us", "us", 0},      {"lat_max_us", "us", 0},
-    {"target_cpu_us_per_tunnel", "us", 1}, {"target_cpu_pct", "%", 0}, {"bench_cpu_pct", "%", 1},
+    {"target_cpu_us_per_tunnel", "us", 1}, {"tunnels_per_target_cpu_s", "1/s", 1},
+    {"target_cpu_pct", "%", 0}, {"bench_cpu_pct", "%", 1},
     {"errors", "", 1},
 };
 static const struct metric_def thr_m[T_N] = {
@@ -263,6 +264,9 @@ static void figures(const struct opts *o, struct target *t, unsigned round, cons
         v[S_TCPU] = tcpu;
         v[S_TCPU_TUN] = n > 0 && !isnan(tcpu) ? (double)(b->target_cpu - a->target_cpu) / 1e3 / n
                                               : NAN;
+        /* what one CPU of the target would sustain: meaningful even when the
+         * load, not the target, limits tunnels_per_s */
+        v[S_CAP] = v[S_TCPU_TUN] > 0 ? 1e6 / v[S_TCPU_TUN] : NAN;
         v[S_BCPU] = bcpu;
         v[S_ERR] = errs;
         break;
@@ -369,6 +373,7 @@ static void fill_cfg(const struct opts *o, const struct target *t, const int *ba
     cfg->dir = o->dir;
     cfg->rate = o->rate;
     cfg->block = o->block;
+    cfg->trunc = o->trunc;
     cfg->timeout_ns = (uint64_t)(o->timeout * 1e9);
     cfg->backend_fds = backend_fds;
 }

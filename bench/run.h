@@ -42,7 +42,7 @@ struct opts {
     double rate, duration, warmup, timeout;
     size_t block;
     uint64_t count;
-    int json, quiet, cpus, duration_given;
+    int json, quiet, cpus, duration_given, trunc;
 };
 
 struct metric_def {

@@ -351,13 +351,15 @@ static void write_bulk(struct worker *w, struct bconn *c)
     }
 }
 
-/* Discard everything readable (MSG_TRUNC: TCP drops it without copying).
+/* Read and drop everything readable: copied out like an application would
+ * (cfg->trunc: MSG_TRUNC, TCP drops it without copying, a cheaper load).
  * Returns bytes read, or -1 when the connection ended (already closed). */
 static ssize_t sink_read(struct worker *w, struct bconn *c)
 {
     ssize_t total = 0;
+    int flags = MSG_DONTWAIT | (w->cfg->trunc ? MSG_TRUNC : 0);
     for (;;) {
-        ssize_t n = recv(c->fd, w->scratch, SCRATCH_SIZE, MSG_TRUNC | MSG_DONTWAIT);
+        ssize_t n = recv(c->fd, w->scratch, SCRATCH_SIZE, flags);
         if (n > 0) {
             total += n;
             continue;
