@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -113,15 +114,21 @@ void waiter_fail(struct waiter *w, int status, const char *code, const char *msg
     free(w);
 }
 
-/* The client hung up before its dial-back came: free its place now (it
- * counts against max_waiting and max_connections), not at the timeout. A
- * client that only half-closes before it is linked is treated the same:
- * WebRoute clients wait for the 101 before they end their side. */
+/* The client ended its side before its dial-back came. TCP cannot tell a
+ * half-close from a full close until something is written, so: a client
+ * that sent bytes after its head is kept (they are delivered once linked,
+ * then its FIN is forwarded: nothing is dropped); one that sent nothing has
+ * nothing to wait for and its place (max_waiting, max_connections) is freed
+ * now rather than at the dial-back timeout. */
 static void waiter_event(void *arg, uint32_t events)
 {
     struct waiter *w = arg;
+    int pending = 0;
 
     if (!(events & (EV_RDHUP | EV_HUP | EV_ERR)))
+        return;
+    if (!(events & (EV_HUP | EV_ERR)) &&
+        (w->pre_len > 0 || (ioctl(w->fd, FIONREAD, &pending) == 0 && pending > 0)))
         return;
     waiter_unlink(w);
     STAT_ADD(w->sh->stats.clients_left, 1);

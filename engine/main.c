@@ -1,5 +1,6 @@
 /* rapi-server: command line, configuration, start-up and shutdown. */
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,9 +191,21 @@ static void raise_nofile(void)
                  (unsigned long)rl.rlim_cur / 2);
 }
 
+/* "One per CPU" means the CPUs this process may run on (taskset, cpusets,
+ * systemd's CPUAffinity=), not every CPU online: more shards than CPUs only
+ * adds context switches. */
+static int usable_cpus(void)
+{
+    cpu_set_t set;
+
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    return (int)sysconf(_SC_NPROCESSORS_ONLN);
+}
+
 static int start_shards(struct relay *r)
 {
-    r->nshards = r->conf.workers > 0 ? r->conf.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    r->nshards = r->conf.workers > 0 ? r->conf.workers : usable_cpus();
     if (r->nshards < 1)
         r->nshards = 1;
     r->shards = calloc((size_t)r->nshards, sizeof(*r->shards));
