@@ -59,10 +59,17 @@ static void shard_drain_start(struct shard *s)
 {
     s->draining = true;
     s->drain_deadline = s->now + (uint64_t)s->conf.drain_timeout * 1000;
-    /* Listeners go first: closing them fails their waiting clients. */
+    /* Listeners go first: closing them fails their waiting clients. A
+     * listener whose close frame cannot go out at once stays in the map
+     * until it does (or the deadline), so walk each chain by its next
+     * pointers, taken before the call. */
     for (size_t i = 0; i < s->listeners.nbuckets; i++) {
-        while (s->listeners.bucket[i])
-            listener_drain(CONTAINER(s->listeners.bucket[i], struct listener, me));
+        struct map_entry *e = s->listeners.bucket[i], *next;
+
+        for (; e; e = next) {
+            next = e->next;
+            listener_drain(CONTAINER(e, struct listener, me));
+        }
     }
 }
 
@@ -160,8 +167,8 @@ static void *shard_main(void *arg)
         STAT_SET(s->stats.listeners, (uint64_t)s->listeners.count);
         STAT_SET(s->stats.waiting, (uint64_t)s->waiters.count);
         STAT_SET(s->stats.pipes, (uint64_t)s->pool.live);
-        if (s->draining && (s->nlinks == 0 || s->now >= s->drain_deadline) &&
-            s->listeners.count == 0)
+        if (s->draining && ((s->nlinks == 0 && s->listeners.count == 0) ||
+                            s->now >= s->drain_deadline))
             break;
     }
     shard_close_all(s);
