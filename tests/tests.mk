@@ -13,7 +13,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(TEST_LIBS)
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(TEST_LIBS) \
 	  $(CRITERION_LDLIBS) $(PKG_LDLIBS) $(ALL_LDFLAGS)
 
-ALL_TARGETS += $(UNIT_BIN)
+ALL_TARGETS += $(UNIT_BIN) $(BUILD)/tests/noring
+
+# A helper for the integration tests (not a test itself).
+$(BUILD)/tests/noring: tests/integration/noring.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS)
 
 PYTEST  ?= /usr/bin/python3 -m pytest
 IT_ARGS ?=
