@@ -44,6 +44,7 @@ struct bench_cfg {
     double rate;                 /* latency: messages/s over all tunnels, 0 = flat out */
     size_t block;                /* throughput write size */
     int trunc;                   /* sinks discard with MSG_TRUNC instead of copying */
+    int kernel_ports;            /* let connect() pick source ports */
     uint64_t timeout_ns;         /* handshake limit for one tunnel */
     const int *backend_fds;      /* per-thread listen sockets, or NULL */
 };

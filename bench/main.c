@@ -36,7 +36,8 @@ static void usage(FILE *out)
           "         [--server-key-file F] [--client-key-file F] [-c N] [-t N] [-d SECS]\n"
           "         [-n COUNT] [--warmup SECS] [--rounds N] [--size BYTES] [--rate N]\n"
           "         [--direction up|down|both] [--block BYTES] [--timeout SECS]\n"
-          "         [--inflight N] [--sources N] [--path PREFIX] [--discard] [--json] [-q]\n"
+          "         [--inflight N] [--sources N] [--kernel-ports] [--path PREFIX] [--discard]\n"
+          "         [--json] [-q]\n"
           "       rapi-bench echo|sink --listen HOST:PORT [-t N] [-d SECS]\n"
           "See rapi-bench(1).\n",
           out);
@@ -206,7 +207,7 @@ static int cpu_count(void)
 
 enum {
     OPT_RELAY = 256, OPT_PROXY, OPT_DIRECT, OPT_LABEL, OPT_PID, OPT_BACKEND, OPT_PATH, OPT_SKF, OPT_CKF, OPT_WARMUP,
-    OPT_ROUNDS, OPT_SIZE, OPT_DIR, OPT_RATE, OPT_BLOCK, OPT_TIMEOUT, OPT_INFLIGHT, OPT_SOURCES, OPT_JSON, OPT_VERSION, OPT_TRUNC
+    OPT_ROUNDS, OPT_SIZE, OPT_DIR, OPT_RATE, OPT_BLOCK, OPT_TIMEOUT, OPT_INFLIGHT, OPT_SOURCES, OPT_JSON, OPT_VERSION, OPT_TRUNC, OPT_KPORTS
 };
 
 static const struct option longopts[] = {
@@ -236,6 +237,7 @@ static const struct option longopts[] = {
     {"sources", required_argument, NULL, OPT_SOURCES},
     {"json", no_argument, NULL, OPT_JSON},
     {"discard", no_argument, NULL, OPT_TRUNC},
+    {"kernel-ports", no_argument, NULL, OPT_KPORTS},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -354,6 +356,7 @@ static void parse_args(int argc, char **argv, struct opts *o, const char **skf, 
         case OPT_SOURCES: o->nsrc = (unsigned)num_arg(optarg, "--sources", 1, 250); break;
         case OPT_JSON: o->json = 1; break;
         case OPT_TRUNC: o->trunc = 1; break;
+        case OPT_KPORTS: o->kernel_ports = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
         case OPT_VERSION: puts("rapi-bench 1"); exit(0);

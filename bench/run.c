@@ -339,6 +339,8 @@ static unsigned sources_needed(const struct opts *o, const struct target *t)
 {
     if (o->nsrc)
         return o->nsrc;
+    if (!o->kernel_ports)
+        return 1; /* own ports from 127.0.0.1 suffice (worker.c: own_ports) */
     if (t->ss.ss_family != AF_INET)
         return 1;
     const struct sockaddr_in *in = (const struct sockaddr_in *)&t->ss;
@@ -374,6 +376,7 @@ static void fill_cfg(const struct opts *o, const struct target *t, const int *ba
     cfg->rate = o->rate;
     cfg->block = o->block;
     cfg->trunc = o->trunc;
+    cfg->kernel_ports = o->kernel_ports;
     cfg->timeout_ns = (uint64_t)(o->timeout * 1e9);
     cfg->backend_fds = backend_fds;
 }

@@ -42,7 +42,7 @@ struct opts {
     double rate, duration, warmup, timeout;
     size_t block;
     uint64_t count;
-    int json, quiet, cpus, duration_given, trunc;
+    int json, quiet, cpus, duration_given, trunc, kernel_ports;
 };
 
 struct metric_def {

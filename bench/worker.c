@@ -40,6 +40,9 @@
 #define RETRY_NS 10000000ull   /* pause before reopening a failed tunnel */
 #define IDLE_WAIT_NS 50000000ull /* longest epoll wait: stop flag latency */
 #define ID_HEX 16
+#define PORT_LO 10000 /* source ports we pick ourselves (own_ports) */
+#define PORT_HI 60999
+#define PORT_TRIES 64
 
 enum ckind { CK_CLIENT, CK_SERVER, CK_LISTENER, CK_ACCEPT };
 
@@ -103,6 +106,7 @@ struct worker {
     uint64_t interval;
     uint64_t last_scan;
     unsigned srcn;
+    unsigned port_next;
 };
 
 /* Same bytes for every bulk write, echo probe and latency message. */
@@ -261,14 +265,62 @@ static void conn_fail(struct worker *w, struct bconn *c, const char *what)
 
 /* ------------------------------------------------------------ sockets */
 
-static int conn_connect(struct worker *w, struct bconn *c)
+static int new_socket(const struct bench_cfg *cfg)
+{
+    int fd = socket(cfg->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd != -1)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+static int own_ports(const struct bench_cfg *cfg)
+{
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&cfg->dst;
+    return !cfg->kernel_ports && cfg->nsrc <= 1 && cfg->dst.ss_family == AF_INET &&
+           ntohl(in->sin_addr.s_addr) == INADDR_LOOPBACK;
+}
+
+/* Connect from 127.0.0.1 with a source port of our own choosing, round-robin
+ * over this thread's slice of PORT_LO..PORT_HI. With thousands of connections
+ * from one address to one destination, the kernel's choice scans the port
+ * range and its TIME_WAIT entries in every connect() (__inet_hash_connect),
+ * which made the load, not the target, the bottleneck. A port that is taken
+ * (EADDRINUSE at bind, EADDRNOTAVAIL at connect) is skipped. */
+static int connect_own_port(struct worker *w, int *pfd)
 {
     const struct bench_cfg *cfg = w->cfg;
-    int fd = socket(cfg->dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    unsigned span = (PORT_HI - PORT_LO + 1) / cfg->threads;
+    int one = 1;
+    for (int i = 0; i < PORT_TRIES; i++) {
+        int fd = new_socket(cfg);
+        if (fd == -1)
+            return -errno;
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        src.sin_port = htons((uint16_t)(PORT_LO + w->id * span + w->port_next++ % span));
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *)&src, sizeof(src)) == 0 &&
+            (connect(fd, (const struct sockaddr *)&cfg->dst, cfg->dst_len) == 0 ||
+             errno == EINPROGRESS)) {
+            *pfd = fd;
+            return 0;
+        }
+        int err = errno;
+        close(fd);
+        if (err != EADDRINUSE && err != EADDRNOTAVAIL)
+            return -err;
+    }
+    return -EADDRNOTAVAIL;
+}
+
+static int connect_kernel_port(struct worker *w, int *pfd)
+{
+    const struct bench_cfg *cfg = w->cfg;
+    int one = 1;
+    int fd = new_socket(cfg);
     if (fd == -1)
         return -errno;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (cfg->nsrc > 1 && cfg->dst.ss_family == AF_INET) {
         struct sockaddr_in src = {.sin_family = AF_INET};
         src.sin_addr.s_addr = htonl(0x7f000001u + (w->srcn++ % cfg->nsrc));
@@ -279,9 +331,26 @@ static int conn_connect(struct worker *w, struct bconn *c)
     if (connect(fd, (const struct sockaddr *)&cfg->dst, cfg->dst_len) == -1 &&
         errno != EINPROGRESS)
         goto fail;
+    *pfd = fd;
+    return 0;
+fail:;
+    int err = -errno;
+    close(fd);
+    return err;
+}
+
+static int conn_connect(struct worker *w, struct bconn *c)
+{
+    int fd = -1;
+    int r = own_ports(w->cfg) ? connect_own_port(w, &fd) : connect_kernel_port(w, &fd);
+    if (r < 0)
+        return r;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
-    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) == -1)
-        goto fail;
+    if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) == -1) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
     c->fd = fd;
     c->state = CS_CONNECTING;
     c->t0 = now_ns();
@@ -289,10 +358,6 @@ static int conn_connect(struct worker *w, struct bconn *c)
     c->hlast = 0;
     c->rblocked = 0;
     return 0;
-fail:;
-    int err = -errno;
-    close(fd);
-    return err;
 }
 
 /* Send all of buf (small heads and messages: a partial write is an error). */
