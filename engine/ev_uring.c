@@ -17,13 +17,16 @@
 
 #define URING_ENTRIES 4096
 #define URING_BATCH 256
-/* user_data of a poll-remove request: the watch's token with this bit set
+/* user_data of a cancel request: the watch's token with this bit set
  * (tokens never use it: slot indexes stay far below 2^31). */
 #define URING_REMOVE_TAG (1ULL << 63)
+#define URING_RETRY_INITIAL 64
 
 struct ur {
     struct io_uring ring;
     struct io_uring_cqe batch[URING_BATCH];
+    uint64_t *retry; /* cancels to ask again, after task work has run */
+    size_t nretry, cap_retry;
 };
 
 static struct io_uring_sqe *ur_sqe(struct ur *u)
@@ -110,6 +113,7 @@ static void ur_fini(struct ev_loop *l)
     if (!u)
         return;
     io_uring_queue_exit(&u->ring);
+    free(u->retry);
     free(u);
     l->priv = NULL;
 }
@@ -130,14 +134,35 @@ static int ur_add(struct ev_loop *l, int fd, uint32_t events, uint64_t token)
     return ur_arm(l->priv, fd, events, token);
 }
 
+/* Stop a multishot poll. IORING_OP_ASYNC_CANCEL marks the poll cancelled
+ * even while a completion of it is pending as task work (POLL_REMOVE answers
+ * -EALREADY then and leaves the poll armed); the poll's last CQE (no
+ * IORING_CQE_F_MORE) frees the slot. */
 static void ur_remove(struct ur *u, uint64_t token)
 {
     struct io_uring_sqe *sqe = ur_sqe(u);
 
     if (!sqe)
         return; /* cannot happen after a submit; the slot just stays dying */
-    io_uring_prep_poll_remove(sqe, token);
+    io_uring_prep_cancel64(sqe, token, 0);
     io_uring_sqe_set_data64(sqe, token | URING_REMOVE_TAG);
+}
+
+/* Remember a cancel to ask again on the next wait, once deferred task work
+ * has run: asking again at once, from inside the completion batch, can
+ * livelock (the answer stays -EALREADY until the thread waits). */
+static void ur_retry_later(struct ur *u, uint64_t token)
+{
+    if (u->nretry == u->cap_retry) {
+        size_t cap = u->cap_retry ? u->cap_retry * 2 : URING_RETRY_INITIAL;
+        uint64_t *r = realloc(u->retry, cap * sizeof(*r));
+
+        if (!r)
+            return; /* the slot stays dying: a leak of one slot, not a hang */
+        u->retry = r;
+        u->cap_retry = cap;
+    }
+    u->retry[u->nretry++] = token;
 }
 
 static int ur_del(struct ev_loop *l, int fd, uint64_t token, bool closing)
@@ -155,12 +180,13 @@ static void ur_complete(struct ev_loop *l, struct ur *u, const struct io_uring_c
 
     if (c->user_data & URING_REMOVE_TAG) {
         /* -EALREADY: the poll had a completion in flight and stays armed;
-         * ask again. (-ENOENT: it had already ended: its last CQE frees.) */
+         * ask again after the next wait. (-ENOENT: it had already ended and
+         * its last CQE frees the slot.) */
         uint64_t token = c->user_data & ~URING_REMOVE_TAG;
 
         s = ev_slot_of(l, token);
         if (c->res == -EALREADY && s && s->state == SLOT_DYING)
-            ur_remove(u, token);
+            ur_retry_later(u, token);
         return;
     }
     s = ev_slot_of(l, c->user_data);
@@ -191,6 +217,14 @@ static int ur_wait(struct ev_loop *l, int timeout_ms)
     unsigned n;
     int r;
 
+    if (u->nretry) {
+        /* Run the deferred task work first, so the retried cancels find
+         * their polls idle. */
+        io_uring_get_events(&u->ring);
+        for (size_t i = 0; i < u->nretry; i++)
+            ur_remove(u, u->retry[i]);
+        u->nretry = 0;
+    }
     r = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ms >= 0 ? &ts : NULL, NULL);
     if (r < 0 && r != -ETIME && r != -EINTR)
         return r;
