@@ -40,8 +40,12 @@
 #define RETRY_NS 10000000ull   /* pause before reopening a failed tunnel */
 #define IDLE_WAIT_NS 50000000ull /* longest epoll wait: stop flag latency */
 #define ID_HEX 16
-#define PORT_LO 10000 /* source ports we pick ourselves (own_ports) */
-#define PORT_HI 60999
+/* Source ports we pick ourselves (own_ports): below the kernel's ephemeral
+ * range (32768-60999 by default), so that our thousands of sockets and their
+ * TIME_WAIT entries never lengthen the port search of a proxy's own
+ * outbound connect() (HAProxy's upstream connections). */
+#define PORT_LO 2000
+#define PORT_HI 32000
 #define PORT_TRIES 64
 
 enum ckind { CK_CLIENT, CK_SERVER, CK_LISTENER, CK_ACCEPT };
