@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "engine/log.h"
+#include "engine/shard.h"
 #include "engine/timer.h"
 #include "proto/http1.h"
 
@@ -24,9 +25,15 @@ struct pending;
 
 struct acceptor {
     struct relay *relay;
-    struct ev_loop loop;
-    struct wheel wheel;
-    uint64_t now;
+    /* The loop, timers and clock in use: the acceptor's own, or those of
+     * the shard it hosts (one shard: one thread, see shard_host()). */
+    struct ev_loop *loop;
+    struct wheel *wheel;
+    uint64_t *now;
+    struct ev_loop own_loop;
+    struct wheel own_wheel;
+    uint64_t own_now;
+    struct shard *host;
     struct keys *keys; /* own page, MADV_DONTDUMP */
     struct lsock {
         struct acceptor *a;
@@ -117,8 +124,8 @@ static void pending_free(struct pending *p, bool close_fd)
 {
     struct acceptor *a = p->a;
 
-    ev_del(&a->loop, p->tok);
-    timer_del(&a->wheel, &p->timer);
+    ev_del(a->loop, p->tok);
+    timer_del(a->wheel, &p->timer);
     if (p->prev)
         p->prev->next = p->next;
     else
@@ -192,7 +199,7 @@ static void pending_dispatch(struct pending *p, const struct http1_request *req,
         return;
     }
     pending_free(p, false);
-    shard_push(relay_shard_for(a->relay, h->path, h->path_len), h);
+    shard_deliver(relay_shard_for(a->relay, h->path, h->path_len), h);
 }
 
 /* The admin endpoint: answer and close; no key, no hand-off. */
@@ -306,12 +313,12 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
     if (a->pend)
         a->pend->prev = p;
     a->pend = p;
-    timer_set(&a->wheel, &p->timer, a->now + (uint64_t)r->conf.header_timeout * 1000,
+    timer_set(a->wheel, &p->timer, *a->now + (uint64_t)r->conf.header_timeout * 1000,
               pending_timeout);
     /* Most clients send their head right after the connect: try it before
      * paying for a watch, which only slow heads need. */
     if (pending_read(p) == 0 &&
-        ev_add(&a->loop, fd, EV_IN | EV_RDHUP, pending_event, p, &p->tok) < 0) {
+        ev_add(a->loop, fd, EV_IN | EV_RDHUP, pending_event, p, &p->tok) < 0) {
         pending_free(p, true);
         return;
     }
@@ -338,7 +345,7 @@ static void accept_all(struct acceptor *a, int lfd, bool admin)
             /* Edge-triggered: nothing wakes us for the backlog we leave. */
             log_reject("accept: %s; retrying", strerror(errno));
             if (!timer_armed(&a->retry))
-                timer_set(&a->wheel, &a->retry, a->now + ACCEPT_RETRY_MS, accept_retry);
+                timer_set(a->wheel, &a->retry, *a->now + ACCEPT_RETRY_MS, accept_retry);
         }
         return;
     }
@@ -371,11 +378,11 @@ static void acceptor_stop(struct acceptor *a)
     a->stopping = true;
     atomic_store(&r->draining, 1); /* /healthz says so; the admin socket stays */
     for (int i = 0; i < nlfds; i++) {
-        ev_del(&a->loop, a->ls[i].tok);
+        ev_del(a->loop, a->ls[i].tok);
         close(lfds[i]);
     }
     nlfds = 0;
-    timer_del(&a->wheel, &a->retry);
+    timer_del(a->wheel, &a->retry);
     /* Heads still being read are dropped; admin requests finish. */
     for (struct pending *p = a->pend, *next; p; p = next) {
         next = p->next;
@@ -388,7 +395,7 @@ static void acceptor_stop(struct acceptor *a)
         if (!h) /* cannot drain gracefully without memory: just go */
             exit(1);
         h->type = HO_DRAIN;
-        shard_push(r->shards[i], h);
+        shard_deliver(r->shards[i], h);
     }
 }
 
@@ -430,7 +437,7 @@ static void acceptor_reload(struct acceptor *a)
         }
         *h->conf = c;
         h->type = HO_CONFIG;
-        shard_push(r->shards[i], h);
+        shard_deliver(r->shards[i], h);
     }
     log_info("reloaded configuration and keys");
 }
@@ -472,55 +479,71 @@ int acceptor_run(struct relay *r, const struct keys *keys, acceptor_reload_fn *r
 {
     struct acceptor a = {.relay = r, .reload = reload, .reload_arg = reload_arg, .sigfd = -1};
     sigset_t set;
-    int e;
+    int e = 0;
 
     a.keys = keys_page();
     if (!a.keys)
         return -ENOMEM;
     *a.keys = *keys;
-    a.now = now_ms();
-    wheel_init(&a.wheel, a.now);
-    e = ev_init(&a.loop, r->be);
-    if (e < 0)
-        return e;
-    a.loop.clock = &a.now;
+    if (r->nshards == 1 && r->shards[0]->hosted) {
+        a.host = r->shards[0];
+        a.loop = &a.host->loop;
+        a.wheel = &a.host->wheel;
+        a.now = &a.host->now;
+    } else {
+        a.loop = &a.own_loop;
+        a.wheel = &a.own_wheel;
+        a.now = &a.own_now;
+        a.own_now = now_ms();
+        wheel_init(a.wheel, a.own_now);
+        e = ev_init(a.loop, r->be);
+        if (e < 0)
+            return e;
+        a.loop->clock = a.now;
+    }
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     a.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (a.sigfd == -1 || ev_add(&a.loop, a.sigfd, EV_IN, signal_event, &a, &a.sigtok) < 0)
+    if (a.sigfd == -1 || ev_add(a.loop, a.sigfd, EV_IN, signal_event, &a, &a.sigtok) < 0)
         return -errno;
     for (int i = 0; i < nlfds; i++) {
         a.ls[i].a = &a;
         a.ls[i].fd = lfds[i];
-        e = ev_add(&a.loop, lfds[i], EV_IN, listen_event, &a.ls[i], &a.ls[i].tok);
+        e = ev_add(a.loop, lfds[i], EV_IN, listen_event, &a.ls[i], &a.ls[i].tok);
         if (e < 0)
             return e;
     }
     if (admin_fd >= 0) {
         a.admin = (struct lsock){.a = &a, .fd = admin_fd, .admin = true};
-        e = ev_add(&a.loop, admin_fd, EV_IN, listen_event, &a.admin, &a.admin.tok);
+        e = ev_add(a.loop, admin_fd, EV_IN, listen_event, &a.admin, &a.admin.tok);
         if (e < 0)
             return e;
     }
     while (!a.stopping || atomic_load(&r->shards_running) > 0) {
-        int t = wheel_timeout(&a.wheel, a.now);
+        int t = a.host ? shard_wait_ms(a.host) : wheel_timeout(a.wheel, *a.now);
 
         if (a.stopping && (t < 0 || t > 50))
             t = 50;
-        e = ev_wait(&a.loop, t);
+        e = ev_wait(a.loop, t);
         if (e < 0) {
             log_error("acceptor: event loop: %s", strerror(-e));
             break;
         }
-        a.now = now_ms();
-        wheel_run(&a.wheel, a.now);
+        *a.now = now_ms();
+        if (!a.host) {
+            wheel_run(a.wheel, *a.now);
+        } else if (a.host->wake_tok && shard_turn(a.host)) {
+            shard_finish(a.host); /* the wheel is shared: shard_turn ran it */
+        }
     }
-    ev_del(&a.loop, a.sigtok);
+    if (a.host && a.host->wake_tok)
+        shard_finish(a.host); /* the loop failed: close what the shard holds */
+    ev_del(a.loop, a.sigtok);
     close(a.sigfd);
     if (admin_fd >= 0) {
-        ev_del(&a.loop, a.admin.tok);
+        ev_del(a.loop, a.admin.tok);
         close(admin_fd);
         admin_fd = -1;
     }
@@ -528,7 +551,7 @@ int acceptor_run(struct relay *r, const struct keys *keys, acceptor_reload_fn *r
         next = p->next;
         pending_free(p, true);
     }
-    ev_fini(&a.loop);
+    ev_fini(a.loop);
     keys_wipe(a.keys);
     return e < 0 ? e : 0;
 }

@@ -140,6 +140,16 @@ void ev_del_closing(struct ev_loop *l, uint64_t token)
     del_watch(l, token, true);
 }
 
+void ev_rebind(struct ev_loop *l, uint64_t token, ev_cb *cb, void *arg)
+{
+    struct ev_slot *s = ev_slot_of(l, token);
+
+    if (s && s->state == SLOT_LIVE) {
+        s->cb = cb;
+        s->arg = arg;
+    }
+}
+
 void ev_dispatch(struct ev_loop *l, uint64_t token, uint32_t events)
 {
     struct ev_slot *s = ev_slot_of(l, token);

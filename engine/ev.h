@@ -84,6 +84,12 @@ void ev_del(struct ev_loop *l, uint64_t token);
  * it): epoll drops a closed file by itself, so no syscall is spent. */
 void ev_del_closing(struct ev_loop *l, uint64_t token);
 
+/* Hand a live watch to another callback, keeping its fd and mask: no
+ * syscall. (A waiting client becomes a link end this way.) Edges consumed
+ * by the old callback are not reported again: the new owner must assume
+ * the fd may be readable. */
+void ev_rebind(struct ev_loop *l, uint64_t token, ev_cb *cb, void *arg);
+
 /* Wait up to timeout_ms (-1: forever) and run callbacks. 0 or -errno. */
 int ev_wait(struct ev_loop *l, int timeout_ms);
 

@@ -222,15 +222,17 @@ void link_run_ready(struct shard *sh)
     }
 }
 
-int link_new(struct shard *sh, int cfd, int sfd, char *to_client, size_t to_client_len,
+int link_new(struct shard *sh, int cfd, uint64_t ctok, int sfd, char *to_client, size_t to_client_len,
              char *to_server, size_t to_server_len, long timeout_s, const char *path,
              size_t path_len, const char *peer)
 {
     struct link *l = calloc(1, sizeof(*l) + path_len + 1);
     int r;
 
-    if (!l)
+    if (!l) {
+        ev_del(&sh->loop, ctok);
         return -ENOMEM;
+    }
     l->sh = sh;
     memcpy(l->path, path, path_len);
     snprintf(l->peer, sizeof(l->peer), "%s", peer);
@@ -245,7 +247,16 @@ int link_new(struct shard *sh, int cfd, int sfd, char *to_client, size_t to_clie
     l->dir[0].head_len = to_server_len;
     l->start = l->last = sh->now;
     l->timeout_ms = (uint64_t)timeout_s * 1000;
-    r = ev_add(&sh->loop, cfd, EV_IN | EV_OUT | EV_RDHUP, link_event0, l, &l->end[0].tok);
+    /* The client's watch has the link's mask already; the bytes it sent
+     * while waiting may have consumed the readable edge. */
+    r = 0;
+    if (ctok) {
+        ev_rebind(&sh->loop, ctok, link_event0, l);
+        l->end[0].tok = ctok;
+        l->end[0].readable = true;
+    } else {
+        r = ev_add(&sh->loop, cfd, EV_IN | EV_OUT | EV_RDHUP, link_event0, l, &l->end[0].tok);
+    }
     if (r == 0)
         r = ev_add(&sh->loop, sfd, EV_IN | EV_OUT | EV_RDHUP, link_event1, l, &l->end[1].tok);
     if (r < 0) {

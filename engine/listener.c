@@ -102,12 +102,12 @@ static void waiter_unlink(struct waiter *w)
     dlist_del(&w->node);
     w->l->nwaiting--;
     timer_del(&sh->wheel, &w->timer);
-    ev_del(&sh->loop, w->tok);
 }
 
 void waiter_fail(struct waiter *w, int status, const char *code, const char *msg)
 {
     waiter_unlink(w);
+    ev_del_closing(&w->sh->loop, w->tok); /* conn_reject closes it */
     log_info("unlinked path=%.*s client=%s (%s)", (int)w->path_len, w->key, w->peer, code);
     conn_reject(w->sh->relay, w->fd, status, code, msg);
     free(w->pre);
@@ -131,6 +131,7 @@ static void waiter_event(void *arg, uint32_t events)
         (w->pre_len > 0 || (ioctl(w->fd, FIONREAD, &pending) == 0 && pending > 0)))
         return;
     waiter_unlink(w);
+    ev_del_closing(&w->sh->loop, w->tok);
     STAT_ADD(w->sh->stats.clients_left, 1);
     log_info("unlinked path=%.*s client=%s (client left while waiting)", (int)w->path_len,
              w->key, w->peer);
@@ -476,7 +477,9 @@ void client_arrive(struct shard *sh, struct handoff *h)
     dlist_add_tail(&l->waiters, &w->node);
     l->nwaiting++;
     map_put(&sh->waiters, &w->me);
-    if (ev_add(&sh->loop, w->fd, EV_RDHUP, waiter_event, w, &w->tok) < 0)
+    /* Watched with the mask it will need as a link end, so that linking
+     * costs no syscall: only the callback changes (ev_rebind). */
+    if (ev_add(&sh->loop, w->fd, EV_IN | EV_OUT | EV_RDHUP, waiter_event, w, &w->tok) < 0)
         w->tok = 0; /* still served; only an early hang-up goes unnoticed */
     timer_set(&sh->wheel, &w->timer, sh->now + (uint64_t)sh->conf.dialback_timeout * 1000,
               waiter_timer_cb);
@@ -536,10 +539,11 @@ void dialback_arrive(struct shard *sh, struct handoff *h)
     waiter_unlink(w);
     log_info("link path=%s client=%s server=%s timeout=%lds", h->path, w->peer, h->peer, timeout);
     if (!to_client || !to_server ||
-        link_new(sh, w->fd, h->fd, to_client, lc, to_server, ls, timeout, h->path, h->path_len,
-                 w->peer) < 0) {
+        link_new(sh, w->fd, w->tok, h->fd, to_client, lc, to_server, ls, timeout, h->path,
+                 h->path_len, w->peer) < 0) {
         free(to_client);
         free(to_server);
+        ev_del_closing(&sh->loop, w->tok); /* no-op when link_new already let go */
         conn_reject(r, w->fd, 503, "too_many_connections", "Out of resources");
         conn_reject(r, h->fd, 503, "too_many_connections", "Out of resources");
     }

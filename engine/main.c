@@ -217,6 +217,10 @@ static int start_shards(struct relay *r)
             return -ENOMEM;
     }
     atomic_store(&r->shards_running, r->nshards);
+    /* One shard shares the acceptor's thread: no hand-off, no context
+     * switch per connection (the single-CPU case). */
+    if (r->nshards == 1)
+        return shard_host(r->shards[0]);
     for (int i = 0; i < r->nshards; i++) {
         int e = shard_start(r->shards[i]);
 

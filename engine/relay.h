@@ -73,6 +73,13 @@ struct shard *relay_shard_for(struct relay *r, const char *path, size_t len);
 struct shard *shard_new(struct relay *r, int id);
 int shard_start(struct shard *s);
 void shard_push(struct shard *s, struct handoff *h); /* any thread; takes h */
+/* From the acceptor: shard_push(), or, for a hosted shard, handle h now. */
+void shard_deliver(struct shard *s, struct handoff *h);
+/* With one shard, run it in the acceptor's thread instead of its own: no
+ * hand-off queue, no wake-up, no context switch per connection. Call from
+ * the acceptor's thread instead of shard_start(); its loop is then the one
+ * the acceptor uses. 0 or -errno. */
+int shard_host(struct shard *s);
 void shard_join(struct shard *s);
 void shard_free(struct shard *s);
 

@@ -134,9 +134,8 @@ static void shard_close_all(struct shard *s)
             listener_close(CONTAINER(s->listeners.bucket[i], struct listener, me), "exit");
 }
 
-static void *shard_main(void *arg)
+int shard_loop_init(struct shard *s)
 {
-    struct shard *s = arg;
     int r;
 
     s->now = now_ms();
@@ -145,37 +144,78 @@ static void *shard_main(void *arg)
     s->loop.clock = &s->now;
     if (r == 0)
         r = ev_add(&s->loop, s->wake_fd, EV_IN, shard_wake, s, &s->wake_tok);
-    if (r < 0) {
+    if (r < 0)
         log_error("shard %d: cannot start its %s loop: %s", s->id, s->relay->be->name,
                   strerror(-r));
-        exit(1);
-    }
-    for (;;) {
-        int t = s->ready ? 0 : wheel_timeout(&s->wheel, s->now);
+    return r;
+}
 
-        if (s->draining && (t < 0 || t > 100))
-            t = 100;
-        r = ev_wait(&s->loop, t);
+int shard_wait_ms(const struct shard *s)
+{
+    int t = s->ready ? 0 : wheel_timeout(&s->wheel, s->now);
+
+    if (s->draining && (t < 0 || t > 100))
+        t = 100;
+    return t;
+}
+
+bool shard_turn(struct shard *s)
+{
+    link_run_ready(s);
+    wheel_run(&s->wheel, s->now);
+    STAT_SET(s->stats.links, (uint64_t)s->nlinks);
+    STAT_SET(s->stats.listeners, (uint64_t)s->listeners.count);
+    STAT_SET(s->stats.waiting, (uint64_t)s->waiters.count);
+    STAT_SET(s->stats.pipes, (uint64_t)s->pool.live);
+    return s->draining &&
+           ((s->nlinks == 0 && s->listeners.count == 0) || s->now >= s->drain_deadline);
+}
+
+void shard_finish(struct shard *s)
+{
+    shard_close_all(s);
+    ev_del(&s->loop, s->wake_tok);
+    s->wake_tok = 0;
+    if (!s->hosted)
+        ev_fini(&s->loop); /* a hosted shard's loop is the acceptor's to end */
+    atomic_fetch_sub(&s->relay->shards_running, 1);
+}
+
+static void *shard_main(void *arg)
+{
+    struct shard *s = arg;
+
+    if (shard_loop_init(s) < 0)
+        exit(1);
+    for (;;) {
+        int r = ev_wait(&s->loop, shard_wait_ms(s));
+
         if (r < 0) {
             log_error("shard %d: event loop: %s", s->id, strerror(-r));
             break;
         }
         s->now = now_ms();
-        link_run_ready(s);
-        wheel_run(&s->wheel, s->now);
-        STAT_SET(s->stats.links, (uint64_t)s->nlinks);
-        STAT_SET(s->stats.listeners, (uint64_t)s->listeners.count);
-        STAT_SET(s->stats.waiting, (uint64_t)s->waiters.count);
-        STAT_SET(s->stats.pipes, (uint64_t)s->pool.live);
-        if (s->draining && ((s->nlinks == 0 && s->listeners.count == 0) ||
-                            s->now >= s->drain_deadline))
+        if (shard_turn(s))
             break;
     }
-    shard_close_all(s);
-    ev_del(&s->loop, s->wake_tok);
-    ev_fini(&s->loop);
-    atomic_fetch_sub(&s->relay->shards_running, 1);
+    shard_finish(s);
     return NULL;
+}
+
+int shard_host(struct shard *s)
+{
+    s->hosted = true;
+    return shard_loop_init(s);
+}
+
+void shard_deliver(struct shard *s, struct handoff *h)
+{
+    if (!s->hosted) {
+        shard_push(s, h);
+        return;
+    }
+    s->now = now_ms();
+    shard_handle(s, h);
 }
 
 int shard_start(struct shard *s)
@@ -187,7 +227,8 @@ int shard_start(struct shard *s)
 
 void shard_join(struct shard *s)
 {
-    pthread_join(s->thread, NULL);
+    if (!s->hosted)
+        pthread_join(s->thread, NULL);
 }
 
 void shard_free(struct shard *s)

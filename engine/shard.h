@@ -148,9 +148,18 @@ struct shard {
     long nlinks;
     struct link *ready;
     bool draining;
+    bool hosted; /* runs in the acceptor's thread, on the acceptor's loop */
     uint64_t drain_deadline;
     struct shard_stats stats;
 };
+
+/* A shard's loop, for its own thread or for the acceptor that hosts it
+ * (engine/shard.c): set up; how long to wait; the work after each wait
+ * (true once a drain is over); tear down. */
+int shard_loop_init(struct shard *s);
+int shard_wait_ms(const struct shard *s);
+bool shard_turn(struct shard *s);
+void shard_finish(struct shard *s);
 
 /* engine/listener.c */
 void listener_register(struct shard *sh, struct handoff *h);
@@ -161,7 +170,10 @@ void dialback_arrive(struct shard *sh, struct handoff *h);
 void waiter_fail(struct waiter *w, int status, const char *code, const char *msg);
 
 /* engine/link.c */
-int link_new(struct shard *sh, int cfd, int sfd, char *to_client, size_t to_client_len,
+/* Link a waiting client (cfd, watched under ctok, which the link takes
+ * over) and its dial-back (sfd). On failure the caller still owns both fds
+ * and the heads; ctok is then no longer watched. */
+int link_new(struct shard *sh, int cfd, uint64_t ctok, int sfd, char *to_client, size_t to_client_len,
              char *to_server, size_t to_server_len, long timeout_s, const char *path,
              size_t path_len, const char *peer);
 void link_run_ready(struct shard *sh);

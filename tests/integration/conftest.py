@@ -7,7 +7,7 @@ run, with longer upper bounds for the load tests.
 Fixtures:
   rapi_server   path of the rapi-server binary (the test errors if missing)
   backend       "epoll" or "uring": every test using it runs on both
-  start_relay   factory: start_relay(listen=[...], workers=2, key_file=None,
+  start_relay   factory: start_relay(listen=[...], workers=None, key_file=None,
                 config_file=None, extra_args=[], cli_flags=True, **options)
                 -> relay.Relay,
                 started with `-o io=<backend>` and `-o keyword=value` for each
@@ -78,8 +78,13 @@ def _uring_unavailable(err):
 def start_relay(rapi_server, backend, tmp_path):
     started = []
 
-    def start(listen=("127.0.0.1:0",), workers=2, key_file=None, config_file=None,
+    # Default workers: epoll runs one shard, hosted in the acceptor's thread;
+    # io_uring runs two shard threads. Each backend thus also covers one of
+    # the two threading modes (rapi-bench runs both backends with one).
+    def start(listen=("127.0.0.1:0",), workers=None, key_file=None, config_file=None,
               extra_args=(), cli_flags=True, **options):
+        if workers is None:
+            workers = 1 if backend == "epoll" else 2
         opts = dict(DEFAULT_OPTIONS) if cli_flags else {}
         opts.update(options)
         r = Relay(rapi_server, tmp_path / ("relay%d" % len(started)), backend=backend,

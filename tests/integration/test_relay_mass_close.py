@@ -7,12 +7,19 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from relay import SLOW, wait_until
 
-TUNNELS = 8000  # 16,000 relay fds: under this sandbox's 20,000 hard limit
+# 12,000 relay fds, under this sandbox's 20,000 hard limit. rapi-bench's
+# 12,000 closed sockets then sit in TIME_WAIT for 60 s holding ephemeral
+# ports, so this runs on the backend the regression is about only.
+TUNNELS = int(os.environ.get("RAPI_MASS_TUNNELS", "6000"))
 
 
-def test_mass_close_of_idle_tunnels(start_relay, rapi_build):
+def test_mass_close_of_idle_tunnels(start_relay, rapi_build, backend):
+    if backend != "uring":
+        pytest.skip("io_uring regression; epoll's closes are covered by the fd-leak checks")
     # As bench/run does it (where the bug showed): one shard, the relay on
     # one CPU and the load on the other, so that closes arrive in bursts
     # while completions are still pending.
