@@ -40,6 +40,7 @@
 #define RETRY_NS 10000000ull   /* pause before reopening a failed tunnel */
 #define IDLE_WAIT_NS 50000000ull /* longest epoll wait: stop flag latency */
 #define ID_HEX 16
+#define IO_BUDGET 16 /* bulk reads or writes per connection per loop pass */
 /* Source ports we pick ourselves (own_ports): below the kernel's ephemeral
  * range (32768-60999 by default), so that our thousands of sockets and their
  * TIME_WAIT entries never lengthen the port search of a proxy's own
@@ -62,12 +63,14 @@ struct bconn {
     uint8_t kind;
     uint8_t state;
     uint8_t rblocked; /* echo: stopped reading, buffer full */
+    uint8_t again;    /* EPOLLIN/EPOLLOUT work left over by a spent budget */
     uint16_t blen, boff;
     uint32_t slot; /* client: tunnel slot */
     uint64_t idn;  /* counter part of the WebRoute-ID */
     uint64_t t0;   /* connect time */
     size_t hlast;  /* head parser last_len */
     struct bconn *next_free;
+    struct bconn *next_again;
     char buf[CONN_BUF];
 };
 
@@ -97,6 +100,7 @@ struct worker {
     unsigned nchunks;
     struct bconn *free;
     struct bconn *limbo; /* closed during this batch */
+    struct bconn *again; /* connections with leftover work (see io_budget) */
     struct bconn lis;
     struct bconn acc;
     int lis_ready;
@@ -153,6 +157,19 @@ static void st_sub(_Atomic uint64_t *v, uint64_t n)
 static int stopping(const struct worker *w)
 {
     return atomic_load_explicit(&w->ctl->stop, memory_order_relaxed);
+}
+
+/* Edge-triggered sockets are read or written until EAGAIN, but a peer that
+ * keeps up (another thread) may never let that happen: after IO_BUDGET calls
+ * the connection goes on the `again` list and continues on the next loop
+ * pass, so one busy direction cannot starve the others. */
+static void io_again(struct worker *w, struct bconn *c, uint8_t what)
+{
+    if (!c->again) {
+        c->next_again = w->again;
+        w->again = c;
+    }
+    c->again |= what;
 }
 
 static int measuring(const struct worker *w)
@@ -409,7 +426,11 @@ static int send_head(struct worker *w, struct bconn *c)
 static void write_bulk(struct worker *w, struct bconn *c)
 {
     size_t block = w->cfg->block;
-    while (!stopping(w)) {
+    for (int i = 0; !stopping(w); i++) {
+        if (i == IO_BUDGET) {
+            io_again(w, c, EPOLLOUT);
+            return;
+        }
         ssize_t n = send(c->fd, bulk, block, MSG_NOSIGNAL);
         if (n > 0)
             continue;
@@ -427,7 +448,11 @@ static ssize_t sink_read(struct worker *w, struct bconn *c)
 {
     ssize_t total = 0;
     int flags = MSG_DONTWAIT | (w->cfg->trunc ? MSG_TRUNC : 0);
-    for (;;) {
+    for (int i = 0;; i++) {
+        if (i == IO_BUDGET) {
+            io_again(w, c, EPOLLIN);
+            return total;
+        }
         ssize_t n = recv(c->fd, w->scratch, SCRATCH_SIZE, flags);
         if (n > 0) {
             total += n;
@@ -982,6 +1007,22 @@ static void on_event(struct worker *w, struct bconn *c, uint32_t ev)
         server_event(w, c, ev);
 }
 
+/* Continue what spent budgets left over. A connection closed since it was
+ * queued is CS_FREE (pool entries are recycled only after this). */
+static void run_again(struct worker *w)
+{
+    struct bconn *c = w->again;
+    w->again = NULL;
+    while (c) {
+        struct bconn *next = c->next_again;
+        uint8_t what = c->again;
+        c->again = 0;
+        if (c->state == CS_OPEN)
+            on_event(w, c, what);
+        c = next;
+    }
+}
+
 static void release_limbo(struct worker *w)
 {
     while (w->limbo) {
@@ -1015,13 +1056,15 @@ static void *worker_main(void *arg)
     while (!stopping(w)) {
         uint64_t now = now_ns();
         open_more(w, now);
-        int n = wait_events(w, evs, cfg->rate > 0 ? next_due : now + IDLE_WAIT_NS);
+        int n = wait_events(w, evs,
+                            w->again ? now : cfg->rate > 0 ? next_due : now + IDLE_WAIT_NS);
         if (n == -1 && errno != EINTR) {
             ctl_fail(w->ctl, "epoll_wait: %s", strerror(errno));
             break;
         }
         for (int i = 0; i < n; i++)
             on_event(w, evs[i].data.ptr, evs[i].events);
+        run_again(w);
         release_limbo(w);
         now = now_ns();
         if (cfg->mode == BM_LATENCY && cfg->rate > 0)
