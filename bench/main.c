@@ -104,8 +104,8 @@ static int key_from_text(char *text, const char *name, char *out)
 static void load_key(const char *file, const char *env, const char *name, char *out, size_t *len)
 {
     const char *src = file;
-    if (!src && getenv(env)) {
-        const char *v = getenv(env);
+    const char *v = getenv(env);
+    if (!src && v) {
         if (!key_ok(v, strlen(v)))
             die("%s holds no usable key", env);
         *len = strlen(v);
