@@ -799,7 +799,7 @@ static void listener_frames(struct worker *w)
             break;
         uint8_t *p = (uint8_t *)w->lbuf + off + hl;
         if (f.opcode == WS_OP_TEXT) {
-            struct notify nt;
+            struct notify nt = {0};
             if (notify_parse((const char *)p, (size_t)f.len, &nt) == 0)
                 dial_back(w, nt.id);
             else

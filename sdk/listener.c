@@ -461,7 +461,7 @@ static void dial_io(struct rapi_listener *l, struct dial *d)
 
 static void ctl_message(struct rapi_listener *l, uint8_t op, const uint8_t *p, size_t len)
 {
-    struct notify n;
+    struct notify n = {0};
 
     if (op != WS_OP_TEXT) {
         lst_log(l, RAPI_LOG_DEBUG, "ignoring a binary message");
