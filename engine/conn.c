@@ -22,9 +22,10 @@ void conn_reject_err(struct relay *r, int fd, const struct wr_error *e)
 
     atomic_fetch_add_explicit(&r->stats.rejects[stats_status_index(e->status)], 1,
                               memory_order_relaxed);
-    /* The answer is small and the socket fresh: one nonblocking send. */
-    if (n > 0 && send(fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        (void)0; /* nothing more to do for a peer that cannot take 300 bytes */
+    /* The answer is small and the socket fresh: one nonblocking send; a
+     * peer that cannot take a few hundred bytes gets nothing more. */
+    if (n > 0)
+        (void)send(fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     shutdown(fd, SHUT_WR);
     /* Unread input at close() makes the kernel send a reset, which can
      * destroy the answer before the peer reads it. */

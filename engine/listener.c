@@ -133,8 +133,8 @@ static void waiter_event(void *arg, uint32_t events)
     waiter_unlink(w);
     ev_del_closing(&w->sh->loop, w->tok);
     STAT_ADD(w->sh->stats.clients_left, 1);
-    log_info("unlinked path=%.*s client=%s (client left while waiting)", (int)w->path_len,
-             w->key, w->peer);
+    log_info("unlinked path=%.*s client=%s (client left while waiting)", (int)w->path_len, w->key,
+             w->peer);
     conn_close(w->sh->relay, w->fd);
     free(w->pre);
     free(w);
@@ -297,7 +297,8 @@ static int listener_read(struct listener *l)
             continue; /* after our close frame, input is only drained */
         c = ws_feed(l, buf, (size_t)n);
         if (c > 0)
-            listener_send_close(l, (uint16_t)c, c == WS_CLOSE_TOO_BIG ? "frame too big" : "protocol error");
+            listener_send_close(l, (uint16_t)c,
+                                c == WS_CLOSE_TOO_BIG ? "frame too big" : "protocol error");
         if (c)
             return 0;
     }
@@ -396,15 +397,11 @@ void listener_register(struct shard *sh, struct handoff *h)
 
 /* ------------------------------------------------------------ clients */
 
-/* PROTOCOL.md's timeout rule for one WebRoute side: max(its header, the
- * relay's default, the floor), the header clamped. */
+/* PROTOCOL.md's timeout rule for one WebRoute side, with this relay's
+ * default and floor. */
 static long side_timeout(const struct shard *sh, long header)
 {
-    long t = header > WEBROUTE_MAX_TIMEOUT ? WEBROUTE_MAX_TIMEOUT : header;
-
-    if (t < sh->conf.timeout)
-        t = sh->conf.timeout;
-    return t < sh->conf.min_timeout ? sh->conf.min_timeout : t;
+    return wr_effective_timeout(header, sh->conf.timeout, sh->conf.min_timeout);
 }
 
 static struct waiter *waiter_new(struct shard *sh, struct handoff *h)

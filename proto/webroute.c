@@ -172,9 +172,9 @@ int wr_accept(const char *id, size_t id_len, char out[WEBROUTE_ACCEPT_LEN + 1])
     return 0;
 }
 
-long wr_effective_timeout(long header_timeout, long relay_default)
+long wr_effective_timeout(long header_timeout, long relay_default, long floor)
 {
-    long t = WEBROUTE_MIN_TIMEOUT;
+    long t = floor;
 
     if (relay_default > t)
         t = relay_default;

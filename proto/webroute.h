@@ -10,11 +10,11 @@
 
 #define WEBROUTE_GUID "BE7204BD-47E6-49EE-9B0D-016E370644B2"
 #define WEBROUTE_ACCEPT_LEN 28
-#define WEBROUTE_ID_MAX 256     /* longest WebRoute-ID accepted */
-#define WEBROUTE_PATH_MAX 1024  /* longest path accepted */
-#define WEBROUTE_MIN_TIMEOUT 60 /* seconds: the floor of the timeout rule */
+#define WEBROUTE_ID_MAX 256        /* longest WebRoute-ID accepted */
+#define WEBROUTE_PATH_MAX 1024     /* longest path accepted */
+#define WEBROUTE_MIN_TIMEOUT 60    /* seconds: the floor of the timeout rule */
 #define WEBROUTE_MAX_TIMEOUT 86400 /* WebRoute-Timeout values above are clamped */
-#define WR_ERROR_TEXT_MAX 512   /* wr_build_error: JSON-escaped message/errorcode limit */
+#define WR_ERROR_TEXT_MAX 512      /* wr_build_error: JSON-escaped message/errorcode limit */
 
 /* Which key a request carried (auth/keys.h decides, in constant time). */
 enum key_role { KEY_NONE = 0, KEY_SERVER = 1, KEY_CLIENT = 2 };
@@ -29,9 +29,9 @@ struct wr_request {
     enum wr_kind kind;
     const char *path; /* target without query string */
     size_t path_len;
-    const char *id;   /* WebRoute-ID (client, dialback) */
+    const char *id; /* WebRoute-ID (client, dialback) */
     size_t id_len;
-    long timeout;     /* WebRoute-Timeout if present and numeric, else -1 */
+    long timeout;       /* WebRoute-Timeout if present and numeric, else -1 */
     const char *ws_key; /* Sec-WebSocket-Key (listener) */
     size_t ws_key_len;
 };
@@ -83,9 +83,11 @@ int wr_classify(const struct http1_request *req, enum key_role role, struct wr_r
  * and a NUL. Returns 0 or -EINVAL (id empty or over WEBROUTE_ID_MAX). */
 int wr_accept(const char *id, size_t id_len, char out[WEBROUTE_ACCEPT_LEN + 1]);
 
-/* Effective timeout of one WebRoute side: max(header if >= 0, relay default,
- * WEBROUTE_MIN_TIMEOUT), header clamped to WEBROUTE_MAX_TIMEOUT. Seconds. */
-long wr_effective_timeout(long header_timeout, long relay_default);
+/* Effective timeout of one WebRoute side (PROTOCOL.md's timeout rule):
+ * max(header if >= 0, relay default, floor), the header clamped to
+ * WEBROUTE_MAX_TIMEOUT. The protocol's floor is WEBROUTE_MIN_TIMEOUT; a relay
+ * may configure another (rapi-server's min_timeout). Seconds. */
+long wr_effective_timeout(long header_timeout, long relay_default, long floor);
 
 /* The 101 answers. Each writes a complete head (ending CRLFCRLF) into out,
  * NUL-terminated, and returns its length, or -1 when cap is too small.

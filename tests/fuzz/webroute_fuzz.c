@@ -31,7 +31,7 @@ static void check_ok(const struct wr_request *w, enum key_role role)
     CHECK(w->timeout >= -1 && w->timeout <= WEBROUTE_MAX_TIMEOUT);
     CHECK(wr_accept(w->id, w->id_len, acc) == 0);
     CHECK(wr_build_wr_101(out, sizeof(out), acc) > 0);
-    long t = wr_effective_timeout(w->timeout, 0);
+    long t = wr_effective_timeout(w->timeout, 0, WEBROUTE_MIN_TIMEOUT);
     CHECK(t >= WEBROUTE_MIN_TIMEOUT && t <= WEBROUTE_MAX_TIMEOUT);
     int n = notify_build(out, sizeof(out), "[::1]:1", w->id, w->id_len, t);
     CHECK(n > 0);

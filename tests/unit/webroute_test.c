@@ -308,14 +308,19 @@ Test(webroute, apikey)
 
 Test(webroute, effective_timeout)
 {
-    cr_assert_eq(wr_effective_timeout(-1, 0), WEBROUTE_MIN_TIMEOUT);
-    cr_assert_eq(wr_effective_timeout(10, 0), WEBROUTE_MIN_TIMEOUT);
-    cr_assert_eq(wr_effective_timeout(90, 0), 90);
-    cr_assert_eq(wr_effective_timeout(90, 120), 120);
-    cr_assert_eq(wr_effective_timeout(-1, 120), 120);
-    cr_assert_eq(wr_effective_timeout(200, 120), 200);
-    cr_assert_eq(wr_effective_timeout(WEBROUTE_MAX_TIMEOUT * 10L, 0), WEBROUTE_MAX_TIMEOUT);
-    cr_assert_eq(wr_effective_timeout(0, 30), WEBROUTE_MIN_TIMEOUT);
+    cr_assert_eq(wr_effective_timeout(-1, 0, WEBROUTE_MIN_TIMEOUT), WEBROUTE_MIN_TIMEOUT);
+    cr_assert_eq(wr_effective_timeout(10, 0, WEBROUTE_MIN_TIMEOUT), WEBROUTE_MIN_TIMEOUT);
+    cr_assert_eq(wr_effective_timeout(90, 0, WEBROUTE_MIN_TIMEOUT), 90);
+    cr_assert_eq(wr_effective_timeout(90, 120, WEBROUTE_MIN_TIMEOUT), 120);
+    cr_assert_eq(wr_effective_timeout(-1, 120, WEBROUTE_MIN_TIMEOUT), 120);
+    cr_assert_eq(wr_effective_timeout(200, 120, WEBROUTE_MIN_TIMEOUT), 200);
+    cr_assert_eq(wr_effective_timeout(WEBROUTE_MAX_TIMEOUT * 10L, 0, WEBROUTE_MIN_TIMEOUT),
+                 WEBROUTE_MAX_TIMEOUT);
+    cr_assert_eq(wr_effective_timeout(0, 30, WEBROUTE_MIN_TIMEOUT), WEBROUTE_MIN_TIMEOUT);
+    /* A relay's own floor (rapi-server's min_timeout). */
+    cr_assert_eq(wr_effective_timeout(-1, 1, 1), 1);
+    cr_assert_eq(wr_effective_timeout(5, 1, 1), 5);
+    cr_assert_eq(wr_effective_timeout(-1, 1, 30), 30);
 }
 
 Test(webroute, build_101)
