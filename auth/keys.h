@@ -8,9 +8,9 @@
 
 #include "proto/webroute.h" /* enum key_role */
 
-#define KEY_LEN 64      /* generated keys: 64 chars of [A-Za-z0-9] */
-#define KEY_MIN_LEN 16  /* shortest key a key file may hold */
-#define KEY_MAX_LEN 256 /* longest */
+#define KEY_LEN 64         /* generated keys: 64 chars of [A-Za-z0-9] */
+#define KEY_MIN_LEN 16     /* shortest key a key file may hold */
+#define KEY_MAX_LEN 256    /* longest */
 #define KEYS_FILE_MAX 8192 /* keys_load refuses (-EFBIG) a larger file */
 
 struct keys {

@@ -19,7 +19,7 @@ enum bmode { BM_SETUP, BM_THROUGHPUT, BM_LATENCY, BM_HOLD, BM_ECHO, BM_SINK };
 enum tkind { TK_DIRECT, TK_PROXY, TK_RELAY };
 enum bdir { DIR_UP = 1, DIR_DOWN = 2, DIR_BOTH = 3 };
 
-#define BENCH_ID_PREFIX_LEN 24   /* random part of every WebRoute-ID we make */
+#define BENCH_ID_PREFIX_LEN 24 /* random part of every WebRoute-ID we make */
 #define BENCH_PATH_MAX 200
 #define BENCH_ERR_MAX 160
 
@@ -28,25 +28,25 @@ struct bench_cfg {
     enum tkind kind;
     struct sockaddr_storage dst; /* where clients (and dial-backs) connect */
     socklen_t dst_len;
-    char host[ADDR_STR_MAX];     /* Host header */
-    unsigned nsrc;               /* spread sources over 127.0.0.1..nsrc (1: none) */
-    const char *server_key;      /* secrets: never printed */
+    char host[ADDR_STR_MAX]; /* Host header */
+    unsigned nsrc;           /* spread sources over 127.0.0.1..nsrc (1: none) */
+    const char *server_key;  /* secrets: never printed */
     size_t server_key_len;
     const char *client_key;
     size_t client_key_len;
-    const char *path_prefix;     /* listener path is <prefix>/<pid>-<run>-<thread>/ */
+    const char *path_prefix; /* listener path is <prefix>/<pid>-<run>-<thread>/ */
     unsigned run_id;
     unsigned threads;
-    unsigned tunnels;            /* setup: in flight; others: parallel tunnels */
-    unsigned inflight;           /* handshakes in flight per thread while opening */
-    unsigned size;               /* bytes echoed per tunnel (setup) / message (latency) */
+    unsigned tunnels;  /* setup: in flight; others: parallel tunnels */
+    unsigned inflight; /* handshakes in flight per thread while opening */
+    unsigned size;     /* bytes echoed per tunnel (setup) / message (latency) */
     enum bdir dir;
-    double rate;                 /* latency: messages/s over all tunnels, 0 = flat out */
-    size_t block;                /* throughput write size */
-    int trunc;                   /* sinks discard with MSG_TRUNC instead of copying */
-    int kernel_ports;            /* let connect() pick source ports */
-    uint64_t timeout_ns;         /* handshake limit for one tunnel */
-    const int *backend_fds;      /* per-thread listen sockets, or NULL */
+    double rate;            /* latency: messages/s over all tunnels, 0 = flat out */
+    size_t block;           /* throughput write size */
+    int trunc;              /* sinks discard with MSG_TRUNC instead of copying */
+    int kernel_ports;       /* let connect() pick source ports */
+    uint64_t timeout_ns;    /* handshake limit for one tunnel */
+    const int *backend_fds; /* per-thread listen sockets, or NULL */
 };
 
 struct run_ctl {
@@ -59,15 +59,15 @@ struct run_ctl {
 };
 
 struct wstats {
-    _Atomic uint64_t ready;   /* established tunnels now open */
-    _Atomic uint64_t done;    /* setup: tunnels completed; latency: round trips */
-    _Atomic uint64_t up;      /* bytes received by the server side */
-    _Atomic uint64_t down;    /* bytes received by the client side */
-    _Atomic uint64_t errors;  /* failed tunnels or handshakes */
-    _Atomic uint64_t lost;    /* established tunnels that closed early */
-    _Atomic uint64_t late;    /* latency at a rate: sends skipped (queue full) */
+    _Atomic uint64_t ready;     /* established tunnels now open */
+    _Atomic uint64_t done;      /* setup: tunnels completed; latency: round trips */
+    _Atomic uint64_t up;        /* bytes received by the server side */
+    _Atomic uint64_t down;      /* bytes received by the client side */
+    _Atomic uint64_t errors;    /* failed tunnels or handshakes */
+    _Atomic uint64_t lost;      /* established tunnels that closed early */
+    _Atomic uint64_t late;      /* latency at a rate: sends skipped (queue full) */
     _Atomic uint64_t listening; /* 1 once the relay answered the listener */
-    struct hist hist;         /* only while measuring */
+    struct hist hist;           /* only while measuring */
     char lasterr[BENCH_ERR_MAX];
 };
 

@@ -6,9 +6,9 @@
 
 #include <stdint.h>
 
-#define HIST_SUB_BITS 6                  /* 64 sub-buckets per power of two */
+#define HIST_SUB_BITS 6                   /* 64 sub-buckets per power of two */
 #define HIST_LINEAR (2u << HIST_SUB_BITS) /* values below are exact */
-#define HIST_MAX_EXP 44                  /* 2^44 ns, about 4.9 hours */
+#define HIST_MAX_EXP 44                   /* 2^44 ns, about 4.9 hours */
 #define HIST_BUCKETS (HIST_LINEAR + (HIST_MAX_EXP - HIST_SUB_BITS) * (1u << HIST_SUB_BITS))
 
 struct hist {

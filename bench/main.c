@@ -206,8 +206,28 @@ static int cpu_count(void)
 /* ------------------------------------------------------------ options */
 
 enum {
-    OPT_RELAY = 256, OPT_PROXY, OPT_DIRECT, OPT_LABEL, OPT_PID, OPT_BACKEND, OPT_PATH, OPT_SKF, OPT_CKF, OPT_WARMUP,
-    OPT_ROUNDS, OPT_SIZE, OPT_DIR, OPT_RATE, OPT_BLOCK, OPT_TIMEOUT, OPT_INFLIGHT, OPT_SOURCES, OPT_JSON, OPT_VERSION, OPT_TRUNC, OPT_KPORTS
+    OPT_RELAY = 256,
+    OPT_PROXY,
+    OPT_DIRECT,
+    OPT_LABEL,
+    OPT_PID,
+    OPT_BACKEND,
+    OPT_PATH,
+    OPT_SKF,
+    OPT_CKF,
+    OPT_WARMUP,
+    OPT_ROUNDS,
+    OPT_SIZE,
+    OPT_DIR,
+    OPT_RATE,
+    OPT_BLOCK,
+    OPT_TIMEOUT,
+    OPT_INFLIGHT,
+    OPT_SOURCES,
+    OPT_JSON,
+    OPT_VERSION,
+    OPT_TRUNC,
+    OPT_KPORTS
 };
 
 static const struct option longopts[] = {
@@ -318,9 +338,15 @@ static void parse_args(int argc, char **argv, struct opts *o, const char **skf, 
     optind = 2;
     while ((c = getopt_long(argc, argv, "c:t:d:n:qh", longopts, NULL)) != -1) {
         switch (c) {
-        case OPT_RELAY: last = add_target(o, TK_RELAY, optarg); break;
-        case OPT_PROXY: last = add_target(o, TK_PROXY, optarg); break;
-        case OPT_DIRECT: direct = 1; break;
+        case OPT_RELAY:
+            last = add_target(o, TK_RELAY, optarg);
+            break;
+        case OPT_PROXY:
+            last = add_target(o, TK_PROXY, optarg);
+            break;
+        case OPT_DIRECT:
+            direct = 1;
+            break;
         case OPT_LABEL:
             if (!last)
                 die("%s must follow --relay or --tcp-proxy", "--label");
@@ -331,35 +357,75 @@ static void parse_args(int argc, char **argv, struct opts *o, const char **skf, 
                 die("%s must follow --relay or --tcp-proxy", "--pid");
             last->pid = (pid_t)num_arg(optarg, "--pid", 1, 4194304);
             break;
-        case OPT_BACKEND: snprintf(o->backend, sizeof(o->backend), "%s", optarg); break;
+        case OPT_BACKEND:
+            snprintf(o->backend, sizeof(o->backend), "%s", optarg);
+            break;
         case OPT_PATH:
             if (optarg[0] != '/' || strlen(optarg) > 100)
                 die("--path must start with / (at most 100 chars): %s", optarg);
             snprintf(o->path, sizeof(o->path), "%s", optarg);
             break;
-        case OPT_SKF: *skf = optarg; break;
-        case OPT_CKF: *ckf = optarg; break;
-        case 'c': o->tunnels = (unsigned)num_arg(optarg, "--concurrency", 1, 4000000); break;
-        case 't': o->threads = (unsigned)num_arg(optarg, "--threads", 1, MAX_THREADS); break;
+        case OPT_SKF:
+            *skf = optarg;
+            break;
+        case OPT_CKF:
+            *ckf = optarg;
+            break;
+        case 'c':
+            o->tunnels = (unsigned)num_arg(optarg, "--concurrency", 1, 4000000);
+            break;
+        case 't':
+            o->threads = (unsigned)num_arg(optarg, "--threads", 1, MAX_THREADS);
+            break;
         case 'd':
             o->duration = num_arg(optarg, "--duration", 0.05, 86400);
             o->duration_given = 1;
             break;
-        case 'n': o->count = (uint64_t)num_arg(optarg, "--count", 1, 1e18); break;
-        case OPT_WARMUP: o->warmup = num_arg(optarg, "--warmup", 0, 3600); break;
-        case OPT_ROUNDS: o->rounds = (unsigned)num_arg(optarg, "--rounds", 1, MAX_ROUNDS); break;
-        case OPT_SIZE: o->size = (unsigned)num_arg(optarg, "--size", 1, 256); break;
-        case OPT_RATE: o->rate = num_arg(optarg, "--rate", 0, 1e8); break;
-        case OPT_BLOCK: o->block = (size_t)num_arg(optarg, "--block", 1, 1 << 20); break;
-        case OPT_TIMEOUT: o->timeout = num_arg(optarg, "--timeout", 0.1, 3600); break;
-        case OPT_INFLIGHT: o->inflight = (unsigned)num_arg(optarg, "--inflight", 1, 1e6); break;
-        case OPT_SOURCES: o->nsrc = (unsigned)num_arg(optarg, "--sources", 1, 250); break;
-        case OPT_JSON: o->json = 1; break;
-        case OPT_TRUNC: o->trunc = 1; break;
-        case OPT_KPORTS: o->kernel_ports = 1; break;
-        case 'q': o->quiet = 1; break;
-        case 'h': usage(stdout); exit(0);
-        case OPT_VERSION: puts("rapi-bench 1"); exit(0);
+        case 'n':
+            o->count = (uint64_t)num_arg(optarg, "--count", 1, 1e18);
+            break;
+        case OPT_WARMUP:
+            o->warmup = num_arg(optarg, "--warmup", 0, 3600);
+            break;
+        case OPT_ROUNDS:
+            o->rounds = (unsigned)num_arg(optarg, "--rounds", 1, MAX_ROUNDS);
+            break;
+        case OPT_SIZE:
+            o->size = (unsigned)num_arg(optarg, "--size", 1, 256);
+            break;
+        case OPT_RATE:
+            o->rate = num_arg(optarg, "--rate", 0, 1e8);
+            break;
+        case OPT_BLOCK:
+            o->block = (size_t)num_arg(optarg, "--block", 1, 1 << 20);
+            break;
+        case OPT_TIMEOUT:
+            o->timeout = num_arg(optarg, "--timeout", 0.1, 3600);
+            break;
+        case OPT_INFLIGHT:
+            o->inflight = (unsigned)num_arg(optarg, "--inflight", 1, 1e6);
+            break;
+        case OPT_SOURCES:
+            o->nsrc = (unsigned)num_arg(optarg, "--sources", 1, 250);
+            break;
+        case OPT_JSON:
+            o->json = 1;
+            break;
+        case OPT_TRUNC:
+            o->trunc = 1;
+            break;
+        case OPT_KPORTS:
+            o->kernel_ports = 1;
+            break;
+        case 'q':
+            o->quiet = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case OPT_VERSION:
+            puts("rapi-bench 1");
+            exit(0);
         case OPT_DIR:
             if (!strcmp(optarg, "up"))
                 o->dir = DIR_UP;
@@ -370,7 +436,9 @@ static void parse_args(int argc, char **argv, struct opts *o, const char **skf, 
             else
                 die("--direction is up, down or both, not %s", optarg);
             break;
-        default: usage(stderr); exit(2);
+        default:
+            usage(stderr);
+            exit(2);
         }
     }
     if (optind != argc)

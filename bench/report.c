@@ -87,8 +87,8 @@ void report_table(const struct opts *o, FILE *out)
     const struct metric_def *md = mode_metrics(o->mode, &nm);
     const struct target *direct = find_kind(o, TK_DIRECT), *proxy = find_kind(o, TK_PROXY);
     describe(o, out);
-    fprintf(out, "%-14s %-26s %12s %12s %12s %9s %9s\n", "target", "metric", "median", "min",
-            "max", "x direct", "x proxy");
+    fprintf(out, "%-14s %-26s %12s %12s %12s %9s %9s\n", "target", "metric", "median", "min", "max",
+            "x direct", "x proxy");
     for (unsigned i = 0; i < o->nt; i++) {
         const struct target *t = &o->t[i];
         for (unsigned m = 0; m < nm; m++) {
@@ -141,8 +141,9 @@ static void json_params(const struct opts *o, FILE *out)
 {
     fprintf(out, "\"params\":{\"tunnels\":%u,\"threads\":%u,\"cpus\":%d,\"rounds\":%u,", o->tunnels,
             o->threads, o->cpus, o->rounds);
-    fprintf(out, "\"duration_s\":%g,\"warmup_s\":%g,\"size\":%u,\"rate\":%g,\"direction\":",
-            o->duration, o->warmup, o->size, o->rate);
+    fprintf(out,
+            "\"duration_s\":%g,\"warmup_s\":%g,\"size\":%u,\"rate\":%g,\"direction\":", o->duration,
+            o->warmup, o->size, o->rate);
     json_str(out, o->dir == DIR_UP ? "up" : o->dir == DIR_DOWN ? "down" : "both");
     fprintf(out, ",\"block\":%zu,\"count\":%llu}", o->block, (unsigned long long)o->count);
 }

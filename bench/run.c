@@ -14,46 +14,74 @@
 
 #include "bench/procstat.h"
 
-#define TICK_NS 100000000ull        /* main loop period */
-#define PROGRESS_NS 1000000000ull   /* progress line period */
-#define SETTLE_NS 1000000000ull     /* hold: pause before sampling the target */
-#define SRC_CONNS_PER_ADDR 20000u   /* below the 28k ephemeral ports per address */
+#define TICK_NS 100000000ull      /* main loop period */
+#define PROGRESS_NS 1000000000ull /* progress line period */
+#define SETTLE_NS 1000000000ull   /* hold: pause before sampling the target */
+#define SRC_CONNS_PER_ADDR 20000u /* below the 28k ephemeral ports per address */
 
 enum {
     /* setup */
-    S_RATE, S_P50, S_P90, S_P99, S_P999, S_MAX, S_TCPU_TUN, S_CAP, S_TCPU, S_BCPU, S_ERR, S_N
+    S_RATE,
+    S_P50,
+    S_P90,
+    S_P99,
+    S_P999,
+    S_MAX,
+    S_TCPU_TUN,
+    S_CAP,
+    S_TCPU,
+    S_BCPU,
+    S_ERR,
+    S_N
 };
 enum { T_GBIT, T_UP, T_DOWN, T_TCPU, T_BCPU, T_LOST, T_ERR, T_N };
+enum { L_P50, L_P90, L_P99, L_P999, L_MAX, L_MEAN, L_RATE, L_LATE, L_TCPU, L_BCPU, L_ERR, L_N };
 enum {
-    L_P50, L_P90, L_P99, L_P999, L_MAX, L_MEAN, L_RATE, L_LATE, L_TCPU, L_BCPU, L_ERR, L_N
-};
-enum {
-    H_TUN, H_OPEN_S, H_RATE, H_RSS0, H_RSS, H_RSS_TUN, H_FDS_TUN, H_SOCK_TUN, H_PIPE_TUN, H_LOST,
-    H_ERR, H_N
+    H_TUN,
+    H_OPEN_S,
+    H_RATE,
+    H_RSS0,
+    H_RSS,
+    H_RSS_TUN,
+    H_FDS_TUN,
+    H_SOCK_TUN,
+    H_PIPE_TUN,
+    H_LOST,
+    H_ERR,
+    H_N
 };
 
 static const struct metric_def setup_m[S_N] = {
-    {"tunnels_per_s", "1/s", 1},      {"lat_p50_us", "us", 1},       {"lat_p90_us", "us", 0},
-    {"lat_p99_us", "us", 1},          {"lat_p999_us", "us", 0},      {"lat_max_us", "us", 0},
-    {"target_cpu_us_per_tunnel", "us", 1}, {"tunnels_per_target_cpu_s", "1/s", 1},
-    {"target_cpu_pct", "%", 0}, {"bench_cpu_pct", "%", 1},
+    {"tunnels_per_s", "1/s", 1},
+    {"lat_p50_us", "us", 1},
+    {"lat_p90_us", "us", 0},
+    {"lat_p99_us", "us", 1},
+    {"lat_p999_us", "us", 0},
+    {"lat_max_us", "us", 0},
+    {"target_cpu_us_per_tunnel", "us", 1},
+    {"tunnels_per_target_cpu_s", "1/s", 1},
+    {"target_cpu_pct", "%", 0},
+    {"bench_cpu_pct", "%", 1},
     {"errors", "", 1},
 };
 static const struct metric_def thr_m[T_N] = {
-    {"gbit_s", "Gbit/s", 1}, {"up_gbit_s", "Gbit/s", 0}, {"down_gbit_s", "Gbit/s", 0},
-    {"target_cpu_pct", "%", 1}, {"bench_cpu_pct", "%", 1}, {"lost", "", 0}, {"errors", "", 1},
+    {"gbit_s", "Gbit/s", 1},    {"up_gbit_s", "Gbit/s", 0}, {"down_gbit_s", "Gbit/s", 0},
+    {"target_cpu_pct", "%", 1}, {"bench_cpu_pct", "%", 1},  {"lost", "", 0},
+    {"errors", "", 1},
 };
 static const struct metric_def lat_m[L_N] = {
-    {"rtt_p50_us", "us", 1},  {"rtt_p90_us", "us", 1},         {"rtt_p99_us", "us", 1},
-    {"rtt_p999_us", "us", 1}, {"rtt_max_us", "us", 0},         {"rtt_mean_us", "us", 0},
-    {"round_trips_per_s", "1/s", 1}, {"late", "", 0},          {"target_cpu_pct", "%", 0},
-    {"bench_cpu_pct", "%", 1}, {"errors", "", 1},
+    {"rtt_p50_us", "us", 1},         {"rtt_p90_us", "us", 1}, {"rtt_p99_us", "us", 1},
+    {"rtt_p999_us", "us", 1},        {"rtt_max_us", "us", 0}, {"rtt_mean_us", "us", 0},
+    {"round_trips_per_s", "1/s", 1}, {"late", "", 0},         {"target_cpu_pct", "%", 0},
+    {"bench_cpu_pct", "%", 1},       {"errors", "", 1},
 };
 static const struct metric_def hold_m[H_N] = {
-    {"tunnels", "", 1},         {"open_s", "s", 1},          {"open_per_s", "1/s", 0},
-    {"rss_idle_kib", "KiB", 1}, {"rss_kib", "KiB", 0},       {"rss_per_tunnel_b", "B", 1},
-    {"fds_per_tunnel", "", 1},  {"sockets_per_tunnel", "", 0}, {"pipes_per_tunnel", "", 1},
-    {"lost", "", 1},            {"errors", "", 1},
+    {"tunnels", "", 1},          {"open_s", "s", 1},
+    {"open_per_s", "1/s", 0},    {"rss_idle_kib", "KiB", 1},
+    {"rss_kib", "KiB", 0},       {"rss_per_tunnel_b", "B", 1},
+    {"fds_per_tunnel", "", 1},   {"sockets_per_tunnel", "", 0},
+    {"pipes_per_tunnel", "", 1}, {"lost", "", 1},
+    {"errors", "", 1},
 };
 
 const struct metric_def *mode_metrics(enum bmode m, unsigned *n)
@@ -119,7 +147,8 @@ static void snap_take(struct worker **w, unsigned n, pid_t pid, struct snap *s)
 
 static void sleep_ns(uint64_t ns)
 {
-    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull)};
+    struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
+                          .tv_nsec = (long)(ns % 1000000000ull)};
     nanosleep(&ts, NULL);
 }
 
@@ -137,7 +166,8 @@ static void progress(const struct opts *o, const struct target *t, unsigned roun
     char what[96];
     switch (o->mode) {
     case BM_SETUP:
-        snprintf(what, sizeof(what), "tunnels %llu (%.0f/s)", (unsigned long long)(b->done - a->done),
+        snprintf(what, sizeof(what), "tunnels %llu (%.0f/s)",
+                 (unsigned long long)(b->done - a->done),
                  dt > 0 ? (double)(b->done - a->done) / dt : 0.0);
         break;
     case BM_THROUGHPUT:
@@ -217,8 +247,8 @@ static void measure(const struct opts *o, struct target *t, unsigned round, stru
     for (;;) {
         sleep_ns(TICK_NS);
         snap_take(w, o->threads, 0, b);
-        uint64_t ops = o->mode == BM_THROUGHPUT ? b->up + b->down - a->up - a->down
-                                                : b->done - a->done;
+        uint64_t ops =
+            o->mode == BM_THROUGHPUT ? b->up + b->down - a->up - a->down : b->done - a->done;
         if (b->t >= end || run_over(ctl) || (o->count && ops >= o->count))
             break;
         if (b->t >= next_print) {
@@ -249,8 +279,8 @@ static void figures(const struct opts *o, struct target *t, unsigned round, cons
     double *v = t->v[round];
     double dt = (double)(b->t - a->t) / 1e9;
     double bcpu = (double)(b->self_cpu - a->self_cpu) / 1e7 / dt;
-    double tcpu = a->target_ok && b->target_ok ? (double)(b->target_cpu - a->target_cpu) / 1e7 / dt
-                                               : NAN;
+    double tcpu =
+        a->target_ok && b->target_ok ? (double)(b->target_cpu - a->target_cpu) / 1e7 / dt : NAN;
     double errs = (double)(b->errors - a->errors);
     switch (o->mode) {
     case BM_SETUP: {
@@ -262,8 +292,8 @@ static void figures(const struct opts *o, struct target *t, unsigned round, cons
         v[S_P999] = us(hist_quantile(h, 0.999));
         v[S_MAX] = us(h->max);
         v[S_TCPU] = tcpu;
-        v[S_TCPU_TUN] = n > 0 && !isnan(tcpu) ? (double)(b->target_cpu - a->target_cpu) / 1e3 / n
-                                              : NAN;
+        v[S_TCPU_TUN] =
+            n > 0 && !isnan(tcpu) ? (double)(b->target_cpu - a->target_cpu) / 1e3 / n : NAN;
         /* what one CPU of the target would sustain: meaningful even when the
          * load, not the target, limits tunnels_per_s */
         v[S_CAP] = v[S_TCPU_TUN] > 0 ? 1e6 / v[S_TCPU_TUN] : NAN;

@@ -21,10 +21,10 @@ struct target {
     char addr[ADDR_STR_MAX]; /* as connected to (direct: the backend) */
     struct sockaddr_storage ss;
     socklen_t len;
-    pid_t pid;                      /* 0: unknown */
+    pid_t pid;                         /* 0: unknown */
     double v[MAX_ROUNDS][MAX_METRICS]; /* NAN: not measured */
     int failed[MAX_ROUNDS];
-    char err[BENCH_ERR_MAX];        /* first failure */
+    char err[BENCH_ERR_MAX]; /* first failure */
 };
 
 struct opts {

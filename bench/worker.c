@@ -36,8 +36,8 @@
 #define EV_BATCH 256
 #define POOL_CHUNK 1024
 #define HEAD_MAX_HEADERS 16
-#define SCAN_NS 200000000ull   /* handshake timeout scan period */
-#define RETRY_NS 10000000ull   /* pause before reopening a failed tunnel */
+#define SCAN_NS 200000000ull     /* handshake timeout scan period */
+#define RETRY_NS 10000000ull     /* pause before reopening a failed tunnel */
 #define IDLE_WAIT_NS 50000000ull /* longest epoll wait: stop flag latency */
 #define ID_HEX 16
 #define IO_BUDGET 16 /* bulk reads or writes per connection per loop pass */
@@ -349,8 +349,7 @@ static int connect_kernel_port(struct worker *w, int *pfd)
         if (bind(fd, (struct sockaddr *)&src, sizeof(src)) == -1)
             goto fail;
     }
-    if (connect(fd, (const struct sockaddr *)&cfg->dst, cfg->dst_len) == -1 &&
-        errno != EINPROGRESS)
+    if (connect(fd, (const struct sockaddr *)&cfg->dst, cfg->dst_len) == -1 && errno != EINPROGRESS)
         goto fail;
     *pfd = fd;
     return 0;
@@ -690,8 +689,7 @@ static int check_accept(struct worker *w, struct bconn *c, const struct http1_re
     return 0;
 }
 
-static void head_failed(struct worker *w, struct bconn *c, const struct http1_response *res,
-                        int hl)
+static void head_failed(struct worker *w, struct bconn *c, const struct http1_response *res, int hl)
 {
     char code[64] = "";
     char what[BENCH_ERR_MAX];
@@ -1056,8 +1054,7 @@ static void *worker_main(void *arg)
     while (!stopping(w)) {
         uint64_t now = now_ns();
         open_more(w, now);
-        int n = wait_events(w, evs,
-                            w->again ? now : cfg->rate > 0 ? next_due : now + IDLE_WAIT_NS);
+        int n = wait_events(w, evs, w->again ? now : cfg->rate > 0 ? next_due : now + IDLE_WAIT_NS);
         if (n == -1 && errno != EINTR) {
             ctl_fail(w->ctl, "epoll_wait: %s", strerror(errno));
             break;
@@ -1115,8 +1112,8 @@ static int worker_setup(struct worker *w)
     w->prefix[BENCH_ID_PREFIX_LEN] = 0;
     if ((r = ws_key_new(w->ws_key)) < 0)
         return r;
-    snprintf(w->path, sizeof(w->path), "%s/%d-%u-%u/", cfg->path_prefix, (int)getpid(),
-             cfg->run_id, w->id);
+    snprintf(w->path, sizeof(w->path), "%s/%d-%u-%u/", cfg->path_prefix, (int)getpid(), cfg->run_id,
+             w->id);
     w->lis.kind = CK_LISTENER;
     return conn_connect(w, &w->lis);
 }

@@ -206,8 +206,8 @@ static void pending_dispatch(struct pending *p, const struct http1_request *req,
 static void admin_reply(struct pending *p, const struct http1_request *req)
 {
     static char out[20480];
-    int n = admin_answer(p->a->relay, req->method, req->method_len, req->target,
-                         req->target_len, out, sizeof(out));
+    int n = admin_answer(p->a->relay, req->method, req->method_len, req->target, req->target_len,
+                         out, sizeof(out));
 
     if (n > 0 && send(p->fd, out, (size_t)n, MSG_NOSIGNAL) < 0)
         log_debug("admin %s: %s", p->peer, strerror(errno));

@@ -11,8 +11,7 @@
 
 /* Build a fresh configuration and key set, as at start-up. 0, or -errno
  * with a message in err (never a key). */
-typedef int acceptor_reload_fn(void *arg, struct conf *c, struct keys *k, char *err,
-                               size_t errlen);
+typedef int acceptor_reload_fn(void *arg, struct conf *c, struct keys *k, char *err, size_t errlen);
 
 /* Open the configured listen sockets (logging "listening on ADDR" with the
  * real port). 0 or -errno with a message in err. Call before acceptor_run. */

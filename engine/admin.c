@@ -45,8 +45,7 @@ static void put(struct out *o, const char *fmt, ...)
         o->len += (size_t)n;
 }
 
-static void metric(struct out *o, const char *name, const char *type, const char *help,
-                   uint64_t v)
+static void metric(struct out *o, const char *name, const char *type, const char *help, uint64_t v)
 {
     put(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
         (unsigned long long)v);
@@ -73,15 +72,15 @@ static void render_metrics(struct relay *r, struct out *o)
            SUM(waiting));
     metric(o, "rapi_links", "gauge", "Linked pairs open.", SUM(links));
     metric(o, "rapi_links_total", "counter", "Linked pairs made.", SUM(links_total));
-    put(o, "# HELP rapi_bytes_total Bytes relayed on linked pairs.\n"
-           "# TYPE rapi_bytes_total counter\n"
-           "rapi_bytes_total{direction=\"client_to_server\"} %llu\n"
-           "rapi_bytes_total{direction=\"server_to_client\"} %llu\n",
+    put(o,
+        "# HELP rapi_bytes_total Bytes relayed on linked pairs.\n"
+        "# TYPE rapi_bytes_total counter\n"
+        "rapi_bytes_total{direction=\"client_to_server\"} %llu\n"
+        "rapi_bytes_total{direction=\"server_to_client\"} %llu\n",
         (unsigned long long)SUM(bytes_up), (unsigned long long)SUM(bytes_down));
     metric(o, "rapi_pipes", "gauge", "Splice pipes open (pooled and in use).", SUM(pipes));
     metric(o, "rapi_copy_fallbacks_total", "counter",
-           "Transfers that used a copy buffer because no pipe was available.",
-           SUM(copy_fallbacks));
+           "Transfers that used a copy buffer because no pipe was available.", SUM(copy_fallbacks));
     metric(o, "rapi_dialback_timeouts_total", "counter",
            "Clients answered 504 because no dial-back came.", SUM(dialback_timeouts));
     metric(o, "rapi_clients_left_total", "counter", "Clients that hung up while waiting.",
@@ -102,8 +101,9 @@ static void render_metrics(struct relay *r, struct out *o)
         else
             put(o, "rapi_error_answers_total{status=\"other\"} %llu\n", (unsigned long long)v);
     }
-    put(o, "# HELP rapi_info Build and runtime facts.\n# TYPE rapi_info gauge\n"
-           "rapi_info{version=\"%s\",io=\"%s\",workers=\"%d\"} 1\n",
+    put(o,
+        "# HELP rapi_info Build and runtime facts.\n# TYPE rapi_info gauge\n"
+        "rapi_info{version=\"%s\",io=\"%s\",workers=\"%d\"} 1\n",
         RAPI_METRIC_VERSION, r->be ? r->be->name : "none", r->nshards);
 }
 

@@ -35,7 +35,7 @@ struct ev_slot {
     int fd;
     uint32_t events;
     uint32_t gen;
-    uint8_t state;    /* enum ev_slot_state */
+    uint8_t state; /* enum ev_slot_state */
     uint32_t next_free;
 };
 

@@ -42,8 +42,8 @@ static struct io_uring_sqe *ur_sqe(struct ur *u)
 
 static int ur_ring_init(struct io_uring *ring, unsigned entries)
 {
-    int r = io_uring_queue_init(entries, ring,
-                                IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+    int r =
+        io_uring_queue_init(entries, ring, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
 
     if (r == -EINVAL) /* kernels before 6.1 */
         r = io_uring_queue_init(entries, ring, 0);

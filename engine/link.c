@@ -222,9 +222,9 @@ void link_run_ready(struct shard *sh)
     }
 }
 
-int link_new(struct shard *sh, int cfd, uint64_t ctok, int sfd, char *to_client, size_t to_client_len,
-             char *to_server, size_t to_server_len, long timeout_s, const char *path,
-             size_t path_len, const char *peer)
+int link_new(struct shard *sh, int cfd, uint64_t ctok, int sfd, char *to_client,
+             size_t to_client_len, char *to_server, size_t to_server_len, long timeout_s,
+             const char *path, size_t path_len, const char *peer)
 {
     struct link *l = calloc(1, sizeof(*l) + path_len + 1);
     int r;

@@ -24,7 +24,9 @@ static void log_vwrite(int level, unsigned suppressed, const char *fmt, va_list 
     gmtime_r(&ts.tv_sec, &tm);
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
     r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s ", ts.tv_nsec / 1000000,
-                 level_names[level < 0 ? 0 : level > LOG_DEBUG ? LOG_DEBUG : level]);
+                 level_names[level < 0           ? 0
+                             : level > LOG_DEBUG ? LOG_DEBUG
+                                                 : level]);
     n += r > 0 ? (size_t)r : 0;
     if (suppressed) {
         r = snprintf(line + n, sizeof(line) - n, "(%u similar lines suppressed) ", suppressed);

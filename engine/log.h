@@ -18,10 +18,10 @@ void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2,
 #define LOG_NOISY_PER_SEC 50
 void log_noisy(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define log_at(lvl, ...)                                                                    \
-    do {                                                                                   \
-        if (atomic_load_explicit(&log_level_cur, memory_order_relaxed) >= (lvl))           \
-            log_write((lvl), __VA_ARGS__);                                                 \
+#define log_at(lvl, ...)                                                                           \
+    do {                                                                                           \
+        if (atomic_load_explicit(&log_level_cur, memory_order_relaxed) >= (lvl))                   \
+            log_write((lvl), __VA_ARGS__);                                                         \
     } while (0)
 
 /* Start-up and shutdown lines ("listening on ADDR", "stopped"): logged at
@@ -32,10 +32,10 @@ void log_noisy(int level, const char *fmt, ...) __attribute__((format(printf, 2,
 #define log_warn(...) log_at(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_at(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_at(LOG_DEBUG, __VA_ARGS__)
-#define log_reject(...)                                                                     \
-    do {                                                                                   \
-        if (atomic_load_explicit(&log_level_cur, memory_order_relaxed) >= LOG_INFO)        \
-            log_noisy(LOG_INFO, __VA_ARGS__);                                              \
+#define log_reject(...)                                                                            \
+    do {                                                                                           \
+        if (atomic_load_explicit(&log_level_cur, memory_order_relaxed) >= LOG_INFO)                \
+            log_noisy(LOG_INFO, __VA_ARGS__);                                                      \
     } while (0)
 
 #endif

@@ -23,7 +23,8 @@
  * connections back to the system within seconds, from a background
  * thread, instead of keeping it until the next allocation. Unused when
  * another allocator is in place (the sanitizer builds). */
-const char *malloc_conf = "background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0";
+const char *malloc_conf =
+    "background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0";
 
 /* What the command line says; kept so that SIGHUP rebuilds the same way. */
 struct opts {

@@ -46,7 +46,7 @@ struct handoff {
     long timeout; /* WebRoute-Timeout header, -1 when absent */
     char peer[ADDR_STR_MAX];
     char ws_accept[WS_ACCEPT_LEN + 1];
-    struct conf *conf; /* HO_CONFIG: heap copy, freed by the shard */
+    struct conf *conf;     /* HO_CONFIG: heap copy, freed by the shard */
     char *path, *id, *pre; /* point into data[] */
     size_t path_len, id_len, pre_len;
     char data[];

@@ -8,7 +8,6 @@
 #include "engine/log.h"
 #include "engine/shard.h"
 
-
 struct shard *relay_shard_for(struct relay *r, const char *path, size_t len)
 {
     return r->shards[map_hash(path, len) % (uint64_t)r->nshards];

@@ -14,8 +14,8 @@
 #include "engine/timer.h"
 
 #define LISTENER_OUT_MAX (1u << 20) /* unsent notifications before a listener is dropped */
-#define LINK_COPY_BUF (64u * 1024)   /* copy fallback buffer per busy direction */
-#define LINK_PUMP_BUDGET 16          /* transfers per direction per wake-up (fairness) */
+#define LINK_COPY_BUF (64u * 1024)  /* copy fallback buffer per busy direction */
+#define LINK_PUMP_BUDGET 16         /* transfers per direction per wake-up (fairness) */
 
 struct listener;
 
@@ -44,7 +44,7 @@ static inline void dlist_del(struct dlist *n)
     n->prev = n->next = n;
 }
 
-#define CONTAINER(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+#define CONTAINER(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
 /* A client waiting for its dial-back. In the shard's waiter map under
  * "path\0id", and on its listener's list. */
@@ -69,10 +69,10 @@ struct ws_reader {
     uint8_t hdr[WS_MAX_HEADER];
     size_t hdr_len;
     struct ws_frame f;
-    bool in_frame;     /* header parsed, payload bytes pending */
-    uint64_t got;      /* payload bytes seen of this frame */
+    bool in_frame; /* header parsed, payload bytes pending */
+    uint64_t got;  /* payload bytes seen of this frame */
     uint8_t ctrl[WS_MAX_CONTROL];
-    bool in_message;   /* a fragmented data message is open */
+    bool in_message; /* a fragmented data message is open */
     uint64_t msg_len;
 };
 
@@ -122,8 +122,8 @@ struct link {
     struct link_dir dir[2];
     struct timer timer;
     uint64_t start, last, timeout_ms;
-    struct dlist node;        /* shard's list */
-    struct link *ready_next;  /* shard's ready list: budget ran out */
+    struct dlist node;       /* shard's list */
+    struct link *ready_next; /* shard's ready list: budget ran out */
     bool queued, closing;
     char peer[ADDR_STR_MAX];
     char path[];
@@ -173,9 +173,9 @@ void waiter_fail(struct waiter *w, int status, const char *code, const char *msg
 /* Link a waiting client (cfd, watched under ctok, which the link takes
  * over) and its dial-back (sfd). On failure the caller still owns both fds
  * and the heads; ctok is then no longer watched. */
-int link_new(struct shard *sh, int cfd, uint64_t ctok, int sfd, char *to_client, size_t to_client_len,
-             char *to_server, size_t to_server_len, long timeout_s, const char *path,
-             size_t path_len, const char *peer);
+int link_new(struct shard *sh, int cfd, uint64_t ctok, int sfd, char *to_client,
+             size_t to_client_len, char *to_server, size_t to_server_len, long timeout_s,
+             const char *path, size_t path_len, const char *peer);
 void link_run_ready(struct shard *sh);
 void link_close(struct link *l, bool reset, const char *why);
 

@@ -8,8 +8,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-#define STAT_ADD(x, n)                                                                           \
-    atomic_store_explicit(&(x), atomic_load_explicit(&(x), memory_order_relaxed) + (n),          \
+#define STAT_ADD(x, n)                                                                             \
+    atomic_store_explicit(&(x), atomic_load_explicit(&(x), memory_order_relaxed) + (n),            \
                           memory_order_relaxed)
 #define STAT_SET(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
 #define STAT_GET(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -23,7 +23,10 @@ struct shard_stats {
 };
 
 /* The error answers counted by status; anything else counts as "other". */
-#define STATS_STATUSES {400, 403, 404, 405, 409, 426, 431, 502, 503, 504}
+#define STATS_STATUSES                                                                             \
+    {                                                                                              \
+        400, 403, 404, 405, 409, 426, 431, 502, 503, 504                                           \
+    }
 #define STATS_NSTATUS 11 /* the ten above and "other" */
 
 struct relay_stats {

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #define TIMER_TICK_MS 50
-#define TIMER_SLOTS 1024 /* one turn = 51.2 s; later timers wait for their turn */
+#define TIMER_SLOTS 1024    /* one turn = 51.2 s; later timers wait for their turn */
 #define TIMER_SCAN_SLOTS 20 /* wheel_timeout looks this far ahead (1 s) */
 
 struct timer {

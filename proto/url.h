@@ -15,20 +15,20 @@
 enum url_scheme {
     URL_RWS = 1, /* listener */
     URL_RWSS,
-    URL_RWR,     /* client */
+    URL_RWR, /* client */
     URL_RWRS,
-    URL_WR,      /* dial-back */
+    URL_WR, /* dial-back */
     URL_WRS,
 };
 
 struct rapi_url {
     enum url_scheme scheme;
-    bool tls;                 /* rwss, rwrs, wrs */
-    char key[URL_KEY_MAX];    /* userinfo before '@', "" when absent */
-    char host[URL_HOST_MAX];  /* without brackets for IPv6 literals */
-    bool host_is_v6;          /* host was a [bracketed] literal */
-    uint16_t port;            /* explicit, or 80 / 443 by scheme */
-    char path[URL_PATH_MAX];  /* "/..." including any query; "/" when absent */
+    bool tls;                /* rwss, rwrs, wrs */
+    char key[URL_KEY_MAX];   /* userinfo before '@', "" when absent */
+    char host[URL_HOST_MAX]; /* without brackets for IPv6 literals */
+    bool host_is_v6;         /* host was a [bracketed] literal */
+    uint16_t port;           /* explicit, or 80 / 443 by scheme */
+    char path[URL_PATH_MAX]; /* "/..." including any query; "/" when absent */
 };
 
 /* Parse one URL s[0..len). Returns 0, or -EINVAL for: unknown scheme (case-
@@ -48,8 +48,7 @@ int url_is_client(const char *s, size_t len);
  * start from (0 first). Returns 1 and sets elem/elem_len (leading spaces
  * skipped) and advances *pos, or 0 when no element is left. Separators are
  * SP, HTAB, CR and LF; runs of them count as one. */
-int url_chain_next(const char *chain, size_t len, size_t *pos, const char **elem,
-                   size_t *elem_len);
+int url_chain_next(const char *chain, size_t len, size_t *pos, const char **elem, size_t *elem_len);
 
 /* "host:port" / "[v6]:port" for the Host header (the port is always
  * written, default or not); NUL-terminated; returns length or -1. */

@@ -10,10 +10,10 @@
 #include <stdint.h>
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define WS_ACCEPT_LEN 28      /* base64(sha1) without NUL */
-#define WS_KEY_LEN 24         /* base64 of a 16-byte nonce */
-#define WS_MAX_HEADER 14      /* largest frame header (64-bit length + mask) */
-#define WS_MAX_CONTROL 125    /* largest control frame payload */
+#define WS_ACCEPT_LEN 28   /* base64(sha1) without NUL */
+#define WS_KEY_LEN 24      /* base64 of a 16-byte nonce */
+#define WS_MAX_HEADER 14   /* largest frame header (64-bit length + mask) */
+#define WS_MAX_CONTROL 125 /* largest control frame payload */
 
 enum ws_opcode {
     WS_OP_CONT = 0x0,
@@ -33,11 +33,11 @@ enum ws_close_code {
 
 struct ws_frame {
     bool fin;
-    uint8_t opcode;     /* enum ws_opcode */
+    uint8_t opcode; /* enum ws_opcode */
     bool masked;
-    uint8_t mask[4];    /* valid when masked */
-    uint64_t len;       /* payload length */
-    size_t header_len;  /* bytes of header, payload starts there */
+    uint8_t mask[4];   /* valid when masked */
+    uint64_t len;      /* payload length */
+    size_t header_len; /* bytes of header, payload starts there */
 };
 
 /* Parse one frame header from buf[0..len). Returns the header length (2..14)
