@@ -12,6 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "engine/admin.h"
+#include "engine/conn.h"
 #include "engine/log.h"
 #include "engine/shard.h"
 #include "engine/timer.h"
@@ -19,9 +21,19 @@
 
 #define LISTEN_BACKLOG 4096
 #define HEAD_INITIAL 1024
-#define ACCEPT_RETRY_MS 100 /* after EMFILE/ENFILE */
+#define ACCEPT_RETRY_MS 100    /* after EMFILE/ENFILE */
+#define ADMIN_ANSWER_MAX 20480 /* /metrics for every shard fits */
+#define STOP_WAIT_MS 50        /* loop wake-up while shards drain */
 
 struct pending;
+
+/* A listen socket: fd -1 when closed. */
+struct lsock {
+    struct acceptor *a;
+    int fd;
+    bool admin;
+    uint64_t tok;
+};
 
 struct acceptor {
     struct relay *relay;
@@ -34,13 +46,10 @@ struct acceptor {
     struct wheel own_wheel;
     uint64_t own_now;
     struct shard *host;
-    struct keys *keys; /* own page, MADV_DONTDUMP */
-    struct lsock {
-        struct acceptor *a;
-        int fd;
-        bool admin;
-        uint64_t tok;
-    } ls[CONF_MAX_LISTEN], admin;
+    struct keys *keys; /* own page, MADV_DONTDUMP; wiped by acceptor_free() */
+    size_t keys_len;
+    struct lsock ls[CONF_MAX_LISTEN], admin;
+    int nls;
     struct timer retry;
     int sigfd;
     uint64_t sigtok;
@@ -48,25 +57,21 @@ struct acceptor {
     bool stopping;
     acceptor_reload_fn *reload;
     void *reload_arg;
+    char admin_out[ADMIN_ANSWER_MAX];
 };
 
 /* A connection whose request head is being read. */
 struct pending {
     struct acceptor *a;
     struct pending *prev, *next;
-    int fd;
     uint64_t tok;
+    struct xconn c;
     struct timer timer;
     char *buf;
     size_t len, cap, last_len;
     bool admin; /* came in on the admin address */
     char peer[ADDR_STR_MAX];
 };
-
-/* Opened before the acceptor runs (errors are reported at start-up). */
-static int lfds[CONF_MAX_LISTEN];
-static int nlfds;
-static int admin_fd = -1;
 
 static int listen_one(const char *spec, const char *what, char *err, size_t errlen)
 {
@@ -101,21 +106,35 @@ fail:
     return -errno;
 }
 
-int acceptor_listen(struct relay *r, char *err, size_t errlen)
+int acceptor_listen(struct acceptor *a, char *err, size_t errlen)
 {
-    for (int i = 0; i < r->conf.nlisten; i++) {
-        int fd = listen_one(r->conf.listen[i], "listening", err, errlen);
+    const struct conf *c = &a->relay->conf;
+
+    for (int i = 0; i < c->nlisten; i++) {
+        int fd = listen_one(c->listen[i], "listening", err, errlen);
 
         if (fd < 0)
             return fd;
-        lfds[nlfds++] = fd;
+        a->ls[a->nls++] = (struct lsock){.a = a, .fd = fd};
     }
-    if (strcmp(r->conf.admin, "off") != 0) {
-        admin_fd = listen_one(r->conf.admin, "admin endpoint", err, errlen);
-        if (admin_fd < 0)
-            return admin_fd;
+    if (strcmp(c->admin, "off") != 0) {
+        int fd = listen_one(c->admin, "admin endpoint", err, errlen);
+
+        if (fd < 0)
+            return fd;
+        a->admin = (struct lsock){.a = a, .fd = fd, .admin = true};
     }
     return 0;
+}
+
+static void lsock_close(struct acceptor *a, struct lsock *ls)
+{
+    if (ls->fd < 0)
+        return;
+    ev_del(a->loop, ls->tok);
+    ls->tok = 0;
+    close(ls->fd);
+    ls->fd = -1;
 }
 
 /* ------------------------------------------------------------ pending */
@@ -133,7 +152,7 @@ static void pending_free(struct pending *p, bool close_fd)
     if (p->next)
         p->next->prev = p->prev;
     if (close_fd)
-        conn_close(a->relay, p->fd);
+        conn_close(a->relay, &p->c, false);
     /* The head may hold a key. */
     explicit_bzero(p->buf, p->len);
     free(p->buf);
@@ -143,19 +162,19 @@ static void pending_free(struct pending *p, bool close_fd)
 static void pending_reject(struct pending *p, int status, const char *code, const char *msg)
 {
     log_reject("reject %s: %d %s", p->peer, status, code);
-    conn_reject(p->a->relay, p->fd, status, code, msg);
+    conn_reject(p->a->relay, &p->c, status, code, msg);
     pending_free(p, false);
 }
 
 static struct handoff *handoff_make(struct pending *p, const struct wr_request *wr, size_t head)
 {
-    size_t pre = p->len - head;
-    struct handoff *h = calloc(1, sizeof(*h) + wr->path_len + 1 + wr->id_len + 1 + pre);
+    size_t early = p->len - head;
+    struct handoff *h = calloc(1, sizeof(*h) + wr->path_len + 1 + wr->id_len + 1 + early);
 
     if (!h)
         return NULL;
     h->type = HO_CONN;
-    h->fd = p->fd;
+    h->conn = p->c;
     h->kind = wr->kind;
     h->timeout = wr->timeout;
     memcpy(h->peer, p->peer, sizeof(h->peer));
@@ -166,10 +185,10 @@ static struct handoff *handoff_make(struct pending *p, const struct wr_request *
     if (wr->id_len)
         memcpy(h->id, wr->id, wr->id_len);
     h->id_len = wr->id_len;
-    h->pre = h->id + wr->id_len + 1;
-    if (pre)
-        memcpy(h->pre, p->buf + head, pre);
-    h->pre_len = pre;
+    h->early = h->id + wr->id_len + 1;
+    if (early)
+        memcpy(h->early, p->buf + head, early);
+    h->early_len = early;
     if (wr->kind == WR_LISTENER && ws_accept(wr->ws_key, wr->ws_key_len, h->ws_accept) < 0) {
         free(h);
         return NULL;
@@ -189,7 +208,7 @@ static void pending_dispatch(struct pending *p, const struct http1_request *req,
 
     if (wr_classify(req, role, &wr, &err) < 0) {
         log_reject("reject %s: %d %s", p->peer, err.status, err.errorcode);
-        conn_reject_err(a->relay, p->fd, &err);
+        conn_reject_err(a->relay, &p->c, &err);
         pending_free(p, false);
         return;
     }
@@ -205,12 +224,13 @@ static void pending_dispatch(struct pending *p, const struct http1_request *req,
 /* The admin endpoint: answer and close; no key, no hand-off. */
 static void admin_reply(struct pending *p, const struct http1_request *req)
 {
-    static char out[20480];
-    int n = admin_answer(p->a->relay, req->method, req->method_len, req->target, req->target_len,
-                         out, sizeof(out));
+    struct acceptor *a = p->a;
+    int n = admin_answer(a->relay, req->method, req->method_len, req->target, req->target_len,
+                         a->admin_out, sizeof(a->admin_out));
+    ssize_t k = n > 0 ? p->c.ops->snd(&p->c, a->admin_out, (size_t)n) : 0;
 
-    if (n > 0 && send(p->fd, out, (size_t)n, MSG_NOSIGNAL) < 0)
-        log_debug("admin %s: %s", p->peer, strerror(errno));
+    if (k < 0)
+        log_debug("admin %s: %s", p->peer, strerror((int)-k));
     pending_free(p, true);
 }
 
@@ -242,16 +262,13 @@ static int pending_read(struct pending *p)
             p->buf = b;
             p->cap = cap;
         }
-        n = recv(p->fd, p->buf + p->len, p->cap - p->len, 0);
-        if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
+        n = p->c.ops->rcv(&p->c, p->buf + p->len, p->cap - p->len);
+        if (n == -EAGAIN)
+            return 0;
+        if (n <= 0) {
             log_debug("%s went away before its head was complete", p->peer);
             pending_free(p, true);
             return 1;
-        }
-        if (n == -1) {
-            if (errno == EAGAIN)
-                return 0;
-            continue;
         }
         p->len += (size_t)n;
         r = http1_parse_request(p->buf, p->len, p->last_len, &req, hdr, HTTP1_MAX_HEADERS);
@@ -288,12 +305,14 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
 {
     struct relay *r = a->relay;
     struct pending *p;
+    struct xconn c;
 
+    xconn_init_raw(&c, fd);
     if (!admin)
         STAT_ADD(r->stats.accepted, 1);
     if (atomic_fetch_add(&r->nconn, 1) >= r->conf.max_connections) {
         log_reject("reject: too many connections (%ld)", r->conf.max_connections);
-        conn_reject(r, fd, 503, "too_many_connections", "Too many connections");
+        conn_reject(r, &c, 503, "too_many_connections", "Too many connections");
         return;
     }
     p = calloc(1, sizeof(*p));
@@ -301,11 +320,11 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
         p->buf = malloc(HEAD_INITIAL);
     if (!p || !p->buf) {
         free(p);
-        conn_close(r, fd);
+        conn_close(r, &c, false);
         return;
     }
     p->a = a;
-    p->fd = fd;
+    p->c = c;
     p->admin = admin;
     p->cap = HEAD_INITIAL;
     addr_format(sa, p->peer, sizeof(p->peer));
@@ -355,10 +374,11 @@ static void accept_retry(struct timer *t)
 {
     struct acceptor *a = (struct acceptor *)((char *)t - offsetof(struct acceptor, retry));
 
-    for (int i = 0; i < nlfds; i++)
-        accept_all(a, a->ls[i].fd, false);
-    if (admin_fd >= 0)
-        accept_all(a, admin_fd, true);
+    for (int i = 0; i < a->nls; i++)
+        if (a->ls[i].fd >= 0)
+            accept_all(a, a->ls[i].fd, false);
+    if (a->admin.fd >= 0)
+        accept_all(a, a->admin.fd, true);
 }
 
 static void listen_event(void *arg, uint32_t events)
@@ -377,11 +397,9 @@ static void acceptor_stop(struct acceptor *a)
     log_notice("stopping: draining (up to %lds)", r->conf.drain_timeout);
     a->stopping = true;
     atomic_store(&r->draining, 1); /* /healthz says so; the admin socket stays */
-    for (int i = 0; i < nlfds; i++) {
-        ev_del(a->loop, a->ls[i].tok);
-        close(lfds[i]);
-    }
-    nlfds = 0;
+    for (int i = 0; i < a->nls; i++)
+        lsock_close(a, &a->ls[i]);
+    a->nls = 0;
     timer_del(a->wheel, &a->retry);
     /* Heads still being read are dropped; admin requests finish. */
     for (struct pending *p = a->pend, *next; p; p = next) {
@@ -392,8 +410,10 @@ static void acceptor_stop(struct acceptor *a)
     for (int i = 0; i < r->nshards; i++) {
         struct handoff *h = calloc(1, sizeof(*h));
 
-        if (!h) /* cannot drain gracefully without memory: just go */
+        if (!h) { /* cannot drain gracefully without memory: just go */
+            keys_wipe(a->keys);
             exit(1);
+        }
         h->type = HO_DRAIN;
         shard_deliver(r->shards[i], h);
     }
@@ -455,6 +475,7 @@ static void signal_event(void *arg, uint32_t events)
             acceptor_stop(a);
         } else {
             log_warn("second signal: exiting without waiting for linked pairs");
+            keys_wipe(a->keys);
             exit(0);
         }
     }
@@ -462,96 +483,153 @@ static void signal_event(void *arg, uint32_t events)
 
 /* ------------------------------------------------------------ run */
 
-static struct keys *keys_page(void)
+/* The keys live in their own pages, excluded from core dumps. */
+static struct keys *keys_page(size_t *len)
 {
     long pg = sysconf(_SC_PAGESIZE);
-    size_t len = (sizeof(struct keys) + (size_t)pg - 1) & ~((size_t)pg - 1);
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p;
 
+    *len = (sizeof(struct keys) + (size_t)pg - 1) & ~((size_t)pg - 1);
+    p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-    madvise(p, len, MADV_DONTDUMP);
+    madvise(p, *len, MADV_DONTDUMP);
     return p;
 }
 
-int acceptor_run(struct relay *r, const struct keys *keys, acceptor_reload_fn *reload,
-                 void *reload_arg)
+struct acceptor *acceptor_new(struct relay *r, const struct keys *keys, acceptor_reload_fn *reload,
+                              void *reload_arg)
 {
-    struct acceptor a = {.relay = r, .reload = reload, .reload_arg = reload_arg, .sigfd = -1};
-    sigset_t set;
-    int e = 0;
+    struct acceptor *a = calloc(1, sizeof(*a));
 
-    a.keys = keys_page();
-    if (!a.keys)
-        return -ENOMEM;
-    *a.keys = *keys;
-    if (r->nshards == 1 && r->shards[0]->hosted) {
-        a.host = r->shards[0];
-        a.loop = &a.host->loop;
-        a.wheel = &a.host->wheel;
-        a.now = &a.host->now;
-    } else {
-        a.loop = &a.own_loop;
-        a.wheel = &a.own_wheel;
-        a.now = &a.own_now;
-        a.own_now = now_ms();
-        wheel_init(a.wheel, a.own_now);
-        e = ev_init(a.loop, r->be);
-        if (e < 0)
-            return e;
-        a.loop->clock = a.now;
+    if (!a)
+        return NULL;
+    a->relay = r;
+    a->reload = reload;
+    a->reload_arg = reload_arg;
+    a->sigfd = -1;
+    a->admin.fd = -1;
+    a->keys = keys_page(&a->keys_len);
+    if (!a->keys) {
+        free(a);
+        return NULL;
     }
+    *a->keys = *keys;
+    return a;
+}
+
+/* Use the hosted shard's loop, wheel and clock, or set up our own. */
+static int acceptor_loop_init(struct acceptor *a)
+{
+    struct relay *r = a->relay;
+    int e;
+
+    if (r->nshards == 1 && r->shards[0]->hosted) {
+        a->host = r->shards[0];
+        a->loop = &a->host->loop;
+        a->wheel = &a->host->wheel;
+        a->now = &a->host->now;
+        return 0;
+    }
+    a->own_now = now_ms();
+    wheel_init(&a->own_wheel, a->own_now);
+    e = ev_init(&a->own_loop, r->be);
+    if (e < 0)
+        return e;
+    a->loop = &a->own_loop;
+    a->wheel = &a->own_wheel;
+    a->now = &a->own_now;
+    a->loop->clock = a->now;
+    return 0;
+}
+
+/* Watch the signals and the listen sockets. 0 or -errno. */
+static int acceptor_watch(struct acceptor *a)
+{
+    sigset_t set;
+    int e;
+
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
-    a.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (a.sigfd == -1 || ev_add(a.loop, a.sigfd, EV_IN, signal_event, &a, &a.sigtok) < 0)
+    a->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (a->sigfd == -1)
         return -errno;
-    for (int i = 0; i < nlfds; i++) {
-        a.ls[i].a = &a;
-        a.ls[i].fd = lfds[i];
-        e = ev_add(a.loop, lfds[i], EV_IN, listen_event, &a.ls[i], &a.ls[i].tok);
-        if (e < 0)
-            return e;
-    }
-    if (admin_fd >= 0) {
-        a.admin = (struct lsock){.a = &a, .fd = admin_fd, .admin = true};
-        e = ev_add(a.loop, admin_fd, EV_IN, listen_event, &a.admin, &a.admin.tok);
-        if (e < 0)
-            return e;
-    }
-    while (!a.stopping || atomic_load(&r->shards_running) > 0) {
-        int t = a.host ? shard_wait_ms(a.host) : wheel_timeout(a.wheel, *a.now);
+    e = ev_add(a->loop, a->sigfd, EV_IN, signal_event, a, &a->sigtok);
+    for (int i = 0; e == 0 && i < a->nls; i++)
+        e = ev_add(a->loop, a->ls[i].fd, EV_IN, listen_event, &a->ls[i], &a->ls[i].tok);
+    if (e == 0 && a->admin.fd >= 0)
+        e = ev_add(a->loop, a->admin.fd, EV_IN, listen_event, &a->admin, &a->admin.tok);
+    return e;
+}
 
-        if (a.stopping && (t < 0 || t > 50))
-            t = 50;
-        e = ev_wait(a.loop, t);
+/* Turn the loop until stopped and the shards have drained. 0 or -errno. */
+static int acceptor_loop(struct acceptor *a)
+{
+    struct relay *r = a->relay;
+
+    while (!a->stopping || atomic_load(&r->shards_running) > 0) {
+        int t = a->host ? shard_wait_ms(a->host) : wheel_timeout(a->wheel, *a->now);
+        int e;
+
+        if (a->stopping && (t < 0 || t > STOP_WAIT_MS))
+            t = STOP_WAIT_MS;
+        e = ev_wait(a->loop, t);
         if (e < 0) {
             log_error("acceptor: event loop: %s", strerror(-e));
-            break;
+            return e;
         }
-        *a.now = now_ms();
-        if (!a.host) {
-            wheel_run(a.wheel, *a.now);
-        } else if (a.host->wake_tok && shard_turn(a.host)) {
-            shard_finish(a.host); /* the wheel is shared: shard_turn ran it */
-        }
+        *a->now = now_ms();
+        if (!a->host)
+            wheel_run(a->wheel, *a->now);
+        else if (a->host->wake_tok && shard_turn(a->host))
+            shard_finish(a->host); /* the wheel is shared: shard_turn ran it */
     }
-    if (a.host && a.host->wake_tok)
-        shard_finish(a.host); /* the loop failed: close what the shard holds */
-    ev_del(a.loop, a.sigtok);
-    close(a.sigfd);
-    if (admin_fd >= 0) {
-        ev_del(a.loop, a.admin.tok);
-        close(admin_fd);
-        admin_fd = -1;
-    }
-    for (struct pending *p = a.pend, *next; p; p = next) {
+    return 0;
+}
+
+int acceptor_run(struct acceptor *a)
+{
+    int e = acceptor_loop_init(a);
+
+    if (e < 0)
+        goto out;
+    e = acceptor_watch(a);
+    if (e == 0)
+        e = acceptor_loop(a);
+    if (a->host && a->host->wake_tok)
+        shard_finish(a->host); /* the loop failed: close what the shard holds */
+    for (struct pending *p = a->pend, *next; p; p = next) {
         next = p->next;
         pending_free(p, true);
     }
-    ev_fini(a.loop);
-    keys_wipe(a.keys);
-    return e < 0 ? e : 0;
+    for (int i = 0; i < a->nls; i++)
+        lsock_close(a, &a->ls[i]);
+    lsock_close(a, &a->admin);
+    if (a->sigfd >= 0) {
+        ev_del(a->loop, a->sigtok);
+        close(a->sigfd);
+        a->sigfd = -1;
+    }
+    ev_fini(a->loop); /* a hosted shard's loop too: it is ours to end */
+    a->loop = NULL;
+out:
+    keys_wipe(a->keys);
+    return e;
+}
+
+void acceptor_free(struct acceptor *a)
+{
+    if (!a)
+        return;
+    /* Sockets opened but never run (start-up failed after listening). */
+    for (int i = 0; i < a->nls; i++)
+        if (a->ls[i].fd >= 0)
+            close(a->ls[i].fd);
+    if (a->admin.fd >= 0)
+        close(a->admin.fd);
+    keys_wipe(a->keys);
+    munmap(a->keys, a->keys_len);
+    free(a);
 }

@@ -2,7 +2,9 @@
  * reads one request head per connection without blocking (whole-head
  * deadline, size limit), authenticates, answers errors itself and hands the
  * rest to the shard that owns the path. Also owns the signals: SIGHUP
- * reloads (through the caller's reload function), SIGTERM/SIGINT drain. */
+ * reloads (through the caller's reload function), SIGTERM/SIGINT drain.
+ * One acceptor per process, created, run and freed by main's thread; it
+ * owns its listen and admin sockets and the key copy. */
 #ifndef RAPI_ENGINE_ACCEPTOR_H
 #define RAPI_ENGINE_ACCEPTOR_H
 
@@ -13,13 +15,25 @@
  * with a message in err (never a key). */
 typedef int acceptor_reload_fn(void *arg, struct conf *c, struct keys *k, char *err, size_t errlen);
 
-/* Open the configured listen sockets (logging "listening on ADDR" with the
- * real port). 0 or -errno with a message in err. Call before acceptor_run. */
-int acceptor_listen(struct relay *r, char *err, size_t errlen);
+struct acceptor;
 
-/* Run until drained. keys is the key set in use (the acceptor copies it into
- * memory excluded from core dumps and wipes its copies when done). */
-int acceptor_run(struct relay *r, const struct keys *keys, acceptor_reload_fn *reload,
-                 void *reload_arg);
+/* The acceptor of relay r, holding its own copy of keys (in pages excluded
+ * from core dumps; the caller may wipe its own copy at once). NULL when out
+ * of memory. */
+struct acceptor *acceptor_new(struct relay *r, const struct keys *keys, acceptor_reload_fn *reload,
+                              void *reload_arg);
+
+/* Open the configured listen and admin sockets (logging "listening on ADDR"
+ * with the real port); the acceptor owns them. 0 or -errno with a message in
+ * err. Call before acceptor_run. */
+int acceptor_listen(struct acceptor *a, char *err, size_t errlen);
+
+/* Run until drained (the shards are started, or hosted, by then). Closes
+ * the sockets and wipes the keys however it ends. 0 or -errno. */
+int acceptor_run(struct acceptor *a);
+
+/* Close what is still open, wipe and unmap the keys, free a. NULL is
+ * ignored. */
+void acceptor_free(struct acceptor *a);
 
 #endif

@@ -1,6 +1,8 @@
 /* The operator's endpoint: /healthz and /metrics (Prometheus text format).
  * Runs on the acceptor thread; reads other threads' counters with relaxed
  * atomic loads, so the figures are consistent per counter, not as a set. */
+#include "engine/admin.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -104,7 +106,7 @@ static void render_metrics(struct relay *r, struct out *o)
     put(o,
         "# HELP rapi_info Build and runtime facts.\n# TYPE rapi_info gauge\n"
         "rapi_info{version=\"%s\",io=\"%s\",workers=\"%d\"} 1\n",
-        RAPI_METRIC_VERSION, r->be ? r->be->name : "none", r->nshards);
+        RAPI_METRIC_VERSION, r->be ? ev_backend_name(r->be) : "none", r->nshards);
 }
 
 static int respond(char *out, size_t cap, int status, const char *ctype, const char *body,

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stddef.h>
 
+#include "engine/log.h" /* enum log_level */
 #include "proto/addr.h"
 
 #define CONF_DEFAULT_PATH "/etc/rapi/rapi-server.conf"
@@ -17,8 +18,6 @@
 #define CONF_LINE_MAX 4096
 
 enum conf_io { IO_AUTO = 0, IO_URING, IO_EPOLL };
-
-enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 struct conf {
     char listen[CONF_MAX_LISTEN][ADDR_STR_MAX]; /* "listen", repeatable */

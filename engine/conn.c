@@ -1,22 +1,24 @@
-/* Closing accepted sockets and answering errors; any thread. */
-#include <errno.h>
-#include <sys/socket.h>
-#include <unistd.h>
+/* Closing accepted connections and answering errors; any thread. */
+#include "engine/conn.h"
+
+#include <stdatomic.h>
 
 #include "engine/relay.h"
+#include "proto/webroute.h"
 
 #define REJECT_MAX 512
 #define REJECT_DISCARD 65536 /* bytes of pending input read away before close */
+#define REJECT_SINK 4096
 
-void conn_close(struct relay *r, int fd)
+void conn_close(struct relay *r, struct xconn *c, bool reset)
 {
-    close(fd);
+    c->ops->close(c, reset);
     atomic_fetch_sub(&r->nconn, 1);
 }
 
-void conn_reject_err(struct relay *r, int fd, const struct wr_error *e)
+void conn_reject_err(struct relay *r, struct xconn *c, const struct wr_error *e)
 {
-    char out[REJECT_MAX], sink[4096];
+    char out[REJECT_MAX], sink[REJECT_SINK];
     int n = wr_build_error(out, sizeof(out), e);
     size_t discarded = 0;
 
@@ -25,23 +27,24 @@ void conn_reject_err(struct relay *r, int fd, const struct wr_error *e)
     /* The answer is small and the socket fresh: one nonblocking send; a
      * peer that cannot take a few hundred bytes gets nothing more. */
     if (n > 0)
-        (void)send(fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    shutdown(fd, SHUT_WR);
+        (void)c->ops->snd(c, out, (size_t)n);
+    (void)c->ops->shutw(c);
     /* Unread input at close() makes the kernel send a reset, which can
      * destroy the answer before the peer reads it. */
     while (discarded < REJECT_DISCARD) {
-        ssize_t k = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+        ssize_t k = c->ops->rcv(c, sink, sizeof(sink));
 
         if (k <= 0)
             break;
         discarded += (size_t)k;
     }
-    conn_close(r, fd);
+    conn_close(r, c, false);
 }
 
-void conn_reject(struct relay *r, int fd, int status, const char *errorcode, const char *message)
+void conn_reject(struct relay *r, struct xconn *c, int status, const char *errorcode,
+                 const char *message)
 {
     struct wr_error e = {.status = status, .errorcode = errorcode, .message = message};
 
-    conn_reject_err(r, fd, &e);
+    conn_reject_err(r, c, &e);
 }

@@ -1,5 +1,7 @@
 #include "engine/ev.h"
 
+#include "engine/ev_backend.h"
+
 #include "engine/timer.h"
 
 #include <errno.h>
@@ -15,21 +17,26 @@ static inline uint64_t make_token(uint32_t idx, uint32_t gen)
     return ((uint64_t)(idx + 1) << 32) | gen; /* never 0 */
 }
 
-const struct ev_backend *ev_choose(enum conf_io want, char *why, size_t len)
+const struct ev_backend *ev_choose(enum ev_want want, char *why, size_t len)
 {
     char reason[256] = "";
 
     why[0] = '\0';
-    if (want == IO_EPOLL)
+    if (want == EV_WANT_EPOLL)
         return &ev_backend_epoll;
     if (ev_backend_uring.probe(reason, sizeof(reason)) == 0)
         return &ev_backend_uring;
-    if (want == IO_URING) {
+    if (want == EV_WANT_URING) {
         snprintf(why, len, "io_uring unavailable: %s", reason);
         return NULL;
     }
     snprintf(why, len, "io_uring unavailable (%s), using epoll", reason);
     return &ev_backend_epoll;
+}
+
+const char *ev_backend_name(const struct ev_backend *be)
+{
+    return be->name;
 }
 
 static int slots_grow(struct ev_loop *l)

@@ -16,8 +16,6 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 
-#include "engine/conf.h"
-
 /* Event bits are epoll's (io_uring's poll uses the same mask). */
 #define EV_IN EPOLLIN
 #define EV_OUT EPOLLOUT
@@ -27,32 +25,8 @@
 
 typedef void ev_cb(void *arg, uint32_t events);
 
-enum ev_slot_state { SLOT_FREE = 0, SLOT_LIVE, SLOT_DYING };
-
-struct ev_slot {
-    ev_cb *cb;
-    void *arg;
-    int fd;
-    uint32_t events;
-    uint32_t gen;
-    uint8_t state; /* enum ev_slot_state */
-    uint32_t next_free;
-};
-
-struct ev_loop;
-
-/* A backend: haproxy's `struct poller`, redis's ae_*. */
-struct ev_backend {
-    const char *name;
-    int (*probe)(char *why, size_t len); /* 0 when usable here, else -errno + why */
-    int (*init)(struct ev_loop *l);
-    void (*fini)(struct ev_loop *l);
-    int (*add)(struct ev_loop *l, int fd, uint32_t events, uint64_t token);
-    /* Stop watching. Returns 1 when the slot may be reused at once, 0 when the
-     * backend frees it later with ev_slot_release(). */
-    int (*del)(struct ev_loop *l, int fd, uint64_t token, bool closing);
-    int (*wait)(struct ev_loop *l, int timeout_ms); /* calls ev_dispatch() */
-};
+struct ev_slot;
+struct ev_backend; /* the table (engine/ev_backend.h): haproxy's `struct poller` */
 
 struct ev_loop {
     const struct ev_backend *be;
@@ -66,10 +40,17 @@ struct ev_loop {
 extern const struct ev_backend ev_backend_epoll;
 extern const struct ev_backend ev_backend_uring;
 
-/* Pick a backend for `want` (IO_AUTO: io_uring when the kernel allows it).
- * Returns the backend, or NULL with the reason in why (IO_URING forced but
- * unusable). With IO_AUTO falling back, why says why io_uring was not used. */
-const struct ev_backend *ev_choose(enum conf_io want, char *why, size_t len);
+/* Which backend to use: the configuration's "io" maps onto this. */
+enum ev_want { EV_WANT_AUTO = 0, EV_WANT_URING, EV_WANT_EPOLL };
+
+/* Pick a backend (EV_WANT_AUTO: io_uring when the kernel allows it).
+ * Returns the backend, or NULL with the reason in why (EV_WANT_URING but
+ * unusable). With EV_WANT_AUTO falling back, why says why io_uring was not
+ * used. */
+const struct ev_backend *ev_choose(enum ev_want want, char *why, size_t len);
+
+/* The backend's name ("io_uring", "epoll"). */
+const char *ev_backend_name(const struct ev_backend *be);
 
 int ev_init(struct ev_loop *l, const struct ev_backend *be);
 void ev_fini(struct ev_loop *l);
@@ -92,13 +73,5 @@ void ev_rebind(struct ev_loop *l, uint64_t token, ev_cb *cb, void *arg);
 
 /* Wait up to timeout_ms (-1: forever) and run callbacks. 0 or -errno. */
 int ev_wait(struct ev_loop *l, int timeout_ms);
-
-/* For backends: called when the kernel wait returns, before dispatching. */
-void ev_clock(struct ev_loop *l);
-
-/* For backends. */
-void ev_dispatch(struct ev_loop *l, uint64_t token, uint32_t events);
-struct ev_slot *ev_slot_of(struct ev_loop *l, uint64_t token);
-void ev_slot_release(struct ev_loop *l, uint64_t token);
 
 #endif

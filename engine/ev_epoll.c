@@ -1,5 +1,5 @@
 /* epoll backend: edge-triggered readiness, one epoll fd per loop. */
-#include "engine/ev.h"
+#include "engine/ev_backend.h"
 
 #include <errno.h>
 #include <stdint.h>

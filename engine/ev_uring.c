@@ -5,7 +5,7 @@
  * always punted to io-wq here and costs a kernel thread per idle direction
  * (DESIGN.md). The ring is single-issuer with deferred task work, created by
  * the thread that uses it. */
-#include "engine/ev.h"
+#include "engine/ev_backend.h"
 
 #include <errno.h>
 #include <liburing.h>

@@ -1,20 +1,19 @@
-/* Linked pairs: two sockets joined, bytes moved by the kernel with
- * nonblocking splice through a pooled pipe (copy fallback), driven by
+/* Linked pairs: two connections joined, bytes moved through each end's
+ * transport: by the kernel with nonblocking splice through a pooled pipe
+ * when both transports can splice, else copied through a buffer; driven by
  * edge-triggered readiness. One symmetric pump per direction (nginx's stream
  * proxy): the direction is an argument, never duplicated code. Shard thread
  * only. */
+#include "engine/link.h"
+
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
+#include "engine/conn.h"
 #include "engine/log.h"
 #include "engine/shard.h"
-
-#define SPLICE_FLAGS (SPLICE_F_NONBLOCK | SPLICE_F_MOVE)
 
 static void link_timer_cb(struct timer *t);
 static void link_event(void *arg, uint32_t events, int side);
@@ -47,42 +46,55 @@ static void dir_release(struct shard *sh, struct link_dir *d, bool force)
     }
 }
 
-/* Get somewhere to put bytes: a pipe, else a copy buffer. */
-static int dir_acquire(struct shard *sh, struct link_dir *d)
+/* Get somewhere to put bytes: a pipe when both transports can splice,
+ * else a copy buffer. */
+static int dir_acquire(struct shard *sh, struct link_dir *d, const struct link_end *src,
+                       const struct link_end *dst)
 {
     if (d->pipe[0] >= 0 || d->buf)
         return 0;
-    if (pipepool_get(&sh->pool, d->pipe) == 0)
-        return 0;
-    STAT_ADD(sh->stats.copy_fallbacks, 1);
+    if (xconn_can_splice(&src->c, &dst->c)) {
+        if (pipepool_get(&sh->pool, d->pipe) == 0)
+            return 0;
+        STAT_ADD(sh->stats.copy_fallbacks, 1);
+    }
     d->buf = malloc(LINK_COPY_BUF);
     return d->buf ? 0 : -ENOMEM;
+}
+
+/* Count n bytes delivered on direction d. */
+static void dir_account(struct link *l, struct link_dir *d, size_t n)
+{
+    d->bytes += (uint64_t)n;
+    if (d == &l->dir[0])
+        STAT_ADD(l->sh->stats.bytes_up, (uint64_t)n);
+    else
+        STAT_ADD(l->sh->stats.bytes_down, (uint64_t)n);
+    l->last = l->sh->now;
 }
 
 /* Write what the direction holds toward dst. 1: all flushed, 0: dst is full
  * (wait for EV_OUT), -errno: failure. */
 static int dir_flush(struct link *l, struct link_dir *d, struct link_end *dst)
 {
+    struct xconn *c = &dst->c;
     ssize_t n;
 
     while (d->head_off < d->head_len || d->in_pipe || d->buf_off < d->buf_len) {
         if (!dst->writable)
             return 0;
         if (d->head_off < d->head_len)
-            n = send(dst->fd, d->head + d->head_off, d->head_len - d->head_off, MSG_NOSIGNAL);
+            n = c->ops->snd(c, d->head + d->head_off, d->head_len - d->head_off);
         else if (d->in_pipe)
-            n = splice(d->pipe[0], NULL, dst->fd, NULL, d->in_pipe, SPLICE_FLAGS);
+            n = c->ops->snd_pipe(c, d->pipe[0], d->in_pipe);
         else
-            n = send(dst->fd, d->buf + d->buf_off, d->buf_len - d->buf_off, MSG_NOSIGNAL);
-        if (n == -1) {
-            if (errno == EAGAIN) {
-                dst->writable = false;
-                return 0;
-            }
-            if (errno == EINTR)
-                continue;
-            return -errno;
+            n = c->ops->snd(c, d->buf + d->buf_off, d->buf_len - d->buf_off);
+        if (n == -EAGAIN) {
+            dst->writable = false;
+            return 0;
         }
+        if (n < 0)
+            return (int)n;
         if (d->head_off < d->head_len) {
             d->head_off += (size_t)n;
             continue;
@@ -91,51 +103,41 @@ static int dir_flush(struct link *l, struct link_dir *d, struct link_end *dst)
             d->in_pipe -= (size_t)n;
         else
             d->buf_off += (size_t)n;
-        d->bytes += (uint64_t)n;
-        if (d == &l->dir[0])
-            STAT_ADD(l->sh->stats.bytes_up, (uint64_t)n);
-        else
-            STAT_ADD(l->sh->stats.bytes_down, (uint64_t)n);
-        l->last = l->sh->now;
+        dir_account(l, d, (size_t)n);
     }
     return 1;
 }
 
 /* Read from src into the pipe or buffer. 1: got bytes or EOF, 0: src empty,
  * -errno: failure. */
-static int dir_fill(struct link *l, struct link_dir *d, struct link_end *src)
+static int dir_fill(struct link *l, struct link_dir *d, struct link_end *src,
+                    const struct link_end *dst)
 {
+    struct xconn *c = &src->c;
     ssize_t n;
-    int r = dir_acquire(l->sh, d);
+    int r = dir_acquire(l->sh, d, src, dst);
 
     if (r < 0)
         return r;
-    for (;;) {
-        if (d->pipe[0] >= 0)
-            n = splice(src->fd, NULL, d->pipe[1], NULL, l->sh->conf.pipe_size, SPLICE_FLAGS);
-        else
-            n = recv(src->fd, d->buf, LINK_COPY_BUF, 0);
-        if (n > 0) {
-            if (d->pipe[0] >= 0) {
-                d->in_pipe = (size_t)n;
-            } else {
-                d->buf_len = (size_t)n;
-                d->buf_off = 0;
-            }
-            return 1;
-        }
-        if (n == 0) {
-            d->eof = true;
-            return 1;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN) {
-            src->readable = false;
-            return 0;
-        }
-        return -errno;
+    if (d->pipe[0] >= 0)
+        n = c->ops->rcv_pipe(c, d->pipe[1], l->sh->conf.pipe_size);
+    else
+        n = c->ops->rcv(c, d->buf, LINK_COPY_BUF);
+    if (n == -EAGAIN) {
+        src->readable = false;
+        return 0;
     }
+    if (n < 0)
+        return (int)n;
+    if (n == 0) {
+        d->eof = true;
+    } else if (d->pipe[0] >= 0) {
+        d->in_pipe = (size_t)n;
+    } else {
+        d->buf_len = (size_t)n;
+        d->buf_off = 0;
+    }
+    return 1;
 }
 
 /* Move bytes end[di] -> end[!di] until one side would block, the source
@@ -152,8 +154,8 @@ static int dir_pump(struct link *l, int di)
         if (r <= 0)
             return r;
         if (d->eof) {
-            if (!d->shut && shutdown(dst->fd, SHUT_WR) == -1 && errno != ENOTCONN)
-                return -errno;
+            if (!d->shut && (r = dst->c.ops->shutw(&dst->c)) < 0 && r != -ENOTCONN)
+                return r;
             d->shut = true;
             dir_release(l->sh, d, false);
             return 0;
@@ -162,7 +164,7 @@ static int dir_pump(struct link *l, int di)
             dir_release(l->sh, d, false);
             return 0;
         }
-        r = dir_fill(l, d, src);
+        r = dir_fill(l, d, src, dst);
         if (r < 0)
             return r;
         if (r == 0) {
@@ -222,47 +224,46 @@ void link_run_ready(struct shard *sh)
     }
 }
 
-int link_new(struct shard *sh, int cfd, uint64_t ctok, int sfd, char *to_client,
-             size_t to_client_len, char *to_server, size_t to_server_len, long timeout_s,
-             const char *path, size_t path_len, const char *peer)
+int link_new(struct shard *sh, const struct link_args *a)
 {
-    struct link *l = calloc(1, sizeof(*l) + path_len + 1);
-    int r;
+    struct link *l = calloc(1, sizeof(*l) + a->path_len + 1);
+    int r = 0;
 
     if (!l) {
-        ev_del(&sh->loop, ctok);
+        ev_del(&sh->loop, a->client_tok);
         return -ENOMEM;
     }
     l->sh = sh;
-    memcpy(l->path, path, path_len);
-    snprintf(l->peer, sizeof(l->peer), "%s", peer);
-    l->end[0].fd = cfd;
-    l->end[1].fd = sfd;
+    memcpy(l->path, a->path, a->path_len);
+    snprintf(l->peer, sizeof(l->peer), "%s", a->peer);
+    l->end[0].c = a->client;
+    l->end[1].c = a->server;
     for (int i = 0; i < 2; i++)
         l->dir[i].pipe[0] = l->dir[i].pipe[1] = -1;
     /* dir[1] flows server -> client: the client's 101 goes first on it. */
-    l->dir[1].head = to_client;
-    l->dir[1].head_len = to_client_len;
-    l->dir[0].head = to_server;
-    l->dir[0].head_len = to_server_len;
+    l->dir[1].head = a->to_client;
+    l->dir[1].head_len = a->to_client_len;
+    l->dir[0].head = a->to_server;
+    l->dir[0].head_len = a->to_server_len;
     l->start = l->last = sh->now;
-    l->timeout_ms = (uint64_t)timeout_s * 1000;
+    l->timeout_ms = (uint64_t)a->timeout_s * 1000;
     /* The client's watch has the link's mask already; the bytes it sent
      * while waiting may have consumed the readable edge. */
-    r = 0;
-    if (ctok) {
-        ev_rebind(&sh->loop, ctok, link_event0, l);
-        l->end[0].tok = ctok;
+    if (a->client_tok) {
+        ev_rebind(&sh->loop, a->client_tok, link_event0, l);
+        l->end[0].tok = a->client_tok;
         l->end[0].readable = true;
     } else {
-        r = ev_add(&sh->loop, cfd, EV_IN | EV_OUT | EV_RDHUP, link_event0, l, &l->end[0].tok);
+        r = ev_add(&sh->loop, a->client.fd, EV_IN | EV_OUT | EV_RDHUP, link_event0, l,
+                   &l->end[0].tok);
     }
     if (r == 0)
-        r = ev_add(&sh->loop, sfd, EV_IN | EV_OUT | EV_RDHUP, link_event1, l, &l->end[1].tok);
+        r = ev_add(&sh->loop, a->server.fd, EV_IN | EV_OUT | EV_RDHUP, link_event1, l,
+                   &l->end[1].tok);
     if (r < 0) {
         ev_del(&sh->loop, l->end[0].tok);
         free(l);
-        return r; /* the caller still owns fds and heads */
+        return r; /* the caller still owns the connections and heads */
     }
     dlist_add_tail(&sh->links, &l->node);
     sh->nlinks++;
@@ -271,7 +272,7 @@ int link_new(struct shard *sh, int cfd, uint64_t ctok, int sfd, char *to_client,
     /* Both sockets are fresh: write the 101s and any early bytes now rather
      * than waiting for the first readiness event. Whether they have bytes to
      * read the watch reports at once (it checks readiness when added), so no
-     * speculative splice here. */
+     * speculative read here. */
     l->end[0].writable = l->end[1].writable = true;
     link_pump(l);
     return 0;
@@ -287,13 +288,8 @@ void link_close(struct link *l, bool reset, const char *why)
     l->closing = true;
     for (int i = 0; i < 2; i++) {
         ev_del_closing(&sh->loop, l->end[i].tok);
-        if (reset) {
-            /* Propagate a reset as a reset, not as a clean end of stream. */
-            struct linger lg = {.l_onoff = 1, .l_linger = 0};
-
-            setsockopt(l->end[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-        }
-        conn_close(sh->relay, l->end[i].fd);
+        /* A reset is propagated as a reset, not as a clean end of stream. */
+        conn_close(sh->relay, &l->end[i].c, reset);
         dir_release(sh, &l->dir[i], true);
     }
     timer_del(&sh->wheel, &l->timer);
@@ -309,7 +305,7 @@ void link_close(struct link *l, bool reset, const char *why)
 
 static void link_timer_cb(struct timer *t)
 {
-    struct link *l = (struct link *)((char *)t - offsetof(struct link, timer));
+    struct link *l = CONTAINER(t, struct link, timer);
     struct shard *sh = l->sh;
 
     if (sh->now - l->last >= l->timeout_ms) {

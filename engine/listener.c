@@ -1,13 +1,15 @@
 /* Listeners (server key + WebSocket), waiting clients and dial-backs: the
  * part of PROTOCOL.md that lives on a shard. Shard thread only. */
+#include "engine/listener.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
+#include "engine/conn.h"
+#include "engine/link.h"
 #include "engine/log.h"
 #include "engine/shard.h"
 #include "proto/json.h"
@@ -58,17 +60,14 @@ static int out_frame(struct listener *l, uint8_t opcode, const void *p, size_t n
 static int out_flush(struct listener *l)
 {
     while (l->out_off < l->out_len && l->writable) {
-        ssize_t n = send(l->fd, l->out + l->out_off, l->out_len - l->out_off, MSG_NOSIGNAL);
+        ssize_t n = l->c.ops->snd(&l->c, l->out + l->out_off, l->out_len - l->out_off);
 
-        if (n == -1) {
-            if (errno == EAGAIN) {
-                l->writable = false;
-                break;
-            }
-            if (errno == EINTR)
-                continue;
-            return -errno;
+        if (n == -EAGAIN) {
+            l->writable = false;
+            break;
         }
+        if (n < 0)
+            return (int)n;
         l->out_off += (size_t)n;
     }
     if (l->out_off == l->out_len) {
@@ -109,8 +108,8 @@ void waiter_fail(struct waiter *w, int status, const char *code, const char *msg
     waiter_unlink(w);
     ev_del_closing(&w->sh->loop, w->tok); /* conn_reject closes it */
     log_info("unlinked path=%.*s client=%s (%s)", (int)w->path_len, w->key, w->peer, code);
-    conn_reject(w->sh->relay, w->fd, status, code, msg);
-    free(w->pre);
+    conn_reject(w->sh->relay, &w->c, status, code, msg);
+    free(w->early);
     free(w);
 }
 
@@ -128,15 +127,15 @@ static void waiter_event(void *arg, uint32_t events)
     if (!(events & (EV_RDHUP | EV_HUP | EV_ERR)))
         return;
     if (!(events & (EV_HUP | EV_ERR)) &&
-        (w->pre_len > 0 || (ioctl(w->fd, FIONREAD, &pending) == 0 && pending > 0)))
+        (w->early_len > 0 || (ioctl(w->c.fd, FIONREAD, &pending) == 0 && pending > 0)))
         return;
     waiter_unlink(w);
     ev_del_closing(&w->sh->loop, w->tok);
     STAT_ADD(w->sh->stats.clients_left, 1);
     log_info("unlinked path=%.*s client=%s (client left while waiting)", (int)w->path_len, w->key,
              w->peer);
-    conn_close(w->sh->relay, w->fd);
-    free(w->pre);
+    conn_close(w->sh->relay, &w->c, false);
+    free(w->early);
     free(w);
 }
 
@@ -168,7 +167,7 @@ void listener_close(struct listener *l, const char *why)
     atomic_fetch_sub(&sh->relay->nlisteners, 1);
     ev_del_closing(&sh->loop, l->tok);
     timer_del(&sh->wheel, &l->ka);
-    conn_close(sh->relay, l->fd);
+    conn_close(sh->relay, &l->c, false);
     log_info("unregister path=%s listener=%s (%s)", l->path, l->peer, why);
     free(l->out);
     free(l);
@@ -280,18 +279,13 @@ static int listener_read(struct listener *l)
     uint8_t buf[WS_READ_CHUNK];
 
     for (;;) {
-        ssize_t n = recv(l->fd, buf, sizeof(buf), 0);
+        ssize_t n = l->c.ops->rcv(&l->c, buf, sizeof(buf));
         int c;
 
-        if (n == 0)
+        if (n == -EAGAIN)
+            return 0;
+        if (n <= 0)
             return -1;
-        if (n == -1) {
-            if (errno == EAGAIN)
-                return 0;
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
         l->last_rx = l->sh->now;
         if (l->closing)
             continue; /* after our close frame, input is only drained */
@@ -348,12 +342,12 @@ void listener_register(struct shard *sh, struct handoff *h)
 
     if (map_get(&sh->listeners, h->path, h->path_len)) {
         log_reject("reject %s: path %s in use", h->peer, h->path);
-        conn_reject(r, h->fd, 409, "path_in_use", "This path already has a listener");
+        conn_reject(r, &h->conn, 409, "path_in_use", "This path already has a listener");
         return;
     }
     if (atomic_fetch_add(&r->nlisteners, 1) >= sh->conf.max_listeners) {
         atomic_fetch_sub(&r->nlisteners, 1);
-        conn_reject(r, h->fd, 503, "too_many_listeners", "Too many listeners");
+        conn_reject(r, &h->conn, 503, "too_many_listeners", "Too many listeners");
         return;
     }
     l = calloc(1, sizeof(*l) + h->path_len + 1);
@@ -363,11 +357,11 @@ void listener_register(struct shard *sh, struct handoff *h)
         if (l)
             free(l->out);
         free(l);
-        conn_reject(r, h->fd, 503, "too_many_listeners", "Out of memory");
+        conn_reject(r, &h->conn, 503, "too_many_listeners", "Out of memory");
         return;
     }
     l->sh = sh;
-    l->fd = h->fd;
+    l->c = h->conn;
     memcpy(l->path, h->path, h->path_len);
     l->path_len = h->path_len;
     l->me.key = l->path;
@@ -377,7 +371,7 @@ void listener_register(struct shard *sh, struct handoff *h)
     l->writable = true;
     snprintf(l->peer, sizeof(l->peer), "%s", h->peer);
     map_put(&sh->listeners, &l->me);
-    if (ev_add(&sh->loop, l->fd, EV_IN | EV_OUT | EV_RDHUP, listener_event, l, &l->tok) < 0) {
+    if (ev_add(&sh->loop, l->c.fd, EV_IN | EV_OUT | EV_RDHUP, listener_event, l, &l->tok) < 0) {
         listener_close(l, "cannot watch");
         return;
     }
@@ -386,8 +380,8 @@ void listener_register(struct shard *sh, struct handoff *h)
         timer_set(&sh->wheel, &l->ka, sh->now + (uint64_t)sh->conf.keepalive * 1000,
                   listener_ka_cb);
     /* Frames the listener pipelined behind its head. */
-    if (h->pre_len) {
-        int c = ws_feed(l, (uint8_t *)h->pre, h->pre_len);
+    if (h->early_len) {
+        int c = ws_feed(l, (uint8_t *)h->early, h->early_len);
 
         if (c > 0)
             listener_send_close(l, (uint16_t)c, "protocol error");
@@ -411,7 +405,7 @@ static struct waiter *waiter_new(struct shard *sh, struct handoff *h)
     if (!w)
         return NULL;
     w->sh = sh;
-    w->fd = h->fd;
+    w->c = h->conn;
     w->path_len = h->path_len;
     w->id_len = h->id_len;
     memcpy(w->key, h->path, h->path_len);
@@ -420,14 +414,14 @@ static struct waiter *waiter_new(struct shard *sh, struct handoff *h)
     w->me.key_len = h->path_len + 1 + h->id_len;
     w->timeout = h->timeout;
     snprintf(w->peer, sizeof(w->peer), "%s", h->peer);
-    if (h->pre_len) {
-        w->pre = malloc(h->pre_len);
-        if (!w->pre) {
+    if (h->early_len) {
+        w->early = malloc(h->early_len);
+        if (!w->early) {
             free(w);
             return NULL;
         }
-        memcpy(w->pre, h->pre, h->pre_len);
-        w->pre_len = h->pre_len;
+        memcpy(w->early, h->early, h->early_len);
+        w->early_len = h->early_len;
     }
     return w;
 }
@@ -445,7 +439,7 @@ void client_arrive(struct shard *sh, struct handoff *h)
 
     if (!l || l->closing) {
         log_reject("reject %s: no listener on %s", h->peer, h->path);
-        conn_reject(r, h->fd, 502, "missing_destination", "No listener on this path");
+        conn_reject(r, &h->conn, 502, "missing_destination", "No listener on this path");
         return;
     }
     memcpy(key, h->path, h->path_len);
@@ -453,11 +447,11 @@ void client_arrive(struct shard *sh, struct handoff *h)
     memcpy(key + h->path_len + 1, h->id, h->id_len);
     if (map_get(&sh->waiters, key, h->path_len + 1 + h->id_len)) {
         log_reject("reject %s: duplicate id on %s", h->peer, h->path);
-        conn_reject(r, h->fd, 409, "duplicate_id", "A client with this WebRoute-ID is waiting");
+        conn_reject(r, &h->conn, 409, "duplicate_id", "A client with this WebRoute-ID is waiting");
         return;
     }
     if (l->nwaiting >= sh->conf.max_waiting) {
-        conn_reject(r, h->fd, 503, "too_many_waiting", "Too many clients waiting on this path");
+        conn_reject(r, &h->conn, 503, "too_many_waiting", "Too many clients waiting on this path");
         return;
     }
     timeout = side_timeout(sh, h->timeout);
@@ -465,9 +459,9 @@ void client_arrive(struct shard *sh, struct handoff *h)
     n = notify_build(json, sizeof(json), h->peer, h->id, h->id_len, timeout);
     w = n < 0 ? NULL : waiter_new(sh, h);
     if (!w || out_frame(l, WS_OP_TEXT, json, (size_t)n) < 0) {
-        free(w ? w->pre : NULL);
+        free(w ? w->early : NULL);
         free(w);
-        conn_reject(r, h->fd, 503, "too_many_waiting", "The listener is not reading");
+        conn_reject(r, &h->conn, 503, "too_many_waiting", "The listener is not reading");
         return;
     }
     w->l = l;
@@ -476,7 +470,7 @@ void client_arrive(struct shard *sh, struct handoff *h)
     map_put(&sh->waiters, &w->me);
     /* Watched with the mask it will need as a link end, so that linking
      * costs no syscall: only the callback changes (ev_rebind). */
-    if (ev_add(&sh->loop, w->fd, EV_IN | EV_OUT | EV_RDHUP, waiter_event, w, &w->tok) < 0)
+    if (ev_add(&sh->loop, w->c.fd, EV_IN | EV_OUT | EV_RDHUP, waiter_event, w, &w->tok) < 0)
         w->tok = 0; /* still served; only an early hang-up goes unnoticed */
     timer_set(&sh->wheel, &w->timer, sh->now + (uint64_t)sh->conf.dialback_timeout * 1000,
               waiter_timer_cb);
@@ -486,17 +480,17 @@ void client_arrive(struct shard *sh, struct handoff *h)
 }
 
 /* The 101 for one side followed by the other side's early bytes. */
-static char *head_for(const char *accept101, size_t n101, const char *pre, size_t pre_len,
+static char *head_for(const char *accept101, size_t n101, const char *early, size_t early_len,
                       size_t *len)
 {
-    char *p = malloc(n101 + pre_len);
+    char *p = malloc(n101 + early_len);
 
     if (!p)
         return NULL;
     memcpy(p, accept101, n101);
-    if (pre_len)
-        memcpy(p + n101, pre, pre_len);
-    *len = n101 + pre_len;
+    if (early_len)
+        memcpy(p + n101, early, early_len);
+    *len = n101 + early_len;
     return p;
 }
 
@@ -507,9 +501,7 @@ void dialback_arrive(struct shard *sh, struct handoff *h)
     char acc[WEBROUTE_ACCEPT_LEN + 1], head[HEAD_101_MAX];
     struct map_entry *me;
     struct waiter *w;
-    char *to_client, *to_server;
-    size_t lc = 0, ls = 0;
-    long timeout;
+    struct link_args la;
     int n;
 
     memcpy(key, h->path, h->path_len);
@@ -518,32 +510,37 @@ void dialback_arrive(struct shard *sh, struct handoff *h)
     me = map_get(&sh->waiters, key, h->path_len + 1 + h->id_len);
     if (!me) {
         log_reject("reject %s: unknown route on %s", h->peer, h->path);
-        conn_reject(r, h->fd, 404, "unknown_route", "No client waits with this WebRoute-ID");
+        conn_reject(r, &h->conn, 404, "unknown_route", "No client waits with this WebRoute-ID");
         return;
     }
     w = CONTAINER(me, struct waiter, me);
     if (wr_accept(h->id, h->id_len, acc) < 0 ||
         (n = wr_build_wr_101(head, sizeof(head), acc)) < 0) {
-        conn_reject(r, h->fd, 400, "invalid_request", "Bad WebRoute-ID");
+        conn_reject(r, &h->conn, 400, "invalid_request", "Bad WebRoute-ID");
         return;
     }
-    to_client = head_for(head, (size_t)n, h->pre, h->pre_len, &lc);
-    to_server = head_for(head, (size_t)n, w->pre, w->pre_len, &ls);
+    la = (struct link_args){.client = w->c,
+                            .client_tok = w->tok,
+                            .server = h->conn,
+                            .path = h->path,
+                            .path_len = h->path_len,
+                            .peer = w->peer};
+    la.to_client = head_for(head, (size_t)n, h->early, h->early_len, &la.to_client_len);
+    la.to_server = head_for(head, (size_t)n, w->early, w->early_len, &la.to_server_len);
     /* The pair's inactivity timeout is the smaller of the two sides'. */
-    timeout = side_timeout(sh, h->timeout);
-    if (w->timeout < timeout)
-        timeout = w->timeout;
+    la.timeout_s = side_timeout(sh, h->timeout);
+    if (w->timeout < la.timeout_s)
+        la.timeout_s = w->timeout;
     waiter_unlink(w);
-    log_info("link path=%s client=%s server=%s timeout=%lds", h->path, w->peer, h->peer, timeout);
-    if (!to_client || !to_server ||
-        link_new(sh, w->fd, w->tok, h->fd, to_client, lc, to_server, ls, timeout, h->path,
-                 h->path_len, w->peer) < 0) {
-        free(to_client);
-        free(to_server);
+    log_info("link path=%s client=%s server=%s timeout=%lds", h->path, w->peer, h->peer,
+             la.timeout_s);
+    if (!la.to_client || !la.to_server || link_new(sh, &la) < 0) {
+        free(la.to_client);
+        free(la.to_server);
         ev_del_closing(&sh->loop, w->tok); /* no-op when link_new already let go */
-        conn_reject(r, w->fd, 503, "too_many_connections", "Out of resources");
-        conn_reject(r, h->fd, 503, "too_many_connections", "Out of resources");
+        conn_reject(r, &w->c, 503, "too_many_connections", "Out of resources");
+        conn_reject(r, &h->conn, 503, "too_many_connections", "Out of resources");
     }
-    free(w->pre);
+    free(w->early);
     free(w);
 }

@@ -7,7 +7,8 @@
 
 #include <stdatomic.h>
 
-#include "engine/conf.h"
+/* Most to least severe: a level logs itself and everything before it. */
+enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 extern _Atomic int log_level_cur;
 

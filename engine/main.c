@@ -237,15 +237,59 @@ static int start_shards(struct relay *r)
     return 0;
 }
 
+static enum ev_want io_want(enum conf_io io)
+{
+    switch (io) {
+    case IO_URING:
+        return EV_WANT_URING;
+    case IO_EPOLL:
+        return EV_WANT_EPOLL;
+    default:
+        return EV_WANT_AUTO;
+    }
+}
+
+/* Listen, start the shards, run the acceptor until drained. The exit
+ * status once it ran, or -1 when start-up failed (no shard to join). */
+static int serve(struct relay *r, struct acceptor *a)
+{
+    char why[512];
+    int e;
+
+    if (acceptor_listen(a, why, sizeof(why)) < 0) {
+        log_error("%s", why);
+        return -1;
+    }
+    e = start_shards(r);
+    if (e < 0) {
+        log_error("cannot start worker shards: %s", strerror(-e));
+        return -1;
+    }
+    log_notice("rapi-server " RAPI_VERSION " running: io=%s workers=%d", ev_backend_name(r->be),
+               r->nshards);
+    e = acceptor_run(a);
+    if (e < 0)
+        log_error("acceptor: %s", strerror(-e));
+    return e < 0 ? 1 : 0;
+}
+
 static int run(const struct opts *o, struct relay *r, struct keys *k)
 {
+    struct acceptor *a;
     char why[512];
     sigset_t set;
     int e;
 
-    r->be = ev_choose(r->conf.io, why, sizeof(why));
+    a = acceptor_new(r, k, reload, (void *)o);
+    keys_wipe(k); /* the acceptor holds the only copy now */
+    if (!a) {
+        log_error("cannot start: out of memory");
+        return 1;
+    }
+    r->be = ev_choose(io_want(r->conf.io), why, sizeof(why));
     if (!r->be) {
         log_error("%s", why);
+        acceptor_free(a);
         return 1;
     }
     if (why[0])
@@ -259,27 +303,17 @@ static int run(const struct opts *o, struct relay *r, struct keys *k)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    if (acceptor_listen(r, why, sizeof(why)) < 0) {
-        log_error("%s", why);
-        return 1;
-    }
-    e = start_shards(r);
-    if (e < 0) {
-        log_error("cannot start worker shards: %s", strerror(-e));
-        return 1;
-    }
-    log_notice("rapi-server " RAPI_VERSION " running: io=%s workers=%d", r->be->name, r->nshards);
-    e = acceptor_run(r, k, reload, (void *)o);
-    keys_wipe(k);
+    e = serve(r, a);
+    acceptor_free(a);
     if (e < 0)
-        log_error("acceptor: %s", strerror(-e));
+        return 1;
     for (int i = 0; i < r->nshards; i++) {
         shard_join(r->shards[i]);
         shard_free(r->shards[i]);
     }
     free(r->shards);
     log_notice("stopped");
-    return e < 0 ? 1 : 0;
+    return e;
 }
 
 int main(int argc, char **argv)

@@ -96,3 +96,21 @@ void map_del(struct map *m, struct map_entry *e)
         }
     }
 }
+
+void map_iter_init(struct map_iter *it, const struct map *m)
+{
+    it->m = m;
+    it->bucket = 0;
+    it->next = NULL;
+}
+
+struct map_entry *map_iter_next(struct map_iter *it)
+{
+    struct map_entry *e = it->next;
+
+    while (!e && it->bucket < it->m->nbuckets)
+        e = it->m->bucket[it->bucket++];
+    /* Taken now, so that the caller may delete e. */
+    it->next = e ? e->next : NULL;
+    return e;
+}

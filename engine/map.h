@@ -35,4 +35,17 @@ int map_put(struct map *m, struct map_entry *e);
 
 void map_del(struct map *m, struct map_entry *e);
 
+/* Walk every entry, in no particular order:
+ *     for (map_iter_init(&it, m); (e = map_iter_next(&it));) ...
+ * The entry just returned may be deleted (map_del) during the walk, no other
+ * entry may, and nothing may be put. */
+struct map_iter {
+    const struct map *m;
+    size_t bucket;          /* next bucket to look at */
+    struct map_entry *next; /* next entry of the current chain */
+};
+
+void map_iter_init(struct map_iter *it, const struct map *m);
+struct map_entry *map_iter_next(struct map_iter *it);
+
 #endif

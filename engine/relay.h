@@ -1,5 +1,5 @@
 /* What the acceptor and the shards share: the relay object, the hand-off
- * message, and the connection helpers. The relay is created by main before
+ * message and the shard API the acceptor uses. The relay is created by main before
  * any thread starts; its atomics are touched by every thread, everything
  * else in it belongs to the main (acceptor) thread. */
 #ifndef RAPI_ENGINE_RELAY_H
@@ -12,6 +12,7 @@
 #include "engine/conf.h"
 #include "engine/ev.h"
 #include "engine/stats.h"
+#include "engine/xprt.h"
 #include "proto/addr.h"
 #include "proto/webroute.h"
 #include "proto/ws.h"
@@ -41,30 +42,16 @@ enum handoff_type {
 struct handoff {
     struct handoff *next;
     enum handoff_type type;
-    int fd;
+    struct xconn conn; /* HO_CONN: the connection and its transport */
     enum wr_kind kind;
     long timeout; /* WebRoute-Timeout header, -1 when absent */
     char peer[ADDR_STR_MAX];
     char ws_accept[WS_ACCEPT_LEN + 1];
-    struct conf *conf;     /* HO_CONFIG: heap copy, freed by the shard */
-    char *path, *id, *pre; /* point into data[] */
-    size_t path_len, id_len, pre_len;
+    struct conf *conf;       /* HO_CONFIG: heap copy, freed by the shard */
+    char *path, *id, *early; /* point into data[]; early: bytes after the head */
+    size_t path_len, id_len, early_len;
     char data[];
 };
-
-/* Close an accepted socket and drop it from the connection count. */
-void conn_close(struct relay *r, int fd);
-
-/* Answer an error (a JSON error answer, PROTOCOL.md), then close: shut down
- * our side, discard what the peer already sent so that the close does not
- * turn into a reset that could destroy the answer, close. */
-void conn_reject(struct relay *r, int fd, int status, const char *errorcode, const char *message);
-void conn_reject_err(struct relay *r, int fd, const struct wr_error *e);
-
-/* The admin endpoint's answer to a GET of path (engine/admin.c): a whole
- * HTTP response in out. Returns its length, or -1 when cap is too small. */
-int admin_answer(struct relay *r, const char *method, size_t method_len, const char *path,
-                 size_t path_len, char *out, size_t cap);
 
 /* Shard that owns a path. */
 struct shard *relay_shard_for(struct relay *r, const char *path, size_t len);

@@ -5,8 +5,12 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "engine/log.h"
 #include "engine/shard.h"
+
+#include "engine/conn.h"
+#include "engine/link.h"
+#include "engine/listener.h"
+#include "engine/log.h"
 
 struct shard *relay_shard_for(struct relay *r, const char *path, size_t len)
 {
@@ -56,20 +60,17 @@ void shard_push(struct shard *s, struct handoff *h)
 
 static void shard_drain_start(struct shard *s)
 {
+    struct map_iter it;
+    struct map_entry *e;
+
     s->draining = true;
     s->drain_deadline = s->now + (uint64_t)s->conf.drain_timeout * 1000;
     /* Listeners go first: closing them fails their waiting clients. A
      * listener whose close frame cannot go out at once stays in the map
-     * until it does (or the deadline), so walk each chain by its next
-     * pointers, taken before the call. */
-    for (size_t i = 0; i < s->listeners.nbuckets; i++) {
-        struct map_entry *e = s->listeners.bucket[i], *next;
-
-        for (; e; e = next) {
-            next = e->next;
-            listener_drain(CONTAINER(e, struct listener, me));
-        }
-    }
+     * until it does (or the deadline); one that can goes from the map at
+     * once, which the iterator allows. */
+    for (map_iter_init(&it, &s->listeners); (e = map_iter_next(&it));)
+        listener_drain(CONTAINER(e, struct listener, me));
 }
 
 static void shard_handle(struct shard *s, struct handoff *h)
@@ -77,7 +78,7 @@ static void shard_handle(struct shard *s, struct handoff *h)
     switch (h->type) {
     case HO_CONN:
         if (s->draining)
-            conn_reject(s->relay, h->fd, 503, "shutting_down", "The relay is shutting down");
+            conn_reject(s->relay, &h->conn, 503, "shutting_down", "The relay is shutting down");
         else if (h->kind == WR_LISTENER)
             listener_register(s, h);
         else if (h->kind == WR_CLIENT)
@@ -125,12 +126,14 @@ static void shard_wake(void *arg, uint32_t events)
 
 static void shard_close_all(struct shard *s)
 {
-    while (s->links.next != &s->links)
+    struct map_iter it;
+    struct map_entry *e;
+
+    while (!dlist_empty(&s->links))
         link_close(CONTAINER(s->links.next, struct link, node), false, "drain timeout");
     link_run_ready(s);
-    for (size_t i = 0; i < s->listeners.nbuckets; i++)
-        while (s->listeners.bucket[i])
-            listener_close(CONTAINER(s->listeners.bucket[i], struct listener, me), "exit");
+    for (map_iter_init(&it, &s->listeners); (e = map_iter_next(&it));)
+        listener_close(CONTAINER(e, struct listener, me), "exit");
 }
 
 int shard_loop_init(struct shard *s)
@@ -144,7 +147,7 @@ int shard_loop_init(struct shard *s)
     if (r == 0)
         r = ev_add(&s->loop, s->wake_fd, EV_IN, shard_wake, s, &s->wake_tok);
     if (r < 0)
-        log_error("shard %d: cannot start its %s loop: %s", s->id, s->relay->be->name,
+        log_error("shard %d: cannot start its %s loop: %s", s->id, ev_backend_name(s->relay->be),
                   strerror(-r));
     return r;
 }
@@ -239,7 +242,7 @@ void shard_free(struct shard *s)
     for (h = s->qhead; h; h = next) {
         next = h->next;
         if (h->type == HO_CONN)
-            close(h->fd);
+            h->conn.ops->close(&h->conn, false);
         free(h->conf);
         free(h);
     }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "engine/ev.h"
+#include "engine/ev_backend.h"
 
 struct hits {
     int n;
@@ -147,8 +148,8 @@ Test(ev, choose)
 {
     char why[256];
 
-    cr_assert_eq(ev_choose(IO_EPOLL, why, sizeof(why)), &ev_backend_epoll);
-    cr_assert_not_null(ev_choose(IO_AUTO, why, sizeof(why)));
+    cr_assert_eq(ev_choose(EV_WANT_EPOLL, why, sizeof(why)), &ev_backend_epoll);
+    cr_assert_not_null(ev_choose(EV_WANT_AUTO, why, sizeof(why)));
 }
 
 Test(ev, many_watches_grow_the_table)

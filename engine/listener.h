@@ -1,0 +1,89 @@
+/* Listeners (server key + WebSocket), the clients waiting on them for a
+ * dial-back, and the dial-backs that link them: the part of the protocol
+ * that lives on a shard. Shard thread only; a listener owns its waiters
+ * (closing it fails them), and both free themselves on close. */
+#ifndef RAPI_ENGINE_LISTENER_H
+#define RAPI_ENGINE_LISTENER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/dlist.h"
+#include "engine/map.h"
+#include "engine/relay.h"
+#include "engine/timer.h"
+#include "engine/xprt.h"
+#include "proto/addr.h"
+#include "proto/ws.h"
+
+#define LISTENER_OUT_MAX (1u << 20) /* unsent notifications before a listener is dropped */
+
+struct listener;
+struct shard;
+
+/* A client waiting for its dial-back. In the shard's waiter map under
+ * "path\0id", and on its listener's list. */
+struct waiter {
+    struct map_entry me;
+    struct dlist node; /* listener's list */
+    struct listener *l;
+    struct shard *sh;
+    struct xconn c;
+    uint64_t tok; /* watched for the client hanging up while it waits */
+    long timeout; /* effective, seconds */
+    struct timer timer;
+    char peer[ADDR_STR_MAX];
+    char *early; /* bytes the client sent after its head */
+    size_t early_len;
+    size_t path_len, id_len;
+    char key[]; /* path '\0' id */
+};
+
+/* RFC 6455 reader state of a listener's WebSocket. */
+struct ws_reader {
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t hdr_len;
+    struct ws_frame f;
+    bool in_frame; /* header parsed, payload bytes pending */
+    uint64_t got;  /* payload bytes seen of this frame */
+    uint8_t ctrl[WS_MAX_CONTROL];
+    bool in_message; /* a fragmented data message is open */
+    uint64_t msg_len;
+};
+
+/* A registered listener (server key + WebSocket). In the shard's listener
+ * map under its path. */
+struct listener {
+    struct map_entry me;
+    struct shard *sh;
+    struct xconn c;
+    uint64_t tok;
+    struct dlist waiters;
+    long nwaiting;
+    struct ws_reader rd;
+    char *out; /* unsent bytes: 101, notifications, pongs, pings, close */
+    size_t out_len, out_off, out_cap;
+    bool writable;
+    bool closing; /* close frame queued: close once flushed */
+    struct timer ka;
+    uint64_t last_rx;
+    char peer[ADDR_STR_MAX];
+    size_t path_len;
+    char path[];
+};
+
+/* Hand-offs by kind; each takes over h->conn (answering and closing it on
+ * refusal), never h itself. */
+void listener_register(struct shard *sh, struct handoff *h);
+void client_arrive(struct shard *sh, struct handoff *h);
+void dialback_arrive(struct shard *sh, struct handoff *h);
+
+/* Close now: fails its waiters (502), frees l. */
+void listener_close(struct listener *l, const char *why);
+/* SIGTERM: fail its waiters (503), send close 1001, close once flushed. */
+void listener_drain(struct listener *l);
+/* Answer a waiting client with an error and free it. */
+void waiter_fail(struct waiter *w, int status, const char *code, const char *msg);
+
+#endif
