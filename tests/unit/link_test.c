@@ -1,0 +1,304 @@
+/* The link pump through the transport seam, with a fake transport whose
+ * reads and writes are scripted: EAGAIN, short writes, end of stream and
+ * errors on demand. The fake cannot splice, so the copy path runs whatever
+ * the pipe pool allows. Each end still has a real fd (an eventfd) so that
+ * the event loop can watch it; the fake never reads or writes it. */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "engine/link.c"
+
+#define FAKE_MAX (2u * 1024 * 1024)
+
+struct fake {
+    char in[FAKE_MAX]; /* what the peer sent: rcv hands it out */
+    size_t in_len, in_off;
+    bool in_eof;       /* once in[] is consumed, rcv returns 0 */
+    int rcv_err;       /* when set, rcv fails with it */
+    char out[FAKE_MAX]; /* what snd accepted */
+    size_t out_len;
+    size_t room;  /* bytes snd takes before -EAGAIN */
+    size_t chunk; /* at most this much per snd: short writes */
+    int snd_err;  /* when set, snd fails with it */
+    int rcv_calls;
+    bool shut, closed, reset;
+};
+
+static ssize_t fake_rcv(struct xconn *c, void *buf, size_t len)
+{
+    struct fake *f = c->ctx;
+    size_t n = f->in_len - f->in_off;
+
+    f->rcv_calls++;
+    if (f->rcv_err)
+        return f->rcv_err;
+    if (n == 0) {
+        if (f->in_eof)
+            return 0;
+        c->want = XPRT_WANT_IN;
+        return -EAGAIN;
+    }
+    n = n < len ? n : len;
+    memcpy(buf, f->in + f->in_off, n);
+    f->in_off += n;
+    return (ssize_t)n;
+}
+
+static ssize_t fake_snd(struct xconn *c, const void *buf, size_t len)
+{
+    struct fake *f = c->ctx;
+    size_t n = len;
+
+    if (f->snd_err)
+        return f->snd_err;
+    if (f->room == 0) {
+        c->want = XPRT_WANT_OUT;
+        return -EAGAIN;
+    }
+    n = n < f->room ? n : f->room;
+    n = n < f->chunk ? n : f->chunk;
+    cr_assert_leq(f->out_len + n, FAKE_MAX);
+    memcpy(f->out + f->out_len, buf, n);
+    f->out_len += n;
+    f->room -= n;
+    return (ssize_t)n;
+}
+
+static int fake_shutw(struct xconn *c)
+{
+    struct fake *f = c->ctx;
+
+    cr_assert_not(f->shut, "FIN forwarded once");
+    f->shut = true;
+    return 0;
+}
+
+static void fake_close(struct xconn *c, bool reset)
+{
+    struct fake *f = c->ctx;
+
+    cr_assert_not(f->closed, "closed once");
+    f->closed = true;
+    f->reset = reset;
+    close(c->fd);
+    c->fd = -1;
+}
+
+static const struct xprt_ops fake_ops = {
+    .name = "fake",
+    .rcv = fake_rcv,
+    .snd = fake_snd,
+    .shutw = fake_shutw,
+    .close = fake_close,
+};
+
+static struct relay relay;
+static struct shard sh;
+static struct fake cli, srv; /* the client's and the server's side */
+
+static void setup(void)
+{
+    memset(&cli, 0, sizeof(cli));
+    memset(&srv, 0, sizeof(srv));
+    cli.room = srv.room = SIZE_MAX;
+    cli.chunk = srv.chunk = SIZE_MAX;
+    memset(&relay, 0, sizeof(relay));
+    atomic_store(&relay.nconn, 2);
+    memset(&sh, 0, sizeof(sh));
+    sh.relay = &relay;
+    sh.conf.pipe_size = 64 * 1024;
+    sh.now = 1000;
+    wheel_init(&sh.wheel, sh.now);
+    dlist_init(&sh.links);
+    pipepool_init(&sh.pool, 16, sh.conf.pipe_size); /* splicing allowed */
+    cr_assert_eq(ev_init(&sh.loop, &ev_backend_epoll), 0);
+}
+
+static void teardown(void)
+{
+    while (!dlist_empty(&sh.links))
+        link_close(CONTAINER(sh.links.next, struct link, node), false, "test over");
+    link_run_ready(&sh);
+    cr_assert_eq(sh.pool.live, 0, "a transport that cannot splice never takes a pipe");
+    pipepool_fini(&sh.pool);
+    ev_fini(&sh.loop);
+}
+
+static void fill(struct fake *f, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        f->in[i] = (char)((i * 7 + i / 251 + seed) & 0xff);
+    f->in_len = n;
+}
+
+static struct xconn fake_conn(struct fake *f)
+{
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+
+    cr_assert_geq(fd, 0);
+    return (struct xconn){.fd = fd, .ops = &fake_ops, .ctx = f};
+}
+
+static char *dup_head(const char *s, size_t *len)
+{
+    *len = strlen(s);
+    return strdup(s);
+}
+
+/* A link between the fakes with short heads, after the events its watches
+ * report when added: both ends writable, the client readable. */
+static struct link *make_link(void)
+{
+    struct link *l;
+    struct link_args a = {.client = fake_conn(&cli), .server = fake_conn(&srv),
+                          .timeout_s = 60, .path = "/t", .path_len = 2, .peer = "127.0.0.1:1"};
+
+    a.to_client = dup_head("C101|", &a.to_client_len);
+    a.to_server = dup_head("S101|early|", &a.to_server_len);
+    cr_assert_eq(link_new(&sh, &a), 0);
+    cr_assert_eq(sh.nlinks, 1);
+    l = CONTAINER(sh.links.next, struct link, node);
+    link_event(l, EV_IN | EV_OUT, 0);
+    return l;
+}
+
+/* What the event loop would do: run queued pumps until none is left. */
+static void settle(void)
+{
+    for (int i = 0; i < 1000 && sh.ready; i++)
+        link_run_ready(&sh);
+    cr_assert_null(sh.ready, "the pump settles");
+}
+
+static void assert_got(const struct fake *to, const char *head, const struct fake *from,
+                       size_t n)
+{
+    size_t h = strlen(head);
+
+    cr_assert_eq(to->out_len, h + n, "delivered %zu, want %zu", to->out_len, h + n);
+    cr_assert(memcmp(to->out, head, h) == 0, "the head goes first");
+    cr_assert(memcmp(to->out + h, from->in, n) == 0, "bytes in order, none lost");
+}
+
+Test(link, order_and_no_loss_with_short_writes, .init = setup, .fini = teardown)
+{
+    size_t n = 300 * 1000; /* several copy buffers */
+
+    fill(&cli, n, 1);
+    srv.chunk = 999; /* every write short */
+    make_link();
+    settle();
+    assert_got(&srv, "S101|early|", &cli, n);
+    cr_assert_eq(cli.out_len, 5, "the client got its 101 only");
+    cr_assert_not(srv.shut, "no FIN: the client did not end");
+    cr_assert_not(cli.closed);
+}
+
+Test(link, half_close_is_forwarded_and_both_ends_close_cleanly, .init = setup, .fini = teardown)
+{
+    struct link *l;
+
+    fill(&cli, 1000, 2);
+    cli.in_eof = true;
+    l = make_link();
+    settle();
+    assert_got(&srv, "S101|early|", &cli, 1000);
+    cr_assert(srv.shut, "the client's FIN reaches the server");
+    cr_assert_not(cli.shut, "the other direction stays open");
+    cr_assert_not(srv.closed, "a half-closed link lives on");
+    /* The server answers after the client's FIN, then ends too. */
+    fill(&srv, 5000, 3);
+    srv.in_eof = true;
+    link_event(l, EV_IN | EV_RDHUP, 1);
+    settle();
+    assert_got(&cli, "C101|", &srv, 5000);
+    cr_assert(cli.shut);
+    cr_assert(cli.closed && srv.closed, "both directions ended: closed");
+    cr_assert_not(cli.reset || srv.reset, "a clean end is not a reset");
+    cr_assert_eq(sh.nlinks, 0);
+    cr_assert_eq(atomic_load(&relay.nconn), 0);
+}
+
+Test(link, backpressure_no_read_while_the_other_side_is_full, .init = setup, .fini = teardown)
+{
+    size_t n = 200 * 1000, head = strlen("S101|early|");
+    struct link *l;
+
+    fill(&cli, n, 4);
+    srv.room = 0; /* the server takes nothing, not even the head */
+    l = make_link();
+    settle();
+    cr_assert_eq(cli.rcv_calls, 0, "nothing read while the head cannot go");
+    srv.room = head + 100;
+    link_event(l, EV_OUT, 1);
+    settle();
+    cr_assert_eq(cli.in_off, LINK_COPY_BUF, "one buffer read, no more");
+    cr_assert_eq(srv.out_len, head + 100);
+    /* The client stays readable, but there is nowhere to put bytes. */
+    link_event(l, EV_IN, 0);
+    settle();
+    cr_assert_eq(cli.in_off, LINK_COPY_BUF, "still no more read");
+    srv.room = SIZE_MAX;
+    link_event(l, EV_OUT, 1);
+    settle();
+    assert_got(&srv, "S101|early|", &cli, n);
+}
+
+Test(link, eagain_on_read_waits_for_the_next_event, .init = setup, .fini = teardown)
+{
+    struct link *l = make_link();
+
+    settle();
+    cr_assert_eq(srv.out_len, strlen("S101|early|"));
+    cr_assert_geq(cli.rcv_calls, 1);
+    cr_assert_not(l->end[0].readable, "EAGAIN ends readability");
+    cr_assert_eq(l->end[0].c.want, XPRT_WANT_IN, "and says what it waits for");
+    fill(&cli, 10, 5);
+    link_event(l, EV_IN, 0);
+    settle();
+    assert_got(&srv, "S101|early|", &cli, 10);
+}
+
+Test(link, write_error_closes_with_a_reset, .init = setup, .fini = teardown)
+{
+    struct link *l;
+
+    fill(&cli, 100000, 6);
+    srv.room = 500;
+    l = make_link();
+    settle();
+    srv.snd_err = -EPIPE;
+    srv.room = SIZE_MAX;
+    link_event(l, EV_OUT, 1);
+    settle();
+    cr_assert(cli.closed && srv.closed, "an error closes both ends");
+    cr_assert(cli.reset && srv.reset, "as a reset");
+    cr_assert_eq(sh.nlinks, 0);
+}
+
+Test(link, read_error_closes_with_a_reset, .init = setup, .fini = teardown)
+{
+    struct link *l = make_link();
+
+    settle();
+    srv.rcv_err = -ECONNRESET;
+    link_event(l, EV_IN, 1);
+    settle();
+    cr_assert(cli.closed && srv.closed);
+    cr_assert(cli.reset && srv.reset);
+    cr_assert_eq(atomic_load(&relay.nconn), 0);
+}
+
+Test(link, budget_queues_a_busy_link_for_later, .init = setup, .fini = teardown)
+{
+    size_t n = (LINK_PUMP_BUDGET + 4) * LINK_COPY_BUF;
+
+    fill(&cli, n, 7);
+    make_link();
+    cr_assert_not_null(sh.ready, "a link that used its budget waits its turn");
+    cr_assert_lt(srv.out_len, n, "not all in one turn");
+    settle();
+    assert_got(&srv, "S101|early|", &cli, n);
+}
