@@ -6,7 +6,14 @@ run, with longer upper bounds for the load tests.
 
 Fixtures:
   rapi_server   path of the rapi-server binary (the test errors if missing)
-  backend       "epoll" or "uring": every test using it runs on both
+  backend       "epoll" or "uring": every test using it runs on both, epoll with
+                one shard hosted in the acceptor's thread, io_uring with two
+                shard threads (see shard_workers)
+  shard_workers the relay's default -w for the test: 1 with epoll, 2 with
+                io_uring. A test marked @pytest.mark.all_modes runs in all four
+                combinations instead: epoll and io_uring, each hosted (-w 1)
+                and threaded (-w 2), ids epoll, uring, epoll-2shards,
+                uring-hosted.
   start_relay   factory: start_relay(listen=[...], workers=None, key_file=None,
                 config_file=None, extra_args=[], cli_flags=True, **options)
                 -> relay.Relay,
@@ -27,7 +34,19 @@ import pytest
 from relay import Relay, RelayStartError
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BACKENDS = ["epoll", "uring"]
+
+# (backend, default workers). Every test runs the first two pairings: one
+# shard hosted in the acceptor's thread with epoll, two shard threads with
+# io_uring, so each backend also covers one of the two threading modes.
+# Tests marked all_modes run the other two as well.
+MODES = [
+    pytest.param("epoll", 1, id="epoll"),
+    pytest.param("uring", 2, id="uring"),
+]
+ALL_MODES = MODES + [
+    pytest.param("epoll", 2, id="epoll-2shards"),
+    pytest.param("uring", 1, id="uring-hosted"),
+]
 
 # Defaults for every test relay: debug logging (so the key-leak check sees the
 # most output) and a short drain so a forgotten connection cannot stall
@@ -51,6 +70,30 @@ if os.environ.get("RAPI_SAN"):
     os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=87")
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "all_modes: run on both backends, each hosted (-w 1) and threaded (-w 2)")
+
+
+def _parametrizes(metafunc, name):
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if name in names:
+            return True
+    return False
+
+
+def pytest_generate_tests(metafunc):
+    # A test that names its own backend (@pytest.mark.parametrize("backend",
+    # ...)) keeps it, with the default workers for it.
+    if "backend" not in metafunc.fixturenames or _parametrizes(metafunc, "backend"):
+        return
+    modes = ALL_MODES if metafunc.definition.get_closest_marker("all_modes") else MODES
+    metafunc.parametrize(("backend", "shard_workers"), modes)
+
+
 @pytest.fixture(scope="session")
 def rapi_build():
     return os.environ.get("RAPI_BUILD") or os.path.join(REPO, "build")
@@ -64,9 +107,10 @@ def rapi_server(rapi_build):
     return path
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    return request.param
+@pytest.fixture
+def shard_workers(backend):
+    # Only for a test that parametrizes backend itself: the MODES pairing.
+    return 1 if backend == "epoll" else 2
 
 
 def _uring_unavailable(err):
@@ -75,16 +119,13 @@ def _uring_unavailable(err):
 
 
 @pytest.fixture
-def start_relay(rapi_server, backend, tmp_path):
+def start_relay(rapi_server, backend, shard_workers, tmp_path):
     started = []
 
-    # Default workers: epoll runs one shard, hosted in the acceptor's thread;
-    # io_uring runs two shard threads. Each backend thus also covers one of
-    # the two threading modes (rapi-bench runs both backends with one).
     def start(listen=("127.0.0.1:0",), workers=None, key_file=None, config_file=None,
               extra_args=(), cli_flags=True, **options):
         if workers is None:
-            workers = 1 if backend == "epoll" else 2
+            workers = shard_workers
         opts = dict(DEFAULT_OPTIONS) if cli_flags else {}
         opts.update(options)
         r = Relay(rapi_server, tmp_path / ("relay%d" % len(started)), backend=backend,

@@ -106,6 +106,7 @@ def test_webroute_timeout_rule_with_config(start_relay):
         assert raw == relay2.notification_bytes(client, wrid, expected), (header, raw)
 
 
+@pytest.mark.all_modes
 def test_dialback_links_with_exact_101_on_both_sides(relay):
     lst = relay.register("/link/")
     client, wrid = relay.client("/link/")
@@ -126,6 +127,7 @@ def test_dialback_links_with_exact_101_on_both_sides(relay):
     lst.expect_no_frame(0.1)
 
 
+@pytest.mark.all_modes
 def test_pipelined_client_bytes_delivered_after_link(relay):
     lst = relay.register("/pipe/")
     early = b"EARLY\x00\xff" + bytes(range(256)) * 40
@@ -212,6 +214,7 @@ def test_dialback_timeout_504(start_relay):
     relay.link(lst, notify_timeout=60)
 
 
+@pytest.mark.all_modes
 @pytest.mark.parametrize("how", ["tcp-close", "ws-close", "reset"])
 def test_listener_disconnect_closes_waiting_clients(relay, how):
     lst = relay.register("/gone/")
@@ -279,6 +282,7 @@ def test_dialback_validation(relay):
     assert_wr_101(client.read_head(), wrid)
 
 
+@pytest.mark.all_modes
 def test_waiting_client_that_leaves_is_released(start_relay):
     # A client that gives up while waiting must not keep holding a socket (or a
     # max_waiting slot) until the dial-back timeout.

@@ -5,10 +5,13 @@ import re
 import signal
 import time
 
+import pytest
+
 from relay import (SLOW, assert_wr_101, build_request, expect_error, listener_headers,
                    random_token, wait_until, webroute_headers)
 
 
+@pytest.mark.all_modes
 def test_sigterm_drains(start_relay):
     relay = start_relay(drain_timeout=5)
     lst = relay.register("/drain/")
@@ -72,6 +75,7 @@ def test_sigterm_idle_exits_promptly(relay):
     assert time.monotonic() - t0 < 1.5 * SLOW
 
 
+@pytest.mark.all_modes
 def test_sighup_reloads_keys_keeping_links(start_relay):
     relay = start_relay()
     lst = relay.register("/hup/")

@@ -21,6 +21,7 @@ DATA_PATHS = [
 ]
 
 
+@pytest.mark.all_modes
 @pytest.mark.parametrize("opts", DATA_PATHS)
 def test_one_mib_each_way_byte_exact(start_relay, opts):
     relay = start_relay(**opts)
@@ -42,6 +43,7 @@ def test_one_mib_each_way_byte_exact(start_relay, opts):
         assert ln.client.read_to_eof(3.0) == b""
 
 
+@pytest.mark.all_modes
 @pytest.mark.parametrize("first", ["client", "server"])
 @pytest.mark.parametrize("opts", [DATA_PATHS[0], DATA_PATHS[1]])
 def test_half_close_forwarded(start_relay, first, opts):
@@ -66,6 +68,7 @@ def test_half_close_forwarded(start_relay, first, opts):
     assert a.eof
 
 
+@pytest.mark.all_modes
 @pytest.mark.parametrize("side", ["client", "server"])
 def test_close_propagates_promptly(relay, side):
     lst = relay.register("/prompt/")
@@ -86,6 +89,7 @@ def test_close_propagates_promptly(relay, side):
         time.sleep(0.05)
 
 
+@pytest.mark.all_modes
 @pytest.mark.parametrize("side", ["client", "server"])
 def test_reset_propagates(relay, side):
     lst = relay.register("/rst/")
