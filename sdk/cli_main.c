@@ -1,12 +1,8 @@
 /* rapi: expose a local TCP server through a relay, connect to one, make
  * keys. Subcommand dispatch and the helpers the subcommands share. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +13,7 @@
 #include <unistd.h>
 
 #include "auth/keys.h"
+#include "net/anet.h"
 #include "proto/addr.h"
 #include "proto/url.h"
 #include "sdk/cli.h"
@@ -73,10 +70,7 @@ void cli_lib_log(void *arg, int level, const char *msg)
 
 double cli_now(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)anet_now_ns() / 1e9;
 }
 
 void cli_url_safe(const char *url, char *out, size_t cap)
@@ -167,23 +161,22 @@ static int split_hostport(const char *s, char *host, size_t hcap, const char **p
     return 0;
 }
 
-static int connect_wait(int fd, const struct addrinfo *ai, int timeout_ms)
+/* One address: connect within timeout_ms, then blocking with TCP_NODELAY. */
+static int connect_one(const struct addrinfo *ai, int timeout_ms)
 {
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    int soerr = 0, fl = fcntl(fd, F_GETFL);
-    socklen_t sl = sizeof(soerr);
+    int fd = anet_tcp_connect_start(ai->ai_addr, ai->ai_addrlen, ANET_NONBLOCK | ANET_NODELAY);
+    int rc;
 
-    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
-        if (errno != EINPROGRESS)
-            return -errno;
-        if (poll(&p, 1, timeout_ms) != 1)
-            return -ETIMEDOUT;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1 || soerr != 0)
-            return soerr ? -soerr : -errno;
+    if (fd < 0)
+        return fd;
+    rc = anet_connect_wait(fd, timeout_ms);
+    if (rc == 0)
+        rc = anet_set_nonblock(fd, false);
+    if (rc < 0) {
+        close(fd);
+        return rc;
     }
-    fcntl(fd, F_SETFL, fl);
-    return 0;
+    return fd;
 }
 
 int cli_tcp_connect(const char *hostport, int timeout_ms)
@@ -192,27 +185,18 @@ int cli_tcp_connect(const char *hostport, int timeout_ms)
     struct addrinfo *res = NULL, *ai;
     char host[256];
     const char *port;
-    int fd = -EINVAL, one = 1, rc;
+    int fd = -EINVAL;
 
     if (split_hostport(hostport, host, sizeof(host), &port) < 0)
         return -EINVAL;
     if (getaddrinfo(host, port, &hints, &res) != 0)
         return -EHOSTUNREACH;
     for (ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd == -1) {
-            fd = -errno;
-            continue;
-        }
-        rc = connect_wait(fd, ai, timeout_ms);
-        if (rc == 0)
+        fd = connect_one(ai, timeout_ms);
+        if (fd >= 0)
             break;
-        close(fd);
-        fd = rc;
     }
     freeaddrinfo(res);
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
 }
 
@@ -220,21 +204,12 @@ int cli_tcp_listen(const char *addrport, char *bound, size_t cap)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int fd, one = 1;
+    int fd;
 
     if (addr_parse(addrport, &ss, &len) < 0)
         return -EINVAL;
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd == -1)
-        return -errno;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&ss, len) == -1 || listen(fd, SOMAXCONN) == -1) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    len = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+    fd = anet_tcp_listen(&ss, &len, SOMAXCONN, 0);
+    if (fd >= 0)
         addr_format((struct sockaddr *)&ss, bound, cap);
     return fd;
 }

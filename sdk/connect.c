@@ -110,7 +110,7 @@ static int cn_init(struct rapi_connector *c, const char *url, const char *key,
     if (c->o.timeout_ms == 0)
         c->o.timeout_ms = CONNECT_DEFAULT_TIMEOUT_MS;
     if (c->o.timeout_ms > 0)
-        c->deadline = wire_now_ms() + (uint64_t)c->o.timeout_ms;
+        c->deadline = anet_now_ms() + (uint64_t)c->o.timeout_ms;
     snprintf(c->key, sizeof(c->key), "%s", key ? key : "");
     c->chain = strdup(url ? url : "");
     if (c->chain == NULL)
@@ -163,7 +163,7 @@ RAPI_API int rapi_connector_events(const struct rapi_connector *c)
 
 RAPI_API int rapi_connector_timeout(const struct rapi_connector *c)
 {
-    uint64_t now = wire_now_ms();
+    uint64_t now = anet_now_ms();
 
     if (c->deadline == 0)
         return -1;
@@ -201,7 +201,7 @@ static int cn_run(struct rapi_connector *c)
         /* SO_ERROR reads 0 while the connect is still in progress. */
         if (poll(&p, 1, 0) == 0)
             return -EAGAIN;
-        if ((rc = wire_connect_done(c->fd)) < 0) {
+        if ((rc = anet_sock_error(c->fd)) < 0) {
             err_set(&c->err, RAPI_E_CONNECT, -rc, "connect to %s:%u: %s", c->hop.host,
                     (unsigned)c->hop.port, strerror(-rc));
             return cn_fail(c, rc);
@@ -209,7 +209,7 @@ static int cn_run(struct rapi_connector *c)
         c->st = CN_SEND;
         /* fall through */
     case CN_SEND:
-        rc = wire_send(c->fd, c->req, c->req_len, &c->req_off);
+        rc = anet_send_nb(c->fd, c->req, c->req_len, &c->req_off);
         if (rc == -EAGAIN)
             return rc;
         if (rc < 0) {
@@ -238,7 +238,7 @@ RAPI_API int rapi_connect_step(struct rapi_connector *c, struct rapi_error *err)
     int rc;
 
     do {
-        if (c->st != CN_DONE && c->st != CN_FAILED && c->deadline && wire_now_ms() >= c->deadline)
+        if (c->st != CN_DONE && c->st != CN_FAILED && c->deadline && anet_now_ms() >= c->deadline)
             cn_fail_code(c, RAPI_E_TIMEOUT, "connect timed out");
         rc = cn_run(c);
     } while (rc == 1);
@@ -261,8 +261,9 @@ RAPI_API int rapi_connector_take(struct rapi_connector *c, char *rest, size_t re
         memcpy(rest, c->rest, c->rest_len);
         rest[c->rest_len] = '\0';
     }
-    if (wire_set_blocking(c->fd) < 0)
-        return -errno;
+    fd = anet_set_nonblock(c->fd, false);
+    if (fd < 0)
+        return fd;
     fd = c->fd;
     c->fd = -1;
     return fd;

@@ -162,7 +162,7 @@ static void ctl_fail(struct rapi_listener *l, const char *what)
 
     /* Start the schedule over only after a registration that held: a relay
      * that accepts and drops at once must not be hammered. */
-    if (c->st == CTL_OPEN && wire_now_ms() >= c->opened_at + STABLE_MS)
+    if (c->st == CTL_OPEN && anet_now_ms() >= c->opened_at + STABLE_MS)
         c->attempt = 0;
     delay = backoff_delay_ms(c->attempt++, l->o.backoff_min_ms, l->o.backoff_max_ms,
                              backoff_rand(&l->rng));
@@ -170,7 +170,7 @@ static void ctl_fail(struct rapi_listener *l, const char *what)
     ctl_close_fd(l);
     c->failures++;
     c->st = CTL_WAIT;
-    c->deadline = wire_now_ms() + (uint64_t)delay;
+    c->deadline = anet_now_ms() + (uint64_t)delay;
     lst_log(l, RAPI_LOG_WARN, "relay %s:%u: %s; retrying in %d ms", l->url.host,
             (unsigned)l->url.port, what, delay);
 }
@@ -194,7 +194,7 @@ static void ctl_want(struct rapi_listener *l)
 static int ctl_flush(struct rapi_listener *l)
 {
     struct ctl *c = &l->ctl;
-    int rc = wire_send(c->fd, c->out, c->out_len, &c->out_off);
+    int rc = anet_send_nb(c->fd, c->out, c->out_len, &c->out_off);
 
     if (rc == 0)
         c->out_len = c->out_off = 0;
@@ -231,14 +231,14 @@ static void ctl_attempt(struct rapi_listener *l)
     }
     c->fd = fd;
     c->st = CTL_CONNECT;
-    c->deadline = wire_now_ms() + (uint64_t)l->o.dial_timeout_ms;
+    c->deadline = anet_now_ms() + (uint64_t)l->o.dial_timeout_ms;
     ctl_want(l);
 }
 
 static int ctl_start_handshake(struct rapi_listener *l)
 {
     struct ctl *c = &l->ctl;
-    int n, rc = wire_connect_done(c->fd);
+    int n, rc = anet_sock_error(c->fd);
 
     if (rc < 0) {
         err_set(&c->last_err, RAPI_E_CONNECT, -rc, "connect: %s", strerror(-rc));
@@ -278,7 +278,7 @@ static int ctl_handshake(struct rapi_listener *l)
         rc = hs_check_ws(&c->hs, c->ws_key, &c->last_err);
     if (rc < 0)
         return rc;
-    now = wire_now_ms();
+    now = anet_now_ms();
     c->st = CTL_OPEN;
     c->opened_at = now;
     c->last_rx = now;
@@ -324,7 +324,7 @@ static void dial_retry(struct rapi_listener *l, struct dial *d, const char *why)
     lst_log(l, RAPI_LOG_DEBUG, "dial-back for %s failed: %s; retry in %d ms", d->peer.addr, why,
             delay);
     d->st = DIAL_WAIT;
-    d->deadline = wire_now_ms() + (uint64_t)delay;
+    d->deadline = anet_now_ms() + (uint64_t)delay;
 }
 
 static void ready_push(struct rapi_listener *l, struct dial *d)
@@ -333,7 +333,7 @@ static void ready_push(struct rapi_listener *l, struct dial *d)
     uint64_t one = 1;
 
     ep_del(l, d->fd, &d->events);
-    if (r == NULL || wire_set_blocking(d->fd) < 0) {
+    if (r == NULL || anet_set_nonblock(d->fd, false) < 0) {
         free(r);
         lst_log(l, RAPI_LOG_ERROR, "out of memory: dropping %s", d->peer.addr);
         dial_free(l, d);
@@ -365,7 +365,7 @@ static void dial_attempt(struct rapi_listener *l, struct dial *d)
     d->fd = fd;
     d->st = DIAL_CONNECT;
     d->req_off = 0;
-    d->deadline = wire_now_ms() + (uint64_t)l->o.dial_timeout_ms;
+    d->deadline = anet_now_ms() + (uint64_t)l->o.dial_timeout_ms;
     if (ep_set(l, fd, d, EPOLLOUT, &d->events) < 0)
         dial_retry(l, d, "epoll_ctl failed");
 }
@@ -431,12 +431,12 @@ static void dial_io(struct rapi_listener *l, struct dial *d)
     case DIAL_WAIT:
         return;
     case DIAL_CONNECT:
-        if ((rc = wire_connect_done(d->fd)) < 0)
+        if ((rc = anet_sock_error(d->fd)) < 0)
             return dial_retry(l, d, strerror(-rc));
         d->st = DIAL_SEND;
         /* fall through */
     case DIAL_SEND:
-        rc = wire_send(d->fd, d->req, d->req_len, &d->req_off);
+        rc = anet_send_nb(d->fd, d->req, d->req_len, &d->req_off);
         if (rc == -EAGAIN)
             return;
         if (rc < 0)
@@ -549,7 +549,7 @@ static void ctl_close_with(struct rapi_listener *l, int code)
     if (getrandom(mask, sizeof(mask), 0) != sizeof(mask))
         memset(mask, 0x5a, sizeof(mask));
     n = ws_build_close(frame, (uint16_t)code, "", mask);
-    (void)wire_send(l->ctl.fd, (const char *)frame, n, &off); /* best effort */
+    (void)anet_send_nb(l->ctl.fd, (const char *)frame, n, &off); /* best effort */
 }
 
 static void ctl_read(struct rapi_listener *l)
@@ -567,7 +567,7 @@ static void ctl_read(struct rapi_listener *l)
         if (n <= 0)
             return ctl_fail(l, n == 0 ? "relay closed the connection" : strerror(errno));
         c->in_len += (size_t)n;
-        c->last_rx = wire_now_ms();
+        c->last_rx = anet_now_ms();
         code = ctl_frames(l);
         if (code != 0) {
             ctl_close_with(l, code);
@@ -645,7 +645,7 @@ static uint64_t ctl_next_deadline(const struct rapi_listener *l)
 
 static void run_timers(struct rapi_listener *l)
 {
-    uint64_t now = wire_now_ms(), next;
+    uint64_t now = anet_now_ms(), next;
     struct dial *d, *nx;
     struct itimerspec its = {0};
 
@@ -666,7 +666,7 @@ static void run_timers(struct rapi_listener *l)
     if (next == l->armed)
         return;
     l->armed = next;
-    /* Absolute CLOCK_MONOTONIC, the same clock as wire_now_ms. */
+    /* Absolute CLOCK_MONOTONIC, the same clock as anet_now_ms. */
     its.it_value.tv_sec = (time_t)(next / 1000u);
     its.it_value.tv_nsec = (long)(next % 1000u) * 1000000L;
     if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
@@ -752,7 +752,7 @@ static int lst_setup(struct rapi_listener *l, const char *url, const char *key,
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->efd, &ev) == -1)
         goto sys;
     if (getrandom(&l->rng, sizeof(l->rng), 0) != sizeof(l->rng) || l->rng == 0)
-        l->rng = (uint32_t)wire_now_ms() | 1u;
+        l->rng = (uint32_t)anet_now_ms() | 1u;
     return 0;
 sys:
     err_set(err, RAPI_E_SYSTEM, errno, "%s", strerror(errno));
@@ -762,11 +762,11 @@ sys:
 /* Wait for the first registration; the first failure is the answer. */
 static int lst_first(struct rapi_listener *l, struct rapi_error *err)
 {
-    uint64_t end = wire_now_ms() + (uint64_t)l->o.timeout_ms;
+    uint64_t end = anet_now_ms() + (uint64_t)l->o.timeout_ms;
     int rc, wait;
 
     while (l->ctl.st != CTL_OPEN && l->ctl.failures == 0) {
-        uint64_t now = wire_now_ms();
+        uint64_t now = anet_now_ms();
         if (l->o.timeout_ms > 0 && now >= end) {
             err_set(err, RAPI_E_TIMEOUT, 0, "no registration within %d ms", l->o.timeout_ms);
             return -ETIMEDOUT;
@@ -845,21 +845,21 @@ static int ready_pop(struct rapi_listener *l, struct rapi_peer *peer)
 
 RAPI_API int rapi_accept(struct rapi_listener *l, struct rapi_peer *peer, int timeout_ms)
 {
-    uint64_t end = wire_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint64_t end = anet_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     uint64_t now;
     int rc, wait;
 
     for (;;) {
         if (l->rq_head)
             return ready_pop(l, peer);
-        now = wire_now_ms();
+        now = anet_now_ms();
         wait = timeout_ms < 0 ? -1 : (now >= end ? 0 : (int)(end - now));
         rc = lst_poll(l, wait);
         if (rc < 0)
             return rc;
         if (l->rq_head)
             continue;
-        if (timeout_ms >= 0 && wire_now_ms() >= end)
+        if (timeout_ms >= 0 && anet_now_ms() >= end)
             return -EAGAIN;
     }
 }

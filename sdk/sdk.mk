@@ -1,13 +1,13 @@
 # librapi (static + shared), its pkg-config file and the rapi CLI.
 # Included from the top-level Makefile. The library carries its own PIC copy
-# of proto/ and auth/, so users link -lrapi alone; only rapi_* symbols are
+# of proto/, auth/ and net/, so users link -lrapi alone; only rapi_* symbols are
 # exported (hidden visibility, and localized in the archive's one object so
 # that a program linking librapi.a never clashes with url_parse & co).
 
 SDK_LIB_SRC := sdk/listener.c sdk/connect.c sdk/wire.c sdk/backoff.c sdk/proxyv2.c \
                sdk/sdkerr.c sdk/keyfile.c
 SDK_CLI_SRC := sdk/cli_main.c sdk/cli_expose.c sdk/cli_connect.c sdk/cli_pump.c
-SDK_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(SDK_LIB_SRC) $(PROTO_SRC) $(AUTH_SRC))
+SDK_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(SDK_LIB_SRC) $(PROTO_SRC) $(AUTH_SRC) $(NET_SRC))
 SDK_CLI_OBJ := $(SDK_CLI_SRC:%.c=$(BUILD)/obj/%.o)
 SDK_LIBS    := $(shell pkg-config --libs wolfssl 2>/dev/null) -pthread
 SDK_SOVER   := 0
@@ -38,7 +38,7 @@ $(LIBRAPI_SO).$(SDK_SOVER): $(SDK_PIC_OBJ)
 $(LIBRAPI_SO): $(LIBRAPI_SO).$(SDK_SOVER)
 	ln -sf $(notdir $<) $@
 
-$(RAPI_CLI): $(SDK_CLI_OBJ) $(LIBRAPI) $(LIBAUTH) $(LIBPROTO)
+$(RAPI_CLI): $(SDK_CLI_OBJ) $(LIBRAPI) $(LIBAUTH) $(LIBPROTO) $(LIBNET)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SDK_LIBS)
 
 $(LIBRAPI_PC): sdk/sdk.mk

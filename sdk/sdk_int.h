@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/anet.h"
 #include "proto/url.h"
 #include "proto/webroute.h"
 #include "proto/ws.h"
@@ -38,21 +39,15 @@ int backoff_delay_ms(unsigned attempt, int min_ms, int max_ms, uint32_t rnd);
 uint32_t backoff_rand(uint32_t *state);
 
 /* ---- sockets and heads (wire.c) */
-uint64_t wire_now_ms(void);
+/* Sockets, clocks and sends are anet's (net/anet.h). */
 /* Resolve host:port and start a non-blocking TCP connect (close-on-exec,
  * TCP_NODELAY). Returns the fd or -errno with err filled. */
 int wire_connect_start(const struct rapi_url *u, struct rapi_error *err);
-/* 0 when the connect finished, -EINPROGRESS/-EAGAIN not yet, -errno failed. */
-int wire_connect_done(int fd);
 /* Request heads. Return the length or -ENOSPC. */
 int wire_ws_request(char *out, size_t cap, const struct rapi_url *u, const char *key,
                     const char *ws_key);
 int wire_wr_request(char *out, size_t cap, const struct rapi_url *u, const char *key,
                     const char *id, long timeout);
-/* Send out[*off..len) without blocking: 0 when all sent, -EAGAIN, -errno. */
-int wire_send(int fd, const char *out, size_t len, size_t *off);
-/* Make fd blocking again (handing it to the user). */
-int wire_set_blocking(int fd);
 /* A fresh WebRoute-ID of WR_ID_LEN chars plus NUL. 0 or -errno. */
 int wire_new_id(char out[WR_ID_LEN + 1]);
 

@@ -2,37 +2,25 @@
  * connector. Functions act on the caller's fd and buffers only. */
 #define RAPI_BUILDING 1
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "auth/keys.h"
+#include "net/anet.h"
 #include "proto/http1.h"
 #include "sdk/sdk_int.h"
 
 #define HS_HEADERS HTTP1_MAX_HEADERS
-
-uint64_t wire_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 int wire_connect_start(const struct rapi_url *u, struct rapi_error *err)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char port[RELAY_PORT_STR];
-    int fd = -1, one = 1, rc;
+    int rc;
 
     snprintf(port, sizeof(port), "%u", (unsigned)u->port);
     rc = getaddrinfo(u->host, port, &hints, &res);
@@ -41,34 +29,12 @@ int wire_connect_start(const struct rapi_url *u, struct rapi_error *err)
                 gai_strerror(rc));
         return -EHOSTUNREACH;
     }
-    fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1) {
-        rc = -errno;
-        err_set(err, RAPI_E_SYSTEM, errno, "socket: %s", strerror(errno));
-        goto out;
-    }
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, res->ai_addr, res->ai_addrlen) == -1 && errno != EINPROGRESS) {
-        rc = -errno;
-        err_set(err, RAPI_E_CONNECT, errno, "connect to %s:%u: %s", u->host, (unsigned)u->port,
-                strerror(errno));
-        close(fd);
-        goto out;
-    }
-    rc = fd;
-out:
+    rc = anet_tcp_connect_start(res->ai_addr, res->ai_addrlen, ANET_NONBLOCK | ANET_NODELAY);
+    if (rc < 0)
+        err_set(err, rc == -EMFILE || rc == -ENFILE ? RAPI_E_SYSTEM : RAPI_E_CONNECT, -rc,
+                "connect to %s:%u: %s", u->host, (unsigned)u->port, strerror(-rc));
     freeaddrinfo(res);
     return rc;
-}
-
-int wire_connect_done(int fd)
-{
-    int soerr = 0;
-    socklen_t sl = sizeof(soerr);
-
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1)
-        return -errno;
-    return soerr ? -soerr : 0;
 }
 
 int wire_ws_request(char *out, size_t cap, const struct rapi_url *u, const char *key,
@@ -116,31 +82,6 @@ int wire_wr_request(char *out, size_t cap, const struct rapi_url *u, const char 
                  "\r\n",
                  u->path, hp, key, id, tmo);
     return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
-}
-
-int wire_send(int fd, const char *out, size_t len, size_t *off)
-{
-    ssize_t n;
-
-    while (*off < len) {
-        n = send(fd, out + *off, len - *off, MSG_NOSIGNAL);
-        if (n == -1) {
-            if (errno == EINTR)
-                continue;
-            return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN : -errno;
-        }
-        *off += (size_t)n;
-    }
-    return 0;
-}
-
-int wire_set_blocking(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-
-    if (fl == -1 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1)
-        return -errno;
-    return 0;
 }
 
 int wire_new_id(char out[WR_ID_LEN + 1])
