@@ -66,6 +66,7 @@ $(SERVER): $(BUILD)/obj/engine/main.o $(LIBENGINE) $(LIBAUTH) $(LIBPROTO)
 
 include net/net.mk
 -include sdk/sdk.mk
+include cli/cli.mk
 -include bench/bench.mk
 -include tests/tests.mk
 

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "net/anet.h"
-#include "sdk/cli.h"
+#include "cli/cli.h"
 
 #define PUMP_PIPE_SIZE (256 * 1024) /* 256 KiB pipes measured 8-12% faster */
 #define PUMP_CHUNK (256 * 1024)
