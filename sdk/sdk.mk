@@ -4,7 +4,7 @@
 # exported (hidden visibility, and localized in the archive's one object so
 # that a program linking librapi.a never clashes with url_parse & co).
 
-SDK_LIB_SRC := sdk/listener.c sdk/connect.c sdk/wire.c sdk/backoff.c sdk/proxyv2.c \
+SDK_LIB_SRC := sdk/listener.c sdk/connect.c sdk/handshake.c sdk/wire.c sdk/backoff.c sdk/proxyv2.c \
                sdk/sdkerr.c sdk/keyfile.c
 SDK_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(SDK_LIB_SRC) $(PROTO_SRC) $(AUTH_SRC) $(NET_SRC))
 SDK_LIBS    := $(shell pkg-config --libs wolfssl 2>/dev/null) -pthread
