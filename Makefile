@@ -64,7 +64,9 @@ $(LIBENGINE): $(ENGINE_OBJ)
 $(SERVER): $(BUILD)/obj/engine/main.o $(LIBENGINE) $(LIBAUTH) $(LIBPROTO)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LDLIBS)
 
+include net/net.mk
 -include sdk/sdk.mk
+include cli/cli.mk
 -include bench/bench.mk
 -include tests/tests.mk
 

@@ -9,20 +9,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sdk/sdk_int.h"
+#include "sdk/handshake.h"
 
 #define CONNECT_DEFAULT_TIMEOUT_MS 75000 /* the relay gives up at 60 s */
 
 enum cn_state {
-    CN_CONNECT, /* TCP connect to the first relay in progress */
-    CN_SEND,    /* WebRoute request of the current hop being sent */
-    CN_READ,    /* its 101 being read */
-    CN_DONE,    /* tunnel open: the socket can be taken */
-    CN_FAILED,  /* err holds why */
+    CN_HOP,    /* the current hop's handshake runs (connect, request, 101) */
+    CN_DONE,   /* tunnel open: the socket can be taken */
+    CN_FAILED, /* err holds why */
 };
 
 struct rapi_connector {
-    int fd;
+    struct hsm m; /* the handshake; its fd is the tunnel */
     enum cn_state st;
     char *chain;
     size_t chain_len, pos;
@@ -30,9 +28,6 @@ struct rapi_connector {
     char key[URL_KEY_MAX]; /* for hops without their own key */
     struct rapi_connect_opts o;
     char id[WR_ID_LEN + 1];
-    char req[REQ_MAX];
-    size_t req_len, req_off;
-    struct hs hs;
     uint64_t deadline; /* 0: none */
     const char *rest;
     size_t rest_len;
@@ -80,23 +75,20 @@ static int cn_next_hop(struct rapi_connector *c)
     return 1;
 }
 
+/* The WebRoute request of the current hop, with a fresh WebRoute-ID: sent
+ * on the open tunnel after the first hop. */
 static int cn_prepare(struct rapi_connector *c)
 {
     const char *key = c->hop.key[0] ? c->hop.key : c->key;
-    int n;
+    int rc;
 
     if (key[0] == '\0')
         return cn_fail_code(c, RAPI_E_KEY, "no client key given");
     if (wire_new_id(c->id) < 0)
         return cn_fail_code(c, RAPI_E_SYSTEM, "no randomness for a WebRoute-ID");
-    n = wire_wr_request(c->req, sizeof(c->req), &c->hop, key, c->id, c->o.webroute_timeout);
+    rc = hsm_wr_request(&c->m, &c->hop, key, c->id, c->o.webroute_timeout, &c->err);
     explicit_bzero(c->hop.key, sizeof(c->hop.key));
-    if (n < 0)
-        return cn_fail_code(c, RAPI_E_URL, "request head too long");
-    c->req_len = (size_t)n;
-    c->req_off = 0;
-    hs_init(&c->hs);
-    return 0;
+    return rc < 0 ? cn_fail(c, rc) : 0;
 }
 
 static int cn_init(struct rapi_connector *c, const char *url, const char *key,
@@ -104,13 +96,13 @@ static int cn_init(struct rapi_connector *c, const char *url, const char *key,
 {
     int rc;
 
-    c->fd = -1;
+    hsm_init(&c->m);
     if (opts)
         c->o = *opts;
     if (c->o.timeout_ms == 0)
         c->o.timeout_ms = CONNECT_DEFAULT_TIMEOUT_MS;
     if (c->o.timeout_ms > 0)
-        c->deadline = wire_now_ms() + (uint64_t)c->o.timeout_ms;
+        c->deadline = anet_now_ms() + (uint64_t)c->o.timeout_ms;
     snprintf(c->key, sizeof(c->key), "%s", key ? key : "");
     c->chain = strdup(url ? url : "");
     if (c->chain == NULL)
@@ -121,11 +113,10 @@ static int cn_init(struct rapi_connector *c, const char *url, const char *key,
         return cn_fail_code(c, RAPI_E_URL, "not a client URL (rwr://[KEY@]host[:port]/path)");
     if (rc < 0 || (rc = cn_prepare(c)) < 0)
         return rc;
-    rc = wire_connect_start(&c->hop, &c->err);
+    rc = hsm_connect(&c->m, &c->hop, &c->err);
     if (rc < 0)
         return cn_fail(c, rc);
-    c->fd = rc;
-    c->st = CN_CONNECT;
+    c->st = CN_HOP;
     return 0;
 }
 
@@ -153,32 +144,29 @@ RAPI_API int rapi_connect_start(struct rapi_connector **out, const char *url, co
 
 RAPI_API int rapi_connector_fd(const struct rapi_connector *c)
 {
-    return c->fd;
+    return c->m.fd;
 }
 
 RAPI_API int rapi_connector_events(const struct rapi_connector *c)
 {
-    return c->st == CN_CONNECT || c->st == CN_SEND ? POLLOUT : POLLIN;
+    return hsm_events(&c->m);
 }
 
 RAPI_API int rapi_connector_timeout(const struct rapi_connector *c)
 {
-    uint64_t now = wire_now_ms();
+    uint64_t now = anet_now_ms();
 
     if (c->deadline == 0)
         return -1;
     return now >= c->deadline ? 0 : (int)(c->deadline - now);
 }
 
-/* The current hop answered 101: go on with the next hop inside the tunnel,
- * or finish. */
+/* The current hop answered a valid 101: go on with the next hop inside the
+ * tunnel, or finish. */
 static int cn_hop_done(struct rapi_connector *c)
 {
-    int rc = hs_check_wr(&c->hs, c->id, &c->err);
+    int rc = cn_next_hop(c);
 
-    if (rc < 0)
-        return cn_fail(c, rc);
-    rc = cn_next_hop(c);
     if (rc < 0)
         return rc;
     if (rc == 0) {
@@ -187,39 +175,16 @@ static int cn_hop_done(struct rapi_connector *c)
     }
     if ((rc = cn_prepare(c)) < 0)
         return rc;
-    c->st = CN_SEND;
     return 1; /* go on at once with the next hop */
 }
 
 static int cn_run(struct rapi_connector *c)
 {
-    struct pollfd p = {.fd = c->fd, .events = POLLOUT};
     int rc;
 
     switch (c->st) {
-    case CN_CONNECT:
-        /* SO_ERROR reads 0 while the connect is still in progress. */
-        if (poll(&p, 1, 0) == 0)
-            return -EAGAIN;
-        if ((rc = wire_connect_done(c->fd)) < 0) {
-            err_set(&c->err, RAPI_E_CONNECT, -rc, "connect to %s:%u: %s", c->hop.host,
-                    (unsigned)c->hop.port, strerror(-rc));
-            return cn_fail(c, rc);
-        }
-        c->st = CN_SEND;
-        /* fall through */
-    case CN_SEND:
-        rc = wire_send(c->fd, c->req, c->req_len, &c->req_off);
-        if (rc == -EAGAIN)
-            return rc;
-        if (rc < 0) {
-            err_set(&c->err, RAPI_E_CLOSED, -rc, "send: %s", strerror(-rc));
-            return cn_fail(c, rc);
-        }
-        c->st = CN_READ;
-        /* fall through */
-    case CN_READ:
-        rc = hs_read(&c->hs, c->fd, &c->err);
+    case CN_HOP:
+        rc = hsm_step(&c->m, &c->err);
         if (rc == -EAGAIN)
             return rc;
         if (rc < 0)
@@ -238,7 +203,7 @@ RAPI_API int rapi_connect_step(struct rapi_connector *c, struct rapi_error *err)
     int rc;
 
     do {
-        if (c->st != CN_DONE && c->st != CN_FAILED && c->deadline && wire_now_ms() >= c->deadline)
+        if (c->st != CN_DONE && c->st != CN_FAILED && c->deadline && anet_now_ms() >= c->deadline)
             cn_fail_code(c, RAPI_E_TIMEOUT, "connect timed out");
         rc = cn_run(c);
     } while (rc == 1);
@@ -251,9 +216,9 @@ RAPI_API int rapi_connect_step(struct rapi_connector *c, struct rapi_error *err)
 
 RAPI_API int rapi_connector_take(struct rapi_connector *c, char *rest, size_t rest_cap)
 {
-    int fd;
+    int rc;
 
-    if (c->st != CN_DONE || c->fd < 0)
+    if (c->st != CN_DONE || c->m.fd < 0)
         return -EINVAL;
     if (rest != NULL && rest_cap > 0) {
         if (c->rest_len >= rest_cap)
@@ -261,25 +226,20 @@ RAPI_API int rapi_connector_take(struct rapi_connector *c, char *rest, size_t re
         memcpy(rest, c->rest, c->rest_len);
         rest[c->rest_len] = '\0';
     }
-    if (wire_set_blocking(c->fd) < 0)
-        return -errno;
-    fd = c->fd;
-    c->fd = -1;
-    return fd;
+    rc = anet_set_nonblock(c->m.fd, false); /* the user's socket blocks */
+    return rc < 0 ? rc : hsm_take(&c->m);
 }
 
 RAPI_API void rapi_connector_free(struct rapi_connector *c)
 {
     if (c == NULL)
         return;
-    if (c->fd >= 0)
-        close(c->fd);
+    hsm_clear(&c->m);
     if (c->chain) {
         explicit_bzero(c->chain, c->chain_len);
         free(c->chain);
     }
     explicit_bzero(c->key, sizeof(c->key));
-    explicit_bzero(c->req, sizeof(c->req));
     free(c);
 }
 

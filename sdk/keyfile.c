@@ -2,45 +2,24 @@
  * holding one bare key. Thread-safe; the buffer holding the file is wiped. */
 #define RAPI_BUILDING 1
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
+#include "net/anet.h"
 #include "sdk/rapi.h"
 
 #define KEYFILE_MAX 8192
 #define KEYFILE_KEY_MAX 256
 
-static int read_small_file(const char *path, char *buf, size_t cap, size_t *len)
+/* A secret readable by others is a mistake worth stopping for. */
+static int read_key_file(const char *path, char *buf, size_t cap)
 {
-    struct stat st;
-    ssize_t n;
-    int fd, rc = 0;
+    unsigned mode = 0;
+    int rc = anet_read_file(path, buf, cap, &mode);
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd == -1)
-        return -errno;
-    if (fstat(fd, &st) == -1) {
-        rc = -errno;
-        goto out;
-    }
-    /* A secret readable by others is a mistake worth stopping for. */
-    if (!S_ISREG(st.st_mode) || (st.st_mode & (S_IRWXG | S_IRWXO))) {
-        rc = S_ISREG(st.st_mode) ? -EPERM : -EINVAL;
-        goto out;
-    }
-    *len = 0;
-    while ((n = read(fd, buf + *len, cap - 1 - *len)) > 0)
-        *len += (size_t)n;
-    if (n == -1)
-        rc = -errno;
-    else if (*len >= cap - 1)
-        rc = -EFBIG;
-    buf[*len] = '\0';
-out:
-    close(fd);
+    if (rc >= 0 && (mode & (S_IRWXG | S_IRWXO)))
+        rc = -EPERM;
     return rc;
 }
 
@@ -119,13 +98,13 @@ RAPI_API int rapi_key_load(const char *path, enum rapi_role role, char *out, siz
 {
     char buf[KEYFILE_MAX];
     const char *key;
-    size_t len = 0, key_len = 0;
+    size_t key_len = 0;
     int rc;
 
     if (path == NULL || out == NULL || (role != RAPI_ROLE_SERVER && role != RAPI_ROLE_CLIENT))
         return -EINVAL;
     buf[0] = '\0';
-    rc = read_small_file(path, buf, sizeof(buf), &len);
+    rc = read_key_file(path, buf, sizeof(buf));
     if (rc < 0)
         goto out;
     rc = pick_key(buf, role, &key, &key_len);

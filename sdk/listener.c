@@ -18,7 +18,7 @@
 
 #include "proto/addr.h"
 #include "proto/json.h"
-#include "sdk/sdk_int.h"
+#include "sdk/handshake.h"
 
 #define CTL_OUT_MAX 4096
 #define CTL_MSG_MAX 4096 /* largest message we accept from the relay */
@@ -33,16 +33,14 @@
 
 enum ctl_state {
     CTL_WAIT,      /* waiting out the backoff before the next attempt (no fd) */
-    CTL_CONNECT,   /* TCP connect in progress */
-    CTL_HANDSHAKE, /* upgrade request being sent, 101 being read */
+    CTL_HANDSHAKE, /* the handshake machine runs: connect, upgrade request, 101 */
     CTL_OPEN,      /* registered: notifications arrive as text frames */
 };
 
 struct ctl {
-    int fd;
+    struct hsm m; /* the handshake; m.fd is the control socket, -1 when none */
     enum ctl_state st;
     uint32_t events; /* what the fd is registered for, 0 when not */
-    char ws_key[WS_KEY_LEN + 1];
     char out[CTL_OUT_MAX];
     size_t out_len, out_off;
     uint8_t in[CTL_IN_MAX];
@@ -51,8 +49,7 @@ struct ctl {
     size_t msg_len;
     bool msg_active;
     uint8_t msg_op;
-    struct hs hs;
-    uint64_t deadline; /* WAIT: next attempt; CONNECT/HANDSHAKE: give up */
+    uint64_t deadline; /* WAIT: next attempt; HANDSHAKE: give up */
     uint64_t last_rx, next_ping;
     uint64_t opened_at; /* when the current registration succeeded */
     unsigned attempt;   /* reconnect attempts since the last stable registration */
@@ -61,24 +58,18 @@ struct ctl {
 };
 
 enum dial_state {
-    DIAL_WAIT,    /* waiting before a retry (no fd) */
-    DIAL_CONNECT, /* TCP connect in progress */
-    DIAL_SEND,    /* WebRoute request being sent */
-    DIAL_READ,    /* 101 being read */
+    DIAL_WAIT,      /* waiting before a retry (no fd) */
+    DIAL_HANDSHAKE, /* the handshake machine runs: connect, WebRoute request, 101 */
 };
 
 struct dial {
     struct dial *prev, *next;
-    int fd;
+    struct hsm m; /* request built once, tried again on each retry */
     enum dial_state st;
     uint32_t events;
     unsigned tries;
     uint64_t deadline;
-    char id[WEBROUTE_ID_MAX + 1];
     struct rapi_peer peer;
-    char req[REQ_MAX];
-    size_t req_len, req_off;
-    struct hs hs;
 };
 
 struct ready {
@@ -144,11 +135,9 @@ static void ctl_close_fd(struct rapi_listener *l)
 {
     struct ctl *c = &l->ctl;
 
-    if (c->fd >= 0) {
-        ep_del(l, c->fd, &c->events);
-        close(c->fd);
-    }
-    c->fd = -1;
+    if (c->m.fd >= 0)
+        ep_del(l, c->m.fd, &c->events);
+    hsm_close(&c->m);
     c->out_len = c->out_off = c->in_len = c->msg_len = 0;
     c->msg_active = false;
 }
@@ -162,7 +151,7 @@ static void ctl_fail(struct rapi_listener *l, const char *what)
 
     /* Start the schedule over only after a registration that held: a relay
      * that accepts and drops at once must not be hammered. */
-    if (c->st == CTL_OPEN && wire_now_ms() >= c->opened_at + STABLE_MS)
+    if (c->st == CTL_OPEN && anet_now_ms() >= c->opened_at + STABLE_MS)
         c->attempt = 0;
     delay = backoff_delay_ms(c->attempt++, l->o.backoff_min_ms, l->o.backoff_max_ms,
                              backoff_rand(&l->rng));
@@ -170,7 +159,7 @@ static void ctl_fail(struct rapi_listener *l, const char *what)
     ctl_close_fd(l);
     c->failures++;
     c->st = CTL_WAIT;
-    c->deadline = wire_now_ms() + (uint64_t)delay;
+    c->deadline = anet_now_ms() + (uint64_t)delay;
     lst_log(l, RAPI_LOG_WARN, "relay %s:%u: %s; retrying in %d ms", l->url.host,
             (unsigned)l->url.port, what, delay);
 }
@@ -185,16 +174,18 @@ static void ctl_want(struct rapi_listener *l)
     struct ctl *c = &l->ctl;
     uint32_t ev = EPOLLIN;
 
-    if (c->st == CTL_CONNECT || c->out_off < c->out_len)
-        ev = c->st == CTL_CONNECT ? EPOLLOUT : EPOLLIN | EPOLLOUT;
-    if (ep_set(l, c->fd, c, ev, &c->events) < 0)
+    if (c->st == CTL_HANDSHAKE)
+        ev = (uint32_t)hsm_events(&c->m);
+    else if (c->out_off < c->out_len)
+        ev = EPOLLIN | EPOLLOUT;
+    if (ep_set(l, c->m.fd, c, ev, &c->events) < 0)
         ctl_fail(l, "epoll_ctl failed");
 }
 
 static int ctl_flush(struct rapi_listener *l)
 {
     struct ctl *c = &l->ctl;
-    int rc = wire_send(c->fd, c->out, c->out_len, &c->out_off);
+    int rc = anet_send_nb(c->m.fd, c->out, c->out_len, &c->out_off);
 
     if (rc == 0)
         c->out_len = c->out_off = 0;
@@ -222,80 +213,38 @@ static int ctl_frame(struct rapi_listener *l, uint8_t op, const uint8_t *p, size
 static void ctl_attempt(struct rapi_listener *l)
 {
     struct ctl *c = &l->ctl;
-    int fd;
 
-    fd = wire_connect_start(&l->url, &c->last_err);
-    if (fd < 0) {
+    if (hsm_ws_request(&c->m, &l->url, l->key, &c->last_err) < 0 ||
+        hsm_connect(&c->m, &l->url, &c->last_err) < 0) {
         ctl_fail_err(l);
         return;
     }
-    c->fd = fd;
-    c->st = CTL_CONNECT;
-    c->deadline = wire_now_ms() + (uint64_t)l->o.dial_timeout_ms;
+    c->st = CTL_HANDSHAKE;
+    c->deadline = anet_now_ms() + (uint64_t)l->o.dial_timeout_ms;
     ctl_want(l);
 }
 
-static int ctl_start_handshake(struct rapi_listener *l)
+/* The relay answered a valid 101: the path is ours. */
+static void ctl_opened(struct rapi_listener *l)
 {
     struct ctl *c = &l->ctl;
-    int n, rc = wire_connect_done(c->fd);
+    uint64_t now = anet_now_ms();
 
-    if (rc < 0) {
-        err_set(&c->last_err, RAPI_E_CONNECT, -rc, "connect: %s", strerror(-rc));
-        return rc;
-    }
-    if (ws_key_new(c->ws_key) < 0) {
-        err_set(&c->last_err, RAPI_E_SYSTEM, EIO, "no randomness for Sec-WebSocket-Key");
-        return -EIO;
-    }
-    n = wire_ws_request(c->out, sizeof(c->out), &l->url, l->key, c->ws_key);
-    if (n < 0) {
-        err_set(&c->last_err, RAPI_E_URL, 0, "request head too long");
-        return n;
-    }
-    c->out_len = (size_t)n;
-    c->out_off = 0;
-    hs_init(&c->hs);
-    c->st = CTL_HANDSHAKE;
-    return 0;
-}
-
-static int ctl_handshake(struct rapi_listener *l)
-{
-    struct ctl *c = &l->ctl;
-    uint64_t now;
-    int rc;
-
-    rc = ctl_flush(l);
-    if (rc < 0) {
-        err_set(&c->last_err, RAPI_E_CLOSED, -rc, "send: %s", strerror(-rc));
-        return rc;
-    }
-    rc = hs_read(&c->hs, c->fd, &c->last_err);
-    if (rc == -EAGAIN)
-        return 0;
-    if (rc == 0)
-        rc = hs_check_ws(&c->hs, c->ws_key, &c->last_err);
-    if (rc < 0)
-        return rc;
-    now = wire_now_ms();
     c->st = CTL_OPEN;
     c->opened_at = now;
     c->last_rx = now;
     c->next_ping = now + (uint64_t)l->o.keepalive_s * 1000u;
     lst_log(l, RAPI_LOG_INFO, "registered %s at %s:%u", l->url.path, l->url.host,
             (unsigned)l->url.port);
-    return 0;
 }
 
 /* ------------------------------------------------------------ dial-backs */
 
 static void dial_free(struct rapi_listener *l, struct dial *d)
 {
-    if (d->fd >= 0) {
-        ep_del(l, d->fd, &d->events);
-        close(d->fd);
-    }
+    if (d->m.fd >= 0)
+        ep_del(l, d->m.fd, &d->events);
+    hsm_clear(&d->m);
     if (d->prev)
         d->prev->next = d->next;
     else
@@ -310,11 +259,9 @@ static void dial_retry(struct rapi_listener *l, struct dial *d, const char *why)
 {
     int delay;
 
-    if (d->fd >= 0) {
-        ep_del(l, d->fd, &d->events);
-        close(d->fd);
-        d->fd = -1;
-    }
+    if (d->m.fd >= 0)
+        ep_del(l, d->m.fd, &d->events);
+    hsm_close(&d->m);
     if (d->tries >= DIAL_RETRIES) {
         lst_log(l, RAPI_LOG_WARN, "dial-back for %s failed: %s; giving up", d->peer.addr, why);
         dial_free(l, d);
@@ -324,7 +271,7 @@ static void dial_retry(struct rapi_listener *l, struct dial *d, const char *why)
     lst_log(l, RAPI_LOG_DEBUG, "dial-back for %s failed: %s; retry in %d ms", d->peer.addr, why,
             delay);
     d->st = DIAL_WAIT;
-    d->deadline = wire_now_ms() + (uint64_t)delay;
+    d->deadline = anet_now_ms() + (uint64_t)delay;
 }
 
 static void ready_push(struct rapi_listener *l, struct dial *d)
@@ -332,17 +279,16 @@ static void ready_push(struct rapi_listener *l, struct dial *d)
     struct ready *r = malloc(sizeof(*r));
     uint64_t one = 1;
 
-    ep_del(l, d->fd, &d->events);
-    if (r == NULL || wire_set_blocking(d->fd) < 0) {
+    ep_del(l, d->m.fd, &d->events);
+    if (r == NULL || anet_set_nonblock(d->m.fd, false) < 0) {
         free(r);
         lst_log(l, RAPI_LOG_ERROR, "out of memory: dropping %s", d->peer.addr);
         dial_free(l, d);
         return;
     }
     r->next = NULL;
-    r->fd = d->fd;
+    r->fd = hsm_take(&d->m);
     r->peer = d->peer;
-    d->fd = -1;
     if (l->rq_tail)
         l->rq_tail->next = r;
     else
@@ -353,27 +299,29 @@ static void ready_push(struct rapi_listener *l, struct dial *d)
     dial_free(l, d);
 }
 
+static void dial_want(struct rapi_listener *l, struct dial *d)
+{
+    if (ep_set(l, d->m.fd, d, (uint32_t)hsm_events(&d->m), &d->events) < 0)
+        dial_retry(l, d, "epoll_ctl failed");
+}
+
 static void dial_attempt(struct rapi_listener *l, struct dial *d)
 {
     struct rapi_error e;
-    int fd = wire_connect_start(&l->url, &e);
 
-    if (fd < 0) {
+    if (hsm_connect(&d->m, &l->url, &e) < 0) {
         dial_retry(l, d, e.message);
         return;
     }
-    d->fd = fd;
-    d->st = DIAL_CONNECT;
-    d->req_off = 0;
-    d->deadline = wire_now_ms() + (uint64_t)l->o.dial_timeout_ms;
-    if (ep_set(l, fd, d, EPOLLOUT, &d->events) < 0)
-        dial_retry(l, d, "epoll_ctl failed");
+    d->st = DIAL_HANDSHAKE;
+    d->deadline = anet_now_ms() + (uint64_t)l->o.dial_timeout_ms;
+    dial_want(l, d);
 }
 
 static void dial_start(struct rapi_listener *l, const struct notify *n)
 {
+    struct rapi_error e;
     struct dial *d;
-    int len;
 
     if (l->ndials + l->nready >= (size_t)l->o.backlog) {
         lst_log(l, RAPI_LOG_WARN, "backlog full: not answering client %s", n->ipaddr);
@@ -382,20 +330,18 @@ static void dial_start(struct rapi_listener *l, const struct notify *n)
     d = calloc(1, sizeof(*d));
     if (d == NULL)
         return;
-    d->fd = -1;
-    snprintf(d->id, sizeof(d->id), "%s", n->id);
+    hsm_init(&d->m);
     snprintf(d->peer.addr, sizeof(d->peer.addr), "%s", n->ipaddr);
     d->peer.timeout = n->timeout;
     if (addr_parse(n->ipaddr, &d->peer.sa, &d->peer.salen) < 0) {
         d->peer.sa.ss_family = AF_UNSPEC;
         d->peer.salen = 0;
     }
-    len = wire_wr_request(d->req, sizeof(d->req), &l->url, l->key, d->id, l->o.webroute_timeout);
-    if (len < 0) {
+    if (hsm_wr_request(&d->m, &l->url, l->key, n->id, l->o.webroute_timeout, &e) < 0) {
+        hsm_clear(&d->m);
         free(d);
         return;
     }
-    d->req_len = (size_t)len;
     d->next = l->dials;
     if (l->dials)
         l->dials->prev = d;
@@ -406,55 +352,24 @@ static void dial_start(struct rapi_listener *l, const struct notify *n)
 
 /* A refused dial-back (4xx: the client is gone, or our key is wrong) will
  * not succeed by retrying; a lost connection or a 5xx may. */
-static void dial_answer(struct rapi_listener *l, struct dial *d)
-{
-    struct rapi_error e;
-
-    if (hs_check_wr(&d->hs, d->id, &e) == 0) {
-        ready_push(l, d);
-        return;
-    }
-    if (d->hs.status >= 400 && d->hs.status < 500) {
-        lst_log(l, RAPI_LOG_WARN, "dial-back for %s refused: %s", d->peer.addr, e.message);
-        dial_free(l, d);
-        return;
-    }
-    dial_retry(l, d, e.message);
-}
-
 static void dial_io(struct rapi_listener *l, struct dial *d)
 {
     struct rapi_error e;
     int rc;
 
-    switch (d->st) {
-    case DIAL_WAIT:
+    if (d->st != DIAL_HANDSHAKE)
         return;
-    case DIAL_CONNECT:
-        if ((rc = wire_connect_done(d->fd)) < 0)
-            return dial_retry(l, d, strerror(-rc));
-        d->st = DIAL_SEND;
-        /* fall through */
-    case DIAL_SEND:
-        rc = wire_send(d->fd, d->req, d->req_len, &d->req_off);
-        if (rc == -EAGAIN)
-            return;
-        if (rc < 0)
-            return dial_retry(l, d, strerror(-rc));
-        hs_init(&d->hs);
-        d->st = DIAL_READ;
-        if (ep_set(l, d->fd, d, EPOLLIN, &d->events) < 0)
-            return dial_retry(l, d, "epoll_ctl failed");
-        /* fall through */
-    case DIAL_READ:
-        rc = hs_read(&d->hs, d->fd, &e);
-        if (rc == -EAGAIN)
-            return;
-        if (rc < 0)
-            return dial_retry(l, d, e.message);
-        dial_answer(l, d);
+    rc = hsm_step(&d->m, &e);
+    if (rc == -EAGAIN)
+        return dial_want(l, d);
+    if (rc == 0)
+        return ready_push(l, d);
+    if (d->m.hs.status >= 400 && d->m.hs.status < 500) {
+        lst_log(l, RAPI_LOG_WARN, "dial-back for %s refused: %s", d->peer.addr, e.message);
+        dial_free(l, d);
         return;
     }
+    dial_retry(l, d, e.message);
 }
 
 /* ------------------------------------------------------------ frames */
@@ -549,7 +464,7 @@ static void ctl_close_with(struct rapi_listener *l, int code)
     if (getrandom(mask, sizeof(mask), 0) != sizeof(mask))
         memset(mask, 0x5a, sizeof(mask));
     n = ws_build_close(frame, (uint16_t)code, "", mask);
-    (void)wire_send(l->ctl.fd, (const char *)frame, n, &off); /* best effort */
+    (void)anet_send_nb(l->ctl.m.fd, (const char *)frame, n, &off); /* best effort */
 }
 
 static void ctl_read(struct rapi_listener *l)
@@ -559,7 +474,7 @@ static void ctl_read(struct rapi_listener *l)
     int code;
 
     for (;;) {
-        n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
+        n = recv(c->m.fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
         if (n == -1 && errno == EINTR)
             continue;
         if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -567,7 +482,7 @@ static void ctl_read(struct rapi_listener *l)
         if (n <= 0)
             return ctl_fail(l, n == 0 ? "relay closed the connection" : strerror(errno));
         c->in_len += (size_t)n;
-        c->last_rx = wire_now_ms();
+        c->last_rx = anet_now_ms();
         code = ctl_frames(l);
         if (code != 0) {
             ctl_close_with(l, code);
@@ -580,19 +495,18 @@ static void ctl_read(struct rapi_listener *l)
 static void ctl_io(struct rapi_listener *l, uint32_t events)
 {
     struct ctl *c = &l->ctl;
+    int rc;
 
     switch (c->st) {
     case CTL_WAIT:
         return;
-    case CTL_CONNECT:
-        if (ctl_start_handshake(l) < 0)
-            return ctl_fail_err(l);
-        /* fall through */
     case CTL_HANDSHAKE:
-        if (ctl_handshake(l) < 0)
-            return ctl_fail_err(l);
-        if (c->st != CTL_OPEN)
+        rc = hsm_step(&c->m, &c->last_err);
+        if (rc == -EAGAIN)
             break;
+        if (rc < 0)
+            return ctl_fail_err(l);
+        ctl_opened(l);
         /* bytes after the 101 may be waiting already */
         /* fall through */
     case CTL_OPEN:
@@ -603,7 +517,7 @@ static void ctl_io(struct rapi_listener *l, uint32_t events)
             return ctl_fail(l, "send failed");
         break;
     }
-    if (c->fd >= 0)
+    if (c->m.fd >= 0)
         ctl_want(l);
 }
 
@@ -645,7 +559,7 @@ static uint64_t ctl_next_deadline(const struct rapi_listener *l)
 
 static void run_timers(struct rapi_listener *l)
 {
-    uint64_t now = wire_now_ms(), next;
+    uint64_t now = anet_now_ms(), next;
     struct dial *d, *nx;
     struct itimerspec its = {0};
 
@@ -666,7 +580,7 @@ static void run_timers(struct rapi_listener *l)
     if (next == l->armed)
         return;
     l->armed = next;
-    /* Absolute CLOCK_MONOTONIC, the same clock as wire_now_ms. */
+    /* Absolute CLOCK_MONOTONIC, the same clock as anet_now_ms. */
     its.it_value.tv_sec = (time_t)(next / 1000u);
     its.it_value.tv_nsec = (long)(next % 1000u) * 1000000L;
     if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
@@ -692,7 +606,7 @@ static int lst_poll(struct rapi_listener *l, int timeout_ms)
         } else if (tag == &l->efd) {
             continue; /* cleared when the queue empties */
         } else if (tag == &l->ctl) {
-            if (l->ctl.fd >= 0)
+            if (l->ctl.m.fd >= 0)
                 ctl_io(l, ev[i].events);
         } else {
             dial_io(l, tag);
@@ -752,7 +666,7 @@ static int lst_setup(struct rapi_listener *l, const char *url, const char *key,
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->efd, &ev) == -1)
         goto sys;
     if (getrandom(&l->rng, sizeof(l->rng), 0) != sizeof(l->rng) || l->rng == 0)
-        l->rng = (uint32_t)wire_now_ms() | 1u;
+        l->rng = (uint32_t)anet_now_ms() | 1u;
     return 0;
 sys:
     err_set(err, RAPI_E_SYSTEM, errno, "%s", strerror(errno));
@@ -762,11 +676,11 @@ sys:
 /* Wait for the first registration; the first failure is the answer. */
 static int lst_first(struct rapi_listener *l, struct rapi_error *err)
 {
-    uint64_t end = wire_now_ms() + (uint64_t)l->o.timeout_ms;
+    uint64_t end = anet_now_ms() + (uint64_t)l->o.timeout_ms;
     int rc, wait;
 
     while (l->ctl.st != CTL_OPEN && l->ctl.failures == 0) {
-        uint64_t now = wire_now_ms();
+        uint64_t now = anet_now_ms();
         if (l->o.timeout_ms > 0 && now >= end) {
             err_set(err, RAPI_E_TIMEOUT, 0, "no registration within %d ms", l->o.timeout_ms);
             return -ETIMEDOUT;
@@ -797,7 +711,8 @@ RAPI_API int rapi_listen(struct rapi_listener **out, const char *url, const char
         err_set(err, RAPI_E_SYSTEM, ENOMEM, "out of memory");
         return -ENOMEM;
     }
-    l->epfd = l->tfd = l->efd = l->ctl.fd = -1;
+    l->epfd = l->tfd = l->efd = -1;
+    hsm_init(&l->ctl.m);
     if (opts)
         l->o = *opts;
     opts_defaults(&l->o);
@@ -845,21 +760,21 @@ static int ready_pop(struct rapi_listener *l, struct rapi_peer *peer)
 
 RAPI_API int rapi_accept(struct rapi_listener *l, struct rapi_peer *peer, int timeout_ms)
 {
-    uint64_t end = wire_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint64_t end = anet_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     uint64_t now;
     int rc, wait;
 
     for (;;) {
         if (l->rq_head)
             return ready_pop(l, peer);
-        now = wire_now_ms();
+        now = anet_now_ms();
         wait = timeout_ms < 0 ? -1 : (now >= end ? 0 : (int)(end - now));
         rc = lst_poll(l, wait);
         if (rc < 0)
             return rc;
         if (l->rq_head)
             continue;
-        if (timeout_ms >= 0 && wire_now_ms() >= end)
+        if (timeout_ms >= 0 && anet_now_ms() >= end)
             return -EAGAIN;
     }
 }
@@ -871,13 +786,13 @@ RAPI_API void rapi_listener_close(struct rapi_listener *l)
 
     if (l == NULL)
         return;
-    if (l->ctl.st == CTL_OPEN && l->ctl.fd >= 0)
+    if (l->ctl.st == CTL_OPEN && l->ctl.m.fd >= 0)
         ctl_close_with(l, WS_CLOSE_GOING_AWAY);
     ctl_close_fd(l);
+    hsm_clear(&l->ctl.m);
     for (d = l->dials; d != NULL; d = nx) {
         nx = d->next;
-        if (d->fd >= 0)
-            close(d->fd);
+        hsm_clear(&d->m);
         free(d);
     }
     l->dials = NULL;

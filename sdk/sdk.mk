@@ -1,23 +1,20 @@
-# librapi (static + shared), its pkg-config file and the rapi CLI.
+# librapi (static + shared) and its pkg-config file; the rapi CLI is cli/cli.mk.
 # Included from the top-level Makefile. The library carries its own PIC copy
-# of proto/ and auth/, so users link -lrapi alone; only rapi_* symbols are
+# of proto/, auth/ and net/, so users link -lrapi alone; only rapi_* symbols are
 # exported (hidden visibility, and localized in the archive's one object so
 # that a program linking librapi.a never clashes with url_parse & co).
 
-SDK_LIB_SRC := sdk/listener.c sdk/connect.c sdk/wire.c sdk/backoff.c sdk/proxyv2.c \
+SDK_LIB_SRC := sdk/listener.c sdk/connect.c sdk/handshake.c sdk/wire.c sdk/backoff.c sdk/proxyv2.c \
                sdk/sdkerr.c sdk/keyfile.c
-SDK_CLI_SRC := sdk/cli_main.c sdk/cli_expose.c sdk/cli_connect.c sdk/cli_pump.c
-SDK_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(SDK_LIB_SRC) $(PROTO_SRC) $(AUTH_SRC))
-SDK_CLI_OBJ := $(SDK_CLI_SRC:%.c=$(BUILD)/obj/%.o)
+SDK_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(SDK_LIB_SRC) $(PROTO_SRC) $(AUTH_SRC) $(NET_SRC))
 SDK_LIBS    := $(shell pkg-config --libs wolfssl 2>/dev/null) -pthread
 SDK_SOVER   := 0
 
 LIBRAPI    := $(BUILD)/librapi.a
 LIBRAPI_SO := $(BUILD)/librapi.so
-RAPI_CLI   := $(BUILD)/rapi
 LIBRAPI_PC := $(BUILD)/librapi.pc
 
-ALL_TARGETS += $(LIBRAPI) $(LIBRAPI_SO) $(RAPI_CLI) $(LIBRAPI_PC)
+ALL_TARGETS += $(LIBRAPI) $(LIBRAPI_SO) $(LIBRAPI_PC)
 
 $(BUILD)/pic/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -38,9 +35,6 @@ $(LIBRAPI_SO).$(SDK_SOVER): $(SDK_PIC_OBJ)
 $(LIBRAPI_SO): $(LIBRAPI_SO).$(SDK_SOVER)
 	ln -sf $(notdir $<) $@
 
-$(RAPI_CLI): $(SDK_CLI_OBJ) $(LIBRAPI) $(LIBAUTH) $(LIBPROTO)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SDK_LIBS)
-
 $(LIBRAPI_PC): sdk/sdk.mk
 	@mkdir -p $(dir $@)
 	printf '%s\n' 'prefix=/usr/local' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
@@ -51,11 +45,11 @@ $(LIBRAPI_PC): sdk/sdk.mk
 	  'Libs.private: $(SDK_LIBS)' \
 	  'Cflags: -I$${includedir}' > $@
 
-# Install the SDK and the CLI: make sdk-install [PREFIX=/usr/local] [DESTDIR=...]
+# Install the SDK and the CLI (cli/cli.mk): make sdk-install [PREFIX=/usr/local] [DESTDIR=...]
 PREFIX ?= /usr/local
 SDK_LIBDIR ?= $(PREFIX)/lib
 .PHONY: sdk-install
-sdk-install: $(LIBRAPI) $(LIBRAPI_SO) $(RAPI_CLI) $(LIBRAPI_PC)
+sdk-install: $(LIBRAPI) $(LIBRAPI_SO) $(LIBRAPI_PC)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SDK_LIBDIR)/pkgconfig \
 	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1 \
 	  $(DESTDIR)$(PREFIX)/share/man/man3

@@ -1,5 +1,5 @@
 /* librapi internals shared by the listener, the connector and the CLI's
- * tests: errors, backoff, relay sockets, handshake heads. Nothing here is
+ * tests: errors, backoff, relay sockets, request heads. Nothing here is
  * exported from librapi (hidden visibility, localized in librapi.a).
  * Pure helpers are thread-safe; a struct hs belongs to one socket. */
 #ifndef RAPI_SDK_INT_H
@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/anet.h"
 #include "proto/url.h"
 #include "proto/webroute.h"
 #include "proto/ws.h"
@@ -38,26 +39,21 @@ int backoff_delay_ms(unsigned attempt, int min_ms, int max_ms, uint32_t rnd);
 uint32_t backoff_rand(uint32_t *state);
 
 /* ---- sockets and heads (wire.c) */
-uint64_t wire_now_ms(void);
+/* Sockets, clocks and sends are anet's (net/anet.h). */
 /* Resolve host:port and start a non-blocking TCP connect (close-on-exec,
  * TCP_NODELAY). Returns the fd or -errno with err filled. */
 int wire_connect_start(const struct rapi_url *u, struct rapi_error *err);
-/* 0 when the connect finished, -EINPROGRESS/-EAGAIN not yet, -errno failed. */
-int wire_connect_done(int fd);
 /* Request heads. Return the length or -ENOSPC. */
 int wire_ws_request(char *out, size_t cap, const struct rapi_url *u, const char *key,
                     const char *ws_key);
 int wire_wr_request(char *out, size_t cap, const struct rapi_url *u, const char *key,
                     const char *id, long timeout);
-/* Send out[*off..len) without blocking: 0 when all sent, -EAGAIN, -errno. */
-int wire_send(int fd, const char *out, size_t len, size_t *off);
-/* Make fd blocking again (handing it to the user). */
-int wire_set_blocking(int fd);
 /* A fresh WebRoute-ID of WR_ID_LEN chars plus NUL. 0 or -errno. */
 int wire_new_id(char out[WR_ID_LEN + 1]);
 
 /* Reads one answer head without consuming a byte past it (those belong to
- * the tunnel or the WebSocket), then, for a non-101 answer, its body. */
+ * the tunnel or the WebSocket), then, for a non-101 answer, its body. Used
+ * by the handshake machine (handshake.h). */
 struct hs {
     char buf[HS_MAX];
     size_t len;
@@ -66,13 +62,5 @@ struct hs {
     size_t body_want; /* Content-Length of an error answer (capped) */
     bool eof;
 };
-void hs_init(struct hs *h);
-/* 0 when complete (a 101 head, or an error answer read to its end or EOF),
- * -EAGAIN, or -errno (-EPROTO for a malformed head, err filled). */
-int hs_read(struct hs *h, int fd, struct rapi_error *err);
-/* Check a complete answer: 0 for a valid WebSocket / WebRoute 101, else
- * -errno with err filled (the relay's status and errorcode if any). */
-int hs_check_ws(const struct hs *h, const char *ws_key, struct rapi_error *err);
-int hs_check_wr(const struct hs *h, const char *id, struct rapi_error *err);
 
 #endif

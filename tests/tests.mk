@@ -4,7 +4,7 @@
 UNIT_SRC := $(sort $(wildcard tests/unit/*_test.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 CRITERION_LDLIBS := $(shell pkg-config --libs criterion 2>/dev/null)
-TEST_LIBS = $(LIBRAPI) $(LIBENGINE) $(LIBAUTH) $(LIBPROTO)
+TEST_LIBS = $(LIBRAPI) $(LIBENGINE) $(LIBAUTH) $(LIBPROTO) $(LIBNET)
 
 # A unit test may #include the .c under test to reach its statics; the archive
 # member it shadows is then simply not pulled in.

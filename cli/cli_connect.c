@@ -2,7 +2,6 @@
  * local port (one tunnel per accepted connection) or on stdio. */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +9,7 @@
 #include <unistd.h>
 
 #include "proto/addr.h"
-#include "sdk/cli.h"
+#include "cli/cli.h"
 
 #define ACCEPT_ERROR_PAUSE_US 100000
 
@@ -80,8 +79,6 @@ static void *connect_conn_run(void *arg)
 static void connect_spawn(const struct connect_cfg *cfg, int fd, const struct sockaddr *sa)
 {
     struct connect_conn *c = calloc(1, sizeof(*c));
-    pthread_attr_t attr;
-    pthread_t t;
 
     if (c == NULL) {
         close(fd);
@@ -91,13 +88,11 @@ static void connect_spawn(const struct connect_cfg *cfg, int fd, const struct so
     c->fd = fd;
     if (addr_format(sa, c->addr, sizeof(c->addr)) < 0)
         snprintf(c->addr, sizeof(c->addr), "?");
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, connect_conn_run, c) != 0) {
+    if (cli_spawn(connect_conn_run, c) < 0) {
+        cli_log(RAPI_LOG_ERROR, "client %s: no thread", c->addr);
         close(fd);
         free(c);
     }
-    pthread_attr_destroy(&attr);
 }
 
 static int connect_listen(const struct connect_cfg *cfg, const char *listen_at)

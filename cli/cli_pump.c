@@ -12,7 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sdk/cli.h"
+#include "net/anet.h"
+#include "cli/cli.h"
 
 #define PUMP_PIPE_SIZE (256 * 1024) /* 256 KiB pipes measured 8-12% faster */
 #define PUMP_CHUNK (256 * 1024)
@@ -39,22 +40,6 @@ static bool can_splice(int fd)
     return fstat(fd, &st) == 0 && (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode));
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    ssize_t w;
-
-    while (n > 0) {
-        w = write(fd, p, n);
-        if (w == -1 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* 1 at EOF, -1 on error. */
 static int copy_loop(struct pump_dir *d)
 {
@@ -67,7 +52,7 @@ static int copy_loop(struct pump_dir *d)
             continue;
         if (n <= 0)
             return n == 0 ? 1 : -1;
-        if (write_all(d->dst, buf, (size_t)n) < 0)
+        if (anet_write_all(d->dst, buf, (size_t)n) < 0)
             return -1;
         d->bytes += (uint64_t)n;
     }

@@ -2,7 +2,6 @@
  * fresh connection to the local server, one thread per connection. */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sdk/cli.h"
+#include "cli/cli.h"
 
 #define ACCEPT_ERROR_PAUSE_US 100000
 #define EXPOSE_BACKOFF_MAX_MS 3000
@@ -91,8 +90,6 @@ out:
 static void expose_spawn(const struct expose_cfg *cfg, int fd, const struct rapi_peer *peer)
 {
     struct expose_conn *c = malloc(sizeof(*c));
-    pthread_attr_t attr;
-    pthread_t t;
 
     if (c == NULL) {
         close(fd);
@@ -101,14 +98,11 @@ static void expose_spawn(const struct expose_cfg *cfg, int fd, const struct rapi
     c->cfg = cfg;
     c->fd = fd;
     c->peer = *peer;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &attr, expose_conn_run, c) != 0) {
+    if (cli_spawn(expose_conn_run, c) < 0) {
         cli_log(RAPI_LOG_ERROR, "client %s: no thread", peer->addr);
         close(fd);
         free(c);
     }
-    pthread_attr_destroy(&attr);
 }
 
 static int expose_loop(struct rapi_listener *l, const struct expose_cfg *cfg)

@@ -1,9 +1,12 @@
-/* The rapi CLI's shared parts: logging, keys, address helpers and the
- * byte pump. The CLI (unlike librapi) keeps process-wide settings: the log
- * verbosity, set once in main before any thread starts. */
-#ifndef RAPI_SDK_CLI_H
-#define RAPI_SDK_CLI_H
+/* The rapi CLI's shared parts: logging, keys, address helpers, the thread
+ * spawner (cli_util.c) and the byte pump (cli_pump.c). The CLI (unlike
+ * librapi) keeps process-wide settings: the log verbosity, set once in main
+ * before any thread starts. Each connection thread owns its fds and closes
+ * them. */
+#ifndef RAPI_CLI_CLI_H
+#define RAPI_CLI_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -13,9 +16,7 @@
 #define CLI_KEY_MAX 257
 #define CLI_CONNECT_TIMEOUT_MS 10000 /* to the local --to server */
 
-extern int cli_verbosity; /* enum rapi_log_level: messages above are dropped */
-
-#include <signal.h>
+extern int cli_verbosity;              /* enum rapi_log_level: messages above are dropped */
 extern volatile sig_atomic_t cli_stop; /* set by SIGINT/SIGTERM */
 /* Handlers without SA_RESTART, so blocking accepts return EINTR. */
 void cli_install_stop(void);
@@ -40,6 +41,10 @@ int cli_tcp_listen(const char *addrport, char *bound, size_t cap);
 
 /* Time since an arbitrary epoch, seconds. */
 double cli_now(void);
+
+/* Run fn(arg) on a new detached thread: 0, or -errno when no thread was
+ * started (arg is then still the caller's to free). */
+int cli_spawn(void *(*fn)(void *), void *arg);
 
 struct pump_stats {
     uint64_t a_to_b, b_to_a;

@@ -1,12 +1,8 @@
-/* rapi: expose a local TCP server through a relay, connect to one, make
- * keys. Subcommand dispatch and the helpers the subcommands share. */
+/* The rapi CLI's shared helpers: logging, stop signals, keys, URLs for log
+ * lines, local TCP sockets and the connection-thread spawner. */
 #include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
 #include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,12 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "auth/keys.h"
+#include "cli/cli.h"
+#include "net/anet.h"
 #include "proto/addr.h"
 #include "proto/url.h"
-#include "sdk/cli.h"
-
-#define KEYFILE_TEXT_MAX 1024
 
 int cli_verbosity = RAPI_LOG_INFO;
 volatile sig_atomic_t cli_stop;
@@ -73,10 +67,7 @@ void cli_lib_log(void *arg, int level, const char *msg)
 
 double cli_now(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)anet_now_ns() / 1e9;
 }
 
 void cli_url_safe(const char *url, char *out, size_t cap)
@@ -167,23 +158,22 @@ static int split_hostport(const char *s, char *host, size_t hcap, const char **p
     return 0;
 }
 
-static int connect_wait(int fd, const struct addrinfo *ai, int timeout_ms)
+/* One address: connect within timeout_ms, then blocking with TCP_NODELAY. */
+static int connect_one(const struct addrinfo *ai, int timeout_ms)
 {
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    int soerr = 0, fl = fcntl(fd, F_GETFL);
-    socklen_t sl = sizeof(soerr);
+    int fd = anet_tcp_connect_start(ai->ai_addr, ai->ai_addrlen, ANET_NONBLOCK | ANET_NODELAY);
+    int rc;
 
-    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == -1) {
-        if (errno != EINPROGRESS)
-            return -errno;
-        if (poll(&p, 1, timeout_ms) != 1)
-            return -ETIMEDOUT;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1 || soerr != 0)
-            return soerr ? -soerr : -errno;
+    if (fd < 0)
+        return fd;
+    rc = anet_connect_wait(fd, timeout_ms);
+    if (rc == 0)
+        rc = anet_set_nonblock(fd, false);
+    if (rc < 0) {
+        close(fd);
+        return rc;
     }
-    fcntl(fd, F_SETFL, fl);
-    return 0;
+    return fd;
 }
 
 int cli_tcp_connect(const char *hostport, int timeout_ms)
@@ -192,27 +182,18 @@ int cli_tcp_connect(const char *hostport, int timeout_ms)
     struct addrinfo *res = NULL, *ai;
     char host[256];
     const char *port;
-    int fd = -EINVAL, one = 1, rc;
+    int fd = -EINVAL;
 
     if (split_hostport(hostport, host, sizeof(host), &port) < 0)
         return -EINVAL;
     if (getaddrinfo(host, port, &hints, &res) != 0)
         return -EHOSTUNREACH;
     for (ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd == -1) {
-            fd = -errno;
-            continue;
-        }
-        rc = connect_wait(fd, ai, timeout_ms);
-        if (rc == 0)
+        fd = connect_one(ai, timeout_ms);
+        if (fd >= 0)
             break;
-        close(fd);
-        fd = rc;
     }
     freeaddrinfo(res);
-    if (fd >= 0)
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
 }
 
@@ -220,97 +201,28 @@ int cli_tcp_listen(const char *addrport, char *bound, size_t cap)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int fd, one = 1;
+    int fd;
 
     if (addr_parse(addrport, &ss, &len) < 0)
         return -EINVAL;
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd == -1)
-        return -errno;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&ss, len) == -1 || listen(fd, SOMAXCONN) == -1) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    len = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+    fd = anet_tcp_listen(&ss, &len, SOMAXCONN, 0);
+    if (fd >= 0)
         addr_format((struct sockaddr *)&ss, bound, cap);
     return fd;
 }
 
-/* ------------------------------------------------------------ keygen */
-
-static void keygen_usage(FILE *f)
+int cli_spawn(void *(*fn)(void *), void *arg)
 {
-    fprintf(f, "usage: rapi keygen [-o FILE]\n"
-               "  Print a new key file (server_key and client_key lines) to stdout,\n"
-               "  or create FILE with mode 0600 (never overwrites).\n");
-}
+    pthread_attr_t attr;
+    pthread_t t;
+    int rc;
 
-static int cli_keygen(int argc, char **argv)
-{
-    static const struct option lo[] = {{"output", required_argument, NULL, 'o'},
-                                       {"help", no_argument, NULL, 'h'},
-                                       {NULL, 0, NULL, 0}};
-    char text[KEYFILE_TEXT_MAX];
-    const char *out = NULL;
-    int c, n;
-
-    while ((c = getopt_long(argc, argv, "o:h", lo, NULL)) != -1) {
-        if (c == 'o')
-            out = optarg;
-        else
-            return keygen_usage(c == 'h' ? stdout : stderr), c == 'h' ? 0 : 2;
-    }
-    if (optind < argc)
-        return keygen_usage(stderr), 2;
-    if (out) {
-        n = keys_create_file(out);
-        if (n < 0)
-            fprintf(stderr, "rapi: keygen: %s: %s\n", out, strerror(-n));
-        return n < 0 ? 1 : 0;
-    }
-    n = keys_generate_text(text, sizeof(text));
-    if (n < 0) {
-        fprintf(stderr, "rapi: keygen: %s\n", strerror(-n));
-        return 1;
-    }
-    fwrite(text, 1, (size_t)n, stdout);
-    explicit_bzero(text, sizeof(text));
-    return fflush(stdout) == 0 ? 0 : 1;
-}
-
-/* ------------------------------------------------------------ main */
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: rapi COMMAND [OPTIONS]\n"
-            "  rapi expose URL --to HOST:PORT [--proxy-protocol v2]   remote a local TCP server\n"
-            "  rapi connect URL [--listen ADDR:PORT]                  reach one (stdio without "
-            "--listen)\n"
-            "  rapi keygen [-o FILE]                                  make a key file\n"
-            "  rapi COMMAND -h                                        help on a command\n"
-            "Keys: --key-file FILE, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n"
-            "See rapi(1).\n");
-}
-
-int main(int argc, char **argv)
-{
-    signal(SIGPIPE, SIG_IGN); /* a closed peer shows up as EPIPE instead */
-    if (argc < 2)
-        return usage(stderr), 2;
-    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
-        return usage(stdout), 0;
-    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
-        return printf("rapi %s\n", RAPI_VERSION), 0;
-    if (strcmp(argv[1], "expose") == 0)
-        return cli_expose(argc - 1, argv + 1);
-    if (strcmp(argv[1], "connect") == 0)
-        return cli_connect(argc - 1, argv + 1);
-    if (strcmp(argv[1], "keygen") == 0)
-        return cli_keygen(argc - 1, argv + 1);
-    fprintf(stderr, "rapi: unknown command '%s'\n", argv[1]);
-    return usage(stderr), 2;
+    rc = pthread_attr_init(&attr);
+    if (rc != 0)
+        return -rc;
+    rc = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (rc == 0)
+        rc = pthread_create(&t, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    return -rc;
 }

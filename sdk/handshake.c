@@ -1,0 +1,379 @@
+/* The client handshake machine (handshake.h) and the answer reader it runs:
+ * connect -> request -> 101 -> accept check, once for every user in
+ * librapi. Acts on one struct hsm / struct hs and its fd only. */
+#define RAPI_BUILDING 1
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net/anet.h"
+#include "proto/http1.h"
+#include "sdk/handshake.h"
+
+#define HS_HEADERS HTTP1_MAX_HEADERS
+
+/* ------------------------------------------------------------ answers */
+
+static void hs_init(struct hs *h)
+{
+    h->len = 0;
+    h->head_len = 0;
+    h->status = 0;
+    h->body_want = 0;
+    h->eof = false;
+}
+
+/* Offset just past the blank line ending a head within buf[0..end), looking
+ * only at newline positions >= from; 0 when not there yet. */
+static size_t head_end(const char *buf, size_t from, size_t end)
+{
+    size_t i;
+
+    for (i = from; i < end; i++) {
+        if (buf[i] != '\n' || i == 0)
+            continue;
+        if (buf[i - 1] == '\n' || (i >= 2 && buf[i - 1] == '\r' && buf[i - 2] == '\n'))
+            return i + 1;
+    }
+    return 0;
+}
+
+static int hs_head_done(struct hs *h, struct rapi_error *err)
+{
+    struct http1_header hdr[HS_HEADERS];
+    struct http1_response res;
+    const struct http1_header *cl;
+    size_t room = HS_MAX - 1 - h->len;
+    long v;
+
+    if (http1_parse_response(h->buf, h->len, 0, &res, hdr, HS_HEADERS) != (int)h->len) {
+        err_set(err, RAPI_E_PROTOCOL, 0, "relay sent a malformed answer head");
+        return -EPROTO;
+    }
+    h->head_len = h->len;
+    h->status = res.status;
+    if (res.status == 101)
+        return 0;
+    h->body_want = room;
+    cl = http1_find(hdr, res.num_headers, "Content-Length");
+    if (cl != NULL && cl->value_len > 0 && cl->value_len < 10) {
+        v = strtol(cl->value, NULL, 10);
+        if (v >= 0 && (size_t)v < room)
+            h->body_want = (size_t)v;
+    }
+    return 0;
+}
+
+/* Peek, then consume only up to the end of the head: bytes after it are not
+ * ours. While the head is incomplete every peeked byte belongs to it, so we
+ * consume them (no busy loop on a level-triggered poll). */
+static int hs_read_head(struct hs *h, int fd, struct rapi_error *err)
+{
+    size_t room = HS_MAX - 1 - h->len, end, take;
+    ssize_t n;
+
+    if (room == 0) {
+        err_set(err, RAPI_E_PROTOCOL, 0, "relay answer head too large");
+        return -EPROTO;
+    }
+    n = recv(fd, h->buf + h->len, room, MSG_PEEK);
+    if (n == -1)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+    if (n == 0)
+        return -ECONNRESET;
+    end = head_end(h->buf, h->len, h->len + (size_t)n);
+    take = end ? end - h->len : (size_t)n;
+    n = recv(fd, h->buf + h->len, take, 0);
+    if (n != (ssize_t)take)
+        return n == -1 ? -errno : -EIO;
+    h->len += take;
+    h->buf[h->len] = '\0';
+    return end ? hs_head_done(h, err) : -EAGAIN;
+}
+
+static int hs_read_body(struct hs *h, int fd)
+{
+    size_t want = h->head_len + h->body_want;
+    ssize_t n;
+
+    while (h->len < want && !h->eof) {
+        n = recv(fd, h->buf + h->len, want - h->len, 0);
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return -EAGAIN;
+        if (n <= 0) {
+            h->eof = true; /* an error answer ends with the connection */
+            break;
+        }
+        h->len += (size_t)n;
+    }
+    h->buf[h->len] = '\0';
+    return 0;
+}
+
+static int hs_read(struct hs *h, int fd, struct rapi_error *err)
+{
+    int rc;
+
+    while (h->head_len == 0) {
+        rc = hs_read_head(h, fd, err);
+        if (rc == -EAGAIN && h->head_len == 0) {
+            /* Retry once: the peek above may have been only part of a head. */
+            rc = hs_read_head(h, fd, err);
+            if (rc == -EAGAIN && h->head_len == 0)
+                return -EAGAIN;
+        }
+        if (rc < 0 && rc != -EAGAIN) {
+            if (rc != -EPROTO)
+                err_set(err, RAPI_E_CLOSED, -rc, "relay closed the connection before answering");
+            return rc;
+        }
+    }
+    if (h->status == 101)
+        return 0;
+    return hs_read_body(h, fd);
+}
+
+static int hs_parse_again(const struct hs *h, struct http1_response *res, struct http1_header *hdr)
+{
+    return http1_parse_response(h->buf, h->head_len, 0, res, hdr, HS_HEADERS) == (int)h->head_len
+               ? 0
+               : -EPROTO;
+}
+
+static int hs_refused(const struct hs *h, struct rapi_error *err)
+{
+    return err_from_answer(err, h->status, h->buf + h->head_len, h->len - h->head_len);
+}
+
+static int bad_101(struct rapi_error *err, const char *what)
+{
+    err_set(err, RAPI_E_PROTOCOL, 0, "invalid 101 answer: %s", what);
+    return -EPROTO;
+}
+
+static int header_is(const struct http1_header *hdr, size_t n, const char *name, const char *want)
+{
+    const struct http1_header *h = http1_find(hdr, n, name);
+
+    return h != NULL && http1_count(hdr, n, name) == 1 && h->value_len == strlen(want) &&
+           memcmp(h->value, want, h->value_len) == 0;
+}
+
+static int hs_check_ws(const struct hs *h, const char *ws_key, struct rapi_error *err)
+{
+    struct http1_header hdr[HS_HEADERS];
+    struct http1_response res;
+    const struct http1_header *x;
+    char accept[WS_ACCEPT_LEN + 1];
+
+    if (h->status != 101)
+        return hs_refused(h, err);
+    if (hs_parse_again(h, &res, hdr) < 0 || res.minor_version != 1)
+        return bad_101(err, "not HTTP/1.1");
+    x = http1_find(hdr, res.num_headers, "Upgrade");
+    if (x == NULL || !http1_has_token(x->value, x->value_len, "websocket"))
+        return bad_101(err, "Upgrade is not websocket");
+    x = http1_find(hdr, res.num_headers, "Connection");
+    if (x == NULL || !http1_has_token(x->value, x->value_len, "upgrade"))
+        return bad_101(err, "Connection lacks upgrade");
+    if (ws_accept(ws_key, strlen(ws_key), accept) < 0 ||
+        !header_is(hdr, res.num_headers, "Sec-WebSocket-Accept", accept))
+        return bad_101(err, "wrong Sec-WebSocket-Accept");
+    /* RFC 6455 4.1: we asked for no extension and no subprotocol. */
+    if (http1_find(hdr, res.num_headers, "Sec-WebSocket-Extensions") != NULL ||
+        http1_find(hdr, res.num_headers, "Sec-WebSocket-Protocol") != NULL)
+        return bad_101(err, "unrequested extension or subprotocol");
+    return 0;
+}
+
+static int hs_check_wr(const struct hs *h, const char *id, struct rapi_error *err)
+{
+    struct http1_header hdr[HS_HEADERS];
+    struct http1_response res;
+    const struct http1_header *x;
+    char accept[WEBROUTE_ACCEPT_LEN + 1];
+
+    if (h->status != 101)
+        return hs_refused(h, err);
+    if (hs_parse_again(h, &res, hdr) < 0)
+        return bad_101(err, "unparsable head");
+    x = http1_find(hdr, res.num_headers, "Upgrade");
+    if (x == NULL || !http1_has_token(x->value, x->value_len, "webroute"))
+        return bad_101(err, "Upgrade is not webroute");
+    if (wr_accept(id, strlen(id), accept) < 0 ||
+        !header_is(hdr, res.num_headers, "Sec-WebRoute-Accept", accept))
+        return bad_101(err, "wrong Sec-WebRoute-Accept");
+    return 0;
+}
+
+/* ------------------------------------------------------------ machine */
+
+void hsm_init(struct hsm *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->fd = -1;
+    m->st = HSM_IDLE;
+}
+
+static int hsm_prepared(struct hsm *m, int n, struct rapi_error *err)
+{
+    if (n < 0) {
+        err_set(err, RAPI_E_URL, 0, "request head too long");
+        return n;
+    }
+    m->req_len = (size_t)n;
+    m->req_off = 0;
+    hs_init(&m->hs);
+    m->st = m->fd >= 0 ? HSM_SEND : HSM_IDLE;
+    return 0;
+}
+
+int hsm_ws_request(struct hsm *m, const struct rapi_url *u, const char *key, struct rapi_error *err)
+{
+    char ws_key[WS_KEY_LEN + 1];
+
+    if (ws_key_new(ws_key) < 0) {
+        err_set(err, RAPI_E_SYSTEM, EIO, "no randomness for Sec-WebSocket-Key");
+        return -EIO;
+    }
+    m->kind = HSM_WS;
+    snprintf(m->proof, sizeof(m->proof), "%s", ws_key);
+    return hsm_prepared(m, wire_ws_request(m->req, sizeof(m->req), u, key, ws_key), err);
+}
+
+int hsm_wr_request(struct hsm *m, const struct rapi_url *u, const char *key, const char *id,
+                   long timeout, struct rapi_error *err)
+{
+    m->kind = HSM_WR;
+    if (strlen(id) >= sizeof(m->proof)) {
+        err_set(err, RAPI_E_PROTOCOL, 0, "WebRoute-ID too long");
+        return -EINVAL;
+    }
+    snprintf(m->proof, sizeof(m->proof), "%s", id);
+    return hsm_prepared(m, wire_wr_request(m->req, sizeof(m->req), u, key, id, timeout), err);
+}
+
+int hsm_connect(struct hsm *m, const struct rapi_url *u, struct rapi_error *err)
+{
+    int fd;
+
+    hsm_close(m);
+    fd = wire_connect_start(u, err);
+    if (fd < 0) {
+        m->st = HSM_FAILED;
+        return fd;
+    }
+    m->fd = fd;
+    m->req_off = 0;
+    hs_init(&m->hs);
+    if (url_hostport(u, m->where, sizeof(m->where)) < 0)
+        snprintf(m->where, sizeof(m->where), "%s", "the relay");
+    m->st = HSM_CONNECT;
+    return 0;
+}
+
+static int hsm_fail(struct hsm *m, int rc)
+{
+    m->st = HSM_FAILED;
+    return rc;
+}
+
+/* CONNECT: SO_ERROR reads 0 while the connect is still in progress, so ask
+ * poll first whether it finished. */
+static int hsm_connected(struct hsm *m, struct rapi_error *err)
+{
+    struct pollfd p = {.fd = m->fd, .events = POLLOUT};
+    int rc;
+
+    if (poll(&p, 1, 0) == 0)
+        return -EAGAIN;
+    rc = anet_sock_error(m->fd);
+    if (rc < 0) {
+        err_set(err, RAPI_E_CONNECT, -rc, "connect to %s: %s", m->where, strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+static int hsm_check(const struct hsm *m, struct rapi_error *err)
+{
+    return m->kind == HSM_WS ? hs_check_ws(&m->hs, m->proof, err)
+                             : hs_check_wr(&m->hs, m->proof, err);
+}
+
+int hsm_step(struct hsm *m, struct rapi_error *err)
+{
+    int rc;
+
+    switch (m->st) {
+    case HSM_IDLE:
+        return -EINVAL;
+    case HSM_CONNECT:
+        if ((rc = hsm_connected(m, err)) < 0)
+            return rc == -EAGAIN ? rc : hsm_fail(m, rc);
+        m->st = HSM_SEND;
+        /* fall through */
+    case HSM_SEND:
+        rc = anet_send_nb(m->fd, m->req, m->req_len, &m->req_off);
+        if (rc == -EAGAIN)
+            return rc;
+        if (rc < 0) {
+            err_set(err, RAPI_E_CLOSED, -rc, "send: %s", strerror(-rc));
+            return hsm_fail(m, rc);
+        }
+        m->st = HSM_READ;
+        /* fall through */
+    case HSM_READ:
+        rc = hs_read(&m->hs, m->fd, err);
+        if (rc == -EAGAIN)
+            return rc;
+        if (rc == 0)
+            rc = hsm_check(m, err);
+        if (rc < 0)
+            return hsm_fail(m, rc);
+        m->st = HSM_DONE;
+        return 0;
+    case HSM_DONE:
+        return 0;
+    case HSM_FAILED:
+        return -EPROTO;
+    }
+    return -EINVAL;
+}
+
+int hsm_events(const struct hsm *m)
+{
+    return m->st == HSM_CONNECT || m->st == HSM_SEND ? POLLOUT : POLLIN;
+}
+
+int hsm_take(struct hsm *m)
+{
+    int fd = m->fd;
+
+    if (m->st != HSM_DONE || fd < 0)
+        return -EINVAL;
+    m->fd = -1;
+    m->st = HSM_IDLE;
+    return fd;
+}
+
+void hsm_close(struct hsm *m)
+{
+    if (m->fd >= 0)
+        close(m->fd);
+    m->fd = -1;
+    m->st = HSM_IDLE;
+}
+
+void hsm_clear(struct hsm *m)
+{
+    hsm_close(m);
+    explicit_bzero(m->req, sizeof(m->req));
+    m->req_len = m->req_off = 0;
+}

@@ -1,0 +1,68 @@
+/* The one client handshake of librapi: TCP connect -> request head -> answer
+ * head -> 101 check, as a non-blocking state machine. The connector (each
+ * hop of a chain), the listener's control WebSocket and its dial-backs all
+ * run it. A struct hsm belongs to one thread and owns its fd until
+ * hsm_take; the caller drives it when hsm_events says the fd is ready (or
+ * at any time: a step that cannot progress returns -EAGAIN). */
+#ifndef RAPI_SDK_HANDSHAKE_H
+#define RAPI_SDK_HANDSHAKE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "proto/webroute.h"
+#include "proto/ws.h"
+#include "sdk/sdk_int.h"
+
+enum hsm_state {
+    HSM_IDLE,    /* no request prepared yet (or taken) */
+    HSM_CONNECT, /* TCP connect in progress (poll for writable) */
+    HSM_SEND,    /* request head being sent */
+    HSM_READ,    /* answer head (and an error answer's body) being read */
+    HSM_DONE,    /* a valid 101: the fd is a WebSocket / WebRoute tunnel */
+    HSM_FAILED,  /* the error passed to the failing step says why */
+};
+
+enum hsm_kind {
+    HSM_WS, /* WebSocket upgrade (listener registration), Sec-WebSocket-Accept */
+    HSM_WR, /* WebRoute upgrade (client or dial-back), Sec-WebRoute-Accept */
+};
+
+struct hsm {
+    int fd; /* -1 when none */
+    enum hsm_state st;
+    enum hsm_kind kind;
+    char proof[WEBROUTE_ID_MAX + 1]; /* the WebRoute-ID or Sec-WebSocket-Key sent */
+    char where[URL_HOST_MAX + 16];   /* host:port being connected to, for errors */
+    char req[REQ_MAX];
+    size_t req_len, req_off;
+    struct hs hs; /* the answer; hs.status tells a refusal's HTTP status */
+};
+
+void hsm_init(struct hsm *m);
+/* Prepare a WebSocket registration (a fresh Sec-WebSocket-Key) or a
+ * WebRoute request for id. On an open fd (the next hop of a chain, inside
+ * the previous tunnel) the machine goes on sending at once; otherwise
+ * hsm_connect starts it. 0 or -errno with err filled. */
+int hsm_ws_request(struct hsm *m, const struct rapi_url *u, const char *key,
+                   struct rapi_error *err);
+int hsm_wr_request(struct hsm *m, const struct rapi_url *u, const char *key, const char *id,
+                   long timeout, struct rapi_error *err);
+/* Start (or start again, closing any previous fd) the TCP connect to u's
+ * relay for the prepared request. 0 or -errno with err filled. */
+int hsm_connect(struct hsm *m, const struct rapi_url *u, struct rapi_error *err);
+/* Progress as far as possible without blocking: 0 when HSM_DONE, -EAGAIN
+ * when waiting for hsm_events, -errno with err filled on failure. */
+int hsm_step(struct hsm *m, struct rapi_error *err);
+/* POLLIN or POLLOUT (equal to EPOLLIN/EPOLLOUT) for the current state. */
+int hsm_events(const struct hsm *m);
+/* The fd of a finished handshake (still non-blocking), handed to the
+ * caller; -EINVAL when the handshake is not done. */
+int hsm_take(struct hsm *m);
+/* Close the fd (if any) and go back to HSM_IDLE. The request stays, so
+ * hsm_connect can try it again. */
+void hsm_close(struct hsm *m);
+/* hsm_close and wipe the request (it holds the key): at the end of life. */
+void hsm_clear(struct hsm *m);
+
+#endif
