@@ -182,95 +182,57 @@ void listener_drain(struct listener *l)
         listener_close(l, "shutting down");
 }
 
-/* One complete control frame (payload unmasked in rd->ctrl). 0 or a close
- * code. */
-static int ws_control(struct listener *l, const struct ws_frame *f, const uint8_t *p)
+/* The peer's close frame: echo its code (an empty close when it sent
+ * none), then close once that is out. */
+static void ws_close_echo(struct listener *l, uint16_t code)
 {
-    switch (f->opcode) {
-    case WS_OP_PING:
-        return out_frame(l, WS_OP_PONG, p, (size_t)f->len) < 0 ? WS_CLOSE_TOO_BIG : 0;
-    case WS_OP_PONG:
-        return 0;
-    default: /* WS_OP_CLOSE: echo the code, then close once it is out */
-        if (f->len == 1)
-            return WS_CLOSE_PROTOCOL;
-        if (out_frame(l, WS_OP_CLOSE, p, f->len >= 2 ? 2 : 0) == 0)
-            l->closing = true;
-        return -1;
-    }
+    uint8_t be[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+
+    if (out_frame(l, WS_OP_CLOSE, be, code == WS_CLOSE_NO_STATUS ? 0 : sizeof(be)) == 0)
+        l->closing = true;
 }
 
-/* Data frames are read and ignored, but RFC 6455's framing rules and our
- * size limit still hold. 0 or a close code. */
-static int ws_data_header(struct listener *l, const struct ws_frame *f)
-{
-    struct ws_reader *rd = &l->rd;
-
-    if (f->opcode == WS_OP_CONT) {
-        if (!rd->in_message)
-            return WS_CLOSE_PROTOCOL;
-        rd->msg_len += f->len;
-    } else {
-        if (rd->in_message)
-            return WS_CLOSE_PROTOCOL;
-        rd->msg_len = f->len;
-    }
-    rd->in_message = !f->fin;
-    return rd->msg_len > l->sh->conf.max_frame ? WS_CLOSE_TOO_BIG : 0;
-}
-
-/* Feed received bytes to the frame reader. 0 to go on, -1 after a close
- * frame, or a close code (> 0) for a protocol violation. */
+/* Feed received bytes (unmasked in place) to the frame reader. Data
+ * frames are read and ignored; RFC 6455's rules and our size limit still
+ * hold. 0 to go on, -1 after a close frame, or a close code (> 0) for a
+ * violation. */
 static int ws_feed(struct listener *l, uint8_t *p, size_t n)
 {
-    struct ws_reader *rd = &l->rd;
+    struct wsread_ev ev;
 
     while (n > 0) {
-        if (!rd->in_frame) {
-            size_t take = n < sizeof(rd->hdr) - rd->hdr_len ? n : sizeof(rd->hdr) - rd->hdr_len;
-            int h, c;
+        size_t used = wsread_feed(&l->rd, p, n, &ev);
 
-            memcpy(rd->hdr + rd->hdr_len, p, take);
-            h = ws_parse_header(rd->hdr, rd->hdr_len + take, &rd->f);
-            if (h == -2) {
-                rd->hdr_len += take;
-                p += take;
-                n -= take;
-                continue;
-            }
-            if (h < 0)
-                return WS_CLOSE_PROTOCOL;
-            c = ws_check(&rd->f, true, l->sh->conf.max_frame);
-            if (c == 0 && rd->f.opcode < WS_OP_CLOSE)
-                c = ws_data_header(l, &rd->f);
-            if (c)
-                return c;
-            p += (size_t)h - rd->hdr_len;
-            n -= (size_t)h - rd->hdr_len;
-            rd->hdr_len = 0;
-            rd->in_frame = true;
-            rd->got = 0;
-        }
-        size_t left = (size_t)(rd->f.len - rd->got), take = n < left ? n : left;
-
-        if (rd->f.opcode >= WS_OP_CLOSE)
-            memcpy(rd->ctrl + rd->got, p, take);
-        rd->got += take;
-        p += take;
-        n -= take;
-        if (rd->got < rd->f.len)
-            continue;
-        rd->in_frame = false;
-        if (rd->f.opcode >= WS_OP_CLOSE) {
-            int c;
-
-            ws_unmask(rd->ctrl, (size_t)rd->f.len, rd->f.mask, 0);
-            c = ws_control(l, &rd->f, rd->ctrl);
-            if (c)
-                return c;
+        p += used;
+        n -= used;
+        switch (ev.type) {
+        case WSREAD_PING:
+            if (out_frame(l, WS_OP_PONG, ev.data, ev.len) < 0)
+                return WS_CLOSE_TOO_BIG;
+            break;
+        case WSREAD_CLOSE:
+            ws_close_echo(l, ev.code);
+            return -1;
+        case WSREAD_ERROR:
+            return ev.code;
+        default: /* MORE, DATA, MESSAGE, PONG */
+            break;
         }
     }
     return 0;
+}
+
+/* The reason sent with our close frame for a violation. */
+static const char *ws_close_reason(int code)
+{
+    switch (code) {
+    case WS_CLOSE_TOO_BIG:
+        return "frame too big";
+    case WS_CLOSE_INVALID_DATA:
+        return "invalid UTF-8";
+    default:
+        return "protocol error";
+    }
 }
 
 /* Read and handle frames. 0, or -1 when the listener must go. */
@@ -291,8 +253,7 @@ static int listener_read(struct listener *l)
             continue; /* after our close frame, input is only drained */
         c = ws_feed(l, buf, (size_t)n);
         if (c > 0)
-            listener_send_close(l, (uint16_t)c,
-                                c == WS_CLOSE_TOO_BIG ? "frame too big" : "protocol error");
+            listener_send_close(l, (uint16_t)c, ws_close_reason(c));
         if (c)
             return 0;
     }
@@ -362,6 +323,7 @@ void listener_register(struct shard *sh, struct handoff *h)
     }
     l->sh = sh;
     l->c = h->conn;
+    wsread_init(&l->rd, WSREAD_SERVER, sh->conf.max_frame, NULL, 0);
     memcpy(l->path, h->path, h->path_len);
     l->path_len = h->path_len;
     l->me.key = l->path;
@@ -384,7 +346,7 @@ void listener_register(struct shard *sh, struct handoff *h)
         int c = ws_feed(l, (uint8_t *)h->early, h->early_len);
 
         if (c > 0)
-            listener_send_close(l, (uint16_t)c, "protocol error");
+            listener_send_close(l, (uint16_t)c, ws_close_reason(c));
     }
     listener_event(l, EV_OUT);
 }

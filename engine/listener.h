@@ -16,6 +16,7 @@
 #include "engine/xprt.h"
 #include "proto/addr.h"
 #include "proto/ws.h"
+#include "proto/wsread.h"
 
 #define LISTENER_OUT_MAX (1u << 20) /* unsent notifications before a listener is dropped */
 
@@ -40,18 +41,6 @@ struct waiter {
     char key[]; /* path '\0' id */
 };
 
-/* RFC 6455 reader state of a listener's WebSocket. */
-struct ws_reader {
-    uint8_t hdr[WS_MAX_HEADER];
-    size_t hdr_len;
-    struct ws_frame f;
-    bool in_frame; /* header parsed, payload bytes pending */
-    uint64_t got;  /* payload bytes seen of this frame */
-    uint8_t ctrl[WS_MAX_CONTROL];
-    bool in_message; /* a fragmented data message is open */
-    uint64_t msg_len;
-};
-
 /* A registered listener (server key + WebSocket). In the shard's listener
  * map under its path. */
 struct listener {
@@ -61,8 +50,8 @@ struct listener {
     uint64_t tok;
     struct dlist waiters;
     long nwaiting;
-    struct ws_reader rd;
-    char *out; /* unsent bytes: 101, notifications, pongs, pings, close */
+    struct wsread rd; /* the WebSocket frame reader (proto/wsread.h) */
+    char *out;        /* unsent bytes: 101, notifications, pongs, pings, close */
     size_t out_len, out_off, out_cap;
     bool writable;
     bool closing; /* close frame queued: close once flushed */

@@ -259,3 +259,34 @@ def test_listener_over_ipv6(start_relay):
     relay = start_relay(listen=("127.0.0.1:0", "[::1]:0"))
     lst = relay.register("/v6lst/", v6=True)
     relay.link(lst, notify_timeout=60)
+
+
+# The frame reader's RFC 6455 rules beyond framing (proto/wsread.c): a text
+# message must be valid UTF-8 (1007), also across fragments; a close frame's
+# code must be one allowed on the wire and its reason valid UTF-8.
+@pytest.mark.parametrize("frames,code", [
+    pytest.param([encode_frame(OP_TEXT, b"\xff\xfe")], 1007, id="text-not-utf8"),
+    pytest.param([encode_frame(OP_TEXT, b"caf\xc3", fin=False),
+                  encode_frame(OP_CONT, b"\x28", fin=True)], 1007, id="utf8-broken-across-fragments"),
+    pytest.param([encode_frame(OP_CLOSE, b"\x03\xed")], 1002, id="close-code-1005-on-wire"),
+    pytest.param([encode_frame(OP_CLOSE, b"\x03\xe8\xff")], 1007, id="close-reason-not-utf8"),
+    # 1 byte of payload announced in the 16-bit form: not the minimal encoding.
+    pytest.param([bytes([0x80 | OP_TEXT, 0x80 | 126, 0, 1, 0, 0, 0, 0]) + b"x"], 1002,
+                 id="non-minimal-length"),
+])
+def test_invalid_payload_closes_with_the_readers_code(relay, frames, code):
+    lst = relay.register("/utf8/")
+    for f in frames:
+        lst.conn.try_send(f)
+    lst.expect_close(code, timeout=3.0)
+    wait_until(lambda: _is_502(relay, "/utf8/"), 2.0, what="path unregistered")
+
+
+def test_valid_utf8_text_across_fragments_is_accepted(relay):
+    lst = relay.register("/utf8ok/")
+    lst.send_frame(OP_TEXT, "caf".encode() + b"\xc3", fin=False)
+    lst.send_frame(OP_CONT, b"\xa9 \xe2\x82\xac")  # "é €" split inside a character
+    lst.send_frame(OP_PING, b"still")
+    f = lst.recv_frame()
+    assert f.opcode == OP_PONG and f.payload == b"still", f
+    relay.link(lst, notify_timeout=60)
