@@ -15,8 +15,8 @@
 struct fake {
     char in[FAKE_MAX]; /* what the peer sent: rcv hands it out */
     size_t in_len, in_off;
-    bool in_eof;       /* once in[] is consumed, rcv returns 0 */
-    int rcv_err;       /* when set, rcv fails with it */
+    bool in_eof;        /* once in[] is consumed, rcv returns 0 */
+    int rcv_err;        /* when set, rcv fails with it */
     char out[FAKE_MAX]; /* what snd accepted */
     size_t out_len;
     size_t room;  /* bytes snd takes before -EAGAIN */
@@ -152,8 +152,12 @@ static char *dup_head(const char *s, size_t *len)
 static struct link *make_link(void)
 {
     struct link *l;
-    struct link_args a = {.client = fake_conn(&cli), .server = fake_conn(&srv),
-                          .timeout_s = 60, .path = "/t", .path_len = 2, .peer = "127.0.0.1:1"};
+    struct link_args a = {.client = fake_conn(&cli),
+                          .server = fake_conn(&srv),
+                          .timeout_s = 60,
+                          .path = "/t",
+                          .path_len = 2,
+                          .peer = "127.0.0.1:1"};
 
     a.to_client = dup_head("C101|", &a.to_client_len);
     a.to_server = dup_head("S101|early|", &a.to_server_len);
@@ -172,8 +176,7 @@ static void settle(void)
     cr_assert_null(sh.ready, "the pump settles");
 }
 
-static void assert_got(const struct fake *to, const char *head, const struct fake *from,
-                       size_t n)
+static void assert_got(const struct fake *to, const char *head, const struct fake *from, size_t n)
 {
     size_t h = strlen(head);
 
