@@ -1,8 +1,6 @@
 #include "engine/acceptor.h"
 
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +16,7 @@
 #include "engine/shard.h"
 #include "engine/timer.h"
 #include "proto/http1.h"
+#include "net/anet.h"
 
 #define LISTEN_BACKLOG 4096
 #define HEAD_INITIAL 1024
@@ -78,32 +77,21 @@ static int listen_one(const char *spec, const char *what, char *err, size_t errl
     struct sockaddr_storage ss;
     socklen_t len;
     char actual[ADDR_STR_MAX];
-    int fd, one = 1;
+    int fd;
 
     if (addr_parse(spec, &ss, &len) < 0) {
         snprintf(err, errlen, "listen %s: not an address:port", spec);
         return -EINVAL;
     }
-    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1)
-        goto fail;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     /* Accepted sockets inherit TCP_NODELAY: one call here, none per accept. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (ss.ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, (struct sockaddr *)&ss, len) == -1 || listen(fd, LISTEN_BACKLOG) == -1)
-        goto fail;
-    len = sizeof(ss);
-    getsockname(fd, (struct sockaddr *)&ss, &len);
+    fd = anet_tcp_listen(&ss, &len, LISTEN_BACKLOG, ANET_NONBLOCK | ANET_NODELAY | ANET_V6ONLY);
+    if (fd < 0) {
+        snprintf(err, errlen, "listen %s: %s", spec, strerror(-fd));
+        return fd;
+    }
     addr_format((struct sockaddr *)&ss, actual, sizeof(actual));
     log_notice("%s on %s", what, actual);
     return fd;
-fail:
-    snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return -errno;
 }
 
 int acceptor_listen(struct acceptor *a, char *err, size_t errlen)
@@ -531,7 +519,7 @@ static int acceptor_loop_init(struct acceptor *a)
         a->now = &a->host->now;
         return 0;
     }
-    a->own_now = now_ms();
+    a->own_now = anet_now_ms();
     wheel_init(&a->own_wheel, a->own_now);
     e = ev_init(&a->own_loop, r->be);
     if (e < 0)
@@ -580,7 +568,7 @@ static int acceptor_loop(struct acceptor *a)
             log_error("acceptor: event loop: %s", strerror(-e));
             return e;
         }
-        *a->now = now_ms();
+        *a->now = anet_now_ms();
         if (!a->host)
             wheel_run(a->wheel, *a->now);
         else if (a->host->wake_tok && shard_turn(a->host))

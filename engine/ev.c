@@ -2,7 +2,7 @@
 
 #include "engine/ev_backend.h"
 
-#include "engine/timer.h"
+#include "net/anet.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -168,7 +168,7 @@ void ev_dispatch(struct ev_loop *l, uint64_t token, uint32_t events)
 void ev_clock(struct ev_loop *l)
 {
     if (l->clock)
-        *l->clock = now_ms();
+        *l->clock = anet_now_ms();
 }
 
 int ev_wait(struct ev_loop *l, int timeout_ms)

@@ -13,6 +13,7 @@
 #include "engine/acceptor.h"
 #include "engine/log.h"
 #include "engine/relay.h"
+#include "net/anet.h"
 
 #define RAPI_VERSION "0.1.0"
 #define MAX_SETS 64
@@ -173,13 +174,9 @@ static void raise_nofile(void)
 {
     struct rlimit rl;
     unsigned long nr_open = 0;
-    FILE *f = fopen("/proc/sys/fs/nr_open", "r");
 
-    if (f) {
-        if (fscanf(f, "%lu", &nr_open) != 1)
-            nr_open = 0;
-        fclose(f);
-    }
+    if (anet_read_ulong("/proc/sys/fs/nr_open", &nr_open) < 0)
+        nr_open = 0;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
     if (nr_open > rl.rlim_max) {

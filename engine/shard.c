@@ -11,6 +11,7 @@
 #include "engine/link.h"
 #include "engine/listener.h"
 #include "engine/log.h"
+#include "net/anet.h"
 
 struct shard *relay_shard_for(struct relay *r, const char *path, size_t len)
 {
@@ -118,7 +119,7 @@ static void shard_wake(void *arg, uint32_t events)
     while (h) {
         struct handoff *next = h->next;
 
-        s->now = now_ms();
+        s->now = anet_now_ms();
         shard_handle(s, h);
         h = next;
     }
@@ -140,7 +141,7 @@ int shard_loop_init(struct shard *s)
 {
     int r;
 
-    s->now = now_ms();
+    s->now = anet_now_ms();
     wheel_init(&s->wheel, s->now);
     r = ev_init(&s->loop, s->relay->be);
     s->loop.clock = &s->now;
@@ -196,7 +197,7 @@ static void *shard_main(void *arg)
             log_error("shard %d: event loop: %s", s->id, strerror(-r));
             break;
         }
-        s->now = now_ms();
+        s->now = anet_now_ms();
         if (shard_turn(s))
             break;
     }
@@ -216,7 +217,7 @@ void shard_deliver(struct shard *s, struct handoff *h)
         shard_push(s, h);
         return;
     }
-    s->now = now_ms();
+    s->now = anet_now_ms();
     shard_handle(s, h);
 }
 

@@ -1,15 +1,5 @@
 #include "engine/timer.h"
 
-#include <time.h>
-
-uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void list_init(struct timer *head)
 {
     head->next = head->prev = head;

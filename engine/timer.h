@@ -24,9 +24,6 @@ struct wheel {
     size_t count;                   /* armed timers */
 };
 
-/* Monotonic milliseconds. */
-uint64_t now_ms(void);
-
 void wheel_init(struct wheel *w, uint64_t now);
 
 /* Arm (or re-arm) t to fire at `expires` ms, calling cb. */

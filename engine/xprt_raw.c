@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "net/anet.h"
+
 #define RAW_SPLICE_FLAGS (SPLICE_F_NONBLOCK | SPLICE_F_MOVE)
 
 /* -errno for a failed call; -EAGAIN records what it waits for. */
@@ -68,12 +70,8 @@ static int raw_shutw(struct xconn *c)
 
 static void raw_close(struct xconn *c, bool reset)
 {
-    if (reset) {
-        /* Propagate a reset as a reset, not as a clean end of stream. */
-        struct linger lg = {.l_onoff = 1, .l_linger = 0};
-
-        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    }
+    if (reset)
+        (void)anet_linger_zero(c->fd); /* a reset is passed on as a reset */
     close(c->fd);
     c->fd = -1;
 }
