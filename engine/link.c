@@ -62,6 +62,17 @@ static int dir_acquire(struct shard *sh, struct link_dir *d, const struct link_e
     return d->buf ? 0 : -ENOMEM;
 }
 
+/* A transport answered -EAGAIN: leave the end alone until the readiness its
+ * transport waits for (a raw read waits for input, a raw write for room; a
+ * TLS read may wait for room, a TLS write for input). */
+static void end_blocked(struct link_end *e)
+{
+    if (e->c.want & XPRT_WANT_IN)
+        e->readable = false;
+    if (e->c.want & XPRT_WANT_OUT)
+        e->writable = false;
+}
+
 /* Count n bytes delivered on direction d. */
 static void dir_account(struct link *l, struct link_dir *d, size_t n)
 {
@@ -90,7 +101,7 @@ static int dir_flush(struct link *l, struct link_dir *d, struct link_end *dst)
         else
             n = c->ops->snd(c, d->buf + d->buf_off, d->buf_len - d->buf_off);
         if (n == -EAGAIN) {
-            dst->writable = false;
+            end_blocked(dst);
             return 0;
         }
         if (n < 0)
@@ -124,7 +135,7 @@ static int dir_fill(struct link *l, struct link_dir *d, struct link_end *src,
     else
         n = c->ops->rcv(c, d->buf, LINK_COPY_BUF);
     if (n == -EAGAIN) {
-        src->readable = false;
+        end_blocked(src);
         return 0;
     }
     if (n < 0)

@@ -17,6 +17,7 @@ struct fake {
     size_t in_len, in_off;
     bool in_eof;        /* once in[] is consumed, rcv returns 0 */
     int rcv_err;        /* when set, rcv fails with it */
+    int rcv_wants_out;  /* this many reads first ask for room (as TLS can) */
     char out[FAKE_MAX]; /* what snd accepted */
     size_t out_len;
     size_t room;  /* bytes snd takes before -EAGAIN */
@@ -34,6 +35,11 @@ static ssize_t fake_rcv(struct xconn *c, void *buf, size_t len)
     f->rcv_calls++;
     if (f->rcv_err)
         return f->rcv_err;
+    if (f->rcv_wants_out > 0) {
+        f->rcv_wants_out--;
+        c->want = XPRT_WANT_OUT;
+        return -EAGAIN;
+    }
     if (n == 0) {
         if (f->in_eof)
             return 0;
@@ -304,4 +310,22 @@ Test(link, budget_queues_a_busy_link_for_later, .init = setup, .fini = teardown)
     cr_assert_lt(srv.out_len, n, "not all in one turn");
     settle();
     assert_got(&srv, "S101|early|", &cli, n);
+}
+
+/* A transport whose read needs the socket writable first (TLS during a
+ * renegotiation): the end stays readable and the read is retried on EV_OUT. */
+Test(link, read_that_wants_out_is_retried_when_writable, .init = setup, .fini = teardown)
+{
+    struct link *l;
+
+    fill(&cli, 3000, 8);
+    cli.rcv_wants_out = 1;
+    l = make_link();
+    settle();
+    cr_assert_eq(srv.out_len, strlen("S101|early|"), "nothing read yet");
+    cr_assert(l->end[0].readable, "still readable: the transport waits for room");
+    cr_assert_not(l->end[0].writable);
+    link_event(l, EV_OUT, 0);
+    settle();
+    assert_got(&srv, "S101|early|", &cli, 3000);
 }
