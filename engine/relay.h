@@ -1,7 +1,7 @@
 /* What the acceptor and the shards share: the relay object, the hand-off
- * message and the shard API the acceptor uses. The relay is created by main before
- * any thread starts; its atomics are touched by every thread, everything
- * else in it belongs to the main (acceptor) thread. */
+ * message and the shard API the acceptor uses. The relay is created by main
+ * before any thread starts; its atomics are touched by every thread,
+ * everything else in it belongs to the main (acceptor) thread. */
 #ifndef RAPI_ENGINE_RELAY_H
 #define RAPI_ENGINE_RELAY_H
 
