@@ -16,6 +16,8 @@
 
 #define WS_READ_CHUNK 4096
 #define HEAD_101_MAX 256
+#define OUT_FRAME_MAX NOTIFY_MAX /* the largest frame payload we send */
+_Static_assert(OUT_FRAME_MAX >= WS_MAX_CONTROL, "a pong or close frame fits");
 
 static void listener_event(void *arg, uint32_t events);
 static void listener_ka_cb(struct timer *t);
@@ -46,13 +48,14 @@ static int out_append(struct listener *l, const void *p, size_t n)
     return 0;
 }
 
+/* Queue one unmasked frame. Payloads are notifications, pongs and close
+ * frames: at most OUT_FRAME_MAX bytes. */
 static int out_frame(struct listener *l, uint8_t opcode, const void *p, size_t n)
 {
-    uint8_t hdr[WS_MAX_HEADER];
-    size_t h = ws_build_header(hdr, opcode, true, n, NULL);
-    int r = out_append(l, hdr, h);
+    uint8_t f[WS_MAX_HEADER + OUT_FRAME_MAX];
+    size_t len = ws_build_frame(f, sizeof(f), opcode, true, p, n, NULL);
 
-    return r < 0 ? r : out_append(l, p, n);
+    return len ? out_append(l, f, len) : -EMSGSIZE;
 }
 
 /* Write what is queued. 0 or -errno; closes the listener when a close
@@ -118,7 +121,9 @@ void waiter_fail(struct waiter *w, int status, const char *code, const char *msg
  * that sent bytes after its head is kept (they are delivered once linked,
  * then its FIN is forwarded: nothing is dropped); one that sent nothing has
  * nothing to wait for and its place (max_waiting, max_connections) is freed
- * now rather than at the dial-back timeout. */
+ * now rather than at the dial-back timeout. (Unread bytes are counted in the
+ * socket: exact for the raw transport; a TLS one would also ask its own
+ * buffer.) */
 static void waiter_event(void *arg, uint32_t events)
 {
     struct waiter *w = arg;
