@@ -3,7 +3,10 @@
  * errors on demand. The fake cannot splice, so the copy path runs whatever
  * the pipe pool allows. Each end still has a real fd (an eventfd) so that
  * the event loop can watch it; the fake never reads or writes it. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -328,4 +331,105 @@ Test(link, read_that_wants_out_is_retried_when_writable, .init = setup, .fini = 
     link_event(l, EV_OUT, 0);
     settle();
     assert_got(&srv, "S101|early|", &cli, 3000);
+}
+
+/* ------------------------------------------------------------ raw transport */
+
+/* A connected loopback TCP pair: *a is ours (nonblocking, the link's end),
+ * *b the peer's. */
+static void tcp_pair(int *a, int *b)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    cr_assert_geq(l, 0);
+    cr_assert_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(l, 1), 0);
+    cr_assert_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    *b = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    cr_assert_geq(*b, 0);
+    cr_assert(connect(*b, (struct sockaddr *)&sa, sizeof(sa)) == 0 || errno == EINPROGRESS);
+    *a = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    cr_assert_geq(*a, 0);
+    close(l);
+}
+
+/* Send all of up from peer pa while reading at peer pb, turning the loop in
+ * between; then pa's FIN must reach pb. Returns what pb got. */
+static size_t relay_through(int pa, int pb, const char *up, size_t n, char *got, size_t cap)
+{
+    size_t sent = 0, recvd = 0;
+    bool fin = false, shut = false;
+
+    for (int turn = 0; turn < 20000 && !fin; turn++) {
+        ssize_t k;
+
+        if (sent < n && (k = send(pa, up + sent, n - sent, MSG_NOSIGNAL)) > 0)
+            sent += (size_t)k;
+        if (sent == n && !shut) {
+            cr_assert_eq(shutdown(pa, SHUT_WR), 0);
+            shut = true;
+        }
+        cr_assert_eq(ev_wait(&sh.loop, 5), 0);
+        link_run_ready(&sh);
+        while ((k = recv(pb, got + recvd, cap - recvd, 0)) > 0)
+            recvd += (size_t)k;
+        fin = k == 0;
+    }
+    cr_assert(fin, "the FIN came through");
+    return recvd;
+}
+
+static void raw_setup(void)
+{
+    setup();
+    sh.loop.clock = &sh.now;
+}
+
+static void raw_teardown(void)
+{
+    while (!dlist_empty(&sh.links))
+        link_close(CONTAINER(sh.links.next, struct link, node), false, "test over");
+    link_run_ready(&sh);
+    pipepool_fini(&sh.pool);
+    cr_assert_eq(sh.pool.live, 0, "every pipe came back");
+    ev_fini(&sh.loop);
+}
+
+static void raw_pair_test(long max_pipes, bool want_splice)
+{
+    enum { N = 3 << 20 };
+    static char up[N], got[N + 64];
+    int ca, cb, sa, sb;
+    struct link_args a = {.timeout_s = 60, .path = "/r", .path_len = 2, .peer = "127.0.0.1:2"};
+    size_t n;
+
+    sh.pool.max = max_pipes;
+    for (size_t i = 0; i < N; i++)
+        up[i] = (char)(i * 13 + i / 4093);
+    tcp_pair(&ca, &cb);
+    tcp_pair(&sa, &sb);
+    xconn_init_raw(&a.client, ca);
+    xconn_init_raw(&a.server, sa);
+    a.to_client = dup_head("C|", &a.to_client_len);
+    a.to_server = dup_head("S|", &a.to_server_len);
+    cr_assert_eq(link_new(&sh, &a), 0);
+    n = relay_through(cb, sb, up, N, got, sizeof(got));
+    cr_assert_eq(n, N + 2, "got %zu", n);
+    cr_assert(memcmp(got, "S|", 2) == 0 && memcmp(got + 2, up, N) == 0, "in order, none lost");
+    cr_assert_eq(sh.pool.created > 0, want_splice, "spliced: %lu pipes", sh.pool.created);
+    cr_assert_eq(sh.stats.copy_fallbacks > 0, !want_splice);
+    close(cb);
+    close(sb);
+}
+
+Test(link_raw, splices_between_sockets_and_forwards_fin, .init = raw_setup, .fini = raw_teardown)
+{
+    raw_pair_test(16, true);
+}
+
+Test(link_raw, copies_when_no_pipe_is_allowed, .init = raw_setup, .fini = raw_teardown)
+{
+    raw_pair_test(0, false);
 }
