@@ -11,7 +11,6 @@
 
 #include "engine/dlist.h"
 #include "engine/map.h"
-#include "engine/relay.h"
 #include "engine/timer.h"
 #include "engine/xprt.h"
 #include "proto/addr.h"
@@ -20,6 +19,7 @@
 
 #define LISTENER_OUT_MAX (1u << 20) /* unsent notifications before a listener is dropped */
 
+struct handoff;
 struct listener;
 struct shard;
 
