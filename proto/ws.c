@@ -18,14 +18,36 @@
 #define WS_LEN16_MARK 126
 #define WS_LEN64_MARK 127
 #define WS_LEN16_MAX 0xffffu
+#define WS_LEN16_LEN 2
+#define WS_LEN64_LEN 8
 #define WS_MASK_LEN 4
 #define WS_CLOSE_CODE_LEN 2
+#define WS_CLOSE_CODE_LAST_BASIC 1003 /* 1000-1003: normal .. unsupported data */
+#define WS_CLOSE_CODE_LAST_IANA 1014  /* 1007-1014: registered; 1015 is reserved */
+#define WS_CLOSE_CODE_APP_FIRST 3000  /* 3000-4999: libraries and applications */
+#define WS_CLOSE_CODE_APP_LAST 4999
 #define WS_CLOSE_REASON_MAX (WS_MAX_CONTROL - WS_CLOSE_CODE_LEN)
 #define WS_GUID_LEN (sizeof(WS_GUID) - 1)
 #define WS_NONCE_LEN 16
 #define WS_SHA1_LEN 20
 #define WS_B64_PAD_LEN 2 /* 16 bytes encode to 22 chars + "==" */
 #define WS_B64_BUF 32    /* room for 28 chars; wolfSSL may also write a NUL */
+
+static int fill_random(uint8_t *p, size_t len)
+{
+    size_t got = 0;
+
+    while (got < len) {
+        ssize_t r = getrandom(p + got, len - got, 0);
+        if (r == -1) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        got += (size_t)r;
+    }
+    return 0;
+}
 
 static int opcode_known(uint8_t op)
 {
@@ -74,13 +96,17 @@ int ws_parse_header(const uint8_t *buf, size_t len, struct ws_frame *f)
     uint8_t len7 = buf[1] & WS_LEN7_MASK;
     if (control && len7 > WS_MAX_CONTROL)
         return -1;
-    size_t ext = len7 == WS_LEN16_MARK ? 2 : len7 == WS_LEN64_MARK ? 8 : 0;
+    size_t ext = len7 == WS_LEN16_MARK ? WS_LEN16_LEN : len7 == WS_LEN64_MARK ? WS_LEN64_LEN : 0;
     bool masked = (buf[1] & WS_MASK_BIT) != 0;
     size_t need = 2 + ext + (masked ? WS_MASK_LEN : 0);
     if (len < need)
         return -2;
     uint64_t plen = ext ? read_be(buf + 2, ext) : len7;
     if (plen >> 63)
+        return -1;
+    /* RFC 6455 5.2: "the minimal number of bytes MUST be used". */
+    if ((ext == WS_LEN16_LEN && plen <= WS_MAX_CONTROL) ||
+        (ext == WS_LEN64_LEN && plen <= WS_LEN16_MAX))
         return -1;
     f->fin = (b0 & WS_FIN) != 0;
     f->opcode = op;
@@ -131,12 +157,12 @@ size_t ws_build_header(uint8_t *out, uint8_t opcode, bool fin, uint64_t len, con
         out[1] = (uint8_t)len;
     } else if (len <= WS_LEN16_MAX) {
         out[1] = WS_LEN16_MARK;
-        write_be(out + 2, len, 2);
-        n += 2;
+        write_be(out + 2, len, WS_LEN16_LEN);
+        n += WS_LEN16_LEN;
     } else {
         out[1] = WS_LEN64_MARK;
-        write_be(out + 2, len, 8);
-        n += 8;
+        write_be(out + 2, len, WS_LEN64_LEN);
+        n += WS_LEN64_LEN;
     }
     if (mask) {
         out[1] |= WS_MASK_BIT;
@@ -144,6 +170,35 @@ size_t ws_build_header(uint8_t *out, uint8_t opcode, bool fin, uint64_t len, con
         n += WS_MASK_LEN;
     }
     return n;
+}
+
+size_t ws_build_frame(uint8_t *out, size_t cap, uint8_t opcode, bool fin, const void *payload,
+                      size_t len, const uint8_t *mask)
+{
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t n = ws_build_header(hdr, opcode, fin, len, mask);
+
+    if (cap < n || cap - n < len)
+        return 0;
+    memcpy(out, hdr, n);
+    if (len == 0)
+        return n;
+    memcpy(out + n, payload, len);
+    if (mask)
+        ws_unmask(out + n, len, mask, 0);
+    return n + len;
+}
+
+int ws_mask_new(uint8_t mask[4])
+{
+    return fill_random(mask, WS_MASK_LEN);
+}
+
+bool ws_close_code_valid(uint16_t code)
+{
+    return (code >= WS_CLOSE_NORMAL && code <= WS_CLOSE_CODE_LAST_BASIC) ||
+           (code >= WS_CLOSE_INVALID_DATA && code <= WS_CLOSE_CODE_LAST_IANA) ||
+           (code >= WS_CLOSE_CODE_APP_FIRST && code <= WS_CLOSE_CODE_APP_LAST);
 }
 
 size_t ws_build_close(uint8_t *out, uint16_t code, const char *reason, const uint8_t *mask)
@@ -211,16 +266,7 @@ int ws_accept(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1])
 int ws_key_new(char out[WS_KEY_LEN + 1])
 {
     uint8_t nonce[WS_NONCE_LEN];
-    size_t got = 0;
+    int r = fill_random(nonce, sizeof(nonce));
 
-    while (got < sizeof(nonce)) {
-        ssize_t r = getrandom(nonce + got, sizeof(nonce) - got, 0);
-        if (r == -1) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        got += (size_t)r;
-    }
-    return b64_exact(nonce, sizeof(nonce), out, WS_KEY_LEN);
+    return r < 0 ? r : b64_exact(nonce, sizeof(nonce), out, WS_KEY_LEN);
 }

@@ -28,6 +28,8 @@ enum ws_close_code {
     WS_CLOSE_NORMAL = 1000,
     WS_CLOSE_GOING_AWAY = 1001,
     WS_CLOSE_PROTOCOL = 1002,
+    WS_CLOSE_NO_STATUS = 1005,    /* never sent: "the close frame had no code" */
+    WS_CLOSE_INVALID_DATA = 1007, /* e.g. invalid UTF-8 in a text message */
     WS_CLOSE_TOO_BIG = 1009,
 };
 
@@ -43,9 +45,12 @@ struct ws_frame {
 /* Parse one frame header from buf[0..len). Returns the header length (2..14)
  * and fills f, -2 when more bytes are needed, -1 when the header is invalid
  * whatever the role: RSV bits set, unknown opcode, control frame with
- * payload > 125 or FIN clear, 64-bit length with the top bit set.
- * Errors decidable from the first byte are reported with len == 1. Non-minimal
- * length encodings are accepted. f->mask is zeroed for unmasked frames. */
+ * payload > 125 or FIN clear, 64-bit length with the top bit set, a length
+ * in a longer encoding than needed (RFC 6455 5.2: 16 bits for < 126, 64 bits
+ * for <= 0xffff). Every -1 is answered with close code 1002.
+ * Errors decidable from the first byte are reported with len == 1.
+ * f->mask is zeroed for unmasked frames. For a whole connection, use the
+ * incremental reader in proto/wsread.h, which adds the message rules. */
 int ws_parse_header(const uint8_t *buf, size_t len, struct ws_frame *f);
 
 /* Role checks after ws_parse_header: returns 0 when acceptable, else the
@@ -62,6 +67,21 @@ void ws_unmask(uint8_t *data, size_t len, const uint8_t mask[4], uint64_t offset
 /* Write a frame header into out (>= WS_MAX_HEADER bytes), minimal length
  * encoding; mask NULL for an unmasked (server) frame. Returns its length. */
 size_t ws_build_header(uint8_t *out, uint8_t opcode, bool fin, uint64_t len, const uint8_t *mask);
+
+/* Build a whole frame into out[0..cap): header (minimal length encoding),
+ * then payload[0..len) masked with mask (NULL: unmasked, the server side).
+ * payload may be NULL when len is 0. Returns the frame length, or 0 when it
+ * does not fit in cap (WS_MAX_HEADER + len is always enough). */
+size_t ws_build_frame(uint8_t *out, size_t cap, uint8_t opcode, bool fin, const void *payload,
+                      size_t len, const uint8_t *mask);
+
+/* A fresh masking key for a client frame (getrandom). 0 or -errno. */
+int ws_mask_new(uint8_t mask[4]);
+
+/* True for a close code a peer may send (RFC 6455 7.4 and the IANA
+ * registry): 1000-1003, 1007-1014 and 3000-4999. 1004-1006, 1015 (reserved,
+ * never on the wire), codes below 1000, 1016-2999 and 5000 up are not. */
+bool ws_close_code_valid(uint16_t code);
 
 /* Build a whole close frame (code + reason, reason <= 123 bytes) into out
  * (>= WS_MAX_HEADER + 125). mask NULL for server side. Returns its length.

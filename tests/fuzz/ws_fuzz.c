@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(c1 == 0 || c1 == WS_CLOSE_PROTOCOL || c1 == WS_CLOSE_TOO_BIG);
         CHECK(c2 == 0 || c2 == WS_CLOSE_PROTOCOL || c2 == WS_CLOSE_TOO_BIG);
         size_t n = ws_build_header(hdr, f.opcode, f.fin, f.len, f.masked ? f.mask : NULL);
-        CHECK(n <= (size_t)r); /* ours is minimal; the input may not be */
+        CHECK(n == (size_t)r); /* both minimal: non-minimal input is refused */
         CHECK(ws_parse_header(hdr, n, &g) == (int)n);
         CHECK(g.fin == f.fin && g.opcode == f.opcode && g.masked == f.masked && g.len == f.len);
         CHECK(!f.masked || memcmp(g.mask, f.mask, 4) == 0);

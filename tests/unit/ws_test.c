@@ -263,3 +263,44 @@ Test(ws, build_close_long_reason_and_no_code)
     cr_assert_eq(n, 2);
     cr_assert_eq(out[1], 0);
 }
+
+Test(ws, non_minimal_lengths_refused)
+{
+    static const uint8_t l16[] = {0x82, 0x7e, 0x00, 0x7d};                   /* 125 in 16 bits */
+    static const uint8_t l64[] = {0x82, 0x7f, 0, 0, 0, 0, 0, 0, 0xff, 0xff}; /* 65535 in 64 */
+    static const uint8_t ok16[] = {0x82, 0x7e, 0x00, 0x7e};
+    static const uint8_t ok64[] = {0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0};
+    struct ws_frame f;
+
+    cr_assert_eq(parse(l16, sizeof(l16), &f), -1);
+    cr_assert_eq(parse(l64, sizeof(l64), &f), -1);
+    cr_assert_eq(parse(ok16, sizeof(ok16), &f), 4);
+    cr_assert_eq(f.len, 126);
+    cr_assert_eq(parse(ok64, sizeof(ok64), &f), 10);
+    cr_assert_eq(f.len, 65536);
+}
+
+Test(ws, build_frame)
+{
+    static const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
+    static const uint8_t rfc[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58};
+    uint8_t out[32];
+
+    cr_assert_eq(ws_build_frame(out, sizeof(out), WS_OP_TEXT, true, "Hello", 5, mask), 11);
+    cr_assert(memcmp(out, rfc, sizeof(rfc)) == 0);
+    cr_assert_eq(ws_build_frame(out, sizeof(out), WS_OP_PONG, true, "Hello", 5, NULL), 7);
+    cr_assert(memcmp(out, "\x8a\x05Hello", 7) == 0);
+    cr_assert_eq(ws_build_frame(out, sizeof(out), WS_OP_PING, true, NULL, 0, NULL), 2);
+    cr_assert_eq(ws_build_frame(out, 10, WS_OP_TEXT, true, "Hello", 5, mask), 0);
+    cr_assert_eq(ws_build_frame(out, 1, WS_OP_TEXT, true, NULL, 0, NULL), 0);
+}
+
+Test(ws, mask_new)
+{
+    uint8_t a[4], b[4], c[4];
+
+    cr_assert_eq(ws_mask_new(a), 0);
+    cr_assert_eq(ws_mask_new(b), 0);
+    cr_assert_eq(ws_mask_new(c), 0);
+    cr_assert(memcmp(a, b, 4) != 0 || memcmp(b, c, 4) != 0);
+}
