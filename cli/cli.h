@@ -42,6 +42,11 @@ int cli_tcp_listen(const char *addrport, char *bound, size_t cap);
 /* Time since an arbitrary epoch, seconds. */
 double cli_now(void);
 
+/* The options expose and connect share, as getopt returns them: 'k'
+ * (--key-file), 'T' (--timeout: the WebRoute-Timeout), 'v' and 'q'. True
+ * when c was one of them and is handled. */
+bool cli_common_opt(int c, const char *arg, const char **key_file, long *webroute_timeout);
+
 /* Run fn(arg) on a new detached thread: 0, or -errno when no thread was
  * started (arg is then still the caller's to free). */
 int cli_spawn(void *(*fn)(void *), void *arg);

@@ -156,24 +156,14 @@ int cli_connect(int argc, char **argv)
     int c, rc;
 
     while ((c = getopt_long(argc, argv, "l:k:T:C:vqh", lo, NULL)) != -1) {
+        if (cli_common_opt(c, optarg, &key_file, &cfg.o.webroute_timeout))
+            continue;
         switch (c) {
         case 'l':
             listen_at = optarg;
             break;
-        case 'k':
-            key_file = optarg;
-            break;
-        case 'T':
-            cfg.o.webroute_timeout = strtol(optarg, NULL, 10);
-            break;
         case 'C':
             cfg.o.timeout_ms = (int)(strtol(optarg, NULL, 10) * 1000);
-            break;
-        case 'v':
-            cli_verbosity++;
-            break;
-        case 'q':
-            cli_verbosity--;
             break;
         case 'h':
             connect_usage(stdout);

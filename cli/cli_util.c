@@ -226,3 +226,23 @@ int cli_spawn(void *(*fn)(void *), void *arg)
     pthread_attr_destroy(&attr);
     return -rc;
 }
+
+bool cli_common_opt(int c, const char *arg, const char **key_file, long *webroute_timeout)
+{
+    switch (c) {
+    case 'k':
+        *key_file = arg;
+        return true;
+    case 'T':
+        *webroute_timeout = strtol(arg, NULL, 10);
+        return true;
+    case 'v':
+        cli_verbosity++;
+        return true;
+    case 'q':
+        cli_verbosity--;
+        return true;
+    default:
+        return false;
+    }
+}
