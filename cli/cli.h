@@ -13,7 +13,7 @@
 
 #include "sdk/rapi.h"
 
-#define CLI_KEY_MAX 257
+#define CLI_KEY_MAX 257              /* KEY_MAX_LEN (auth/keys.h) and a NUL */
 #define CLI_CONNECT_TIMEOUT_MS 10000 /* to the local --to server */
 
 extern int cli_verbosity;              /* enum rapi_log_level: messages above are dropped */

@@ -67,9 +67,13 @@ Test(cli, key_precedence)
     setenv("RAPI_KEY_FILE", path, 1);
     cr_expect_eq(cli_key(RAPI_ROLE_SERVER, NULL, "rws://h/p", out), 0);
     cr_expect_str_eq(out, "sk-0123456789abcdef");
-    setenv("RAPI_KEY", "env-key", 1);
+    setenv("RAPI_KEY", "env-key-0123456789", 1);
     cr_expect_eq(cli_key(RAPI_ROLE_SERVER, NULL, "rws://h/p", out), 0);
-    cr_expect_str_eq(out, "env-key", "RAPI_KEY before RAPI_KEY_FILE");
+    cr_expect_str_eq(out, "env-key-0123456789", "RAPI_KEY before RAPI_KEY_FILE");
+    setenv("RAPI_KEY", "short", 1);
+    cr_expect_eq(cli_key(RAPI_ROLE_SERVER, NULL, "rws://h/p", out), -EINVAL,
+                 "the key file's length rule holds for RAPI_KEY too");
+    setenv("RAPI_KEY", "env-key-0123456789", 1);
     cr_expect_eq(cli_key(RAPI_ROLE_CLIENT, NULL, "rwr://urlkey@h/p", out), 0);
     cr_expect_str_eq(out, "", "the URL's own key before the environment");
     cr_expect_eq(cli_key(RAPI_ROLE_CLIENT, path, "rwr://urlkey@h/p", out), 0);
