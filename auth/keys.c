@@ -10,9 +10,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "proto/rnd.h"
 
 #define KEYS_ALPHABET "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 #define KEYS_ALPHABET_LEN 62
@@ -296,22 +297,6 @@ out:
     return r;
 }
 
-static int fill_random(void *p, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        ssize_t r = getrandom((char *)p + got, len - got, 0);
-        if (r == -1) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        got += (size_t)r;
-    }
-    return 0;
-}
-
 int keys_random(char *out, size_t len)
 {
     static const char alphabet[] = KEYS_ALPHABET;
@@ -320,7 +305,7 @@ int keys_random(char *out, size_t len)
     int r = 0;
 
     while (n < len) {
-        r = fill_random(pool, sizeof(pool));
+        r = rnd_fill(pool, sizeof(pool));
         if (r != 0)
             break;
         for (size_t i = 0; i < sizeof(pool) && n < len; i++) {
