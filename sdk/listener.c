@@ -11,13 +11,13 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "proto/addr.h"
 #include "proto/json.h"
+#include "proto/rnd.h"
 #include "proto/wsread.h"
 #include "sdk/handshake.h"
 
@@ -627,7 +627,7 @@ static int lst_setup(struct rapi_listener *l, const char *url, const char *key,
     ev.data.ptr = &l->efd;
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->efd, &ev) == -1)
         goto sys;
-    if (getrandom(&l->rng, sizeof(l->rng), 0) != sizeof(l->rng) || l->rng == 0)
+    if (rnd_fill(&l->rng, sizeof(l->rng)) < 0 || l->rng == 0)
         l->rng = (uint32_t)anet_now_ms() | 1u;
     return 0;
 sys:
