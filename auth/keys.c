@@ -10,9 +10,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "proto/rnd.h"
 
 #define KEYS_ALPHABET "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 #define KEYS_ALPHABET_LEN 62
@@ -24,6 +25,8 @@
 #define KEYS_CLIENT_WORD "client_key"
 #define KEYS_TOO_OPEN (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)
 #define KEYS_FILE_MODE 0600
+#define KEYS_CHAR_MIN 0x21 /* keys are printable ASCII without space */
+#define KEYS_CHAR_MAX 0x7e
 #define KEYS_HEADER                                                                                \
     "# rapi key file: keep it secret (mode 0600).\n"                                               \
     "# server_key authenticates servers (listeners, dial-backs); client_key clients.\n"
@@ -47,7 +50,18 @@ static bool is_blank(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Store one "<word> <key>" value; line is 1-based for messages. */
+int keys_check(const char *key, size_t len)
+{
+    if (key == NULL || len < KEY_MIN_LEN || len > KEY_MAX_LEN)
+        return -EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)key[i] < KEYS_CHAR_MIN || (unsigned char)key[i] > KEYS_CHAR_MAX)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+/* Store one key; line is 1-based for messages. */
 static int store_key(char *dst, size_t *dst_len, const char *word, const char *v, size_t n,
                      unsigned line, char *err, size_t errlen)
 {
@@ -60,12 +74,9 @@ static int store_key(char *dst, size_t *dst_len, const char *word, const char *v
                 KEY_MAX_LEN);
         return -EINVAL;
     }
-    for (size_t i = 0; i < n; i++) {
-        if ((unsigned char)v[i] < 0x21 || (unsigned char)v[i] > 0x7e) {
-            set_err(err, errlen, "line %u: %s contains a space or non-printable character", line,
-                    word);
-            return -EINVAL;
-        }
+    if (keys_check(v, n) != 0) {
+        set_err(err, errlen, "line %u: %s contains a space or non-printable character", line, word);
+        return -EINVAL;
     }
     memcpy(dst, v, n);
     dst[n] = '\0';
@@ -73,9 +84,22 @@ static int store_key(char *dst, size_t *dst_len, const char *word, const char *v
     return 0;
 }
 
-/* One line without its '\n': blank, comment, or "<word> <key>". */
-static int parse_line(const char *s, size_t n, unsigned line, struct keys *k, char *err,
-                      size_t errlen)
+/* The one bare key a file may hold instead of named lines. */
+struct bare {
+    const char *key;
+    size_t len;
+    unsigned line; /* 0: none seen */
+};
+
+static int not_a_key_line(unsigned line, char *err, size_t errlen)
+{
+    set_err(err, errlen, "line %u: expected server_key or client_key", line);
+    return -EINVAL;
+}
+
+/* One line without its '\n': blank, comment, "<word> <key>", or a bare key. */
+static int parse_line(const char *s, size_t n, unsigned line, struct keys *k, struct bare *b,
+                      char *err, size_t errlen)
 {
     if (n > 0 && s[n - 1] == '\r')
         n--;
@@ -96,8 +120,12 @@ static int parse_line(const char *s, size_t n, unsigned line, struct keys *k, ch
     bool server = w == strlen(KEYS_SERVER_WORD) && memcmp(s, KEYS_SERVER_WORD, w) == 0;
     bool client = w == strlen(KEYS_CLIENT_WORD) && memcmp(s, KEYS_CLIENT_WORD, w) == 0;
     if (!server && !client) {
-        set_err(err, errlen, "line %u: expected server_key or client_key", line);
-        return -EINVAL;
+        if (w != n || b->line != 0)
+            return not_a_key_line(line, err, errlen);
+        b->key = s;
+        b->len = n;
+        b->line = line;
+        return 0;
     }
     if (server)
         return store_key(k->server, &k->server_len, KEYS_SERVER_WORD, s + v, n - v, line, err,
@@ -105,43 +133,99 @@ static int parse_line(const char *s, size_t n, unsigned line, struct keys *k, ch
     return store_key(k->client, &k->client_len, KEYS_CLIENT_WORD, s + v, n - v, line, err, errlen);
 }
 
-static int check_complete(const struct keys *k, char *err, size_t errlen)
+/* A bare key serves one role, and only in a file without named lines. */
+static int use_bare(struct keys *k, enum keys_need need, const struct bare *b, char *err,
+                    size_t errlen)
 {
-    if (k->server_len == 0) {
+    if (b->line == 0)
+        return 0;
+    if (k->server_len != 0 || k->client_len != 0 || need == KEYS_NEED_BOTH)
+        return not_a_key_line(b->line, err, errlen);
+    if (need == KEYS_NEED_SERVER)
+        return store_key(k->server, &k->server_len, "the key", b->key, b->len, b->line, err,
+                         errlen);
+    return store_key(k->client, &k->client_len, "the key", b->key, b->len, b->line, err, errlen);
+}
+
+static int check_complete(const struct keys *k, enum keys_need need, char *err, size_t errlen)
+{
+    if ((need & KEYS_NEED_SERVER) && k->server_len == 0) {
         set_err(err, errlen, "no server_key line");
-        return -EINVAL;
+        return -ENOENT;
     }
-    if (k->client_len == 0) {
+    if ((need & KEYS_NEED_CLIENT) && k->client_len == 0) {
         set_err(err, errlen, "no client_key line");
-        return -EINVAL;
+        return -ENOENT;
     }
-    if (ct_equal(k->server, k->server_len, k->client, k->client_len)) {
+    if (k->server_len != 0 && k->client_len != 0 &&
+        ct_equal(k->server, k->server_len, k->client, k->client_len)) {
         set_err(err, errlen, "server_key and client_key must differ");
         return -EINVAL;
     }
     return 0;
 }
 
-int keys_parse(const char *text, size_t len, struct keys *k, char *err, size_t errlen)
+int keys_parse_for(const char *text, size_t len, enum keys_need need, struct keys *k, char *err,
+                   size_t errlen)
 {
+    struct bare b = {0};
     size_t pos = 0;
     unsigned line = 1;
     int r = 0;
 
     keys_wipe(k);
     set_err(err, errlen, "%s", "");
+    if (need < KEYS_NEED_SERVER || need > KEYS_NEED_BOTH)
+        return -EINVAL;
     while (pos < len && r == 0) {
         const char *nl = memchr(text + pos, '\n', len - pos);
         size_t end = nl ? (size_t)(nl - text) : len;
-        r = parse_line(text + pos, end - pos, line, k, err, errlen);
+        r = parse_line(text + pos, end - pos, line, k, &b, err, errlen);
         pos = end + 1;
         line++;
     }
     if (r == 0)
-        r = check_complete(k, err, errlen);
+        r = use_bare(k, need, &b, err, errlen);
+    if (r == 0)
+        r = check_complete(k, need, err, errlen);
     if (r != 0)
         keys_wipe(k);
     return r;
+}
+
+int keys_parse(const char *text, size_t len, struct keys *k, char *err, size_t errlen)
+{
+    return keys_parse_for(text, len, KEYS_NEED_BOTH, k, err, errlen);
+}
+
+int keys_copy(const struct keys *k, enum keys_need need, char *out, size_t cap)
+{
+    const char *key = need == KEYS_NEED_SERVER ? k->server : k->client;
+    size_t len = need == KEYS_NEED_SERVER ? k->server_len : k->client_len;
+
+    if (need != KEYS_NEED_SERVER && need != KEYS_NEED_CLIENT)
+        return -EINVAL;
+    if (len == 0)
+        return -ENOENT;
+    if (len >= cap) {
+        if (cap > 0)
+            explicit_bzero(out, cap);
+        return -ENOSPC;
+    }
+    memcpy(out, key, len);
+    out[len] = '\0';
+    return (int)len;
+}
+
+unsigned keys_short(const struct keys *k)
+{
+    unsigned m = 0;
+
+    if (k->server_len != 0 && k->server_len < KEY_LEN)
+        m |= KEYS_NEED_SERVER;
+    if (k->client_len != 0 && k->client_len < KEY_LEN)
+        m |= KEYS_NEED_CLIENT;
+    return m;
 }
 
 /* Read at most cap bytes of fd; -EFBIG when there is more. */
@@ -164,6 +248,11 @@ static ssize_t read_all(int fd, char *buf, size_t cap)
 }
 
 int keys_load(const char *path, struct keys *k, char *err, size_t errlen)
+{
+    return keys_load_for(path, KEYS_NEED_BOTH, k, err, errlen);
+}
+
+int keys_load_for(const char *path, enum keys_need need, struct keys *k, char *err, size_t errlen)
 {
     char buf[KEYS_FILE_MAX + 1]; /* +1 tells "exactly max" from "too big" */
     struct stat st;
@@ -201,27 +290,11 @@ int keys_load(const char *path, struct keys *k, char *err, size_t errlen)
                 r == -EFBIG ? "larger than a key file can be" : strerror(-r));
         goto out;
     }
-    r = keys_parse(buf, (size_t)n, k, err, errlen);
+    r = keys_parse_for(buf, (size_t)n, need, k, err, errlen);
 out:
     explicit_bzero(buf, sizeof(buf));
     close(fd);
     return r;
-}
-
-static int fill_random(void *p, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        ssize_t r = getrandom((char *)p + got, len - got, 0);
-        if (r == -1) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        got += (size_t)r;
-    }
-    return 0;
 }
 
 int keys_random(char *out, size_t len)
@@ -232,7 +305,7 @@ int keys_random(char *out, size_t len)
     int r = 0;
 
     while (n < len) {
-        r = fill_random(pool, sizeof(pool));
+        r = rnd_fill(pool, sizeof(pool));
         if (r != 0)
             break;
         for (size_t i = 0; i < sizeof(pool) && n < len; i++) {

@@ -20,21 +20,62 @@ struct keys {
     size_t client_len;
 };
 
-/* Parse key-file text: lines "server_key <key>" and "client_key <key>",
- * '#' comments and blank lines allowed, both keys required, each at most
- * once, KEY_MIN_LEN..KEY_MAX_LEN chars of 0x21..0x7e, and the two different.
- * Returns 0, or -EINVAL with a message in err naming the line (never the key
- * itself). Lines end in LF or CRLF; spaces/tabs around words are ignored; the
- * key is the rest of the line and may not contain blanks. On failure k is
- * wiped. err may be NULL (errlen 0); on success it is "". */
+/* Which keys a reader needs: the relay needs both; a server (rapi expose,
+ * the bench's listener side) needs the server key, a client the client key. */
+enum keys_need {
+    KEYS_NEED_SERVER = 1,
+    KEYS_NEED_CLIENT = 2,
+    KEYS_NEED_BOTH = 3,
+};
+
+/* The key-file rules, the same for rapi-server, librapi/rapi and rapi-bench:
+ * - Text: lines "server_key <key>" and "client_key <key>", '#' comments and
+ *   blank lines; lines end in LF or CRLF; spaces/tabs around words are
+ *   ignored; the key is the rest of the line and may not contain blanks.
+ *   Each word at most once. Any other line is an error, except that a file
+ *   of exactly one bare key (one word on one line, no server_key/client_key
+ *   line) serves a reader that needs one key (not KEYS_NEED_BOTH).
+ * - Every key present, needed or not: KEY_MIN_LEN..KEY_MAX_LEN characters
+ *   of 0x21..0x7e (keys_check); when both are present they differ.
+ * - The needed keys must be there (-ENOENT otherwise).
+ * - The file (keys_load_for): a regular file not readable or writable by
+ *   group or others (mode & 0066 == 0, -EPERM otherwise), at most
+ *   KEYS_FILE_MAX bytes (-EFBIG). Its owner is not checked (the daemon never
+ *   did: a root-started relay may read a service account's file); the mode
+ *   check is what keeps a key from other users.
+ * Errors: 0, or -EINVAL (syntax, length, characters, equal keys), -ENOENT
+ * (a needed key missing), with a message in err naming the line or file,
+ * never key text. On failure k is wiped. err may be NULL (errlen 0); on
+ * success it is "". */
+int keys_parse_for(const char *text, size_t len, enum keys_need need, struct keys *k, char *err,
+                   size_t errlen);
+
+/* The daemon's form: keys_parse_for(..., KEYS_NEED_BOTH, ...). */
 int keys_parse(const char *text, size_t len, struct keys *k, char *err, size_t errlen);
 
-/* Read and parse a key file. Refuses (-EPERM, message in err) a file that is
- * readable or writable by group or others, or that is not a regular file.
- * Returns 0 or -errno (-EFBIG over KEYS_FILE_MAX bytes, -EINVAL from
- * keys_parse, open's errno). The file is opened O_NONBLOCK so a FIFO cannot
- * block; the read buffer is wiped. */
+/* Read and parse a key file with the rules above. Returns 0 or -errno
+ * (-EPERM: group/other access or not a regular file; -EFBIG; open's errno;
+ * keys_parse_for's). Opened O_NONBLOCK so a FIFO cannot block; the read
+ * buffer is wiped. */
+int keys_load_for(const char *path, enum keys_need need, struct keys *k, char *err, size_t errlen);
+
+/* The daemon's form: keys_load_for(path, KEYS_NEED_BOTH, ...). */
 int keys_load(const char *path, struct keys *k, char *err, size_t errlen);
+
+/* The key rule alone, for keys that come from the environment or a URL:
+ * 0 when key[0..len) is KEY_MIN_LEN..KEY_MAX_LEN chars of 0x21..0x7e,
+ * else -EINVAL. */
+int keys_check(const char *key, size_t len);
+
+/* Copy one key (need is KEYS_NEED_SERVER or KEYS_NEED_CLIENT) into out with
+ * a NUL. Returns its length, -ENOENT when k does not hold it, -ENOSPC when
+ * cap is too small (out then wiped), -EINVAL for another need. */
+int keys_copy(const struct keys *k, enum keys_need need, char *out, size_t cap);
+
+/* Which of the keys held are shorter than the KEY_LEN keys keygen makes
+ * (KEYS_NEED_SERVER | KEYS_NEED_CLIENT bits, 0 when none): the relay warns
+ * at start, an operator-chosen key being easier to guess. */
+unsigned keys_short(const struct keys *k);
 
 /* Fill out[0..len) with random chars of [A-Za-z0-9] from getrandom(), no
  * modulo bias. No NUL is written. Returns 0 or -errno. */

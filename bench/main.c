@@ -1,7 +1,6 @@
 /* rapi-bench: command line, keys, targets, the backend echo/sink sockets, and
  * the rounds. See man/rapi-bench.1. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -11,13 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench/run.h"
 
-#define KEYFILE_MAX 65536
+#define KEY_ERR_MAX 512
 #define BACKLOG 4096
 #define MAX_THREADS 64
 
@@ -53,85 +51,40 @@ static void die(const char *fmt, const char *arg)
 
 /* ------------------------------------------------------------ keys */
 
-static int key_ok(const char *k, size_t len)
+/* A key from the environment (env), else from a key file: the option's, else
+ * $RAPI_KEY_FILE. Files and keys follow auth/keys.h's rules, the relay's. */
+static void load_key(const char *file, const char *env, enum keys_need need, char *out, size_t *len)
 {
-    if (len == 0 || len > KEY_MAX_LEN)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
-            return 0;
-    return 1;
-}
-
-/* Find the key named `name` ("server_key") in key-file text, or the only
- * line of a file that holds one bare key. Returns the length or -1. */
-static int key_from_text(char *text, const char *name, char *out)
-{
-    size_t nl = strlen(name);
-    int bare_lines = 0, named_lines = 0;
-    char *bare = NULL, *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        while (*line == ' ' || *line == '\t')
-            line++;
-        size_t len = strcspn(line, "\r");
-        while (len && (line[len - 1] == ' ' || line[len - 1] == '\t'))
-            len--;
-        line[len] = 0;
-        if (!len || line[0] == '#')
-            continue;
-        if (!strncmp(line, "server_key", 10) || !strncmp(line, "client_key", 10))
-            named_lines++;
-        if (!strncmp(line, name, nl) && (line[nl] == ' ' || line[nl] == '\t')) {
-            char *v = line + nl;
-            while (*v == ' ' || *v == '\t')
-                v++;
-            size_t vl = strlen(v);
-            if (!key_ok(v, vl))
-                return -1;
-            memcpy(out, v, vl + 1);
-            return (int)vl;
-        }
-        bare_lines++;
-        bare = line;
-    }
-    if (named_lines || bare_lines != 1 || !key_ok(bare, strlen(bare)))
-        return -1;
-    size_t bl = strlen(bare);
-    memcpy(out, bare, bl + 1);
-    return (int)bl;
-}
-
-static void load_key(const char *file, const char *env, const char *name, char *out, size_t *len)
-{
-    const char *src = file;
+    const char *name = need == KEYS_NEED_SERVER ? "server_key" : "client_key";
     const char *v = getenv(env);
-    if (!src && v) {
-        if (!key_ok(v, strlen(v)))
-            die("%s holds no usable key", env);
+    struct keys k;
+    char err[KEY_ERR_MAX];
+
+    if (!file && v) {
+        if (keys_check(v, strlen(v)) < 0)
+            die("%s holds no usable key (16 to 256 printable characters, no spaces)", env);
         *len = strlen(v);
         memcpy(out, v, *len + 1);
         return;
     }
-    if (!src)
-        src = getenv("RAPI_KEY_FILE");
-    if (!src) {
+    if (!file)
+        file = getenv("RAPI_KEY_FILE");
+    if (!file) {
         fprintf(stderr, "rapi-bench: a relay target needs the %s: --%s-key-file F or %s\n", name,
-                name[0] == 's' ? "server" : "client", env);
+                need == KEYS_NEED_SERVER ? "server" : "client", env);
         exit(2);
     }
-    int fd = open(src, O_RDONLY | O_CLOEXEC);
-    if (fd == -1)
-        die("cannot open key file %s", src);
-    static char text[KEYFILE_MAX + 1];
-    ssize_t n = read(fd, text, KEYFILE_MAX);
-    close(fd);
-    if (n < 0)
-        die("cannot read key file %s", src);
-    text[n] = 0;
-    int r = key_from_text(text, name, out);
-    explicit_bzero(text, sizeof(text));
+    int r = keys_load_for(file, need, &k, err, sizeof(err));
+    if (r == 0)
+        r = keys_copy(&k, need, out, KEY_MAX_LEN + 1);
+    keys_wipe(&k);
     if (r < 0) {
-        fprintf(stderr, "rapi-bench: no usable %s in %s\n", name, src);
+        /* err names the file for file errors, the line for content errors. */
+        if (strncmp(err, file, strlen(file)) == 0)
+            fprintf(stderr, "rapi-bench: %s\n", err);
+        else
+            fprintf(stderr, "rapi-bench: no usable %s in %s: %s\n", name, file,
+                    err[0] ? err : strerror(-r));
         exit(2);
     }
     *len = (size_t)r;
@@ -542,8 +495,8 @@ int main(int argc, char **argv)
         die("nothing to measure: give --relay, --direct and/or --tcp-proxy%s", "");
     }
     if (need_keys) {
-        load_key(skf, "RAPI_SERVER_KEY", "server_key", o.server_key, &o.server_key_len);
-        load_key(ckf, "RAPI_CLIENT_KEY", "client_key", o.client_key, &o.client_key_len);
+        load_key(skf, "RAPI_SERVER_KEY", KEYS_NEED_SERVER, o.server_key, &o.server_key_len);
+        load_key(ckf, "RAPI_CLIENT_KEY", KEYS_NEED_CLIENT, o.client_key, &o.client_key_len);
     }
     for (unsigned i = 0; i < o.nt; i++)
         if (o.t[i].kind == TK_PROXY && !o.backend[0])

@@ -28,10 +28,13 @@
 #include "proto/json.h"
 #include "proto/webroute.h"
 #include "proto/ws.h"
+#include "proto/wsread.h"
 
-#define CONN_BUF 512              /* response head, or echo data in flight */
-#define LAT_RING 32               /* messages in flight per tunnel at a rate */
-#define LBUF_SIZE (64 * 1024)     /* listener WebSocket input */
+#define CONN_BUF 512          /* response head, or echo data in flight */
+#define LAT_RING 32           /* messages in flight per tunnel at a rate */
+#define LBUF_SIZE (64 * 1024) /* listener WebSocket input */
+#define LMSG_MAX (64 * 1024)  /* largest message taken from the relay */
+#define ORIGIN_MAX (ADDR_STR_MAX + 16)
 #define SCRATCH_SIZE (256 * 1024) /* heads we send, bytes we discard */
 #define EV_BATCH 256
 #define POOL_CHUNK 1024
@@ -104,8 +107,9 @@ struct worker {
     struct bconn lis;
     struct bconn acc;
     int lis_ready;
-    char *lbuf;
-    size_t llen;
+    uint8_t *lbuf; /* listener WebSocket input, as received */
+    uint8_t *lmsg; /* its messages, reassembled */
+    struct wsread lrd;
     char *scratch;
     char path[BENCH_PATH_MAX];
     char prefix[BENCH_ID_PREFIX_LEN + 1];
@@ -389,27 +393,27 @@ static int send_all(struct bconn *c, const void *buf, size_t len)
     return n == -1 ? -errno : -EAGAIN;
 }
 
+/* Registrations carry an Origin (http://<Host>): the original PHP relay
+ * refuses a WebSocket upgrade without one. */
 static int send_head(struct worker *w, struct bconn *c)
 {
     const struct bench_cfg *cfg = w->cfg;
-    char id[BENCH_ID_PREFIX_LEN + ID_HEX + 1];
-    const char *key = c->kind == CK_CLIENT ? cfg->client_key : cfg->server_key;
-    int keylen = (int)(c->kind == CK_CLIENT ? cfg->client_key_len : cfg->server_key_len);
+    char id[BENCH_ID_PREFIX_LEN + ID_HEX + 1], origin[ORIGIN_MAX];
+    struct wr_head h = {.path = w->path, .host = cfg->host, .ws_key = w->ws_key, .id = id};
     int n;
+
+    h.key = c->kind == CK_CLIENT ? cfg->client_key : cfg->server_key;
+    h.key_len = c->kind == CK_CLIENT ? cfg->client_key_len : cfg->server_key_len;
     if (c->kind == CK_LISTENER) {
-        n = snprintf(w->scratch, SCRATCH_SIZE,
-                     "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: keep-alive, Upgrade\r\n"
-                     "X-Remoted-APIKey: %.*s\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n\r\n",
-                     w->path, cfg->host, keylen, key, w->ws_key);
+        snprintf(origin, sizeof(origin), "http://%s", cfg->host);
+        h.origin = origin;
+        n = wr_build_ws_request(w->scratch, SCRATCH_SIZE, &h);
     } else {
         make_id(w, c->idn, id, sizeof(id));
-        n = snprintf(w->scratch, SCRATCH_SIZE,
-                     "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: keep-alive, Upgrade\r\n"
-                     "X-Remoted-APIKey: %.*s\r\nWebRoute-Version: 1\r\nWebRoute-ID: %s\r\n"
-                     "Upgrade: webroute\r\n\r\n",
-                     w->path, cfg->host, keylen, key, id);
+        n = wr_build_wr_request(w->scratch, SCRATCH_SIZE, &h);
     }
+    if (n < 0)
+        return n;
     int r = send_all(c, w->scratch, (size_t)n);
     explicit_bzero(w->scratch, (size_t)n);
     if (r < 0)
@@ -707,12 +711,10 @@ static void listener_open(struct worker *w)
     w->lis.state = CS_OPEN;
     w->lis_ready = 1;
     st_add(&w->st.listening, 1);
-    memcpy(w->lbuf, w->lis.buf + w->lis.boff, w->lis.blen - w->lis.boff);
-    w->llen = (size_t)(w->lis.blen - w->lis.boff);
-    w->lis.blen = w->lis.boff = 0;
+    wsread_init(&w->lrd, WSREAD_CLIENT, LMSG_MAX, w->lmsg, LMSG_MAX);
 }
 
-static void listener_frames(struct worker *w);
+static void listener_feed(struct worker *w, uint8_t *p, size_t n);
 static void listener_read(struct worker *w);
 static void dial_back(struct worker *w, const char *id);
 
@@ -755,7 +757,9 @@ static void head_read(struct worker *w, struct bconn *c)
         memmove(c->buf, c->buf + hl, c->blen);
         if (c->kind == CK_LISTENER) {
             listener_open(w);
-            listener_frames(w);
+            /* frames the relay sent right behind its 101 */
+            listener_feed(w, (uint8_t *)c->buf + c->boff, (size_t)(c->blen - c->boff));
+            c->blen = c->boff = 0;
             if (w->lis.state == CS_OPEN)
                 listener_read(w);
         } else if (c->kind == CK_CLIENT) {
@@ -769,58 +773,58 @@ static void head_read(struct worker *w, struct bconn *c)
 
 /* ------------------------------------------------------------ listener */
 
-static void listener_pong(struct worker *w, const uint8_t *payload, uint64_t len)
+static void listener_pong(struct worker *w, const uint8_t *payload, size_t len)
 {
     uint8_t frame[WS_MAX_HEADER + WS_MAX_CONTROL];
-    uint8_t mask[4] = {0x5a, 0x17, 0xc3, 0x2e};
-    size_t hl = ws_build_header(frame, WS_OP_PONG, true, len, mask);
-    memcpy(frame + hl, payload, (size_t)len);
-    ws_unmask(frame + hl, (size_t)len, mask, 0);
-    if (send_all(&w->lis, frame, hl + (size_t)len) < 0)
+    uint8_t mask[4];
+    size_t n = 0;
+
+    if (ws_mask_new(mask) == 0)
+        n = ws_build_frame(frame, sizeof(frame), WS_OP_PONG, true, payload, len, mask);
+    if (n == 0 || send_all(&w->lis, frame, n) < 0)
         conn_fail(w, &w->lis, "pong not sent");
 }
 
-/* Handle every complete frame in lbuf. */
-static void listener_frames(struct worker *w)
+/* Bytes from the relay on the listener's WebSocket, in any pieces. */
+static void listener_feed(struct worker *w, uint8_t *p, size_t n)
 {
-    size_t off = 0;
-    while (w->lis.state == CS_OPEN) {
-        struct ws_frame f;
-        int hl = ws_parse_header((const uint8_t *)w->lbuf + off, w->llen - off, &f);
-        if (hl == -2)
-            break;
-        if (hl < 0 || ws_check(&f, false, LBUF_SIZE - WS_MAX_HEADER) != 0) {
-            conn_fail(w, &w->lis, "invalid WebSocket frame from the relay");
-            return;
-        }
-        if (w->llen - off < (size_t)hl + f.len)
-            break;
-        uint8_t *p = (uint8_t *)w->lbuf + off + hl;
-        if (f.opcode == WS_OP_TEXT) {
-            struct notify nt = {0};
-            if (notify_parse((const char *)p, (size_t)f.len, &nt) == 0)
+    while (n > 0 && w->lis.state == CS_OPEN) {
+        struct wsread_ev ev;
+        size_t used = wsread_feed(&w->lrd, p, n, &ev);
+        struct notify nt = {0};
+
+        p += used;
+        n -= used;
+        switch (ev.type) {
+        case WSREAD_MESSAGE:
+            if (ev.opcode != WS_OP_TEXT)
+                break;
+            if (notify_parse((const char *)ev.data, ev.len, &nt) == 0)
                 dial_back(w, nt.id);
             else
                 note_err(w, "unreadable notification");
-        } else if (f.opcode == WS_OP_PING) {
-            listener_pong(w, p, f.len);
-        } else if (f.opcode == WS_OP_CLOSE) {
+            break;
+        case WSREAD_PING:
+            listener_pong(w, ev.data, ev.len);
+            break;
+        case WSREAD_CLOSE:
             conn_fail(w, &w->lis, "the relay closed the listener");
             return;
+        case WSREAD_ERROR:
+            conn_fail(w, &w->lis, "invalid WebSocket frame from the relay");
+            return;
+        default:
+            break;
         }
-        off += (size_t)hl + f.len;
     }
-    memmove(w->lbuf, w->lbuf + off, w->llen - off);
-    w->llen -= off;
 }
 
 static void listener_read(struct worker *w)
 {
     for (;;) {
-        ssize_t n = recv(w->lis.fd, w->lbuf + w->llen, LBUF_SIZE - w->llen, MSG_DONTWAIT);
+        ssize_t n = recv(w->lis.fd, w->lbuf, LBUF_SIZE, MSG_DONTWAIT);
         if (n > 0) {
-            w->llen += (size_t)n;
-            listener_frames(w);
+            listener_feed(w, w->lbuf, (size_t)n);
             if (w->lis.state != CS_OPEN)
                 return;
             continue;
@@ -1088,7 +1092,8 @@ static int worker_setup(struct worker *w)
     w->idle = calloc(w->nt ? w->nt : 1, sizeof(*w->idle));
     w->scratch = malloc(SCRATCH_SIZE);
     w->lbuf = malloc(LBUF_SIZE);
-    if (!w->t || !w->idle || !w->scratch || !w->lbuf)
+    w->lmsg = malloc(LMSG_MAX);
+    if (!w->t || !w->idle || !w->scratch || !w->lbuf || !w->lmsg)
         return -ENOMEM;
     for (unsigned i = 0; i < w->nt; i++) {
         w->t[i].c.fd = -1;
@@ -1173,5 +1178,6 @@ void worker_free(struct worker *w)
     free(w->idle);
     free(w->scratch);
     free(w->lbuf);
+    free(w->lmsg);
     free(w);
 }

@@ -13,7 +13,7 @@
 
 #include "sdk/rapi.h"
 
-#define CLI_KEY_MAX 257
+#define CLI_KEY_MAX 257              /* KEY_MAX_LEN (auth/keys.h) and a NUL */
 #define CLI_CONNECT_TIMEOUT_MS 10000 /* to the local --to server */
 
 extern int cli_verbosity;              /* enum rapi_log_level: messages above are dropped */
@@ -41,6 +41,11 @@ int cli_tcp_listen(const char *addrport, char *bound, size_t cap);
 
 /* Time since an arbitrary epoch, seconds. */
 double cli_now(void);
+
+/* The options expose and connect share, as getopt returns them: 'k'
+ * (--key-file), 'T' (--timeout: the WebRoute-Timeout), 'v' and 'q'. True
+ * when c was one of them and is handled. */
+bool cli_common_opt(int c, const char *arg, const char **key_file, long *webroute_timeout);
 
 /* Run fn(arg) on a new detached thread: 0, or -errno when no thread was
  * started (arg is then still the caller's to free). */

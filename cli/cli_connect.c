@@ -127,7 +127,8 @@ static int connect_listen(const struct connect_cfg *cfg, const char *listen_at)
 }
 
 /* stdio mode ends when the tunnel's reading side ends: ssh and similar
- * callers expect EOF from us once the remote side is done. */
+ * callers expect EOF from us once the remote side is done. A pipe cannot
+ * carry a reset: the exit status does. */
 static int connect_stdio(const struct connect_cfg *cfg)
 {
     struct pump_stats st = {0};
@@ -136,9 +137,10 @@ static int connect_stdio(const struct connect_cfg *cfg)
     if (fd < 0)
         return 1;
     pump_run(STDIN_FILENO, STDOUT_FILENO, fd, true, &st);
-    cli_log(RAPI_LOG_DEBUG, "stdio -> %s: in %llu bytes", cfg->safe, (unsigned long long)st.b_to_a);
+    cli_log(st.reset ? RAPI_LOG_WARN : RAPI_LOG_DEBUG, "stdio -> %s: in %llu bytes%s", cfg->safe,
+            (unsigned long long)st.b_to_a, st.reset ? ", reset" : "");
     close(fd);
-    return 0;
+    return st.reset ? 1 : 0; /* a truncated stream is not a success */
 }
 
 int cli_connect(int argc, char **argv)
@@ -154,24 +156,14 @@ int cli_connect(int argc, char **argv)
     int c, rc;
 
     while ((c = getopt_long(argc, argv, "l:k:T:C:vqh", lo, NULL)) != -1) {
+        if (cli_common_opt(c, optarg, &key_file, &cfg.o.webroute_timeout))
+            continue;
         switch (c) {
         case 'l':
             listen_at = optarg;
             break;
-        case 'k':
-            key_file = optarg;
-            break;
-        case 'T':
-            cfg.o.webroute_timeout = strtol(optarg, NULL, 10);
-            break;
         case 'C':
             cfg.o.timeout_ms = (int)(strtol(optarg, NULL, 10) * 1000);
-            break;
-        case 'v':
-            cli_verbosity++;
-            break;
-        case 'q':
-            cli_verbosity--;
             break;
         case 'h':
             connect_usage(stdout);

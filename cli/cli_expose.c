@@ -137,6 +137,8 @@ static int expose_parse(int argc, char **argv, struct expose_cfg *cfg, struct ra
     int c;
 
     while ((c = getopt_long(argc, argv, "t:p:k:T:vqh", lo, NULL)) != -1) {
+        if (cli_common_opt(c, optarg, key_file, &o->webroute_timeout))
+            continue;
         switch (c) {
         case 't':
             cfg->to = optarg;
@@ -145,18 +147,6 @@ static int expose_parse(int argc, char **argv, struct expose_cfg *cfg, struct ra
             if (strcmp(optarg, "v2") != 0)
                 return fprintf(stderr, "rapi: --proxy-protocol: only v2\n"), 2;
             cfg->proxy_v2 = true;
-            break;
-        case 'k':
-            *key_file = optarg;
-            break;
-        case 'T':
-            o->webroute_timeout = strtol(optarg, NULL, 10);
-            break;
-        case 'v':
-            cli_verbosity++;
-            break;
-        case 'q':
-            cli_verbosity--;
             break;
         case 'h':
             expose_usage(stdout);

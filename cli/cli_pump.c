@@ -1,10 +1,14 @@
 /* Bytes between two endpoints, one thread per direction, with splice()
  * through a private pipe when both ends allow it and read/write otherwise.
  * A blocking thread per direction keeps half-close simple: each direction
- * ends on its own and is forwarded as a shutdown. */
+ * ends on its own and is forwarded as a shutdown. An error (a reset, a
+ * broken pipe) is an abortive close: both sockets get SO_LINGER 0, so the
+ * caller's close() sends an RST, never a FIN that would read as a clean
+ * end of stream. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,18 +16,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "net/anet.h"
 #include "cli/cli.h"
+#include "net/anet.h"
 
 #define PUMP_PIPE_SIZE (256 * 1024) /* 256 KiB pipes measured 8-12% faster */
 #define PUMP_CHUNK (256 * 1024)
 #define PUMP_COPY_BUF (64 * 1024)
 
+struct pump;
+
 struct pump_dir {
     int src, dst;
     uint64_t bytes;
     bool failed;
-    int peer_fd; /* the other direction's source, torn down on failure */
+    struct pump *p;
+};
+
+/* Both directions; on the heap: in stdio mode the helper thread may outlive
+ * pump_run (the process exits right after), so it must not point into its
+ * frame. */
+struct pump {
+    struct pump_dir dir[2]; /* [0] a -> b on the helper thread, [1] b -> a */
+    atomic_bool aborted;    /* a direction failed: no FIN may follow */
 };
 
 static bool is_sock(int fd)
@@ -100,53 +114,64 @@ static int splice_loop(struct pump_dir *d)
     return rc;
 }
 
+/* A direction failed: make both sockets reset on close, and wake the other
+ * direction's reader (its source is our destination) without sending a
+ * FIN: shutdown(SHUT_RD) has no effect on the wire. */
+static void dir_abort(struct pump_dir *d)
+{
+    atomic_store(&d->p->aborted, true);
+    d->failed = true;
+    if (is_sock(d->dst)) {
+        (void)anet_linger_zero(d->dst);
+        shutdown(d->dst, SHUT_RD);
+    }
+    if (is_sock(d->src)) {
+        (void)anet_linger_zero(d->src);
+        shutdown(d->src, SHUT_RD);
+    }
+}
+
 static void *dir_run(void *arg)
 {
     struct pump_dir *d = arg;
     int rc = can_splice(d->src) && can_splice(d->dst) ? splice_loop(d) : copy_loop(d);
 
-    if (rc > 0) {
-        if (is_sock(d->dst))
-            shutdown(d->dst, SHUT_WR); /* forward the half-close */
-        return NULL;
-    }
-    /* An error (reset, broken pipe) ends both directions at once. */
-    d->failed = true;
-    if (is_sock(d->dst))
-        shutdown(d->dst, SHUT_RDWR);
-    if (is_sock(d->src))
-        shutdown(d->src, SHUT_RDWR);
+    if (rc < 0)
+        dir_abort(d);
+    else if (!atomic_load(&d->p->aborted) && is_sock(d->dst))
+        shutdown(d->dst, SHUT_WR); /* forward the half-close */
     return NULL;
 }
 
 int pump_run(int a_rd, int a_wr, int b, bool stop_on_b_eof, struct pump_stats *st)
 {
-    /* On the heap: in stdio mode the helper thread may outlive this call
-     * (the process exits right after), so it must not point into our frame. */
-    struct pump_dir *ab = calloc(1, sizeof(*ab));
-    struct pump_dir ba = {.src = b, .dst = a_wr};
+    struct pump *p = calloc(1, sizeof(*p));
+    struct pump_dir *ab, *ba;
     pthread_t t;
     int rc;
 
-    if (ab == NULL)
+    if (p == NULL)
         return -ENOMEM;
-    ab->src = a_rd;
-    ab->dst = b;
+    ab = &p->dir[0];
+    ba = &p->dir[1];
+    *ab = (struct pump_dir){.src = a_rd, .dst = b, .p = p};
+    *ba = (struct pump_dir){.src = b, .dst = a_wr, .p = p};
+    atomic_init(&p->aborted, false);
     rc = pthread_create(&t, NULL, dir_run, ab);
     if (rc != 0) {
-        free(ab);
+        free(p);
         return -rc;
     }
-    dir_run(&ba);
-    st->b_to_a = ba.bytes;
-    st->reset = ba.failed;
+    dir_run(ba);
+    st->b_to_a = ba->bytes;
+    st->reset = ba->failed;
     if (stop_on_b_eof) {
-        pthread_detach(t);
+        pthread_detach(t); /* p stays with the helper thread until exit */
         return 0;
     }
     pthread_join(t, NULL);
     st->a_to_b = ab->bytes;
-    st->reset = st->reset || ab->failed;
-    free(ab);
+    st->reset = atomic_load(&p->aborted);
+    free(p);
     return 0;
 }

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/keys.h"
 #include "cli/cli.h"
 #include "net/anet.h"
 #include "proto/addr.h"
@@ -123,8 +124,10 @@ int cli_key(enum rapi_role role, const char *key_file, const char *url, char out
         return 0;
     env = getenv("RAPI_KEY");
     if (env && *env) {
-        if (strlen(env) >= CLI_KEY_MAX) {
-            fprintf(stderr, "rapi: RAPI_KEY is too long\n");
+        /* The key file's rule (auth/keys.h) for a key from the environment. */
+        if (strlen(env) >= CLI_KEY_MAX || keys_check(env, strlen(env)) < 0) {
+            fprintf(stderr, "rapi: RAPI_KEY is not a key (%d to %d printable characters)\n",
+                    KEY_MIN_LEN, KEY_MAX_LEN);
             return -EINVAL;
         }
         snprintf(out, CLI_KEY_MAX, "%s", env);
@@ -225,4 +228,24 @@ int cli_spawn(void *(*fn)(void *), void *arg)
         rc = pthread_create(&t, &attr, fn, arg);
     pthread_attr_destroy(&attr);
     return -rc;
+}
+
+bool cli_common_opt(int c, const char *arg, const char **key_file, long *webroute_timeout)
+{
+    switch (c) {
+    case 'k':
+        *key_file = arg;
+        return true;
+    case 'T':
+        *webroute_timeout = strtol(arg, NULL, 10);
+        return true;
+    case 'v':
+        cli_verbosity++;
+        return true;
+    case 'q':
+        cli_verbosity--;
+        return true;
+    default:
+        return false;
+    }
 }

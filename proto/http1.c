@@ -6,8 +6,6 @@
 #include <limits.h>
 #include <string.h>
 
-#define HTTP1_INCOMPLETE (-2)
-#define HTTP1_INVALID (-1)
 #define HTTP1_VERSION_PREFIX "HTTP/1."
 #define HTTP1_VERSION_PREFIX_LEN (sizeof(HTTP1_VERSION_PREFIX) - 1)
 #define HTTP1_STATUS_DIGITS 3
@@ -144,7 +142,7 @@ static int parse_headers(const char *buf, size_t len, size_t *pos, struct http1_
         if (is_ows(buf[*pos])) /* obs-fold */
             return HTTP1_INVALID;
         if (*num_headers >= max_headers)
-            return HTTP1_INVALID;
+            return HTTP1_TOO_MANY_HEADERS;
         int r = parse_header(buf, len, pos, &headers[*num_headers]);
         if (r != 0)
             return r;

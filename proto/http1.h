@@ -6,7 +6,14 @@
 
 #include <stddef.h>
 
-#define HTTP1_MAX_HEADERS 64 /* callers' usual header array size */
+/* The caller sizes the header array (max_headers); this is only the usual
+ * size, not a parser limit. */
+#define HTTP1_MAX_HEADERS 64
+
+/* Parser results other than a head length (> 0). */
+#define HTTP1_INVALID (-1)          /* malformed: answer 400 */
+#define HTTP1_INCOMPLETE (-2)       /* no end of head yet: read more */
+#define HTTP1_TOO_MANY_HEADERS (-3) /* more header lines than max_headers: answer 431 */
 
 struct http1_header {
     const char *name;
@@ -39,9 +46,13 @@ struct http1_response {
  * re-scanning for the blank line below it.
  * headers/max_headers is the caller's array; req->headers points to it.
  * Returns the head's length including the final CRLFCRLF (bytes past it are
- * not part of the head), -2 when incomplete, -1 when invalid (bad method or
- * target token, bad version, control characters, obs-fold, more headers than
- * max_headers, a header without colon, empty header name, bare CR).
+ * not part of the head), -2 (HTTP1_INCOMPLETE) when incomplete, -1
+ * (HTTP1_INVALID) when invalid (bad method or target token, bad version,
+ * control characters, obs-fold, a header without colon, empty header name,
+ * bare CR), -3 (HTTP1_TOO_MANY_HEADERS) as soon as a header line starts with
+ * all max_headers slots used (so a head within the size limit but with too
+ * many lines can be answered 431 like an oversized one; lines before the
+ * extra one were well-formed, later ones are not looked at).
  * Both CRLF and bare LF line ends are accepted.
  * Grammar details: method is 1+ tchar; the target is 1+ bytes 0x21..0x7e;
  * exactly one SP between the three parts; version is "HTTP/1.0" or
@@ -55,9 +66,9 @@ struct http1_response {
 int http1_parse_request(const char *buf, size_t len, size_t last_len, struct http1_request *req,
                         struct http1_header *headers, size_t max_headers);
 
-/* Same contract for a response head ("HTTP/1.1 101 Switching Protocols").
- * The status is exactly 3 digits; the reason may be empty and its SP may be
- * missing ("HTTP/1.1 200\r\n"). */
+/* Same contract (including HTTP1_TOO_MANY_HEADERS) for a response head ("HTTP/1.1 101 Switching
+ * Protocols"). The status is exactly 3 digits; the reason may be empty and its SP may be missing
+ * ("HTTP/1.1 200\r\n"). */
 int http1_parse_response(const char *buf, size_t len, size_t last_len, struct http1_response *res,
                          struct http1_header *headers, size_t max_headers);
 

@@ -20,6 +20,8 @@
 #define WR_ID_MIN_BYTE 0x21
 #define WR_ID_MAX_BYTE 0x7e
 #define WR_DECIMAL_BASE 10
+#define WR_KEY_MAX 256 /* KEY_MAX_LEN in auth/keys.h; proto does not include auth */
+#define WR_TIMEOUT_HDR_MAX 48
 
 static int fail(struct wr_error *err, int status, const char *code, const char *msg,
                 const char *extra)
@@ -240,4 +242,88 @@ int wr_build_error3(char *out, size_t cap, int status, const char *errorcode, co
     struct wr_error err = {status, errorcode, message, NULL};
 
     return wr_build_error(out, cap, &err);
+}
+
+/* 1..max bytes of 0x21..0x7e: nothing that could end a header line. */
+static bool token_ok(const char *s, size_t n, size_t max)
+{
+    if (s == NULL || n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < WR_ID_MIN_BYTE || (unsigned char)s[i] > WR_ID_MAX_BYTE)
+            return false;
+    }
+    return true;
+}
+
+static bool str_ok(const char *s, size_t max)
+{
+    return s != NULL && token_ok(s, strnlen(s, max + 1), max);
+}
+
+static bool head_ok(const struct wr_head *h)
+{
+    return str_ok(h->path, WEBROUTE_PATH_MAX) && h->path[0] == '/' &&
+           str_ok(h->host, WEBROUTE_PATH_MAX) && token_ok(h->key, h->key_len, WR_KEY_MAX);
+}
+
+/* snprintf's result as this module's contract: length, or -ENOSPC with out
+ * wiped (it may hold part of the key). */
+static int built(char *out, size_t cap, int n)
+{
+    if (n >= 0 && (size_t)n < cap)
+        return n;
+    if (cap > 0)
+        explicit_bzero(out, cap);
+    return -ENOSPC;
+}
+
+int wr_build_ws_request(char *out, size_t cap, const struct wr_head *h)
+{
+    bool origin = h->origin != NULL;
+
+    if (!head_ok(h) || h->ws_key == NULL || !ws_key_valid(h->ws_key, strlen(h->ws_key)) ||
+        (origin && !str_ok(h->origin, WEBROUTE_PATH_MAX))) {
+        if (cap > 0)
+            explicit_bzero(out, cap);
+        return -EINVAL;
+    }
+    int n = snprintf(out, cap,
+                     "GET %s HTTP/1.1\r\n"
+                     "Host: %s\r\n"
+                     "%s%s%s"
+                     "Connection: keep-alive, Upgrade\r\n"
+                     "X-Remoted-APIKey: %.*s\r\n"
+                     "Sec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n"
+                     "Upgrade: websocket\r\n"
+                     "\r\n",
+                     h->path, h->host, origin ? "Origin: " : "", origin ? h->origin : "",
+                     origin ? "\r\n" : "", (int)h->key_len, h->key, h->ws_key);
+    return built(out, cap, n);
+}
+
+int wr_build_wr_request(char *out, size_t cap, const struct wr_head *h)
+{
+    char tmo[WR_TIMEOUT_HDR_MAX] = "";
+
+    if (!head_ok(h) || !str_ok(h->id, WEBROUTE_ID_MAX)) {
+        if (cap > 0)
+            explicit_bzero(out, cap);
+        return -EINVAL;
+    }
+    if (h->timeout > 0)
+        snprintf(tmo, sizeof(tmo), "WebRoute-Timeout: %ld\r\n", h->timeout);
+    int n = snprintf(out, cap,
+                     "GET %s HTTP/1.1\r\n"
+                     "Host: %s\r\n"
+                     "Connection: keep-alive, Upgrade\r\n"
+                     "X-Remoted-APIKey: %.*s\r\n"
+                     "WebRoute-Version: 1\r\n"
+                     "WebRoute-ID: %s\r\n"
+                     "%s"
+                     "Upgrade: webroute\r\n"
+                     "\r\n",
+                     h->path, h->host, (int)h->key_len, h->key, h->id, tmo);
+    return built(out, cap, n);
 }

@@ -98,6 +98,50 @@ long wr_effective_timeout(long header_timeout, long relay_default, long floor);
 int wr_build_ws_101(char *out, size_t cap, const char *ws_accept);
 int wr_build_wr_101(char *out, size_t cap, const char *wr_accept);
 
+/* What one of our request heads carries (SDK and rapi-bench build them).
+ * Strings are NUL-terminated, except key (key_len bytes, a secret). */
+struct wr_head {
+    const char *path;   /* request target: '/' then bytes 0x21..0x7e */
+    const char *host;   /* Host value, "relay.example:37791" */
+    const char *key;    /* X-Remoted-APIKey value */
+    size_t key_len;     /* 1..KEY_MAX_LEN bytes of 0x21..0x7e (auth/keys.h) */
+    const char *origin; /* registration: Origin value ("http://relay:80"), NULL
+                           for none; the original PHP relay refuses a
+                           registration without one */
+    const char *ws_key; /* registration: Sec-WebSocket-Key (ws_key_new) */
+    const char *id;     /* client arrival, dial-back: WebRoute-ID */
+    long timeout;       /* client arrival, dial-back: WebRoute-Timeout, sent when > 0 */
+};
+
+/* Listener registration (PROTOCOL.md 1):
+ *   GET <path> HTTP/1.1\r\n
+ *   Host: <host>\r\n
+ *   [Origin: <origin>\r\n]
+ *   Connection: keep-alive, Upgrade\r\n
+ *   X-Remoted-APIKey: <key>\r\n
+ *   Sec-WebSocket-Key: <ws_key>\r\n
+ *   Sec-WebSocket-Version: 13\r\n
+ *   Upgrade: websocket\r\n\r\n
+ * Written NUL-terminated into out; returns the length without the NUL,
+ * -EINVAL when a field is missing or holds a byte outside 0x21..0x7e (no
+ * header injection; the ws_key must be valid, ws_key_valid), -ENOSPC when
+ * cap is too small. On failure out[0..cap) is wiped: it may hold the key. */
+int wr_build_ws_request(char *out, size_t cap, const struct wr_head *h);
+
+/* Client arrival and dial-back (PROTOCOL.md 2 and 3: the same head, the key
+ * makes the difference):
+ *   GET <path> HTTP/1.1\r\n
+ *   Host: <host>\r\n
+ *   Connection: keep-alive, Upgrade\r\n
+ *   X-Remoted-APIKey: <key>\r\n
+ *   WebRoute-Version: 1\r\n
+ *   WebRoute-ID: <id>\r\n
+ *   [WebRoute-Timeout: <timeout>\r\n]
+ *   Upgrade: webroute\r\n\r\n
+ * Same contract as wr_build_ws_request; the id must be 1..WEBROUTE_ID_MAX
+ * bytes of 0x21..0x7e. origin and ws_key are ignored. */
+int wr_build_wr_request(char *out, size_t cap, const struct wr_head *h);
+
 /* A JSON error answer, exactly like the original relay's:
  *   HTTP/1.1 <status> <reason>\r\n
  *   Content-Type: application/json\r\n

@@ -3,11 +3,12 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/wolfcrypt/hash.h>
+
+#include "proto/rnd.h"
 
 #define WS_FIN 0x80
 #define WS_RSV_MASK 0x70
@@ -32,22 +33,6 @@
 #define WS_SHA1_LEN 20
 #define WS_B64_PAD_LEN 2 /* 16 bytes encode to 22 chars + "==" */
 #define WS_B64_BUF 32    /* room for 28 chars; wolfSSL may also write a NUL */
-
-static int fill_random(uint8_t *p, size_t len)
-{
-    size_t got = 0;
-
-    while (got < len) {
-        ssize_t r = getrandom(p + got, len - got, 0);
-        if (r == -1) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        got += (size_t)r;
-    }
-    return 0;
-}
 
 static int opcode_known(uint8_t op)
 {
@@ -191,7 +176,7 @@ size_t ws_build_frame(uint8_t *out, size_t cap, uint8_t opcode, bool fin, const 
 
 int ws_mask_new(uint8_t mask[4])
 {
-    return fill_random(mask, WS_MASK_LEN);
+    return rnd_fill(mask, WS_MASK_LEN);
 }
 
 bool ws_close_code_valid(uint16_t code)
@@ -266,7 +251,7 @@ int ws_accept(const char *key, size_t key_len, char out[WS_ACCEPT_LEN + 1])
 int ws_key_new(char out[WS_KEY_LEN + 1])
 {
     uint8_t nonce[WS_NONCE_LEN];
-    int r = fill_random(nonce, sizeof(nonce));
+    int r = rnd_fill(nonce, sizeof(nonce));
 
     return r < 0 ? r : b64_exact(nonce, sizeof(nonce), out, WS_KEY_LEN);
 }

@@ -55,7 +55,7 @@ enum wsread_state {
 
 struct wsread {
     enum wsread_role role;
-    uint64_t max_message; /* frame and message limit, bytes (1009 above) */
+    uint64_t max_message; /* data frame and message limit, bytes (1009 above) */
     uint8_t *msg;         /* assembly buffer, or NULL for DATA events */
     enum wsread_state st;
     uint8_t hdr[WS_MAX_HEADER];
@@ -69,8 +69,9 @@ struct wsread {
     uint8_t ctrl[WS_MAX_CONTROL];
 };
 
-/* Start reading a connection. max_message bounds every frame and every
- * (reassembled) data message; over it the answer is 1009. msg/msg_cap: when
+/* Start reading a connection. max_message bounds every data frame and every
+ * (reassembled) data message; over it the answer is 1009 (control frames
+ * are held to 125 bytes by the protocol itself). msg/msg_cap: when
  * msg is not NULL, data messages are assembled there and reported whole as
  * WSREAD_MESSAGE (the limit is then min(max_message, msg_cap)); when NULL,
  * data arrives as WSREAD_DATA pieces. */

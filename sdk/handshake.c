@@ -223,6 +223,10 @@ void hsm_init(struct hsm *m)
 
 static int hsm_prepared(struct hsm *m, int n, struct rapi_error *err)
 {
+    if (n == -EINVAL) {
+        err_set(err, RAPI_E_KEY, 0, "key or WebRoute-ID with a blank or control character");
+        return n;
+    }
     if (n < 0) {
         err_set(err, RAPI_E_URL, 0, "request head too long");
         return n;

@@ -11,19 +11,20 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "proto/addr.h"
 #include "proto/json.h"
+#include "proto/rnd.h"
+#include "proto/wsread.h"
 #include "sdk/handshake.h"
 
 #define CTL_OUT_MAX 4096
-#define CTL_MSG_MAX 4096 /* largest message we accept from the relay */
-#define CTL_IN_MAX (CTL_MSG_MAX + 2 * WS_MAX_HEADER + 256)
-#define DIAL_RETRIES 3 /* a failed dial-back is retried this many times */
+#define CTL_MSG_MAX 4096  /* largest message we accept from the relay */
+#define CTL_IN_CHUNK 4096 /* bytes read from the relay per recv */
+#define DIAL_RETRIES 3    /* a failed dial-back is retried this many times */
 #define DIAL_BACKOFF_MIN 100
 #define DIAL_BACKOFF_MAX 1000
 #define SILENCE_FACTOR 3 /* keepalive intervals without a byte: relay is gone */
@@ -43,13 +44,10 @@ struct ctl {
     uint32_t events; /* what the fd is registered for, 0 when not */
     char out[CTL_OUT_MAX];
     size_t out_len, out_off;
-    uint8_t in[CTL_IN_MAX];
-    size_t in_len;
-    uint8_t msg[CTL_MSG_MAX];
-    size_t msg_len;
-    bool msg_active;
-    uint8_t msg_op;
-    uint64_t deadline; /* WAIT: next attempt; HANDSHAKE: give up */
+    struct wsread rd;         /* frames from the relay, set up at CTL_OPEN */
+    uint8_t in[CTL_IN_CHUNK]; /* one recv's bytes, unmasked in place */
+    uint8_t msg[CTL_MSG_MAX]; /* a notification, reassembled by rd */
+    uint64_t deadline;        /* WAIT: next attempt; HANDSHAKE: give up */
     uint64_t last_rx, next_ping;
     uint64_t opened_at; /* when the current registration succeeded */
     unsigned attempt;   /* reconnect attempts since the last stable registration */
@@ -138,8 +136,7 @@ static void ctl_close_fd(struct rapi_listener *l)
     if (c->m.fd >= 0)
         ep_del(l, c->m.fd, &c->events);
     hsm_close(&c->m);
-    c->out_len = c->out_off = c->in_len = c->msg_len = 0;
-    c->msg_active = false;
+    c->out_len = c->out_off = 0;
 }
 
 /* The control connection failed or ended: schedule the next attempt. The
@@ -197,16 +194,15 @@ static int ctl_frame(struct rapi_listener *l, uint8_t op, const uint8_t *p, size
 {
     struct ctl *c = &l->ctl;
     uint8_t mask[4];
-    size_t h;
+    size_t n;
 
-    if (c->out_len + WS_MAX_HEADER + len > sizeof(c->out))
-        return -ENOBUFS;
-    if (getrandom(mask, sizeof(mask), 0) != sizeof(mask))
+    if (ws_mask_new(mask) < 0)
         return -EIO;
-    h = ws_build_header((uint8_t *)c->out + c->out_len, op, true, len, mask);
-    memcpy(c->out + c->out_len + h, p, len);
-    ws_unmask((uint8_t *)c->out + c->out_len + h, len, mask, 0);
-    c->out_len += h + len;
+    n = ws_build_frame((uint8_t *)c->out + c->out_len, sizeof(c->out) - c->out_len, op, true, p,
+                       len, mask);
+    if (n == 0)
+        return -ENOBUFS;
+    c->out_len += n;
     return 0;
 }
 
@@ -231,6 +227,7 @@ static void ctl_opened(struct rapi_listener *l)
     uint64_t now = anet_now_ms();
 
     c->st = CTL_OPEN;
+    wsread_init(&c->rd, WSREAD_CLIENT, CTL_MSG_MAX, c->msg, sizeof(c->msg));
     c->opened_at = now;
     c->last_rx = now;
     c->next_ping = now + (uint64_t)l->o.keepalive_s * 1000u;
@@ -389,70 +386,36 @@ static void ctl_message(struct rapi_listener *l, uint8_t op, const uint8_t *p, s
     dial_start(l, &n);
 }
 
-/* One complete frame; returns 0, or a close code to fail with. */
-static int ctl_frame_in(struct rapi_listener *l, const struct ws_frame *f, const uint8_t *p)
+/* Feed one recv's bytes to the reader; returns 0, or the close code to
+ * answer before failing (*closed: the relay sent a close frame). */
+static int ctl_frames(struct rapi_listener *l, uint8_t *p, size_t n, bool *closed)
 {
     struct ctl *c = &l->ctl;
-    size_t len = (size_t)f->len;
+    struct wsread_ev ev;
+    size_t used;
 
-    switch (f->opcode) {
-    case WS_OP_PING:
-        return ctl_frame(l, WS_OP_PONG, p, len) < 0 ? WS_CLOSE_GOING_AWAY : 0;
-    case WS_OP_PONG:
-        return 0;
-    case WS_OP_CLOSE:
-        return WS_CLOSE_NORMAL;
-    case WS_OP_TEXT:
-    case WS_OP_BINARY:
-        if (c->msg_active)
-            return WS_CLOSE_PROTOCOL;
-        if (f->fin) {
-            ctl_message(l, f->opcode, p, len);
-            return 0;
+    while (n > 0) {
+        used = wsread_feed(&c->rd, p, n, &ev);
+        p += used;
+        n -= used;
+        switch (ev.type) {
+        case WSREAD_MESSAGE:
+            ctl_message(l, ev.opcode, ev.data, ev.len);
+            break;
+        case WSREAD_PING:
+            if (ctl_frame(l, WS_OP_PONG, ev.data, ev.len) < 0)
+                return WS_CLOSE_GOING_AWAY;
+            break;
+        case WSREAD_CLOSE:
+            *closed = true;
+            return WS_CLOSE_NORMAL; /* our side of the closing handshake */
+        case WSREAD_ERROR:
+            return ev.code;
+        default: /* MORE, PONG; DATA does not occur with a message buffer */
+            break;
         }
-        c->msg_active = true;
-        c->msg_op = f->opcode;
-        c->msg_len = 0;
-        /* fall through */
-    default: /* continuation */
-        if (!c->msg_active)
-            return WS_CLOSE_PROTOCOL;
-        if (c->msg_len + len > sizeof(c->msg))
-            return WS_CLOSE_TOO_BIG;
-        memcpy(c->msg + c->msg_len, p, len);
-        c->msg_len += len;
-        if (f->fin) {
-            c->msg_active = false;
-            ctl_message(l, c->msg_op, c->msg, c->msg_len);
-        }
-        return 0;
     }
-}
-
-/* Parse every complete frame in the input buffer. */
-static int ctl_frames(struct rapi_listener *l)
-{
-    struct ctl *c = &l->ctl;
-    struct ws_frame f;
-    size_t total;
-    int hl, code;
-
-    for (;;) {
-        hl = ws_parse_header(c->in, c->in_len, &f);
-        if (hl == -2)
-            return 0;
-        if (hl < 0)
-            return WS_CLOSE_PROTOCOL;
-        if ((code = ws_check(&f, false, CTL_MSG_MAX)) != 0)
-            return code;
-        total = (size_t)hl + (size_t)f.len;
-        if (c->in_len < total)
-            return 0;
-        if ((code = ctl_frame_in(l, &f, c->in + hl)) != 0)
-            return code;
-        memmove(c->in, c->in + total, c->in_len - total);
-        c->in_len -= total;
-    }
+    return 0;
 }
 
 static void ctl_close_with(struct rapi_listener *l, int code)
@@ -461,8 +424,8 @@ static void ctl_close_with(struct rapi_listener *l, int code)
     uint8_t mask[4] = {0};
     size_t n, off = 0;
 
-    if (getrandom(mask, sizeof(mask), 0) != sizeof(mask))
-        memset(mask, 0x5a, sizeof(mask));
+    if (ws_mask_new(mask) < 0)
+        memset(mask, 0x5a, sizeof(mask)); /* a close frame is still owed */
     n = ws_build_close(frame, (uint16_t)code, "", mask);
     (void)anet_send_nb(l->ctl.m.fd, (const char *)frame, n, &off); /* best effort */
 }
@@ -470,24 +433,23 @@ static void ctl_close_with(struct rapi_listener *l, int code)
 static void ctl_read(struct rapi_listener *l)
 {
     struct ctl *c = &l->ctl;
+    bool closed = false;
     ssize_t n;
     int code;
 
     for (;;) {
-        n = recv(c->m.fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
+        n = recv(c->m.fd, c->in, sizeof(c->in), 0);
         if (n == -1 && errno == EINTR)
             continue;
         if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
         if (n <= 0)
             return ctl_fail(l, n == 0 ? "relay closed the connection" : strerror(errno));
-        c->in_len += (size_t)n;
         c->last_rx = anet_now_ms();
-        code = ctl_frames(l);
+        code = ctl_frames(l, c->in, (size_t)n, &closed);
         if (code != 0) {
             ctl_close_with(l, code);
-            return ctl_fail(l, code == WS_CLOSE_NORMAL ? "relay closed the WebSocket"
-                                                       : "WebSocket protocol error");
+            return ctl_fail(l, closed ? "relay closed the WebSocket" : "WebSocket protocol error");
         }
     }
 }
@@ -665,7 +627,7 @@ static int lst_setup(struct rapi_listener *l, const char *url, const char *key,
     ev.data.ptr = &l->efd;
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->efd, &ev) == -1)
         goto sys;
-    if (getrandom(&l->rng, sizeof(l->rng), 0) != sizeof(l->rng) || l->rng == 0)
+    if (rnd_fill(&l->rng, sizeof(l->rng)) < 0 || l->rng == 0)
         l->rng = (uint32_t)anet_now_ms() | 1u;
     return 0;
 sys:

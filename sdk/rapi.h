@@ -66,9 +66,11 @@ RAPI_API int rapi_code_from_http(int status, const char *errorcode);
 enum rapi_role { RAPI_ROLE_SERVER = 1, RAPI_ROLE_CLIENT = 2 };
 
 /* Read a key from a file: a relay key file ("server_key K" / "client_key K"
- * lines; the one for role is taken) or a file holding one bare key.
- * Refuses a file readable by group or others (-EPERM). out gets the key and
- * a NUL. Returns the key's length or -errno. */
+ * lines; the one for role is taken) or a file holding one bare key, with
+ * the relay's rules: keys of 16 to 256 printable characters, a regular
+ * file without group or other read/write access (-EPERM). out gets the key
+ * and a NUL. Returns the key's length or -errno (-ENOENT: no key for role,
+ * -EINVAL: a malformed file, -ENOSPC: cap too small). */
 RAPI_API int rapi_key_load(const char *path, enum rapi_role role, char *out, size_t cap);
 
 /* -------------------------------------------------------------- listener */

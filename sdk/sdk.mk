@@ -5,7 +5,7 @@
 # that a program linking librapi.a never clashes with url_parse & co).
 
 SDK_LIB_SRC := sdk/listener.c sdk/connect.c sdk/handshake.c sdk/wire.c sdk/backoff.c sdk/proxyv2.c \
-               sdk/sdkerr.c sdk/keyfile.c
+               sdk/sdkerr.c
 SDK_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(SDK_LIB_SRC) $(PROTO_SRC) $(AUTH_SRC) $(NET_SRC))
 SDK_LIBS    := $(shell pkg-config --libs wolfssl 2>/dev/null) -pthread
 SDK_SOVER   := 0

@@ -43,7 +43,9 @@ uint32_t backoff_rand(uint32_t *state);
 /* Resolve host:port and start a non-blocking TCP connect (close-on-exec,
  * TCP_NODELAY). Returns the fd or -errno with err filled. */
 int wire_connect_start(const struct rapi_url *u, struct rapi_error *err);
-/* Request heads. Return the length or -ENOSPC. */
+/* Request heads for u (proto's wr_build_*_request). Return the length,
+ * -ENOSPC when too long, -EINVAL for a key or id with a blank or control
+ * byte (no header injection). */
 int wire_ws_request(char *out, size_t cap, const struct rapi_url *u, const char *key,
                     const char *ws_key);
 int wire_wr_request(char *out, size_t cap, const struct rapi_url *u, const char *key,

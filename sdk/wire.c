@@ -1,5 +1,5 @@
-/* Relay sockets, request heads and WebRoute-IDs for the handshake machine
- * (handshake.c). Functions act on the caller's fd and buffers only. */
+/* Relay sockets, request heads, WebRoute-IDs and keys for the handshake
+ * machine (handshake.c). Functions act on the caller's fd and buffers only. */
 #define RAPI_BUILDING 1
 #include <errno.h>
 #include <netdb.h>
@@ -11,6 +11,8 @@
 #include "auth/keys.h"
 #include "net/anet.h"
 #include "sdk/sdk_int.h"
+
+#define KEYS_ERR_MAX 256 /* keys_load_for's message, never shown: the code is the answer */
 
 int wire_connect_start(const struct rapi_url *u, struct rapi_error *err)
 {
@@ -34,51 +36,42 @@ int wire_connect_start(const struct rapi_url *u, struct rapi_error *err)
     return rc;
 }
 
+/* The parts of a request head a relay URL gives: path and Host. */
+static int head_from_url(struct wr_head *h, const struct rapi_url *u, const char *key, char *hp,
+                         size_t hp_cap)
+{
+    if (url_hostport(u, hp, hp_cap) < 0)
+        return -ENOSPC;
+    h->path = u->path;
+    h->host = hp;
+    h->key = key;
+    h->key_len = strlen(key);
+    return 0;
+}
+
 int wire_ws_request(char *out, size_t cap, const struct rapi_url *u, const char *key,
                     const char *ws_key)
 {
-    char hp[URL_HOST_MAX + 16];
-    int n;
+    char hp[URL_HOST_MAX + 16], origin[URL_HOST_MAX + 32];
+    struct wr_head h = {.ws_key = ws_key};
 
-    if (url_hostport(u, hp, sizeof(hp)) < 0)
+    if (head_from_url(&h, u, key, hp, sizeof(hp)) < 0)
         return -ENOSPC;
     /* Origin: the original PHP relay refuses WebSocket upgrades without it. */
-    n = snprintf(out, cap,
-                 "GET %s HTTP/1.1\r\n"
-                 "Host: %s\r\n"
-                 "Origin: %s://%s\r\n"
-                 "Connection: keep-alive, Upgrade\r\n"
-                 "X-Remoted-APIKey: %s\r\n"
-                 "Sec-WebSocket-Key: %s\r\n"
-                 "Sec-WebSocket-Version: 13\r\n"
-                 "Upgrade: websocket\r\n"
-                 "\r\n",
-                 u->path, hp, u->tls ? "https" : "http", hp, key, ws_key);
-    return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
+    snprintf(origin, sizeof(origin), "%s://%s", u->tls ? "https" : "http", hp);
+    h.origin = origin;
+    return wr_build_ws_request(out, cap, &h);
 }
 
 int wire_wr_request(char *out, size_t cap, const struct rapi_url *u, const char *key,
                     const char *id, long timeout)
 {
-    char hp[URL_HOST_MAX + 16], tmo[48] = "";
-    int n;
+    char hp[URL_HOST_MAX + 16];
+    struct wr_head h = {.id = id, .timeout = timeout};
 
-    if (url_hostport(u, hp, sizeof(hp)) < 0)
+    if (head_from_url(&h, u, key, hp, sizeof(hp)) < 0)
         return -ENOSPC;
-    if (timeout > 0)
-        snprintf(tmo, sizeof(tmo), "WebRoute-Timeout: %ld\r\n", timeout);
-    n = snprintf(out, cap,
-                 "GET %s HTTP/1.1\r\n"
-                 "Host: %s\r\n"
-                 "Connection: keep-alive, Upgrade\r\n"
-                 "X-Remoted-APIKey: %s\r\n"
-                 "WebRoute-Version: 1\r\n"
-                 "WebRoute-ID: %s\r\n"
-                 "%s"
-                 "Upgrade: webroute\r\n"
-                 "\r\n",
-                 u->path, hp, key, id, tmo);
-    return n < 0 || (size_t)n >= cap ? -ENOSPC : n;
+    return wr_build_wr_request(out, cap, &h);
 }
 
 int wire_new_id(char out[WR_ID_LEN + 1])
@@ -86,5 +79,23 @@ int wire_new_id(char out[WR_ID_LEN + 1])
     int rc = keys_random(out, WR_ID_LEN);
 
     out[rc < 0 ? 0 : WR_ID_LEN] = '\0';
+    return rc;
+}
+
+/* The key file rules are the relay's (auth/keys.h): one reader for all. */
+RAPI_API int rapi_key_load(const char *path, enum rapi_role role, char *out, size_t cap)
+{
+    enum keys_need need = role == RAPI_ROLE_SERVER ? KEYS_NEED_SERVER : KEYS_NEED_CLIENT;
+    struct keys k;
+    char err[KEYS_ERR_MAX];
+    int rc;
+
+    if (path == NULL || out == NULL || cap == 0 ||
+        (role != RAPI_ROLE_SERVER && role != RAPI_ROLE_CLIENT))
+        return -EINVAL;
+    rc = keys_load_for(path, need, &k, err, sizeof(err));
+    if (rc == 0)
+        rc = keys_copy(&k, need, out, cap);
+    keys_wipe(&k);
     return rc;
 }

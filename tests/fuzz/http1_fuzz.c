@@ -26,21 +26,34 @@ static void check_headers(const char *buf, size_t len, const struct http1_header
     }
 }
 
-static int request(const char *buf, size_t len, size_t last_len)
+#define FEW_HEADERS 4 /* a small array too, so that -3 is reached */
+
+static int request_max(const char *buf, size_t len, size_t last_len, size_t max)
 {
     struct http1_header h[HTTP1_MAX_HEADERS];
     struct http1_request req;
-    int r = http1_parse_request(buf, len, last_len, &req, h, HTTP1_MAX_HEADERS);
+    int r = http1_parse_request(buf, len, last_len, &req, h, max);
 
-    CHECK(r >= -2 && (r < 0 || (size_t)r <= len));
+    CHECK(r >= HTTP1_TOO_MANY_HEADERS && (r < 0 || (size_t)r <= len));
+    CHECK(r != HTTP1_TOO_MANY_HEADERS || req.num_headers == max);
     if (r > 0) {
         CHECK(inside(buf, (size_t)r, req.method, req.method_len));
         CHECK(inside(buf, (size_t)r, req.target, req.target_len));
         CHECK(req.minor_version == 0 || req.minor_version == 1);
-        CHECK(req.num_headers <= HTTP1_MAX_HEADERS);
+        CHECK(req.num_headers <= max);
         check_headers(buf, (size_t)r, h, req.num_headers);
         CHECK(http1_path_len(req.target, req.target_len) <= req.target_len);
     }
+    return r;
+}
+
+static int request(const char *buf, size_t len, size_t last_len)
+{
+    int r = request_max(buf, len, last_len, HTTP1_MAX_HEADERS);
+    int few = request_max(buf, len, last_len, FEW_HEADERS);
+
+    /* A smaller array changes only "too many"; a larger one never causes it. */
+    CHECK(few == r || few == HTTP1_TOO_MANY_HEADERS);
     return r;
 }
 
@@ -50,7 +63,7 @@ static int response(const char *buf, size_t len)
     struct http1_response res;
     int r = http1_parse_response(buf, len, 0, &res, h, HTTP1_MAX_HEADERS);
 
-    CHECK(r >= -2 && (r < 0 || (size_t)r <= len));
+    CHECK(r >= HTTP1_TOO_MANY_HEADERS && (r < 0 || (size_t)r <= len));
     if (r > 0) {
         CHECK(res.status >= 0 && res.status <= 999);
         CHECK(inside(buf, (size_t)r, res.reason, res.reason_len));

@@ -8,6 +8,7 @@ import socket
 import stat
 import struct
 import subprocess
+import threading
 import time
 
 from relay import SLOW, wr_101_bytes
@@ -263,3 +264,154 @@ def test_keygen(tmp_path):
     assert run(["keygen", "-o", str(path)]).returncode == 1  # never overwrites
 
 
+
+
+# ------------------------------------------------------------ resets (issue 8, item 7)
+
+LINGER0 = struct.pack("ii", 1, 0)
+
+
+class OneShot:
+    """A local server for one connection, run on a thread of the test: `serve`
+    gets the accepted socket. Bounded: every socket has a timeout."""
+
+    def __init__(self, serve):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(1)
+        self.lsock.settimeout(10 * SLOW)
+        self.port = self.lsock.getsockname()[1]
+        self.result = None
+        self.t = threading.Thread(target=self._run, args=(serve,), daemon=True)
+        self.t.start()
+
+    def _run(self, serve):
+        try:
+            c, _ = self.lsock.accept()
+            c.settimeout(10 * SLOW)
+            self.result = serve(c)
+        except Exception as e:  # noqa: BLE001 (reported by the test)
+            self.result = e
+        finally:
+            self.lsock.close()
+
+    def join(self):
+        self.t.join(15 * SLOW)
+        assert not self.t.is_alive(), "backend thread still running"
+        return self.result
+
+
+def reset_close(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+    s.close()
+
+
+def read_end(s):
+    """How a socket's reading side ends: 'eof' or 'reset' (after any data)."""
+    try:
+        while s.recv(65536):
+            pass
+        return "eof"
+    except ConnectionResetError:
+        return "reset"
+
+
+def test_backend_reset_reaches_the_client_as_a_reset(sdk):
+    """The local server behind `rapi expose` resets mid-transfer: the client
+    behind `rapi connect` must read ECONNRESET, not a clean EOF."""
+    data_read = threading.Event()
+    chunk = os.urandom(64 * 1024)
+
+    def serve(c):
+        c.sendall(chunk)
+        assert data_read.wait(10 * SLOW)
+        reset_close(c)
+        return "reset sent"
+
+    backend = OneShot(serve)
+    sdk.expose("/rst", "127.0.0.1:%d" % backend.port)
+    _, lport = sdk.connect_listen("/rst")
+    s = socket.create_connection(("127.0.0.1", lport), timeout=10 * SLOW)
+    got = b""
+    while len(got) < len(chunk):
+        d = s.recv(65536)
+        assert d, "tunnel ended before the data arrived"
+        got += d
+    assert got == chunk
+    data_read.set()
+    end = read_end(s)
+    s.close()
+    assert backend.join() == "reset sent"
+    assert end == "reset", "the backend's reset reached the client as a clean EOF"
+
+
+def test_client_reset_reaches_the_backend_as_a_reset(sdk):
+    """The other direction: the client of `rapi connect` resets, the local
+    server behind `rapi expose` must read ECONNRESET, not a clean EOF."""
+
+    def serve(c):
+        got = b""
+        while len(got) < 5:
+            d = c.recv(5 - len(got))
+            if not d:
+                return "eof before the data"
+            got += d
+        c.sendall(b"ready")
+        end = read_end(c)
+        c.close()
+        return end
+
+    backend = OneShot(serve)
+    sdk.expose("/rst2", "127.0.0.1:%d" % backend.port)
+    _, lport = sdk.connect_listen("/rst2")
+    s = socket.create_connection(("127.0.0.1", lport), timeout=10 * SLOW)
+    s.sendall(b"hello")
+    assert s.recv(5) == b"ready"
+    reset_close(s)
+    assert backend.join() == "reset", "the client's reset reached the backend as a clean EOF"
+
+
+def test_clean_end_stays_a_half_close(sdk):
+    """A FIN is still a FIN: the backend ends its side cleanly, the client
+    reads EOF and can still send; the backend reads that, then EOF."""
+
+    def serve(c):
+        c.sendall(b"bye")
+        c.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            got += d
+        c.close()
+        return got
+
+    backend = OneShot(serve)
+    sdk.expose("/fin", "127.0.0.1:%d" % backend.port)
+    _, lport = sdk.connect_listen("/fin")
+    s = socket.create_connection(("127.0.0.1", lport), timeout=10 * SLOW)
+    assert read_all(s, 10 * SLOW) == b"bye"
+    s.sendall(b"after your FIN")
+    s.shutdown(socket.SHUT_WR)
+    assert backend.join() == b"after your FIN"
+    s.close()
+
+
+def test_stdio_mode_reset_exits_nonzero(sdk):
+    """A pipe cannot carry a reset: in stdio mode the exit status does."""
+
+    def serve(c):
+        while c.recv(65536):  # the input's end arrives as a half-close
+            pass
+        c.sendall(b"partial")
+        time.sleep(0.2 * SLOW)  # let it leave before the reset
+        reset_close(c)
+        return "reset sent"
+
+    backend = OneShot(serve)
+    sdk.expose("/stdio-rst", "127.0.0.1:%d" % backend.port)
+    r = sdk.run(["connect", sdk.url("rwr", "/stdio-rst")], input=b"request")
+    assert backend.join() == "reset sent"
+    assert r.stdout == b"partial"
+    assert r.returncode == 1, "a reset tunnel exited %d: %r" % (r.returncode, r.stderr)

@@ -194,8 +194,27 @@ Test(http1, request_header_limit)
     const char *two = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n";
     const char *three = "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
     cr_assert_eq(req_rc(two, 2), (int)strlen(two));
-    cr_assert_eq(req_rc(three, 2), -1);
-    cr_assert_eq(req_rc(two, 0), -1);
+    cr_assert_eq(req_rc(three, 2), HTTP1_TOO_MANY_HEADERS);
+    cr_assert_eq(req_rc(two, 0), HTTP1_TOO_MANY_HEADERS);
+    cr_assert_eq(req_rc("GET / HTTP/1.1\r\n\r\n", 0), 18);
+    /* Distinct from malformed: a bad line within the limit is still -1... */
+    cr_assert_eq(req_rc("GET / HTTP/1.1\r\nA: 1\r\nB 2\r\n\r\n", 2), HTTP1_INVALID);
+    /* ...and lines after the extra one are not looked at. */
+    cr_assert_eq(req_rc("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC 3\r\n\r\n", 2),
+                 HTTP1_TOO_MANY_HEADERS);
+    /* Known as soon as the extra line starts, before the head ends. */
+    cr_assert_eq(req_rc("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC", 2), HTTP1_TOO_MANY_HEADERS);
+    cr_assert_eq(req_rc("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n", 2), HTTP1_INCOMPLETE);
+}
+
+Test(http1, response_header_limit)
+{
+    struct http1_response res;
+    struct http1_header h[2];
+    const char *s = "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+
+    cr_assert_eq(http1_parse_response(s, strlen(s), 0, &res, h, 2), HTTP1_TOO_MANY_HEADERS);
+    cr_assert_eq(http1_parse_response(s, strlen(s) - 2, 0, &res, h, 2), HTTP1_TOO_MANY_HEADERS);
 }
 
 Test(http1, request_many_headers_at_max)
@@ -210,7 +229,27 @@ Test(http1, request_many_headers_at_max)
     n += (size_t)snprintf(buf + n, sizeof(buf) - n, "\r\n");
     cr_assert_eq(parse_req(buf, n, 0, &req, h, HTTP1_MAX_HEADERS), (int)n);
     cr_assert_eq(req.num_headers, HTTP1_MAX_HEADERS);
-    cr_assert_eq(parse_req(buf, n, 0, &req, h, HTTP1_MAX_HEADERS - 1), -1);
+    cr_assert_eq(parse_req(buf, n, 0, &req, h, HTTP1_MAX_HEADERS - 1), HTTP1_TOO_MANY_HEADERS);
+}
+
+/* The array size is the caller's: a proxy-heavy head with more lines than
+ * the usual 64 parses with a bigger array. */
+Test(http1, request_more_than_64_headers_with_a_bigger_array)
+{
+    enum { MANY = 3 * HTTP1_MAX_HEADERS };
+    static char buf[16384];
+    static struct http1_header h[MANY];
+    struct http1_request req;
+    size_t n = (size_t)snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: x\r\n");
+
+    for (int i = 1; i < MANY; i++)
+        n +=
+            (size_t)snprintf(buf + n, sizeof(buf) - n, "X-Forwarded-%d: 10.0.0.%d\r\n", i, i % 256);
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "\r\n");
+    cr_assert_eq(parse_req(buf, n, 0, &req, h, HTTP1_MAX_HEADERS), HTTP1_TOO_MANY_HEADERS);
+    cr_assert_eq(parse_req(buf, n, 0, &req, h, MANY), (int)n);
+    cr_assert_eq(req.num_headers, MANY);
+    cr_assert_eq(parse_req(buf, n, 0, &req, h, MANY - 1), HTTP1_TOO_MANY_HEADERS);
 }
 
 Test(http1, request_last_len_beyond_len)

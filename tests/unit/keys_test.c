@@ -92,7 +92,7 @@ Test(keys, parse_errors_never_show_keys)
         const char *text;
         const char *needle;
     } bad[] = {
-        {"server_key " SKEY "\n", "client_key"},
+        {"server_key " SKEY "\n", "client_key"}, /* cases 0-3: -ENOENT, a key missing */
         {"client_key " CKEY "\n", "server_key"},
         {"", "server_key"},
         {"# only comments\n", "server_key"},
@@ -116,8 +116,8 @@ Test(keys, parse_errors_never_show_keys)
         struct keys k;
         char err[256];
         memset(&k, 0x55, sizeof(k));
-        cr_assert_eq(parse(bad[i].text, strlen(bad[i].text), &k, err, sizeof(err)), -EINVAL,
-                     "case %zu", i);
+        cr_assert_eq(parse(bad[i].text, strlen(bad[i].text), &k, err, sizeof(err)),
+                     i < 4 ? -ENOENT : -EINVAL, "case %zu", i);
         cr_assert_not_null(strstr(err, bad[i].needle), "case %zu: %s", i, err);
         cr_assert_null(strstr(err, "S3rverKey"), "case %zu leaks: %s", i, err);
         cr_assert_null(strstr(err, "Cl1entKey"), "case %zu leaks: %s", i, err);
@@ -196,7 +196,7 @@ Test(keys, load_bad_content_and_size, .init = mk_tmpdir, .fini = rm_tmpdir)
     snprintf(path, sizeof(path), "%s/keys", tmpdir);
 
     write_file(path, "server_key " SKEY "\n", 0600);
-    cr_assert_eq(keys_load(path, &k, err, sizeof(err)), -EINVAL);
+    cr_assert_eq(keys_load(path, &k, err, sizeof(err)), -ENOENT);
     cr_assert_null(strstr(err, "S3rverKey"));
 
     /* Exactly KEYS_FILE_MAX bytes (comment padding) loads; one more does not. */
@@ -309,4 +309,128 @@ Test(keys, ct_equal)
     cr_assert_eq(ct_equal(a, 6, b, 6), 1);
     guard_free(&ga);
     guard_free(&gb);
+}
+
+/* ------------------------------------------------------------ one reader, by role */
+
+static int parse_for(const char *text, enum keys_need need, struct keys *k, char *err, size_t n)
+{
+    struct guard g = {0};
+    const char *p = guard_str(&g, text);
+    int r = keys_parse_for(p, strlen(text), need, k, err, n);
+    guard_free(&g);
+    return r;
+}
+
+Test(keys, parse_for_roles)
+{
+    struct keys k;
+    char err[256];
+
+    cr_assert_eq(parse_for(GOOD, KEYS_NEED_SERVER, &k, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(k.server, SKEY);
+    cr_assert_eq(parse_for(GOOD, KEYS_NEED_CLIENT, &k, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(k.client, CKEY);
+    /* A file with only the key a role needs. */
+    cr_assert_eq(parse_for("server_key " SKEY "\n", KEYS_NEED_SERVER, &k, err, sizeof(err)), 0);
+    cr_assert_eq(k.client_len, 0);
+    cr_assert_eq(parse_for("server_key " SKEY "\n", KEYS_NEED_CLIENT, &k, err, sizeof(err)),
+                 -ENOENT);
+    cr_assert_not_null(strstr(err, "client_key"));
+    cr_assert(all_zero(&k, sizeof(k)));
+    /* The key not needed still follows the rules. */
+    cr_assert_eq(
+        parse_for("server_key " SKEY "\nclient_key c\n", KEYS_NEED_SERVER, &k, err, sizeof(err)),
+        -EINVAL);
+    cr_assert_eq(parse_for("server_key " SKEY "\nclient_key " SKEY "\n", KEYS_NEED_SERVER, &k, err,
+                           sizeof(err)),
+                 -EINVAL);
+    cr_assert_eq(parse_for(GOOD, (enum keys_need)0, &k, err, sizeof(err)), -EINVAL);
+}
+
+Test(keys, parse_for_bare_key)
+{
+    struct keys k;
+    char err[256];
+
+    cr_assert_eq(
+        parse_for("# the client key\n\n  " CKEY "  \r\n", KEYS_NEED_CLIENT, &k, err, sizeof(err)),
+        0, "%s", err);
+    cr_assert_str_eq(k.client, CKEY);
+    cr_assert_eq(k.server_len, 0);
+    cr_assert_eq(parse_for(SKEY, KEYS_NEED_SERVER, &k, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(k.server, SKEY);
+    /* Not for the relay, which needs both. */
+    cr_assert_eq(parse_for(SKEY "\n", KEYS_NEED_BOTH, &k, err, sizeof(err)), -EINVAL);
+    cr_assert_not_null(strstr(err, "line 1"));
+    /* One rule for length: a 1-character key is refused everywhere. */
+    cr_assert_eq(parse_for("k\n", KEYS_NEED_CLIENT, &k, err, sizeof(err)), -EINVAL);
+    cr_assert_not_null(strstr(err, "16 to 256"), "%s", err);
+    /* Two bare lines, a bare line with named ones, a bare line with blanks. */
+    cr_assert_eq(parse_for(SKEY "\n" CKEY "\n", KEYS_NEED_SERVER, &k, err, sizeof(err)), -EINVAL);
+    cr_assert_not_null(strstr(err, "line 2"));
+    cr_assert_eq(
+        parse_for("server_key " SKEY "\n" CKEY "\n", KEYS_NEED_CLIENT, &k, err, sizeof(err)),
+        -EINVAL);
+    cr_assert_eq(parse_for(CKEY " more\n", KEYS_NEED_CLIENT, &k, err, sizeof(err)), -EINVAL);
+    cr_assert_null(strstr(err, "Cl1entKey"));
+    cr_assert(all_zero(&k, sizeof(k)));
+}
+
+Test(keys, load_for_roles_and_modes, .init = mk_tmpdir, .fini = rm_tmpdir)
+{
+    char path[128], err[256];
+    struct keys k;
+    snprintf(path, sizeof(path), "%s/client.key", tmpdir);
+
+    write_file(path, CKEY "\n", 0600);
+    cr_assert_eq(keys_load_for(path, KEYS_NEED_CLIENT, &k, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(k.client, CKEY);
+    cr_assert_eq(keys_load(path, &k, err, sizeof(err)), -EINVAL);
+    /* The same mode rule as the relay: group/other read or write refused,
+     * execute bits alone are not access to the key. */
+    cr_assert_eq(chmod(path, 0640), 0);
+    cr_assert_eq(keys_load_for(path, KEYS_NEED_CLIENT, &k, err, sizeof(err)), -EPERM);
+    cr_assert_eq(chmod(path, 0604), 0);
+    cr_assert_eq(keys_load_for(path, KEYS_NEED_CLIENT, &k, err, sizeof(err)), -EPERM);
+    cr_assert_eq(chmod(path, 0711), 0);
+    cr_assert_eq(keys_load_for(path, KEYS_NEED_CLIENT, &k, err, sizeof(err)), 0);
+    cr_assert_eq(keys_load_for(tmpdir, KEYS_NEED_CLIENT, &k, err, sizeof(err)), -EPERM);
+}
+
+Test(keys, check_copy_and_short)
+{
+    struct keys k;
+    char out[KEY_MAX_LEN + 1], err[128];
+
+    cr_assert_eq(keys_check(SKEY, strlen(SKEY)), 0);
+    cr_assert_eq(keys_check("short", 5), -EINVAL);
+    cr_assert_eq(keys_check("0123456789abcde", KEY_MIN_LEN - 1), -EINVAL);
+    cr_assert_eq(keys_check("0123456789abcdef", KEY_MIN_LEN), 0);
+    cr_assert_eq(keys_check("0123456789 abcdef", 17), -EINVAL);
+    cr_assert_eq(keys_check(NULL, 20), -EINVAL);
+
+    cr_assert_eq(parse_for(GOOD, KEYS_NEED_BOTH, &k, err, sizeof(err)), 0);
+    cr_assert_eq(keys_copy(&k, KEYS_NEED_SERVER, out, sizeof(out)), (int)strlen(SKEY));
+    cr_assert_str_eq(out, SKEY);
+    cr_assert_eq(keys_copy(&k, KEYS_NEED_CLIENT, out, sizeof(out)), (int)strlen(CKEY));
+    cr_assert_str_eq(out, CKEY);
+    cr_assert_eq(keys_copy(&k, KEYS_NEED_CLIENT, out, strlen(CKEY)), -ENOSPC);
+    cr_assert(all_zero(out, strlen(CKEY)));
+    cr_assert_eq(keys_copy(&k, KEYS_NEED_BOTH, out, sizeof(out)), -EINVAL);
+    cr_assert_eq(keys_short(&k), 0); /* 64 characters, like keygen's */
+    cr_assert_eq(parse_for("server_key 0123456789abcdef\nclient_key " CKEY "\n", KEYS_NEED_BOTH, &k,
+                           err, sizeof(err)),
+                 0);
+    cr_assert_eq(keys_short(&k), KEYS_NEED_SERVER);
+
+    char text[KEYS_FILE_MAX];
+    cr_assert_gt(keys_generate_text(text, sizeof(text)), 0);
+    cr_assert_eq(parse_for(text, KEYS_NEED_BOTH, &k, err, sizeof(err)), 0);
+    cr_assert_eq(keys_short(&k), 0);
+    k.client_len = KEY_LEN - 1;
+    cr_assert_eq(keys_short(&k), KEYS_NEED_CLIENT);
+    keys_wipe(&k);
+    cr_assert_eq(keys_short(&k), 0);
+    cr_assert_eq(keys_copy(&k, KEYS_NEED_SERVER, out, sizeof(out)), -ENOENT);
 }

@@ -403,3 +403,139 @@ Test(webroute, build_error_message_too_long)
     msg[sizeof(msg) - 1] = '\0';
     cr_assert_eq(wr_build_error3(out, sizeof(out), 400, "invalid_request", msg), -1);
 }
+
+/* ------------------------------------------------------------ request heads */
+
+#define SKEY "SSSSSSSSSSSSSSSSSSSSSSSS"
+
+static const char WS_REQ[] = "GET /test/path/ HTTP/1.1\r\n"
+                             "Host: relay.example:37791\r\n"
+                             "Origin: http://relay.example:37791\r\n"
+                             "Connection: keep-alive, Upgrade\r\n"
+                             "X-Remoted-APIKey: " SKEY "\r\n"
+                             "Sec-WebSocket-Key: " WSKEY "\r\n"
+                             "Sec-WebSocket-Version: 13\r\n"
+                             "Upgrade: websocket\r\n"
+                             "\r\n";
+
+static const char WR_REQ[] = "GET /test/path/ HTTP/1.1\r\n"
+                             "Host: relay.example:37791\r\n"
+                             "Connection: keep-alive, Upgrade\r\n"
+                             "X-Remoted-APIKey: " SKEY "\r\n"
+                             "WebRoute-Version: 1\r\n"
+                             "WebRoute-ID: " ID64 "\r\n"
+                             "WebRoute-Timeout: 90\r\n"
+                             "Upgrade: webroute\r\n"
+                             "\r\n";
+
+static struct wr_head head(void)
+{
+    struct wr_head h = {.path = "/test/path/",
+                        .host = "relay.example:37791",
+                        .key = SKEY "trailing bytes not part of the key",
+                        .key_len = strlen(SKEY),
+                        .origin = "http://relay.example:37791",
+                        .ws_key = WSKEY,
+                        .id = ID64,
+                        .timeout = 90};
+    return h;
+}
+
+/* Every cap below the length fails with -ENOSPC and leaves out wiped. */
+static void check_caps(int (*build)(char *, size_t, const struct wr_head *),
+                       const struct wr_head *h, size_t len)
+{
+    char out[1024];
+    for (size_t cap = 0; cap <= len; cap++) {
+        memset(out, 'x', sizeof(out));
+        cr_assert_eq(build(out, cap, h), -ENOSPC, "cap %zu", cap);
+        for (size_t i = 0; i < cap; i++)
+            cr_assert_eq(out[i], 0, "cap %zu: byte %zu not wiped", cap, i);
+        cr_assert_eq(out[cap], 'x');
+    }
+}
+
+Test(webroute, build_ws_request_exact_and_classified)
+{
+    struct wr_head h = head();
+    struct wr_request out;
+    struct wr_error err;
+    char buf[1024];
+
+    int n = wr_build_ws_request(buf, sizeof(buf), &h);
+    cr_assert_eq(n, (int)strlen(WS_REQ));
+    cr_assert_str_eq(buf, WS_REQ);
+    cr_assert_eq(classify(buf, KEY_SERVER, &out, &err), 0);
+    cr_assert_eq(out.kind, WR_LISTENER);
+    h.origin = NULL;
+    n = wr_build_ws_request(buf, sizeof(buf), &h);
+    cr_assert_eq(n, (int)strlen(WS_REQ) - (int)strlen("Origin: http://relay.example:37791\r\n"));
+    cr_assert_null(strstr(buf, "Origin"));
+    cr_assert_eq(classify(buf, KEY_SERVER, &out, &err), 0);
+    check_caps(wr_build_ws_request, &h, (size_t)n);
+}
+
+Test(webroute, build_wr_request_exact_and_classified)
+{
+    struct wr_head h = head();
+    struct wr_request out;
+    struct wr_error err;
+    char buf[1024];
+
+    int n = wr_build_wr_request(buf, sizeof(buf), &h);
+    cr_assert_eq(n, (int)strlen(WR_REQ));
+    cr_assert_str_eq(buf, WR_REQ);
+    cr_assert_eq(classify(buf, KEY_SERVER, &out, &err), 0);
+    cr_assert_eq(out.kind, WR_DIALBACK);
+    cr_assert_eq(out.timeout, 90);
+    cr_assert_eq(classify(buf, KEY_CLIENT, &out, &err), 0);
+    cr_assert_eq(out.kind, WR_CLIENT);
+    h.timeout = 0;
+    n = wr_build_wr_request(buf, sizeof(buf), &h);
+    cr_assert_null(strstr(buf, "WebRoute-Timeout"));
+    cr_assert_eq(classify(buf, KEY_CLIENT, &out, &err), 0);
+    cr_assert_eq(out.timeout, -1);
+    check_caps(wr_build_wr_request, &h, (size_t)n);
+}
+
+Test(webroute, build_request_refuses_bad_fields)
+{
+    static const char *bad[] = {"", "a b", "a\r\nX-Evil: 1", "a\n", "\x7f", "caf\xc3\xa9"};
+    char buf[1024];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct wr_head h = head();
+        h.host = bad[i];
+        cr_assert_eq(wr_build_ws_request(buf, sizeof(buf), &h), -EINVAL, "host %zu", i);
+        cr_assert_eq(wr_build_wr_request(buf, sizeof(buf), &h), -EINVAL, "host %zu", i);
+        h = head();
+        h.origin = bad[i];
+        cr_assert_eq(wr_build_ws_request(buf, sizeof(buf), &h), -EINVAL, "origin %zu", i);
+        h = head();
+        h.id = bad[i];
+        cr_assert_eq(wr_build_wr_request(buf, sizeof(buf), &h), -EINVAL, "id %zu", i);
+        h = head();
+        h.key = bad[i];
+        h.key_len = strlen(bad[i]);
+        cr_assert_eq(wr_build_ws_request(buf, sizeof(buf), &h), -EINVAL, "key %zu", i);
+        cr_assert_eq(buf[0], 0);
+    }
+    struct wr_head h = head();
+    h.path = "relative";
+    cr_assert_eq(wr_build_wr_request(buf, sizeof(buf), &h), -EINVAL);
+    h = head();
+    h.ws_key = "not a key";
+    cr_assert_eq(wr_build_ws_request(buf, sizeof(buf), &h), -EINVAL);
+    h.ws_key = NULL;
+    cr_assert_eq(wr_build_ws_request(buf, sizeof(buf), &h), -EINVAL);
+    h = head();
+    h.id = NULL;
+    cr_assert_eq(wr_build_wr_request(buf, sizeof(buf), &h), -EINVAL);
+    char longid[WEBROUTE_ID_MAX + 2];
+    memset(longid, 'i', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+    h.id = longid;
+    cr_assert_eq(wr_build_wr_request(buf, sizeof(buf), &h), -EINVAL);
+    longid[WEBROUTE_ID_MAX] = '\0';
+    cr_assert_gt(wr_build_wr_request(buf, sizeof(buf), &h), 0);
+}
