@@ -66,7 +66,8 @@ static int out_flush(struct listener *l)
         ssize_t n = l->c.ops->snd(&l->c, l->out + l->out_off, l->out_len - l->out_off);
 
         if (n == -EAGAIN) {
-            l->writable = false;
+            if (l->c.want & XPRT_WANT_OUT)
+                l->writable = false; /* else (TLS) any next event retries */
             break;
         }
         if (n < 0)
@@ -249,8 +250,10 @@ static int listener_read(struct listener *l)
         ssize_t n = l->c.ops->rcv(&l->c, buf, sizeof(buf));
         int c;
 
-        if (n == -EAGAIN)
+        if (n == -EAGAIN) {
+            l->read_wants_out = (l->c.want & XPRT_WANT_OUT) != 0;
             return 0;
+        }
         if (n <= 0)
             return -1;
         l->last_rx = l->sh->now;
@@ -271,7 +274,7 @@ static void listener_event(void *arg, uint32_t events)
 
     if (events & (EV_OUT | EV_HUP | EV_ERR))
         l->writable = true;
-    if (events & (EV_IN | EV_RDHUP | EV_HUP | EV_ERR))
+    if ((events & (EV_IN | EV_RDHUP | EV_HUP | EV_ERR)) || (l->read_wants_out && (events & EV_OUT)))
         r = listener_read(l);
     if (r == 0)
         r = out_flush(l);

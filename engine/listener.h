@@ -54,7 +54,8 @@ struct listener {
     char *out;        /* unsent bytes: 101, notifications, pongs, pings, close */
     size_t out_len, out_off, out_cap;
     bool writable;
-    bool closing; /* close frame queued: close once flushed */
+    bool read_wants_out; /* the last read waits for room, not input (TLS) */
+    bool closing;        /* close frame queued: close once flushed */
     struct timer ka;
     uint64_t last_rx;
     char peer[ADDR_STR_MAX];
