@@ -1,8 +1,8 @@
 /* The link pump through the transport seam, with a fake transport whose
- * reads and writes are scripted: EAGAIN, short writes, end of stream and
- * errors on demand. The fake cannot splice, so the copy path runs whatever
- * the pipe pool allows. Each end still has a real fd (an eventfd) so that
- * the event loop can watch it; the fake never reads or writes it. */
+ * reads and writes are scripted (tests/unit/fake_xprt.h): EAGAIN, short
+ * writes, end of stream and errors on demand. The fake cannot splice, so
+ * the copy path runs whatever the pipe pool allows. Then the same pump over
+ * the raw transport on loopback TCP. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -12,96 +12,7 @@
 #include <unistd.h>
 
 #include "engine/link.c"
-
-#define FAKE_MAX (2u * 1024 * 1024)
-
-struct fake {
-    char in[FAKE_MAX]; /* what the peer sent: rcv hands it out */
-    size_t in_len, in_off;
-    bool in_eof;        /* once in[] is consumed, rcv returns 0 */
-    int rcv_err;        /* when set, rcv fails with it */
-    int rcv_wants_out;  /* this many reads first ask for room (as TLS can) */
-    char out[FAKE_MAX]; /* what snd accepted */
-    size_t out_len;
-    size_t room;  /* bytes snd takes before -EAGAIN */
-    size_t chunk; /* at most this much per snd: short writes */
-    int snd_err;  /* when set, snd fails with it */
-    int rcv_calls;
-    bool shut, closed, reset;
-};
-
-static ssize_t fake_rcv(struct xconn *c, void *buf, size_t len)
-{
-    struct fake *f = c->ctx;
-    size_t n = f->in_len - f->in_off;
-
-    f->rcv_calls++;
-    if (f->rcv_err)
-        return f->rcv_err;
-    if (f->rcv_wants_out > 0) {
-        f->rcv_wants_out--;
-        c->want = XPRT_WANT_OUT;
-        return -EAGAIN;
-    }
-    if (n == 0) {
-        if (f->in_eof)
-            return 0;
-        c->want = XPRT_WANT_IN;
-        return -EAGAIN;
-    }
-    n = n < len ? n : len;
-    memcpy(buf, f->in + f->in_off, n);
-    f->in_off += n;
-    return (ssize_t)n;
-}
-
-static ssize_t fake_snd(struct xconn *c, const void *buf, size_t len)
-{
-    struct fake *f = c->ctx;
-    size_t n = len;
-
-    if (f->snd_err)
-        return f->snd_err;
-    if (f->room == 0) {
-        c->want = XPRT_WANT_OUT;
-        return -EAGAIN;
-    }
-    n = n < f->room ? n : f->room;
-    n = n < f->chunk ? n : f->chunk;
-    cr_assert_leq(f->out_len + n, FAKE_MAX);
-    memcpy(f->out + f->out_len, buf, n);
-    f->out_len += n;
-    f->room -= n;
-    return (ssize_t)n;
-}
-
-static int fake_shutw(struct xconn *c)
-{
-    struct fake *f = c->ctx;
-
-    cr_assert_not(f->shut, "FIN forwarded once");
-    f->shut = true;
-    return 0;
-}
-
-static void fake_close(struct xconn *c, bool reset)
-{
-    struct fake *f = c->ctx;
-
-    cr_assert_not(f->closed, "closed once");
-    f->closed = true;
-    f->reset = reset;
-    close(c->fd);
-    c->fd = -1;
-}
-
-static const struct xprt_ops fake_ops = {
-    .name = "fake",
-    .rcv = fake_rcv,
-    .snd = fake_snd,
-    .shutw = fake_shutw,
-    .close = fake_close,
-};
+#include "fake_xprt.h"
 
 static struct relay relay;
 static struct shard sh;
@@ -109,10 +20,8 @@ static struct fake cli, srv; /* the client's and the server's side */
 
 static void setup(void)
 {
-    memset(&cli, 0, sizeof(cli));
-    memset(&srv, 0, sizeof(srv));
-    cli.room = srv.room = SIZE_MAX;
-    cli.chunk = srv.chunk = SIZE_MAX;
+    fake_reset(&cli);
+    fake_reset(&srv);
     memset(&relay, 0, sizeof(relay));
     atomic_store(&relay.nconn, 2);
     memset(&sh, 0, sizeof(sh));
@@ -140,14 +49,6 @@ static void fill(struct fake *f, size_t n, unsigned seed)
     for (size_t i = 0; i < n; i++)
         f->in[i] = (char)((i * 7 + i / 251 + seed) & 0xff);
     f->in_len = n;
-}
-
-static struct xconn fake_conn(struct fake *f)
-{
-    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-
-    cr_assert_geq(fd, 0);
-    return (struct xconn){.fd = fd, .ops = &fake_ops, .ctx = f};
 }
 
 static char *dup_head(const char *s, size_t *len)
