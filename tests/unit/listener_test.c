@@ -70,8 +70,8 @@ static struct listener *reg(void)
 static void peer_sends(uint8_t opcode, bool fin, const void *p, size_t n)
 {
     static const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
-    size_t k = ws_build_frame((uint8_t *)ws.in + ws.in_len, sizeof(ws.in) - ws.in_len, opcode,
-                              fin, p, n, mask);
+    size_t k = ws_build_frame((uint8_t *)ws.in + ws.in_len, sizeof(ws.in) - ws.in_len, opcode, fin,
+                              p, n, mask);
 
     cr_assert_gt(k, 0);
     ws.in_len += k;
