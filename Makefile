@@ -107,7 +107,7 @@ install: $(ALL_TARGETS)
 	install -m 0755 $(SERVER) $(D)$(SBINDIR)/rapi-server
 	install -m 0755 $(RAPI_CLI) $(BENCH) $(D)$(BINDIR)/
 	install -m 0644 $(LIBRAPI) $(D)$(LIBDIR)/librapi.a
-	install -m 0644 $(LIBRAPI_SO).$(SDK_SOVER) $(D)$(LIBDIR)/librapi.so.$(SDK_SOVER)
+	install -m 0755 $(LIBRAPI_SO).$(SDK_SOVER) $(D)$(LIBDIR)/librapi.so.$(SDK_SOVER)
 	ln -sfn librapi.so.$(SDK_SOVER) $(D)$(LIBDIR)/librapi.so
 	install -m 0644 sdk/rapi.h $(D)$(INCLUDEDIR)/rapi.h
 	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' -e 's|^libdir=.*|libdir=$(LIBDIR)|' \

@@ -15,19 +15,19 @@ PKG_TREE  = git ls-files -z --cached --others --exclude-standard | \
 
 .PHONY: deb rpm
 deb:
-	rm -rf $(PKG_OUT)/deb && mkdir -p $(PKG_OUT)/deb/$(PKG_NAME)
+	rm -rf $(PKG_OUT)/deb $(PKG_OUT)/*.deb $(PKG_OUT)/*.changes $(PKG_OUT)/*.buildinfo && mkdir -p $(PKG_OUT)/deb/$(PKG_NAME)
 	$(PKG_TREE) | tar -x -C $(PKG_OUT)/deb/$(PKG_NAME)
 	cp -a packaging/debian $(PKG_OUT)/deb/$(PKG_NAME)/debian
 	cd $(PKG_OUT)/deb/$(PKG_NAME) && \
 	  DEB_BUILD_OPTIONS="parallel=$$(nproc) noddebs" dpkg-buildpackage -b -us -uc
 	mv $(PKG_OUT)/deb/*.deb $(PKG_OUT)/deb/*.changes $(PKG_OUT)/deb/*.buildinfo $(PKG_OUT)/
 	rm -rf $(PKG_OUT)/deb
-	lintian --fail-on error,warning --suppress-tags-from-file packaging/lintian-suppress \
+	lintian --fail-on error,warning \
 	  $(PKG_OUT)/rapi_$(VERSION)_$$(dpkg-architecture -qDEB_HOST_ARCH).changes
 
 RPM_TOP = $(abspath $(PKG_OUT))/rpm
 rpm:
-	rm -rf $(RPM_TOP) && mkdir -p $(RPM_TOP)/SOURCES
+	rm -rf $(RPM_TOP) $(PKG_OUT)/*.rpm && mkdir -p $(RPM_TOP)/SOURCES
 	$(PKG_TREE) | tar -x --transform 's,^,$(PKG_NAME)/,' -C $(RPM_TOP)/SOURCES
 	tar -C $(RPM_TOP)/SOURCES -czf $(RPM_TOP)/SOURCES/$(PKG_NAME).tar.gz $(PKG_NAME)
 	rm -rf $(RPM_TOP)/SOURCES/$(PKG_NAME)
@@ -35,4 +35,4 @@ rpm:
 	  --define "_smp_mflags -j$$(nproc)" packaging/rpm/rapi.spec
 	mv $(RPM_TOP)/RPMS/*/*.rpm $(PKG_OUT)/
 	rm -rf $(RPM_TOP)
-	rpmlint $(PKG_OUT)/*-$(VERSION)-*.rpm
+	rpmlint -r packaging/rpm/rapi.rpmlintrc $(PKG_OUT)/*-$(VERSION)-*.rpm
