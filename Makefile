@@ -99,6 +99,9 @@ MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 MAN_PAGES  := $(sort $(wildcard man/*.[1-8]))
+# Outside /etc the key file is not where the daemon looks by default: say so.
+CONF_SED    = -e 's|/etc/rapi/|$(SYSCONFDIR)/rapi/|g' $(if $(filter /etc,$(SYSCONFDIR)),,\
+              -e 's|^\#keys |keys |')
 D          := $(DESTDIR)
 
 install: $(ALL_TARGETS)
@@ -120,7 +123,7 @@ install: $(ALL_TARGETS)
 	  packaging/systemd/rapi-server.service > $(D)$(UNITDIR)/rapi-server.service
 	chmod 0644 $(D)$(UNITDIR)/rapi-server.service
 	c=$(D)$(SYSCONFDIR)/rapi/rapi-server.conf; test -e $$c || { \
-	  sed -e 's|/etc/rapi/|$(SYSCONFDIR)/rapi/|g' packaging/rapi-server.conf > $$c && chmod 0644 $$c; }
+	  sed $(CONF_SED) packaging/rapi-server.conf > $$c && chmod 0644 $$c; }
 
 # The SDK's former install target.
 .PHONY: sdk-install

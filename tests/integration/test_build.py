@@ -189,3 +189,24 @@ def test_conf_fuzz_links_the_engine_parser(tmp_path):
     rc, out, err = make(["-n", "-B", "BUILD=" + b, b + "/fuzz/conf_fuzz"])
     assert rc == 0, err
     assert "engine/conf.c" in out and "engine/log.c" in out, out
+
+
+def test_install_elsewhere_points_the_config_at_its_keys(tmp_path):
+    """With PREFIX=/opt-like (no DESTDIR) the installed configuration names the
+    key file under that prefix, and the installed daemon accepts it."""
+    prefix = tmp_path / "p"
+    rc, out, err = make(["install", "BUILD=" + build_dir(), "PREFIX=" + str(prefix)])
+    assert rc == 0, err
+    conf = prefix / "etc/rapi/rapi-server.conf"
+    keys = prefix / "etc/rapi/keys"
+    assert re.search(r"^keys %s$" % re.escape(str(keys)), conf.read_text(), re.M)
+    server = str(prefix / "sbin/rapi-server")
+    subprocess.run([server, "keygen", str(keys)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=10)
+    r = subprocess.run([server, "-c", str(conf), "-t"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=10)
+    assert r.returncode == 0 and b"configuration ok" in r.stdout, r.stdout
+    # A second install keeps the operator's configuration.
+    conf.write_text(conf.read_text() + "# local\n")
+    assert make(["install", "BUILD=" + build_dir(), "PREFIX=" + str(prefix)])[0] == 0
+    assert conf.read_text().endswith("# local\n")
