@@ -63,9 +63,9 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(PROTO_SRC) $(AUTH_SRC)
 
 fuzz: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do \
-	  n=$$(basename $$f); c=tests/fuzz/corpus/$${n%_fuzz}; w=$(BUILD)/fuzz/work-$$n; \
+	  n=$$(basename $$f); c=tests/fuzz/corpus/$${n%_fuzz}; test -d $$c || c=; w=$(BUILD)/fuzz/work-$$n; \
 	  rm -rf $$w; mkdir -p $$w; \
-	  echo "== $$n ($(FUZZ_SECONDS)s, seeds $$c)"; \
+	  echo "== $$n ($(FUZZ_SECONDS)s, seeds $${c:-none})"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=1024 -print_final_stats=0 \
 	      $$w $$c > $$w.log 2>&1; rc=$$?; tail -n 2 $$w.log; \
 	  if [ $$rc != 0 ]; then echo "FUZZ FAILURE in $$n (exit $$rc): see $$w.log"; exit 1; fi; \
