@@ -82,6 +82,10 @@ include bench/bench.mk
 include tests/tests.mk
 include packaging/packaging.mk
 
+# Every object sees RAPI_VERSION: a new VERSION rebuilds them.
+$(PROTO_OBJ) $(AUTH_OBJ) $(ENGINE_OBJ) $(BUILD)/obj/engine/main.o $(SDK_PIC_OBJ) $(SDK_CLI_OBJ) \
+  $(BENCH_OBJ): VERSION
+
 build-all: $(ALL_TARGETS)
 
 # ---------------------------------------------------------------- install
@@ -164,12 +168,13 @@ C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:
 	clang-format -i $(C_SOURCES)
 LINT_SOURCES = $(filter-out tests/%,$(filter %.c,$(C_SOURCES)))
+LINT_DEFS = -D_GNU_SOURCE -DRAPI_VERSION='"$(VERSION)"'
 lint:
-	clang-tidy --quiet $(LINT_SOURCES) -- -std=c11 -D_GNU_SOURCE -I. $(PKG_CFLAGS)
+	clang-tidy --quiet $(LINT_SOURCES) -- -std=c11 $(LINT_DEFS) -I. $(PKG_CFLAGS)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --inline-suppr --suppress=missingIncludeSystem -D_GNU_SOURCE -I. $(LINT_SOURCES)
+	  --inline-suppr --suppress=missingIncludeSystem $(LINT_DEFS) -I. $(LINT_SOURCES)
 
 clean:
 	rm -rf $(BUILD) build
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/pic $(BUILD)/tests -name '*.d' 2>/dev/null)
