@@ -84,7 +84,7 @@ include packaging/packaging.mk
 
 # Every object sees RAPI_VERSION: a new VERSION rebuilds them.
 $(PROTO_OBJ) $(AUTH_OBJ) $(ENGINE_OBJ) $(BUILD)/obj/engine/main.o $(SDK_PIC_OBJ) $(SDK_CLI_OBJ) \
-  $(BENCH_OBJ): VERSION
+  $(CLI_OBJ) $(NET_OBJ) $(BENCH_OBJ): VERSION
 
 build-all: $(ALL_TARGETS)
 

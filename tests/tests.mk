@@ -45,8 +45,11 @@ test-asan:
 	  PKG_LIBS="liburing wolfssl" RAPI_SAN=1 test-unit test-integration
 
 # libFuzzer needs clang: FUZZ_CC follows CC when CC is a clang, else clang.
-# A target that needs more than proto/ and auth/ names its extra sources in
-# FUZZ_EXTRA_<name> (the configuration parser needs the engine's conf and log).
+# Every target links proto/, auth/ and net/; one that needs more names its
+# extra sources in FUZZ_EXTRA_<name> (and lists them as prerequisites), e.g.
+#   FUZZ_EXTRA_foo_fuzz := engine/log.c
+#   $(BUILD)/fuzz/foo_fuzz: $(FUZZ_EXTRA_foo_fuzz)
+# (conf_fuzz needs none: it includes engine/conf.c itself.)
 FUZZ_SRC     := $(sort $(wildcard tests/fuzz/*_fuzz.c))
 FUZZ_BIN     := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 FUZZ_SECONDS ?= 10
@@ -54,12 +57,11 @@ FUZZ_CC      ?= $(if $(findstring clang,$(notdir $(CC))),$(CC),clang)
 FUZZ_CFLAGS   = -std=c11 -D_GNU_SOURCE -I. -g -O1 -fsanitize=fuzzer,address,undefined \
                 -DRAPI_VERSION='"$(VERSION)"' $(call pkgconf,--cflags wolfssl)
 FUZZ_LDLIBS   = $(call pkgconf,--libs wolfssl)
-FUZZ_EXTRA_conf_fuzz := engine/conf.c engine/log.c
+FUZZ_LINK     = $(PROTO_SRC) $(AUTH_SRC) $(NET_SRC)
 
-$(BUILD)/fuzz/conf_fuzz: $(FUZZ_EXTRA_conf_fuzz)
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(PROTO_SRC) $(AUTH_SRC)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LINK)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_EXTRA_$*) $(PROTO_SRC) $(AUTH_SRC) $(FUZZ_LDLIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_EXTRA_$*) $(FUZZ_LINK) $(FUZZ_LDLIBS)
 
 fuzz: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do \

@@ -182,13 +182,16 @@ def test_fuzz_honours_build_and_cc(tmp_path):
     assert rc == 0 and re.search(r"^clang-14 ", out, re.M), out
 
 
-def test_conf_fuzz_links_the_engine_parser(tmp_path):
-    if not (REPO / "tests/fuzz/conf_fuzz.c").exists():
-        pytest.skip("tests/fuzz/conf_fuzz.c is not in this tree: conf_fuzz link check SKIPPED")
+def test_fuzz_links_per_target_extra_sources(tmp_path):
+    """FUZZ_EXTRA_<name> adds sources to one fuzz target's link only."""
     b = str(tmp_path / "fb")
-    rc, out, err = make(["-n", "-B", "BUILD=" + b, b + "/fuzz/conf_fuzz"])
+    rc, out, err = make(["-n", "-B", "BUILD=" + b, "FUZZ_EXTRA_url_fuzz=engine/log.c",
+                         b + "/fuzz/url_fuzz", b + "/fuzz/json_fuzz"])
     assert rc == 0, err
-    assert "engine/conf.c" in out and "engine/log.c" in out, out
+    links = {m.group(1): m.group(0) for m in re.finditer(r"^.* -o %s/fuzz/(\w+) .*$"
+                                                        % re.escape(b), out, re.M)}
+    assert "engine/log.c" in links["url_fuzz"], out
+    assert "engine/log.c" not in links["json_fuzz"], out
 
 
 def test_install_elsewhere_points_the_config_at_its_keys(tmp_path):
