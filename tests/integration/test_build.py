@@ -118,7 +118,9 @@ def test_program_links_through_installed_pkgconfig(installed, tmp_path):
     src = tmp_path / "hello.c"
     src.write_text(PROGRAM)
     exe = tmp_path / "hello"
-    subprocess.run(["cc", "-std=c11", "-Wall", "-Werror", "-o", str(exe), str(src)] + flags,
+    # The sanitizer pass installs its ASan+UBSan librapi: link the program alike.
+    cc = ["clang", "-fsanitize=address,undefined"] if os.environ.get("RAPI_SAN") else ["cc"]
+    subprocess.run(cc + ["-std=c11", "-Wall", "-Werror", "-o", str(exe), str(src)] + flags,
                    env=env, check=True, timeout=60)
     needed = subprocess.run(["readelf", "-d", str(exe)], stdout=subprocess.PIPE, check=True)
     assert b"librapi.so.0" in needed.stdout, "not linked against the shared librapi"
