@@ -21,6 +21,7 @@ sanitizer pass skips the module: the packages do not use the sanitizer build.
 Environment: RAPI_BUILD (unused but for the skip), RAPI_SAN.
 """
 
+import fcntl
 import os
 import pwd
 import re
@@ -45,6 +46,7 @@ PACKAGES = ["rapi-server", "rapi", "librapi0", "librapi-dev"]
 BUILD_TIMEOUT = 300
 STEP_TIMEOUT = 30
 MAX_SECURITY_SCORE = 1.5
+DPKG_LOCK_WAIT = 60
 
 if os.environ.get("RAPI_SAN"):
     pytest.skip("sanitizer pass: the packages are built without sanitizers, packaging tests "
@@ -221,18 +223,32 @@ def dpkg_installed(pkg):
     return b"installed" in r.stdout or b"config-files" in r.stdout
 
 
+def dpkg(args, check=True):
+    """dpkg, waiting (bounded) while another dpkg or apt holds its lock."""
+    deadline = time.monotonic() + DPKG_LOCK_WAIT
+    while True:
+        rc, out = run(["dpkg"] + args, timeout=120, check=False,
+                      env=clean_env(DEBIAN_FRONTEND="noninteractive"))
+        if rc == 0 or "lock" not in out or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    if check:
+        assert rc == 0, "dpkg %s failed (%d):\n%s" % (" ".join(args), rc, out[-4000:])
+    return rc, out
+
+
 def purge_all():
     present = [p for p in PACKAGES if dpkg_installed(p)]
     if present:
-        run(["dpkg", "--purge"] + present, timeout=120)
+        dpkg(["--purge"] + present)
 
 
 def dpkg_install(debs):
-    rc, out = run(["dpkg", "-i"] + [str(debs[p]) for p in PACKAGES], timeout=120, check=False,
-                  env=clean_env(DEBIAN_FRONTEND="noninteractive"))
+    rc, out = dpkg(["-i"] + [str(debs[p]) for p in PACKAGES], check=False)
     if rc != 0:
         # Missing dependencies: let apt bring them in, then configure.
-        run(["apt-get", "-f", "install", "-y", "-qq", "--no-install-recommends"], timeout=300,
+        run(["apt-get", "-o", "DPkg::Lock::Timeout=%d" % DPKG_LOCK_WAIT, "-f", "install", "-y",
+             "-qq", "--no-install-recommends"], timeout=300,
             env=clean_env(DEBIAN_FRONTEND="noninteractive"))
     for p in PACKAGES:
         assert dpkg_installed(p), "%s not installed:\n%s" % (p, out)
@@ -243,12 +259,16 @@ def installed_debs(debs):
     if os.geteuid() != 0:
         pytest.skip("NOT ROOT: cannot install packages here; the deb install, run and purge "
                     "test is SKIPPED")
-    purge_all()
-    dpkg_install(debs)
-    try:
-        yield debs
-    finally:
+    # One packaging test at a time on this machine (other checkouts may run
+    # theirs): the packages and /etc/rapi are machine-wide.
+    with open("/run/lock/rapi-packaging-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         purge_all()
+        dpkg_install(debs)
+        try:
+            yield debs
+        finally:
+            purge_all()
 
 
 def mode_owner(path):
