@@ -7,6 +7,9 @@
 #   make lint       clang-tidy and cppcheck
 #   make format     clang-format -i on all C
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS each
+#   make install    install everything (PREFIX=/usr/local, DESTDIR=)
+#   make deb        Debian packages into $(BUILD)/pkg (packaging/packaging.mk)
+#   make rpm        RPM packages into $(BUILD)/pkg
 #
 # Sub-areas add their own rules in <area>/<area>.mk (sdk, bench, tests), so the
 # top-level file stays small and each area owns its fragment.
@@ -17,14 +20,23 @@ SAN      ?=
 OPT      ?= -O2
 PKG_LIBS := liburing jemalloc wolfssl
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKG_LIBS) 2>/dev/null)
-PKG_LDLIBS := $(shell pkg-config --libs $(PKG_LIBS) 2>/dev/null)
+# The one version source: VERSION, passed to the code as RAPI_VERSION and
+# written into the pkg-config file, the packages and checked against the man
+# pages (tests/integration/test_build.py).
+VERSION  := $(strip $(file < VERSION))
+
+# pkg-config is asked quietly: on a fresh machine the packages are missing
+# until `make deps` ran, and `make run`/`make test` then build in a recursive
+# make that asks again. Each answer is computed once, on first use.
+pkgconf = $(shell pkg-config $(1) 2>/dev/null)
+PKG_CFLAGS = $(eval PKG_CFLAGS := $(call pkgconf,--cflags $(PKG_LIBS)))$(PKG_CFLAGS)
+PKG_LDLIBS = $(eval PKG_LDLIBS := $(call pkgconf,--libs $(PKG_LIBS)))$(PKG_LDLIBS)
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wno-unused-parameter
 CFLAGS   ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread -fno-strict-aliasing -I. $(WARN) $(CFLAGS) $(SAN) \
-             $(PKG_CFLAGS) -MMD -MP
+             -DRAPI_VERSION='"$(VERSION)"' $(PKG_CFLAGS) -MMD -MP
 LDFLAGS  ?=
 ALL_LDFLAGS = -pthread $(SAN) $(LDFLAGS)
 
@@ -44,7 +56,8 @@ SERVER    := $(BUILD)/rapi-server
 # Everything that `make` builds; fragments append to it.
 ALL_TARGETS := $(SERVER)
 
-.PHONY: all deps run test test-unit test-integration test-asan lint format fuzz clean keys
+.PHONY: all build-all deps run test test-unit test-integration test-asan lint format fuzz \
+        clean keys install
 all: build-all
 
 $(BUILD)/obj/%.o: %.c
@@ -65,19 +78,70 @@ $(SERVER): $(BUILD)/obj/engine/main.o $(LIBENGINE) $(LIBAUTH) $(LIBPROTO)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LDLIBS)
 
 include net/net.mk
--include sdk/sdk.mk
+include sdk/sdk.mk
 include cli/cli.mk
--include bench/bench.mk
--include tests/tests.mk
+include bench/bench.mk
+include tests/tests.mk
+include packaging/packaging.mk
+
+# Every object sees RAPI_VERSION: a new VERSION rebuilds them.
+$(PROTO_OBJ) $(AUTH_OBJ) $(ENGINE_OBJ) $(BUILD)/obj/engine/main.o $(SDK_PIC_OBJ) \
+  $(CLI_OBJ) $(NET_OBJ) $(BENCH_OBJ): VERSION
 
 build-all: $(ALL_TARGETS)
+
+# ---------------------------------------------------------------- install
+# make install [PREFIX=/usr/local] [DESTDIR=] installs every program, library,
+# header, pkg-config file and man page, the systemd unit and (only when there
+# is none yet) the commented default configuration. The packages in
+# packaging/ are built from it. The key file is not installed: the package
+# creates it (rapi-server keygen) or the operator does.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SBINDIR    ?= $(PREFIX)/sbin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+MAN_PAGES  := $(sort $(wildcard man/*.[1-8]))
+# Outside /etc the key file is not where the daemon looks by default: say so.
+CONF_SED    = -e 's|/etc/rapi/|$(SYSCONFDIR)/rapi/|g' $(if $(filter /etc,$(SYSCONFDIR)),,\
+              -e 's|^\#keys |keys |')
+D          := $(DESTDIR)
+
+install: $(ALL_TARGETS)
+	install -d $(D)$(BINDIR) $(D)$(SBINDIR) $(D)$(LIBDIR)/pkgconfig $(D)$(INCLUDEDIR) \
+	  $(D)$(UNITDIR) $(D)$(SYSCONFDIR)/rapi
+	install -m 0755 $(SERVER) $(D)$(SBINDIR)/rapi-server
+	install -m 0755 $(RAPI_CLI) $(BENCH) $(D)$(BINDIR)/
+	install -m 0644 $(LIBRAPI) $(D)$(LIBDIR)/librapi.a
+	install -m 0755 $(LIBRAPI_SO).$(SDK_SOVER) $(D)$(LIBDIR)/librapi.so.$(SDK_SOVER)
+	ln -sfn librapi.so.$(SDK_SOVER) $(D)$(LIBDIR)/librapi.so
+	install -m 0644 sdk/rapi.h $(D)$(INCLUDEDIR)/rapi.h
+	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' -e 's|^libdir=.*|libdir=$(LIBDIR)|' \
+	  -e 's|^includedir=.*|includedir=$(INCLUDEDIR)|' $(LIBRAPI_PC) > $(D)$(LIBDIR)/pkgconfig/librapi.pc
+	chmod 0644 $(D)$(LIBDIR)/pkgconfig/librapi.pc
+	for m in $(MAN_PAGES); do \
+	  s=$${m##*.}; install -d $(D)$(MANDIR)/man$$s && install -m 0644 $$m $(D)$(MANDIR)/man$$s/; \
+	done
+	sed -e 's|/usr/sbin/|$(SBINDIR)/|g' -e 's|/etc/rapi/|$(SYSCONFDIR)/rapi/|g' \
+	  packaging/systemd/rapi-server.service > $(D)$(UNITDIR)/rapi-server.service
+	chmod 0644 $(D)$(UNITDIR)/rapi-server.service
+	c=$(D)$(SYSCONFDIR)/rapi/rapi-server.conf; test -e $$c || { \
+	  sed $(CONF_SED) packaging/rapi-server.conf > $$c && chmod 0644 $$c; }
+
+# The SDK's former install target.
+.PHONY: sdk-install
+sdk-install: install
 
 # ---------------------------------------------------------------- packages
 # Every Debian package the build, the tests, the lint and the bench need.
 DEB_PKGS := build-essential pkg-config clang clang-tidy clang-format cppcheck \
             liburing-dev libjemalloc-dev libwolfssl-dev libcriterion-dev \
             python3 python3-pytest python3-websockets curl procps iproute2 \
-            haproxy gnuplot-nox iperf3 man-db groff-base
+            haproxy gnuplot-nox iperf3 man-db groff-base \
+            debhelper dpkg-dev fakeroot lintian rpm rpmlint systemd adduser util-linux
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -106,12 +170,13 @@ C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:
 	clang-format -i $(C_SOURCES)
 LINT_SOURCES = $(filter-out tests/%,$(filter %.c,$(C_SOURCES)))
+LINT_DEFS = -D_GNU_SOURCE -DRAPI_VERSION='"$(VERSION)"'
 lint:
-	clang-tidy --quiet $(LINT_SOURCES) -- -std=c11 -D_GNU_SOURCE -I. $(PKG_CFLAGS)
+	clang-tidy --quiet $(LINT_SOURCES) -- -std=c11 $(LINT_DEFS) -I. $(PKG_CFLAGS)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
-	  --inline-suppr --suppress=missingIncludeSystem -D_GNU_SOURCE -I. $(LINT_SOURCES)
+	  --inline-suppr --suppress=missingIncludeSystem $(LINT_DEFS) -I. $(LINT_SOURCES)
 
 clean:
 	rm -rf $(BUILD) build
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/pic $(BUILD)/tests -name '*.d' 2>/dev/null)

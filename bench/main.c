@@ -377,7 +377,7 @@ static void parse_args(int argc, char **argv, struct opts *o, const char **skf, 
             usage(stdout);
             exit(0);
         case OPT_VERSION:
-            puts("rapi-bench 1");
+            puts("rapi-bench " RAPI_VERSION);
             exit(0);
         case OPT_DIR:
             if (!strcmp(optarg, "up"))

@@ -11,5 +11,3 @@ ALL_TARGETS += $(RAPI_CLI)
 $(RAPI_CLI): $(CLI_OBJ) $(LIBRAPI) $(LIBAUTH) $(LIBPROTO) $(LIBNET)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SDK_LIBS)
 
-# sdk-install (sdk/sdk.mk) installs the CLI too.
-sdk-install: $(RAPI_CLI)

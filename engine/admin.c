@@ -11,7 +11,6 @@
 #include "engine/shard.h"
 #include "proto/http1.h"
 
-#define RAPI_METRIC_VERSION "0.1.0"
 
 static const int statuses[] = STATS_STATUSES;
 
@@ -106,7 +105,7 @@ static void render_metrics(struct relay *r, struct out *o)
     put(o,
         "# HELP rapi_info Build and runtime facts.\n# TYPE rapi_info gauge\n"
         "rapi_info{version=\"%s\",io=\"%s\",workers=\"%d\"} 1\n",
-        RAPI_METRIC_VERSION, r->be ? ev_backend_name(r->be) : "none", r->nshards);
+        RAPI_VERSION, r->be ? ev_backend_name(r->be) : "none", r->nshards);
 }
 
 static int respond(char *out, size_t cap, int status, const char *ctype, const char *body,

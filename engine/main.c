@@ -15,7 +15,6 @@
 #include "engine/relay.h"
 #include "net/anet.h"
 
-#define RAPI_VERSION "0.1.0"
 #define MAX_SETS 64
 #define KEYGEN_TEXT_MAX 1024
 #define NOFILE_WANT 65536 /* below this many open files, say so at start */

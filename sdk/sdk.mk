@@ -35,30 +35,14 @@ $(LIBRAPI_SO).$(SDK_SOVER): $(SDK_PIC_OBJ)
 $(LIBRAPI_SO): $(LIBRAPI_SO).$(SDK_SOVER)
 	ln -sf $(notdir $<) $@
 
-$(LIBRAPI_PC): sdk/sdk.mk
+$(LIBRAPI_PC): sdk/sdk.mk VERSION
 	@mkdir -p $(dir $@)
 	printf '%s\n' 'prefix=/usr/local' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
 	  'Name: librapi' \
 	  'Description: listen and connect through a rapi relay (WebRoute)' \
-	  'Version: 0.1.0' \
+	  'Version: $(VERSION)' \
 	  'Libs: -L$${libdir} -lrapi' \
 	  'Libs.private: $(SDK_LIBS)' \
 	  'Cflags: -I$${includedir}' > $@
 
-# Install the SDK and the CLI (cli/cli.mk): make sdk-install [PREFIX=/usr/local] [DESTDIR=...]
-PREFIX ?= /usr/local
-SDK_LIBDIR ?= $(PREFIX)/lib
-.PHONY: sdk-install
-sdk-install: $(LIBRAPI) $(LIBRAPI_SO) $(LIBRAPI_PC)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SDK_LIBDIR)/pkgconfig \
-	  $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/share/man/man1 \
-	  $(DESTDIR)$(PREFIX)/share/man/man3
-	install -m 0755 $(RAPI_CLI) $(DESTDIR)$(PREFIX)/bin/rapi
-	install -m 0644 $(LIBRAPI) $(DESTDIR)$(SDK_LIBDIR)/librapi.a
-	install -m 0755 $(LIBRAPI_SO).$(SDK_SOVER) $(DESTDIR)$(SDK_LIBDIR)/librapi.so.$(SDK_SOVER)
-	ln -sf librapi.so.$(SDK_SOVER) $(DESTDIR)$(SDK_LIBDIR)/librapi.so
-	install -m 0644 sdk/rapi.h $(DESTDIR)$(PREFIX)/include/rapi.h
-	sed -e 's|^prefix=.*|prefix=$(PREFIX)|' -e 's|^libdir=.*|libdir=$(SDK_LIBDIR)|' \
-	  $(LIBRAPI_PC) > $(DESTDIR)$(SDK_LIBDIR)/pkgconfig/librapi.pc
-	install -m 0644 man/rapi.1 $(DESTDIR)$(PREFIX)/share/man/man1/rapi.1
-	install -m 0644 man/librapi.3 $(DESTDIR)$(PREFIX)/share/man/man3/librapi.3
+# `make install` (top-level Makefile) installs the SDK and the CLI with the rest.
