@@ -116,21 +116,21 @@ def test_frames_pipelined_behind_registration(relay):
     relay.link(lst, notify_timeout=60)
 
 
-@pytest.mark.parametrize("how", ["tcp-close", "ws-close"])
-def test_waiting_clients_get_502_when_listener_goes(relay, how):
-    """P-WS-10: each waiting client is answered 502 missing_destination."""
+@pytest.mark.parametrize("how", ["tcp-close", "ws-close", "keepalive"])
+def test_waiting_clients_get_502_when_listener_goes(start_relay, how):
+    """P-WS-10: a waiting client is answered 502 missing_destination when its
+    listener goes, whatever the reason (the keepalive drop included)."""
+    relay = start_relay(keepalive=1 if how == "keepalive" else 30)
     lst = relay.register("/gone502/")
-    waiting = []
-    for _ in range(2):
-        c, _ = relay.client("/gone502/")
-        lst.notification()
-        waiting.append(c)
+    client, _ = relay.client("/gone502/")
+    lst.notification()
     if how == "ws-close":
         lst.send_frame(0x8, b"\x03\xe8")
-    else:
+    elif how == "tcp-close":
         lst.close()
-    for c in waiting:
-        expect_error(c, 502, "missing_destination", timeout=2.0)
+    # keepalive: the listener stays silent (answers no ping) and is dropped
+    # after two to three intervals.
+    expect_error(client, 502, "missing_destination", timeout=5.0)
 
 
 def test_webroute_id_rules(relay):
