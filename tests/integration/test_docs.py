@@ -4,6 +4,8 @@
   the table "Rules and their tests", every row names at least one test, every
   named test exists (`def name` in a pytest file, `Test(suite, name` in a
   Criterion file), and no row names a rule the text does not define.
+- The table of error answers in docs/PROTOCOL.md lists exactly the
+  (status, errorcode) pairs that engine/ and proto/ can answer.
 - The defaults quoted in docs/*.md as "`keyword` (value" match the embedded
   defaults in engine/conf.c.
 - Nothing in the tree points outside it (at the shared notes the project
@@ -120,6 +122,23 @@ def test_table_parser_catches_a_missing_test():
     assert rows == {"P-X-1": [("tests/integration/test_docs.py", "test_no_such_thing")]}
     assert missing_test_reason(*rows["P-X-1"][0]) is not None
     assert missing_test_reason("tests/integration/test_docs.py", "test_every_named_test_exists") is None
+
+
+ANSWER_ROW_RE = re.compile(r"^\|\s*([1-5]\d\d)\s*\|\s*`([a-z_]+)`", re.M)
+CODE_ANSWER_RE = re.compile(r"\b([1-5]\d\d),\s*\"([a-z_]+)\"")
+
+
+def test_error_table_matches_the_code():
+    body, _ = split_protocol(protocol_text())
+    documented = set(ANSWER_ROW_RE.findall(body))
+    in_code = set()
+    for f in sorted(REPO.glob("engine/*.c")) + sorted(REPO.glob("proto/*.c")):
+        in_code |= set(CODE_ANSWER_RE.findall(f.read_text()))
+    assert in_code, "found no error answers in engine/ and proto/"
+    assert not in_code - documented, \
+        "answers the code sends that docs/PROTOCOL.md does not list: %s" % sorted(in_code - documented)
+    assert not documented - in_code, \
+        "answers docs/PROTOCOL.md lists that the code never sends: %s" % sorted(documented - in_code)
 
 
 def conf_defaults():
