@@ -25,6 +25,7 @@ Every wait is bounded; processes are stopped by PID.
 import os
 import random
 import re
+import select
 import shutil
 import signal
 import socket
@@ -348,6 +349,38 @@ class Tunnel:
 
     def close(self):
         self.conn.close()
+
+
+def cli_roundtrip(rapi, front, path, env, timeout=10.0):
+    """`rapi connect rwr://front/path` in stdio mode: sends a line once the
+    identity line came back, then closes its input. Returns stdout (bytes).
+    (Input closed before the tunnel is up would race the front end: see
+    packaging/fleet/README.md.)"""
+    q = subprocess.Popen([rapi, "connect", "rwr://%s:%d%s" % (front + (path,))],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=env)
+    out = b""
+    sent = False
+    try:
+        deadline = time.monotonic() + timeout * SLOW
+        while True:
+            if not sent and out.startswith((path + "\n").encode()):
+                q.stdin.write(b"ping\n")
+                q.stdin.close()
+                sent = True
+            r, _, _ = select.select([q.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            assert r, "rapi connect %s: stuck after %r" % (path, out)
+            d = os.read(q.stdout.fileno(), 4096)
+            if not d:
+                break
+            out += d
+        rc = q.wait(timeout * SLOW)
+        assert rc == 0, "rapi connect %s exited %r: %r" % (path, rc, q.stderr.read()[-500:])
+        return out
+    finally:
+        if q.poll() is None:
+            q.kill()
+            q.wait(5)
 
 
 class Prober:
