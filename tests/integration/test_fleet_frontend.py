@@ -21,6 +21,7 @@ Each run prints a FLEET line with the figures.
 
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -175,9 +176,10 @@ def _check_cli_clients(f, path):
     assert whole or f.kind == "nginx", "rapi connect through %s: %r" % (f.kind, out)
 
 
-@pytest.mark.parametrize("kind", ["haproxy", "nginx"])
-def test_front_end_failover_and_rebalance(make_fleet, kind):
-    f = make_fleet(kind)
+def _steady_fleet(f):
+    """Paths, exposes, a `rapi connect` check, one long-lived tunnel per
+    relay, clients looping on every path without a failure for 2 s.
+    Returns (chosen {relay name: paths}, paths, tunnels {relay name: Tunnel})."""
     chosen = f.choose_paths()
     paths = [p for v in chosen.values() for p in v]
     for p in paths:
@@ -185,55 +187,65 @@ def test_front_end_failover_and_rebalance(make_fleet, kind):
         f.expose(p)
         assert f.owner(p).name in [n for n, v in chosen.items() if p in v], p
     _check_cli_clients(f, paths[0])
-    # One long-lived tunnel per relay, on one of its paths.
     tunnels = {r.name: Tunnel(f.front.addr, chosen[r.name][0], f.client_key) for r in f.relays}
     f.tunnels = list(tunnels.values())
     for t in f.tunnels:
         t.exchange()
-
-    f.prober = prober = Prober(f.front.addr, paths, f.client_key).start()
+    f.prober = Prober(f.front.addr, paths, f.client_key).start()
     t_steady = time.monotonic()
     time.sleep(2.0)
-    bad = _failures(prober, paths, t_steady)
+    bad = _failures(f.prober, paths, t_steady)
     assert not bad, "failures before any kill: %s" % _fmt(bad)
+    return chosen, paths, tunnels
 
-    victim = f.relays[int(time.time()) % len(f.relays)]
-    moved = list(chosen[victim.name])
-    stayed = [p for p in paths if p not in moved]
-    survivors = [r for r in f.relays if r is not victim]
 
-    # 1. kill -9 the victim.
-    t_kill = time.monotonic()
-    victim.kill9()
-    regs = {}
+def _recover(f, paths, moved, t0, what):
+    """Wait until every path worked once since t0, then 2 s more; check
+    what the topology promises. Returns (recovery s, per-path s, summary)."""
+    prober, regs = f.prober, {}
 
     def recovered():
         for p in moved:
             if p not in regs and len(re.findall(r"registered %s at" % re.escape(p),
                                                 f.exposes[p].stderr())) >= 2:
-                regs[p] = time.monotonic() - t_kill
-        return prober.all_ok_once_since(t_kill)
+                regs[p] = time.monotonic() - t0
+        return prober.all_ok_once_since(t0)
     wait_until(recovered, RECOVERY_WAIT * SLOW, interval=0.01,
-               what="every path working again after kill -9 of %s" % victim.name)
-    per_path = {p: prober.first_ok_after(p, t_kill) - t_kill for p in paths}
+               what="every path working again after %s" % what)
+    per_path = {p: prober.first_ok_after(p, t0) - t0 for p in paths}
     recovery = max(per_path.values())
-    t_back = t_kill + recovery
     time.sleep(2.0)
+    summary = ("every path back in %.3f s; moved paths %s (first ok %s), listeners "
+               "re-registered after %s s, expose backoffs (ms) %s; attempts %d, failed %d"
+               % (recovery, moved, ["%.3f" % per_path[p] for p in moved],
+                  ["%.3f" % regs.get(p, -1) for p in moved],
+                  {p: _expose_backoffs(f.exposes[p]) for p in moved},
+                  len(prober.attempts(t0)), len(_failures(prober, paths, t0))))
+    print("\nFLEET %s %s: %s" % (f.kind, what, summary))
+    stayed = [p for p in paths if p not in moved]
+    assert not prober.wrong, "clients reached the wrong server: %r" % prober.wrong[:5]
+    bad = _failures(prober, stayed, t0)
+    assert not bad, "paths of surviving relays failed: %s" % _fmt(bad)
+    bad = _failures(prober, paths, t0 + recovery + 0.2)
+    assert not bad, "failures after recovery at %.3f s: %s" % (recovery, _fmt(bad))
+    return recovery
+
+
+@pytest.mark.parametrize("kind", ["haproxy", "nginx"])
+def test_front_end_failover_and_rebalance(make_fleet, kind):
+    f = make_fleet(kind)
+    chosen, paths, tunnels = _steady_fleet(f)
+    prober = f.prober
+    victim = f.relays[int(time.time()) % len(f.relays)]
+    moved = list(chosen[victim.name])
+    survivors = [r for r in f.relays if r is not victim]
+
+    # 1. kill -9 the victim.
+    t_kill = time.monotonic()
+    victim.kill9()
+    recovery = _recover(f, paths, moved, t_kill, "kill -9 %s" % victim.name)
     for t in (tunnels[r.name] for r in survivors):
         t.exchange()
-    backoffs = {p: _expose_backoffs(f.exposes[p]) for p in moved}
-    print("\nFLEET %s kill -9 %s: every path back in %.3f s; moved paths %s (first ok %s), "
-          "listeners re-registered after %s s, expose backoffs (ms) %s; attempts %d, "
-          "failed %d" % (kind, victim.name, recovery, moved,
-                         ["%.3f" % per_path[p] for p in moved],
-                         ["%.3f" % regs.get(p, -1) for p in moved], backoffs,
-                         len(prober.attempts(t_kill)), len(_failures(prober, paths, t_kill))))
-
-    assert not prober.wrong, "clients reached the wrong server: %r" % prober.wrong[:5]
-    bad = _failures(prober, stayed, t_kill)
-    assert not bad, "paths of surviving relays failed: %s" % _fmt(bad)
-    bad = _failures(prober, paths, t_back + 0.2)
-    assert not bad, "failures after recovery at %.3f s: %s" % (recovery, _fmt(bad))
     for p in moved:
         assert f.owner(p) in survivors, "%s not re-registered on a survivor" % p
     assert recovery <= RECOVERY_BOUND[kind] * SLOW, \
@@ -275,3 +287,23 @@ def test_front_end_failover_and_rebalance(make_fleet, kind):
     assert not prober.wrong, "clients reached the wrong server: %r" % prober.wrong[:5]
     print("FLEET %s restart: %d attempts after the restart, 0 failed; %s back on %s "
           "(%d links there)" % (kind, len(prober.attempts(t_restart)), back, victim.name, links))
+
+
+@pytest.mark.parametrize("kind", ["haproxy", "nginx"])
+def test_front_end_drain(make_fleet, kind):
+    """SIGTERM one relay: its listeners move (close 1001), its tunnels carry
+    on until drain_timeout, it exits 0; the other paths see nothing."""
+    f = make_fleet(kind)
+    chosen, paths, tunnels = _steady_fleet(f)
+    victim = f.relays[int(time.time()) % len(f.relays)]
+    moved = list(chosen[victim.name])
+    t_term = time.monotonic()
+    victim.relay.signal(signal.SIGTERM)
+    tunnels[victim.name].exchange()  # draining: linked pairs still move bytes
+    recovery = _recover(f, paths, moved, t_term, "SIGTERM %s" % victim.name)
+    assert victim.relay.wait_exit(10 * SLOW) == 0
+    for r in f.relays:
+        if r is not victim:
+            tunnels[r.name].exchange()
+    assert recovery <= RECOVERY_BOUND[kind] * SLOW, \
+        "%s: paths back only after %.3f s (bound %.1f s)" % (kind, recovery, RECOVERY_BOUND[kind])
