@@ -199,7 +199,21 @@ def _steady_fleet(f):
     return chosen, paths, tunnels
 
 
-def _recover(f, paths, moved, t0, what):
+def _watch_front(f, victim, t0, duration):
+    """For duration seconds, watch whether HAProxy has marked the victim
+    down: seconds from t0 until it did (None: not within the watch, or nginx,
+    which has no such state)."""
+    end = time.monotonic() + duration
+    seen = None
+    while time.monotonic() < end:
+        if seen is None and f.kind == "haproxy":
+            if not f.front.server_states().get(victim.name, "UP").startswith("UP"):
+                seen = time.monotonic() - t0
+        time.sleep(0.02)
+    return seen
+
+
+def _recover(f, paths, moved, victim, t0, what):
     """Wait until every path worked once since t0, then 2 s more; check
     what the topology promises. Returns (recovery s, per-path s, summary)."""
     prober, regs = f.prober, {}
@@ -214,13 +228,16 @@ def _recover(f, paths, moved, t0, what):
                what="every path working again after %s" % what)
     per_path = {p: prober.first_ok_after(p, t0) - t0 for p in paths}
     recovery = max(per_path.values())
-    time.sleep(2.0)
+    down = _watch_front(f, victim, t0, 2.0)
     summary = ("every path back in %.3f s; moved paths %s (first ok %s), listeners "
                "re-registered after %s s, expose backoffs (ms) %s; attempts %d, failed %d"
                % (recovery, moved, ["%.3f" % per_path[p] for p in moved],
                   ["%.3f" % regs.get(p, -1) for p in moved],
                   {p: _expose_backoffs(f.exposes[p]) for p in moved},
                   len(prober.attempts(t0)), len(_failures(prober, paths, t0))))
+    if f.kind == "haproxy":
+        summary += "; HAProxy marked it down after %s" % (
+            "%.3f s" % down if down is not None else "more than %.1f s" % (time.monotonic() - t0))
     print("\nFLEET %s %s: %s" % (f.kind, what, summary))
     stayed = [p for p in paths if p not in moved]
     assert not prober.wrong, "clients reached the wrong server: %r" % prober.wrong[:5]
@@ -243,7 +260,7 @@ def test_front_end_failover_and_rebalance(make_fleet, kind):
     # 1. kill -9 the victim.
     t_kill = time.monotonic()
     victim.kill9()
-    recovery = _recover(f, paths, moved, t_kill, "kill -9 %s" % victim.name)
+    recovery = _recover(f, paths, moved, victim, t_kill, "kill -9 %s" % victim.name)
     for t in (tunnels[r.name] for r in survivors):
         t.exchange()
     for p in moved:
@@ -300,7 +317,7 @@ def test_front_end_drain(make_fleet, kind):
     t_term = time.monotonic()
     victim.relay.signal(signal.SIGTERM)
     tunnels[victim.name].exchange()  # draining: linked pairs still move bytes
-    recovery = _recover(f, paths, moved, t_term, "SIGTERM %s" % victim.name)
+    recovery = _recover(f, paths, moved, victim, t_term, "SIGTERM %s" % victim.name)
     assert victim.relay.wait_exit(10 * SLOW) == 0
     for r in f.relays:
         if r is not victim:
