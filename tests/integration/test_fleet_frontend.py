@@ -324,3 +324,28 @@ def test_front_end_drain(make_fleet, kind):
             tunnels[r.name].exchange()
     assert recovery <= RECOVERY_BOUND[kind] * SLOW, \
         "%s: paths back only after %.3f s (bound %.1f s)" % (kind, recovery, RECOVERY_BOUND[kind])
+
+
+FROZEN_BOUND = 6.0  # haproxy.cfg: 2 failed checks (1 s, then 0.2 s apart; 1 s timeout), then cut
+
+
+def test_front_end_frozen_relay(make_fleet):
+    """HAProxy: a relay that stops answering without refusing (SIGSTOP, as a
+    host that is down or cut off): the checks mark it down, HAProxy cuts its
+    connections (on-marked-down shutdown-sessions), the listeners re-register
+    elsewhere; without that they would wait 3 silent keepalives (90 s)."""
+    f = make_fleet("haproxy")
+    chosen, paths, tunnels = _steady_fleet(f)
+    victim = f.relays[int(time.time()) % len(f.relays)]
+    moved = list(chosen[victim.name])
+    t_stop = time.monotonic()
+    victim.relay.signal(signal.SIGSTOP)
+    try:
+        recovery = _recover(f, paths, moved, victim, t_stop, "SIGSTOP %s" % victim.name)
+        for r in f.relays:
+            if r is not victim:
+                tunnels[r.name].exchange()
+    finally:
+        victim.relay.signal(signal.SIGCONT)
+    assert recovery <= FROZEN_BOUND * SLOW, \
+        "frozen relay: paths back only after %.3f s (bound %.1f s)" % (recovery, FROZEN_BOUND)
