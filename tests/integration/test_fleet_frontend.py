@@ -58,6 +58,7 @@ class Fleet:
         front_port = common_free_port([fleet.FRONT_HOST])
         self.front = (HAProxyFront if kind == "haproxy" else NginxFront)(self.tmp, front_port)
         self.idents, self.exposes, self.tunnels = {}, {}, []
+        self.procs = []  # every rapi expose started, replaced ones included
         self.prober = None
         self.rapi = os.path.join(build_dir(), "rapi")
 
@@ -95,6 +96,7 @@ class Fleet:
         p = Proc([self.rapi, "expose", url, "--to", "127.0.0.1:%d" % self.idents[path].port],
                  self.tmp, "expose", env=env)
         self.exposes[path] = p
+        self.procs.append(p)
         p.wait_log(r"registered %s at" % re.escape(path), timeout=10)
         return p
 
@@ -104,7 +106,7 @@ class Fleet:
             self.prober.stop()
         for t in self.tunnels:
             t.close()
-        for p in self.exposes.values():
+        for p in self.procs:
             rc = p.stop()
             if rc not in (0, None):
                 errs.append("rapi expose exited %r: %s" % (rc, p.stderr()[-2000:]))
