@@ -36,6 +36,7 @@ import time
 
 from relay import (Conn, Relay, SLOW, build_request, listener_headers, new_ws_key, random_token,
                    wait_until, webroute_headers)
+from sdk_helpers import Proc
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PACKAGING = os.path.join(REPO, "packaging", "fleet")
@@ -138,7 +139,7 @@ class FleetRelay:
 # ---------------------------------------------------------------- front ends
 
 class _Front:
-    """A front-end process; stderr to a file, stopped by PID."""
+    """A front-end process (sdk_helpers.Proc: stderr to a file, stopped by PID)."""
 
     name = "front"
 
@@ -146,16 +147,12 @@ class _Front:
         self.workdir = str(workdir)
         self.addr = (FRONT_HOST, port)
         self.proc = None
-        self.stderr_path = os.path.join(self.workdir, "%s.err" % self.name)
-        self.err_file = None
 
     def _spawn(self, argv, env=None):
-        self.err_file = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.err_file,
-                                     stderr=self.err_file, env=env, cwd=self.workdir)
+        self.proc = Proc(argv, self.workdir, self.name, env=env)
 
         def up():
-            assert self.proc.poll() is None, "%s exited: %s" % (self.name, self.stderr()[-3000:])
+            assert self.proc.alive(), "%s exited: %s" % (self.name, self.stderr()[-3000:])
             try:
                 socket.create_connection(self.addr, timeout=1).close()
                 return True
@@ -164,26 +161,14 @@ class _Front:
         wait_until(up, 10 * SLOW, what="%s accepting on %s:%d" % ((self.name,) + self.addr))
 
     def stderr(self):
-        try:
-            with open(self.stderr_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return self.proc.stderr() if self.proc else ""
 
     def stop(self):
         """SIGTERM by PID (SIGKILL after 10 s). Problems found (list)."""
-        errs = []
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                errs.append("%s did not stop on SIGTERM" % self.name)
-        if self.err_file:
-            self.err_file.close()
-        return errs
+        if self.proc is None:
+            return []
+        self.proc.stop()
+        return self.proc.problems()
 
 
 class HAProxyFront(_Front):

@@ -16,7 +16,13 @@ through the front end. Then:
   3. a moved listener that reconnects registers on its hash owner again
      (the restarted relay) and its clients follow it there.
 
-Each run prints a FLEET line with the figures.
+test_front_end_drain does the same with SIGTERM (the victim's tunnel still
+carries bytes while it drains; it exits 0), test_front_end_frozen_relay
+with SIGSTOP (HAProxy only: its health checks cut the frozen relay's
+connections; open-source nginx has no active checks, see
+packaging/fleet/README.md). `rapi connect` is checked through each front end.
+
+Each test prints FLEET lines with the figures (run pytest with -s).
 """
 
 import os
