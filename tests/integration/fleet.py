@@ -67,9 +67,13 @@ def _bindable(host, port):
 
 
 def common_free_port(hosts, avoid=()):
-    """A TCP port free on every address of hosts (random, 20000-59999)."""
+    """A TCP port free on every address of hosts: random, below the kernel's
+    ephemeral range, so that no outgoing connection takes it before a
+    relay (re)starts on it."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
     for _ in range(200):
-        port = random.randint(20000, 59999)
+        port = random.randint(max(1024, low - 12000), low - 1)
         if port not in avoid and all(_bindable(h, port) for h in hosts):
             return port
     raise AssertionError("no common free port on %s" % (hosts,))
