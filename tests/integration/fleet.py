@@ -182,15 +182,36 @@ class HAProxyFront(_Front):
 
     def start(self, relays):
         env = dict(os.environ)
+        peer = common_free_port([FRONT_HOST], avoid=(self.addr[1],))
         env.update({"RAPI_FLEET_BIND": "%s:%d" % self.addr, "RAPI_FLEET_RUNDIR": self.workdir,
-                    "RAPI_ADMIN_PORT": str(relays[0].admin_port)})
+                    "RAPI_ADMIN_PORT": str(relays[0].admin_port),
+                    "RAPI_FLEET_PEER": "%s:%d" % (FRONT_HOST, peer)})
         for i, r in enumerate(relays):
             env["RAPI_RELAY%d" % (i + 1)] = r.addr
         self.sock_path = os.path.join(self.workdir, "rapi-fleet.sock")
-        self._spawn([HAPROXY, "-db", "-f", HAPROXY_CFG], env)
+        # Master-worker mode, so that reload() works as under systemd.
+        self._spawn([HAPROXY, "-W", "-db", "-f", HAPROXY_CFG], env)
         wait_until(lambda: self.servers_up() == len(relays), 10 * SLOW,
                    what="HAProxy health checks marking every relay up")
         return self
+
+    def worker_pid(self):
+        m = re.search(r"^Pid: (\d+)$", self.command("show info"), re.M)
+        return int(m.group(1)) if m else None
+
+    def reload(self):
+        """Reload (SIGUSR2 to the master, as `systemctl reload` does) and
+        wait for the new worker to answer on the stats socket."""
+        old = self.worker_pid()
+        self.proc.proc.send_signal(signal.SIGUSR2)
+
+        def new_worker():
+            try:
+                pid = self.worker_pid()
+            except OSError:
+                return None
+            return pid if pid not in (None, old) else None
+        return wait_until(new_worker, 10 * SLOW, what="a new HAProxy worker after reload")
 
     def command(self, cmd):
         """One runtime API command on the stats socket: its answer."""

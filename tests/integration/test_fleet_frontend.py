@@ -291,6 +291,15 @@ def test_front_end_failover_and_rebalance(make_fleet, kind):
         assert f.owner(p) in survivors, "%s moved without reconnecting" % p
     assert not victim.paths(), "restarted relay holds %s" % victim.paths()
 
+    if kind == "haproxy":  # a reload keeps the stick table (peers), so moved paths work
+        t_reload = time.monotonic()
+        f.front.reload()
+        time.sleep(2.0)
+        bad = _failures(prober, paths, t_reload)
+        assert not bad, "failures after an HAProxy reload: %s" % _fmt(bad)
+        print("FLEET haproxy reload: %d attempts after it, 0 failed"
+              % len(prober.attempts(t_reload)))
+
     # 3. a moved listener reconnects: it registers on its hash owner again.
     prober.stop()
     if kind == "nginx":  # the registrations upstream skips the victim until then
