@@ -669,7 +669,9 @@ static void run_timers(struct rapi_listener *l)
             dial_retry(l, d, "timed out");
     }
     next = next_deadline(l);
-    if (next == l->armed)
+    /* A deadline that is already due is armed again even when it equals
+     * the one armed: that expiry may have been read already. */
+    if (next == l->armed && next > now)
         return;
     l->armed = next;
     if (next == UINT64_MAX) { /* nothing to wait for: disarm */
