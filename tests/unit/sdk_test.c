@@ -16,9 +16,10 @@
 
 #include "proto/http1.h"
 #include "proto/webroute.h"
+#include "net/anet.h"
 #include "sdk/rapi.h"
 
-enum fake_mode { FAKE_OK, FAKE_BAD_ACCEPT, FAKE_502, FAKE_SILENT };
+enum fake_mode { FAKE_OK, FAKE_BAD_ACCEPT, FAKE_502, FAKE_SILENT, FAKE_503, FAKE_403 };
 
 struct fake {
     int lfd;
@@ -54,8 +55,12 @@ static void answer(struct fake *f, int fd, const char *head, int last)
     char acc[WEBROUTE_ACCEPT_LEN + 1], out[1024], idbuf[300];
     int n;
 
-    if (f->mode == FAKE_502) {
-        n = wr_build_error3(out, sizeof(out), 502, "missing_destination", "No listener");
+    if (f->mode == FAKE_502 || f->mode == FAKE_503 || f->mode == FAKE_403) {
+        n = f->mode == FAKE_502
+                ? wr_build_error3(out, sizeof(out), 502, "missing_destination", "No listener")
+            : f->mode == FAKE_503
+                ? wr_build_error3(out, sizeof(out), 503, "unavailable", "Draining")
+                : wr_build_error3(out, sizeof(out), 403, "invalid_missing_apikey", "Bad key");
         (void)!write(fd, out, (size_t)n);
         return;
     }
@@ -117,6 +122,34 @@ static void fake_join(struct fake *f)
 {
     pthread_join(f->t, NULL);
     close(f->lfd);
+}
+
+/* For a fake that may never have been contacted: a connection that sends
+ * nothing ends its wait for one (a fake already done ignores it). */
+static void fake_stop(struct fake *f)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons((uint16_t)f->port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    close(fd);
+    fake_join(f);
+}
+
+/* A loopback port with nothing listening. */
+static unsigned closed_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    close(fd);
+    return ntohs(a.sin_port);
 }
 
 static const struct rapi_connect_opts quick = {.timeout_ms = 5000};
@@ -371,4 +404,239 @@ Test(sdk_keys, relay_file_bare_file_and_refusals)
     unlink(path);
     cr_expect_eq(rapi_key_load(path, RAPI_ROLE_SERVER, out, sizeof(out)), -ENOENT);
     cr_expect_lt(rapi_key_load("/tmp", RAPI_ROLE_SERVER, out, sizeof(out)), 0, "a directory");
+}
+
+/* ------------------------------------------------------------ several relays */
+
+#define NFAKE 3
+
+static void urls_of(struct fake *f, size_t n, char buf[][128], const char **urls)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        snprintf(buf[i], sizeof(buf[i]), "rwr://K@127.0.0.1:%u/p", f[i].port);
+        urls[i] = buf[i];
+    }
+}
+
+Test(sdk_multi, fails_over_to_the_relay_that_works)
+{
+    static const enum fake_mode modes[NFAKE] = {FAKE_502, FAKE_503, FAKE_OK};
+    struct fake f[NFAKE];
+    struct rapi_error e;
+    char buf[NFAKE + 1][128];
+    const char *urls[NFAKE + 1];
+    int round, i, fd;
+
+    /* The order is random: a few rounds see several orders. */
+    for (round = 0; round < 4; round++) {
+        for (i = 0; i < NFAKE; i++)
+            fake_start(&f[i], modes[i], 1, NULL);
+        urls_of(f, NFAKE, buf, urls);
+        snprintf(buf[NFAKE], sizeof(buf[NFAKE]), "rwr://K@127.0.0.1:%u/p", closed_port());
+        urls[NFAKE] = buf[NFAKE];
+        fd = rapi_connect_multi(urls, NFAKE + 1, NULL, &quick, NULL, 0, &e);
+        cr_assert_geq(fd, 0, "%s", e.message);
+        cr_expect_eq(e.code, RAPI_E_NONE);
+        close(fd);
+        for (i = 0; i < NFAKE; i++)
+            fake_stop(&f[i]);
+        cr_expect_eq(f[2].nheads, 1, "the working relay was reached");
+        cr_expect_leq(f[0].nheads + f[1].nheads, 2, "each relay tried once at most");
+    }
+}
+
+Test(sdk_multi, every_relay_tried_once_then_the_last_failure)
+{
+    static const enum fake_mode modes[2] = {FAKE_502, FAKE_503};
+    struct fake f[2];
+    struct rapi_error e;
+    char buf[3][128];
+    const char *urls[3];
+    int i, rc;
+
+    for (i = 0; i < 2; i++)
+        fake_start(&f[i], modes[i], 1, NULL);
+    urls_of(f, 2, buf, urls);
+    snprintf(buf[2], sizeof(buf[2]), "rwr://K@127.0.0.1:%u/p", closed_port());
+    urls[2] = buf[2];
+    rc = rapi_connect_multi(urls, 3, NULL, &quick, NULL, 0, &e);
+    cr_expect_lt(rc, 0);
+    cr_expect(e.code == RAPI_E_NO_LISTENER || e.code == RAPI_E_HTTP || e.code == RAPI_E_CONNECT,
+              "%s", rapi_code_name(e.code));
+    cr_expect(strncmp(e.message, "3 relays tried; last: ", 22) == 0, "%s", e.message);
+    for (i = 0; i < 2; i++) {
+        fake_join(&f[i]);
+        cr_expect_eq(f[i].nheads, 1, "relay %d tried", i);
+    }
+}
+
+Test(sdk_multi, a_403_is_final)
+{
+    struct fake f[2];
+    struct rapi_error e;
+    char buf[2][128];
+    const char *urls[2];
+    int i;
+
+    for (i = 0; i < 2; i++)
+        fake_start(&f[i], FAKE_403, 1, NULL);
+    urls_of(f, 2, buf, urls);
+    cr_expect_eq(rapi_connect_multi(urls, 2, NULL, &quick, NULL, 0, &e), -EACCES);
+    cr_expect_eq(e.code, RAPI_E_APIKEY);
+    cr_expect_eq(e.status, 403);
+    cr_expect(strstr(e.message, "relays tried") == NULL, "%s", e.message);
+    for (i = 0; i < 2; i++)
+        fake_stop(&f[i]);
+    cr_expect_eq(f[0].nheads + f[1].nheads, 1, "the other relay is not asked");
+}
+
+Test(sdk_multi, a_silent_relay_is_left_after_the_attempt_timeout)
+{
+    struct rapi_connect_opts o = {.timeout_ms = 5000, .attempt_timeout_ms = 200};
+    struct fake f[2];
+    struct rapi_error e;
+    char buf[2][128];
+    const char *urls[2];
+    uint64_t t0;
+    int fd, i;
+
+    fake_start(&f[0], FAKE_SILENT, 1, NULL);
+    fake_start(&f[1], FAKE_OK, 1, NULL);
+    urls_of(f, 2, buf, urls);
+    t0 = anet_now_ms();
+    fd = rapi_connect_multi(urls, 2, NULL, &o, NULL, 0, &e);
+    cr_assert_geq(fd, 0, "%s", e.message);
+    cr_expect_lt(anet_now_ms() - t0, 2000, "not the whole timeout");
+    close(fd);
+    for (i = 0; i < 2; i++)
+        fake_stop(&f[i]);
+    cr_expect_eq(f[1].nheads, 1);
+}
+
+Test(sdk_multi, the_last_relay_gets_what_is_left_of_the_timeout)
+{
+    struct rapi_connect_opts o = {.timeout_ms = 900, .attempt_timeout_ms = 200};
+    struct fake f[2];
+    struct rapi_error e;
+    char buf[2][128];
+    const char *urls[2];
+    uint64_t t0, took;
+    int i;
+
+    for (i = 0; i < 2; i++)
+        fake_start(&f[i], FAKE_SILENT, 1, NULL);
+    urls_of(f, 2, buf, urls);
+    t0 = anet_now_ms();
+    cr_expect_eq(rapi_connect_multi(urls, 2, NULL, &o, NULL, 0, &e), -ETIMEDOUT);
+    took = anet_now_ms() - t0;
+    cr_expect_eq(e.code, RAPI_E_TIMEOUT);
+    cr_expect_geq(took, 850, "took %llu ms", (unsigned long long)took);
+    cr_expect_lt(took, 2000, "took %llu ms", (unsigned long long)took);
+    for (i = 0; i < 2; i++) {
+        fake_join(&f[i]);
+        cr_expect_eq(f[i].nheads, 1, "relay %d tried", i);
+    }
+}
+
+Test(sdk_multi, chains_are_alternatives_with_their_own_rest)
+{
+    struct fake f;
+    struct rapi_error e;
+    char a[160], b[160], rest[64];
+    const char *urls[2] = {a, b};
+    int fd;
+
+    fake_start(&f, FAKE_OK, 2, NULL);
+    snprintf(a, sizeof(a), "rwr://K@127.0.0.1:%u/a rwr://K@[::1]:81/b tcp://via-a",
+             closed_port());
+    snprintf(b, sizeof(b), "rwr://K@127.0.0.1:%u/a rwr://K@[::1]:81/b tcp://via-b", f.port);
+    fd = rapi_connect_multi(urls, 2, NULL, &quick, rest, sizeof(rest), &e);
+    cr_assert_geq(fd, 0, "%s", e.message);
+    cr_expect_str_eq(rest, "tcp://via-b");
+    close(fd);
+    fake_join(&f);
+    cr_expect_eq(f.nheads, 2, "both hops through the chain that works");
+}
+
+Test(sdk_multi, url_list_is_checked_before_any_io)
+{
+    const char *urls[RAPI_RELAYS_MAX + 1];
+    struct rapi_connector *c = (void *)1;
+    struct rapi_listener *l = (void *)1;
+    struct rapi_error e;
+    size_t i;
+
+    for (i = 0; i <= RAPI_RELAYS_MAX; i++)
+        urls[i] = "rwr://k@127.0.0.1:1/p";
+    cr_expect_eq(rapi_connect_multi(urls, 0, NULL, &quick, NULL, 0, &e), -EINVAL);
+    cr_expect_eq(e.code, RAPI_E_URL);
+    cr_expect_eq(rapi_connect_multi(urls, RAPI_RELAYS_MAX + 1, NULL, &quick, NULL, 0, &e), -EINVAL);
+    cr_expect_eq(e.code, RAPI_E_URL);
+    cr_expect_eq(rapi_connect_multi(NULL, 1, NULL, &quick, NULL, 0, &e), -EINVAL);
+    urls[1] = "rws://k@127.0.0.1:1/p"; /* one bad URL fails the whole list */
+    cr_expect_eq(rapi_connect_start_multi(&c, urls, 2, NULL, &quick, &e), -EINVAL);
+    cr_expect_eq(e.code, RAPI_E_URL);
+    cr_expect_null(c);
+    urls[1] = "rwr://k@127.0.0.1:1/p";
+    urls[0] = "rws://k@127.0.0.1:1/p";
+    cr_expect_eq(rapi_listen_multi(&l, urls, 0, NULL, NULL, &e), -EINVAL);
+    cr_expect_eq(e.code, RAPI_E_URL);
+    cr_expect_eq(rapi_listen_multi(&l, urls, 2, NULL, NULL, &e), -EINVAL, "a client URL");
+    cr_expect_eq(e.code, RAPI_E_URL);
+    cr_expect_null(l);
+    urls[1] = "rws://127.0.0.1:1/p";
+    cr_expect_eq(rapi_listen_multi(&l, urls, 2, NULL, NULL, &e), -EINVAL, "no key for one");
+    cr_expect_eq(e.code, RAPI_E_KEY);
+}
+
+Test(sdk_multi, nonblocking_form_moves_to_another_socket)
+{
+    struct rapi_connector *c;
+    struct rapi_error e;
+    struct fake f;
+    struct pollfd p;
+    char a[128], b[128];
+    const char *urls[2] = {a, b};
+    int rc, fd, rounds = 0;
+
+    fake_start(&f, FAKE_OK, 1, NULL);
+    snprintf(a, sizeof(a), "rwr://K@127.0.0.1:%u/p", closed_port());
+    snprintf(b, sizeof(b), "rwr://K@127.0.0.1:%u/p", f.port);
+    cr_assert_eq(rapi_connect_start_multi(&c, urls, 2, NULL, &quick, &e), 0, "%s", e.message);
+    while ((rc = rapi_connect_step(c, &e)) == -EAGAIN) {
+        p.fd = rapi_connector_fd(c);
+        p.events = (short)rapi_connector_events(c);
+        cr_assert(poll(&p, 1, rapi_connector_timeout(c)) >= 0);
+        cr_assert_lt(++rounds, 100);
+    }
+    cr_assert_eq(rc, 0, "%s", e.message);
+    fd = rapi_connector_take(c, NULL, 0);
+    cr_expect_geq(fd, 0);
+    rapi_connector_free(c);
+    close(fd);
+    fake_join(&f);
+}
+
+Test(sdk_multi, listener_counts_every_relay)
+{
+    struct rapi_listen_opts o = {.flags = RAPI_LISTEN_NOWAIT};
+    struct rapi_listener *l;
+    struct rapi_error e;
+    char a[128], b[128];
+    const char *urls[2] = {a, b};
+    int total = -1;
+
+    snprintf(a, sizeof(a), "rws://k@127.0.0.1:%u/p", closed_port());
+    snprintf(b, sizeof(b), "rws://k@127.0.0.1:%u/p", closed_port());
+    /* Blocking: the answer once every relay failed once. */
+    cr_expect_eq(rapi_listen_multi(&l, urls, 2, NULL, NULL, &e), -ECONNREFUSED);
+    cr_expect_eq(e.code, RAPI_E_CONNECT);
+    cr_assert_eq(rapi_listen_multi(&l, urls, 2, NULL, &o, &e), 0);
+    cr_expect_eq(rapi_listener_registrations(l, &total), 0);
+    cr_expect_eq(total, 2, "one control connection per relay");
+    cr_expect_eq(rapi_listener_registered(l), 0);
+    cr_expect_eq(rapi_accept(l, NULL, 200), -EAGAIN);
+    rapi_listener_close(l);
 }
