@@ -84,7 +84,7 @@ struct dial {
     struct dial *prev, *next;
     const struct relay *r;
     struct relay_addr a; /* the relay address the notification came on */
-    struct hsm m; /* request built once, tried again on each retry */
+    struct hsm m;        /* request built once, tried again on each retry */
     enum dial_state st;
     uint32_t events;
     unsigned tries;

@@ -184,8 +184,7 @@ RAPI_API int rapi_connect_start(struct rapi_connector **out, const char *url, co
 /* The same for rapi_connect_multi: resolves every first hop at once. */
 RAPI_API int rapi_connect_start_multi(struct rapi_connector **out, const char *const *urls,
                                       size_t nurls, const char *key,
-                                      const struct rapi_connect_opts *opts,
-                                      struct rapi_error *err);
+                                      const struct rapi_connect_opts *opts, struct rapi_error *err);
 
 /* The socket to poll (a new one when the connector moves on to another
  * relay: ask again after each step), and the events (POLLIN/POLLOUT) to poll it for. */

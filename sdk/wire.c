@@ -61,8 +61,8 @@ void wire_where(const struct rapi_url *u, const struct relay_addr *a, char *out,
 
     if (url_hostport(u, hp, sizeof(hp)) < 0)
         snprintf(hp, sizeof(hp), "%s", "the relay");
-    if (a == NULL || a->len == 0 || addr_format((const struct sockaddr *)&a->sa, as, sizeof(as)) < 0 ||
-        strcmp(as, hp) == 0)
+    if (a == NULL || a->len == 0 ||
+        addr_format((const struct sockaddr *)&a->sa, as, sizeof(as)) < 0 || strcmp(as, hp) == 0)
         snprintf(out, cap, "%s", hp);
     else
         snprintf(out, cap, "%s (%s)", hp, as);

@@ -91,7 +91,8 @@ Test(cli, key_precedence)
     write_file(path, "server_key sk-0123456789abcdef\nclient_key ck-0123456789abcdef\n");
     unsetenv("RAPI_KEY");
     unsetenv("RAPI_KEY_FILE");
-    cr_expect_eq(cli_key(RAPI_ROLE_CLIENT, NULL, ONE("rwr://h/p"), 1, out), -EINVAL, "no key anywhere");
+    cr_expect_eq(cli_key(RAPI_ROLE_CLIENT, NULL, ONE("rwr://h/p"), 1, out), -EINVAL,
+                 "no key anywhere");
     setenv("RAPI_KEY_FILE", path, 1);
     cr_expect_eq(cli_key(RAPI_ROLE_SERVER, NULL, ONE("rws://h/p"), 1, out), 0);
     cr_expect_str_eq(out, "sk-0123456789abcdef");

@@ -256,25 +256,25 @@ Test(failover, decision_table)
         int code, status;
         bool retry;
     } t[] = {
-        {RAPI_E_CONNECT, 0, true},           /* refused, unreachable, no address */
-        {RAPI_E_TIMEOUT, 0, true},           /* connect or handshake timeout */
-        {RAPI_E_CLOSED, 0, true},            /* relay died before answering */
-        {RAPI_E_NO_LISTENER, 502, true},     /* missing_destination */
-        {RAPI_E_HTTP, 502, true},            /* a front end's bad gateway */
-        {RAPI_E_HTTP, 503, true},            /* unavailable, draining */
-        {RAPI_E_APIKEY, 403, false},         /* the same key everywhere */
-        {RAPI_E_UNKNOWN_ROUTE, 404, false},  /* other 4xx: every relay says so */
-        {RAPI_E_DUPLICATE_ID, 409, false},   /* */
-        {RAPI_E_BAD_REQUEST, 400, false},    /* */
-        {RAPI_E_VERSION, 426, false},        /* */
-        {RAPI_E_TOO_LARGE, 431, false},      /* */
+        {RAPI_E_CONNECT, 0, true},             /* refused, unreachable, no address */
+        {RAPI_E_TIMEOUT, 0, true},             /* connect or handshake timeout */
+        {RAPI_E_CLOSED, 0, true},              /* relay died before answering */
+        {RAPI_E_NO_LISTENER, 502, true},       /* missing_destination */
+        {RAPI_E_HTTP, 502, true},              /* a front end's bad gateway */
+        {RAPI_E_HTTP, 503, true},              /* unavailable, draining */
+        {RAPI_E_APIKEY, 403, false},           /* the same key everywhere */
+        {RAPI_E_UNKNOWN_ROUTE, 404, false},    /* other 4xx: every relay says so */
+        {RAPI_E_DUPLICATE_ID, 409, false},     /* */
+        {RAPI_E_BAD_REQUEST, 400, false},      /* */
+        {RAPI_E_VERSION, 426, false},          /* */
+        {RAPI_E_TOO_LARGE, 431, false},        /* */
         {RAPI_E_LISTENER_TIMEOUT, 504, false}, /* the listener was told and failed */
-        {RAPI_E_HTTP, 500, false},           /* */
-        {RAPI_E_PROTOCOL, 0, false},         /* not a relay we understand */
-        {RAPI_E_URL, 0, false},              /* ours */
-        {RAPI_E_KEY, 0, false},              /* */
-        {RAPI_E_SYSTEM, 0, false},           /* out of fds, memory */
-        {RAPI_E_UNSUPPORTED, 0, false},      /* */
+        {RAPI_E_HTTP, 500, false},             /* */
+        {RAPI_E_PROTOCOL, 0, false},           /* not a relay we understand */
+        {RAPI_E_URL, 0, false},                /* ours */
+        {RAPI_E_KEY, 0, false},                /* */
+        {RAPI_E_SYSTEM, 0, false},             /* out of fds, memory */
+        {RAPI_E_UNSUPPORTED, 0, false},        /* */
     };
     struct rapi_error e;
     size_t i;
@@ -283,15 +283,15 @@ Test(failover, decision_table)
         memset(&e, 0, sizeof(e));
         e.code = t[i].code;
         e.status = t[i].status;
-        cr_expect_eq(err_failover(&e), t[i].retry, "%s %d", rapi_code_name(t[i].code),
-                     t[i].status);
+        cr_expect_eq(err_failover(&e), t[i].retry, "%s %d", rapi_code_name(t[i].code), t[i].status);
     }
 }
 
 /* A relay's answer, classified as the connector sees it. */
 Test(failover, from_relay_answers)
 {
-    static const char b502[] = "{\"success\":false,\"error\":\"x\",\"errorcode\":\"missing_destination\"}";
+    static const char b502[] =
+        "{\"success\":false,\"error\":\"x\",\"errorcode\":\"missing_destination\"}";
     static const char b403[] =
         "{\"success\":false,\"error\":\"x\",\"errorcode\":\"invalid_missing_apikey\"}";
     struct rapi_error e;

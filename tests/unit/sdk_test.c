@@ -128,7 +128,8 @@ static void fake_join(struct fake *f)
  * nothing ends its wait for one (a fake already done ignores it). */
 static void fake_stop(struct fake *f)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
                             .sin_port = htons((uint16_t)f->port)};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -549,8 +550,7 @@ Test(sdk_multi, chains_are_alternatives_with_their_own_rest)
     int fd;
 
     fake_start(&f, FAKE_OK, 2, NULL);
-    snprintf(a, sizeof(a), "rwr://K@127.0.0.1:%u/a rwr://K@[::1]:81/b tcp://via-a",
-             closed_port());
+    snprintf(a, sizeof(a), "rwr://K@127.0.0.1:%u/a rwr://K@[::1]:81/b tcp://via-a", closed_port());
     snprintf(b, sizeof(b), "rwr://K@127.0.0.1:%u/a rwr://K@[::1]:81/b tcp://via-b", f.port);
     fd = rapi_connect_multi(urls, 2, NULL, &quick, rest, sizeof(rest), &e);
     cr_assert_geq(fd, 0, "%s", e.message);
