@@ -254,6 +254,13 @@ def test_expose_and_connect_over_three_relays_survive_kills(fleet, cli, origin):
     print("\nkilling %s, then %s" % (first.addr[0], second.addr[0]))
     marks = run_phases(fleet, load, [[first], [second]])
     load.report(marks)
+    # Clients spread over the fleet: every relay linked tunnels (the random
+    # order of each connect), and every link was a dial-back to the relay
+    # that notified (a dial-back elsewhere is a 404 and a client timeout).
+    links = [len(re.findall(r"info link path=%s " % PATH, r.stderr())) for r in fleet.relays]
+    print("tunnels linked per relay: %s" % ", ".join(
+        "%s %d" % (r.addr[0], n) for r, n in zip(fleet.relays, links)))
+    assert all(n > 0 for n in links), links
     # The survivor carried the last phase; expose still runs and retries
     # the dead ones on its own backoff, without disturbing it.
     survivor = fleet.alive()
