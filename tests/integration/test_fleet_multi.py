@@ -33,7 +33,7 @@ import warnings
 import pytest
 
 from relay import SLOW, Relay, random_token, wait_until, write_key_file
-from sdk_helpers import Sdk, origin  # noqa: F401  (pytest fixture)
+from sdk_helpers import Sdk, origin, read_all  # noqa: F401  (origin: a pytest fixture)
 
 ADDRS = ["127.0.0.21", "127.0.0.22", "127.0.0.23"]
 SPARE_ADDR = "127.0.0.24"
@@ -131,12 +131,7 @@ class Load:
         try:
             s.sendall(data)
             s.shutdown(socket.SHUT_WR)
-            got = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                got += d
+            got = read_all(s, IO_TIMEOUT_S)
         finally:
             s.close()
         if got != data:

@@ -19,7 +19,15 @@
 #include "net/anet.h"
 #include "sdk/rapi.h"
 
-enum fake_mode { FAKE_OK, FAKE_BAD_ACCEPT, FAKE_502, FAKE_SILENT, FAKE_503, FAKE_403 };
+enum fake_mode {
+    FAKE_OK,
+    FAKE_BAD_ACCEPT,
+    FAKE_502,
+    FAKE_SILENT,
+    FAKE_503,
+    FAKE_403,
+    FAKE_CLOSED, /* no fake: a port nobody listens on (fleet_start only) */
+};
 
 struct fake {
     int lfd;
@@ -252,25 +260,35 @@ Test(sdk_connect, timeout_is_ours)
     fake_join(&f);
 }
 
-Test(sdk_connect, nonblocking_form)
+/* The event-loop form: poll what the connector asks for (the socket may
+ * change between steps) until it is done. */
+static int step_until_done(struct rapi_connector *c, struct rapi_error *e)
 {
-    struct rapi_connector *c;
-    struct rapi_error e;
-    struct fake f;
     struct pollfd p;
-    char url[128];
-    int rc, fd, rounds = 0;
+    int rc, rounds = 0;
 
-    fake_start(&f, FAKE_OK, 1, NULL);
-    snprintf(url, sizeof(url), "rwr://K@127.0.0.1:%u/p", f.port);
-    cr_assert_eq(rapi_connect_start(&c, url, NULL, &quick, &e), 0, "%s", e.message);
-    cr_expect_eq(rapi_connector_take(c, NULL, 0), -EINVAL, "take before done");
-    while ((rc = rapi_connect_step(c, &e)) == -EAGAIN) {
+    while ((rc = rapi_connect_step(c, e)) == -EAGAIN) {
         p.fd = rapi_connector_fd(c);
         p.events = (short)rapi_connector_events(c);
         cr_assert(poll(&p, 1, rapi_connector_timeout(c)) >= 0);
         cr_assert_lt(++rounds, 100);
     }
+    return rc;
+}
+
+Test(sdk_connect, nonblocking_form)
+{
+    struct rapi_connector *c;
+    struct rapi_error e;
+    struct fake f;
+    char url[128];
+    int rc, fd;
+
+    fake_start(&f, FAKE_OK, 1, NULL);
+    snprintf(url, sizeof(url), "rwr://K@127.0.0.1:%u/p", f.port);
+    cr_assert_eq(rapi_connect_start(&c, url, NULL, &quick, &e), 0, "%s", e.message);
+    cr_expect_eq(rapi_connector_take(c, NULL, 0), -EINVAL, "take before done");
+    rc = step_until_done(c, &e);
     cr_assert_eq(rc, 0, "%s", e.message);
     fd = rapi_connector_take(c, NULL, 0);
     cr_expect_geq(fd, 0);
@@ -409,136 +427,130 @@ Test(sdk_keys, relay_file_bare_file_and_refusals)
 
 /* ------------------------------------------------------------ several relays */
 
-#define NFAKE 3
+#define FLEET_MAX 4
 
-static void urls_of(struct fake *f, size_t n, char buf[][128], const char **urls)
+/* Fake relays in the given modes (FAKE_CLOSED: a port nobody listens on)
+ * and their URLs. */
+struct fleet {
+    struct fake f[FLEET_MAX];
+    bool up[FLEET_MAX];
+    char buf[FLEET_MAX][128];
+    const char *urls[FLEET_MAX];
+    size_t n;
+};
+
+static void fleet_start(struct fleet *x, const enum fake_mode *modes, size_t n)
 {
     size_t i;
 
+    memset(x, 0, sizeof(*x));
+    x->n = n;
     for (i = 0; i < n; i++) {
-        snprintf(buf[i], sizeof(buf[i]), "rwr://K@127.0.0.1:%u/p", f[i].port);
-        urls[i] = buf[i];
+        x->up[i] = modes[i] != FAKE_CLOSED;
+        if (x->up[i])
+            fake_start(&x->f[i], modes[i], 1, NULL);
+        snprintf(x->buf[i], sizeof(x->buf[i]), "rwr://K@127.0.0.1:%u/p",
+                 x->up[i] ? x->f[i].port : closed_port());
+        x->urls[i] = x->buf[i];
     }
+}
+
+/* Stop every fake; how many requests they got in all. */
+static int fleet_stop(struct fleet *x)
+{
+    int heads = 0;
+    size_t i;
+
+    for (i = 0; i < x->n; i++) {
+        if (!x->up[i])
+            continue;
+        fake_stop(&x->f[i]);
+        cr_expect_leq(x->f[i].nheads, 1, "relay %zu tried once at most", i);
+        heads += x->f[i].nheads;
+    }
+    return heads;
 }
 
 Test(sdk_multi, fails_over_to_the_relay_that_works)
 {
-    static const enum fake_mode modes[NFAKE] = {FAKE_502, FAKE_503, FAKE_OK};
-    struct fake f[NFAKE];
+    static const enum fake_mode modes[] = {FAKE_502, FAKE_503, FAKE_CLOSED, FAKE_OK};
+    struct fleet x;
     struct rapi_error e;
-    char buf[NFAKE + 1][128];
-    const char *urls[NFAKE + 1];
-    int round, i, fd;
+    int round, fd;
 
     /* The order is random: a few rounds see several orders. */
     for (round = 0; round < 4; round++) {
-        for (i = 0; i < NFAKE; i++)
-            fake_start(&f[i], modes[i], 1, NULL);
-        urls_of(f, NFAKE, buf, urls);
-        snprintf(buf[NFAKE], sizeof(buf[NFAKE]), "rwr://K@127.0.0.1:%u/p", closed_port());
-        urls[NFAKE] = buf[NFAKE];
-        fd = rapi_connect_multi(urls, NFAKE + 1, NULL, &quick, NULL, 0, &e);
+        fleet_start(&x, modes, 4);
+        fd = rapi_connect_multi(x.urls, x.n, NULL, &quick, NULL, 0, &e);
         cr_assert_geq(fd, 0, "%s", e.message);
         cr_expect_eq(e.code, RAPI_E_NONE);
         close(fd);
-        for (i = 0; i < NFAKE; i++)
-            fake_stop(&f[i]);
-        cr_expect_eq(f[2].nheads, 1, "the working relay was reached");
-        cr_expect_leq(f[0].nheads + f[1].nheads, 2, "each relay tried once at most");
+        fleet_stop(&x);
+        cr_expect_eq(x.f[3].nheads, 1, "the working relay was reached");
     }
 }
 
 Test(sdk_multi, every_relay_tried_once_then_the_last_failure)
 {
-    static const enum fake_mode modes[2] = {FAKE_502, FAKE_503};
-    struct fake f[2];
+    static const enum fake_mode modes[] = {FAKE_502, FAKE_503, FAKE_CLOSED};
+    struct fleet x;
     struct rapi_error e;
-    char buf[3][128];
-    const char *urls[3];
-    int i, rc;
 
-    for (i = 0; i < 2; i++)
-        fake_start(&f[i], modes[i], 1, NULL);
-    urls_of(f, 2, buf, urls);
-    snprintf(buf[2], sizeof(buf[2]), "rwr://K@127.0.0.1:%u/p", closed_port());
-    urls[2] = buf[2];
-    rc = rapi_connect_multi(urls, 3, NULL, &quick, NULL, 0, &e);
-    cr_expect_lt(rc, 0);
+    fleet_start(&x, modes, 3);
+    cr_expect_lt(rapi_connect_multi(x.urls, x.n, NULL, &quick, NULL, 0, &e), 0);
     cr_expect(e.code == RAPI_E_NO_LISTENER || e.code == RAPI_E_HTTP || e.code == RAPI_E_CONNECT,
               "%s", rapi_code_name(e.code));
     cr_expect(strncmp(e.message, "3 relays tried; last: ", 22) == 0, "%s", e.message);
-    for (i = 0; i < 2; i++) {
-        fake_join(&f[i]);
-        cr_expect_eq(f[i].nheads, 1, "relay %d tried", i);
-    }
+    cr_expect_eq(fleet_stop(&x), 2, "both answering relays asked");
 }
 
 Test(sdk_multi, a_403_is_final)
 {
-    struct fake f[2];
+    static const enum fake_mode modes[] = {FAKE_403, FAKE_403};
+    struct fleet x;
     struct rapi_error e;
-    char buf[2][128];
-    const char *urls[2];
-    int i;
 
-    for (i = 0; i < 2; i++)
-        fake_start(&f[i], FAKE_403, 1, NULL);
-    urls_of(f, 2, buf, urls);
-    cr_expect_eq(rapi_connect_multi(urls, 2, NULL, &quick, NULL, 0, &e), -EACCES);
+    fleet_start(&x, modes, 2);
+    cr_expect_eq(rapi_connect_multi(x.urls, x.n, NULL, &quick, NULL, 0, &e), -EACCES);
     cr_expect_eq(e.code, RAPI_E_APIKEY);
     cr_expect_eq(e.status, 403);
     cr_expect(strstr(e.message, "relays tried") == NULL, "%s", e.message);
-    for (i = 0; i < 2; i++)
-        fake_stop(&f[i]);
-    cr_expect_eq(f[0].nheads + f[1].nheads, 1, "the other relay is not asked");
+    cr_expect_eq(fleet_stop(&x), 1, "the other relay is not asked");
 }
 
 Test(sdk_multi, a_silent_relay_is_left_after_the_attempt_timeout)
 {
+    static const enum fake_mode modes[] = {FAKE_SILENT, FAKE_OK};
     struct rapi_connect_opts o = {.timeout_ms = 5000, .attempt_timeout_ms = 200};
-    struct fake f[2];
+    struct fleet x;
     struct rapi_error e;
-    char buf[2][128];
-    const char *urls[2];
-    uint64_t t0;
-    int fd, i;
+    uint64_t t0 = anet_now_ms();
+    int fd;
 
-    fake_start(&f[0], FAKE_SILENT, 1, NULL);
-    fake_start(&f[1], FAKE_OK, 1, NULL);
-    urls_of(f, 2, buf, urls);
-    t0 = anet_now_ms();
-    fd = rapi_connect_multi(urls, 2, NULL, &o, NULL, 0, &e);
+    fleet_start(&x, modes, 2);
+    fd = rapi_connect_multi(x.urls, x.n, NULL, &o, NULL, 0, &e);
     cr_assert_geq(fd, 0, "%s", e.message);
     cr_expect_lt(anet_now_ms() - t0, 2000, "not the whole timeout");
     close(fd);
-    for (i = 0; i < 2; i++)
-        fake_stop(&f[i]);
-    cr_expect_eq(f[1].nheads, 1);
+    fleet_stop(&x);
+    cr_expect_eq(x.f[1].nheads, 1);
 }
 
 Test(sdk_multi, the_last_relay_gets_what_is_left_of_the_timeout)
 {
+    static const enum fake_mode modes[] = {FAKE_SILENT, FAKE_SILENT};
     struct rapi_connect_opts o = {.timeout_ms = 900, .attempt_timeout_ms = 200};
-    struct fake f[2];
+    struct fleet x;
     struct rapi_error e;
-    char buf[2][128];
-    const char *urls[2];
-    uint64_t t0, took;
-    int i;
+    uint64_t t0 = anet_now_ms(), took;
 
-    for (i = 0; i < 2; i++)
-        fake_start(&f[i], FAKE_SILENT, 1, NULL);
-    urls_of(f, 2, buf, urls);
-    t0 = anet_now_ms();
-    cr_expect_eq(rapi_connect_multi(urls, 2, NULL, &o, NULL, 0, &e), -ETIMEDOUT);
+    fleet_start(&x, modes, 2);
+    cr_expect_eq(rapi_connect_multi(x.urls, x.n, NULL, &o, NULL, 0, &e), -ETIMEDOUT);
     took = anet_now_ms() - t0;
     cr_expect_eq(e.code, RAPI_E_TIMEOUT);
     cr_expect_geq(took, 850, "took %llu ms", (unsigned long long)took);
     cr_expect_lt(took, 2000, "took %llu ms", (unsigned long long)took);
-    for (i = 0; i < 2; i++) {
-        fake_join(&f[i]);
-        cr_expect_eq(f[i].nheads, 1, "relay %d tried", i);
-    }
+    cr_expect_eq(fleet_stop(&x), 2, "both relays tried");
 }
 
 Test(sdk_multi, chains_are_alternatives_with_their_own_rest)
@@ -593,30 +605,20 @@ Test(sdk_multi, url_list_is_checked_before_any_io)
 
 Test(sdk_multi, nonblocking_form_moves_to_another_socket)
 {
+    static const enum fake_mode modes[] = {FAKE_CLOSED, FAKE_OK};
     struct rapi_connector *c;
     struct rapi_error e;
-    struct fake f;
-    struct pollfd p;
-    char a[128], b[128];
-    const char *urls[2] = {a, b};
-    int rc, fd, rounds = 0;
+    struct fleet x;
+    int fd;
 
-    fake_start(&f, FAKE_OK, 1, NULL);
-    snprintf(a, sizeof(a), "rwr://K@127.0.0.1:%u/p", closed_port());
-    snprintf(b, sizeof(b), "rwr://K@127.0.0.1:%u/p", f.port);
-    cr_assert_eq(rapi_connect_start_multi(&c, urls, 2, NULL, &quick, &e), 0, "%s", e.message);
-    while ((rc = rapi_connect_step(c, &e)) == -EAGAIN) {
-        p.fd = rapi_connector_fd(c);
-        p.events = (short)rapi_connector_events(c);
-        cr_assert(poll(&p, 1, rapi_connector_timeout(c)) >= 0);
-        cr_assert_lt(++rounds, 100);
-    }
-    cr_assert_eq(rc, 0, "%s", e.message);
+    fleet_start(&x, modes, 2);
+    cr_assert_eq(rapi_connect_start_multi(&c, x.urls, x.n, NULL, &quick, &e), 0, "%s", e.message);
+    cr_assert_eq(step_until_done(c, &e), 0, "%s", e.message);
     fd = rapi_connector_take(c, NULL, 0);
     cr_expect_geq(fd, 0);
     rapi_connector_free(c);
     close(fd);
-    fake_join(&f);
+    cr_expect_eq(fleet_stop(&x), 1);
 }
 
 Test(sdk_multi, listener_counts_every_relay)
