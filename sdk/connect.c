@@ -151,7 +151,7 @@ static void cn_shuffle(struct rapi_connector *c)
     }
 }
 
-static int cn_opts(struct rapi_connector *c, const char *key, const struct rapi_connect_opts *opts)
+static void cn_opts(struct rapi_connector *c, const char *key, const struct rapi_connect_opts *opts)
 {
     if (opts)
         c->o = *opts;
@@ -162,7 +162,6 @@ static int cn_opts(struct rapi_connector *c, const char *key, const struct rapi_
     if (c->o.timeout_ms > 0)
         c->deadline = anet_now_ms() + (uint64_t)c->o.timeout_ms;
     snprintf(c->key, sizeof(c->key), "%s", key ? key : "");
-    return 0;
 }
 
 /* Copy, check and resolve every alternative into the candidates. */
