@@ -25,14 +25,13 @@ import os
 import random
 import re
 import socket
-import subprocess
 import threading
 import time
 import warnings
 
 import pytest
 
-from relay import SLOW, Relay, random_token, wait_until, write_key_file
+from relay import SLOW, Relay, random_token, write_key_file
 from sdk_helpers import Sdk, origin, read_all  # noqa: F401  (origin: a pytest fixture)
 
 ADDRS = ["127.0.0.21", "127.0.0.22", "127.0.0.23"]
