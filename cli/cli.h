@@ -25,19 +25,28 @@ void cli_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* librapi's log callback, forwarding to cli_log. */
 void cli_lib_log(void *arg, int level, const char *msg);
 
-/* The key for role: --key-file, else the URL's own key (out = ""), else
- * RAPI_KEY, else RAPI_KEY_FILE. Returns 0 (out may be "" when the URL holds
- * it), or -errno with a message printed. */
-int cli_key(enum rapi_role role, const char *key_file, const char *url, char out[CLI_KEY_MAX]);
+/* The key for role: --key-file, else the URLs' own keys (out = "", when
+ * every one of urls[0..n) has one), else RAPI_KEY, else RAPI_KEY_FILE.
+ * Returns 0 (out may be "" when the URLs hold them), or -errno with a
+ * message printed. */
+int cli_key(enum rapi_role role, const char *key_file, const char *const *urls, int n,
+            char out[CLI_KEY_MAX]);
 
 /* The URL's scheme://host:port/path without any key, for log lines. */
 void cli_url_safe(const char *url, char *out, size_t cap);
+/* The same for urls[0..n), separated by ", " (cut to fit cap). */
+void cli_urls_safe(const char *const *urls, int n, char *out, size_t cap);
 
 /* "host:port" / "[v6]:port" / "localhost:port" -> a connected (blocking)
  * TCP socket within timeout_ms, or -errno. */
 int cli_tcp_connect(const char *hostport, int timeout_ms);
 /* "addr:port" -> a listening socket; the bound address in bound. */
 int cli_tcp_listen(const char *addrport, char *bound, size_t cap);
+
+/* "2.5" (seconds, > 0, at most CLI_SECONDS_MAX) -> 2500 ms; -EINVAL for
+ * anything else. */
+#define CLI_SECONDS_MAX 86400
+int cli_seconds_ms(const char *s);
 
 /* Time since an arbitrary epoch, seconds. */
 double cli_now(void);

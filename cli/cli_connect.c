@@ -1,5 +1,6 @@
 /* rapi connect: a tunnel to a remoted server for unmodified clients, on a
- * local port (one tunnel per accepted connection) or on stdio. */
+ * local port (one tunnel per accepted connection) or on stdio, through one
+ * relay or one of several (librapi picks and fails over). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -14,9 +15,10 @@
 #define ACCEPT_ERROR_PAUSE_US 100000
 
 struct connect_cfg {
-    const char *url;
+    const char *const *urls; /* alternatives, each a URL or a chain */
+    int nurls;
     char key[CLI_KEY_MAX];
-    char safe[512]; /* the URL without its key, for log lines */
+    char safe[1024]; /* the URLs without their keys, for log lines */
     struct rapi_connect_opts o;
 };
 
@@ -28,13 +30,16 @@ struct connect_conn {
 
 static void connect_usage(FILE *f)
 {
-    fprintf(f, "usage: rapi connect URL [--listen ADDR:PORT] [options]\n"
+    fprintf(f, "usage: rapi connect URL [URL...] [--listen ADDR:PORT] [options]\n"
                "  URL is rwr://[KEY@]relay[:port]/path, or a space-separated chain.\n"
+               "  Several URLs are alternatives, tried in random order until one\n"
+               "  connects (failing over on no answer, 502 and 503).\n"
                "  Without --listen, stdin/stdout are the tunnel (ssh ProxyCommand).\n"
                "  --listen ADDR:PORT      accept local clients, one tunnel each\n"
                "  --key-file FILE         client key (relay key file or bare key)\n"
                "  --timeout SECONDS       WebRoute-Timeout sent to the relay\n"
                "  --connect-timeout SECS  give up setting a tunnel up after this (75)\n"
+               "  --attempt-timeout SECS  move on from a relay silent this long (10)\n"
                "  -v, -q                  more / less logging\n"
                "  -h                      this help\n"
                "Keys: --key-file, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n");
@@ -46,7 +51,8 @@ static int tunnel(const struct connect_cfg *cfg, const char *who)
     char rest[256];
     int fd;
 
-    fd = rapi_connect(cfg->url, cfg->key[0] ? cfg->key : NULL, &cfg->o, rest, sizeof(rest), &err);
+    fd = rapi_connect_multi(cfg->urls, (size_t)cfg->nurls, cfg->key[0] ? cfg->key : NULL, &cfg->o,
+                            rest, sizeof(rest), &err);
     if (fd < 0) {
         cli_log(RAPI_LOG_WARN, "%s: %s: %s (%s)", who, cfg->safe, err.message,
                 rapi_code_name(err.code));
@@ -149,13 +155,14 @@ int cli_connect(int argc, char **argv)
                                        {"key-file", required_argument, NULL, 'k'},
                                        {"timeout", required_argument, NULL, 'T'},
                                        {"connect-timeout", required_argument, NULL, 'C'},
+                                       {"attempt-timeout", required_argument, NULL, 'A'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     static struct connect_cfg cfg; /* shared with the connection threads */
     const char *key_file = NULL, *listen_at = NULL;
     int c, rc;
 
-    while ((c = getopt_long(argc, argv, "l:k:T:C:vqh", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "l:k:T:C:A:vqh", lo, NULL)) != -1) {
         if (cli_common_opt(c, optarg, &key_file, &cfg.o.webroute_timeout))
             continue;
         switch (c) {
@@ -165,6 +172,11 @@ int cli_connect(int argc, char **argv)
         case 'C':
             cfg.o.timeout_ms = (int)(strtol(optarg, NULL, 10) * 1000);
             break;
+        case 'A':
+            cfg.o.attempt_timeout_ms = cli_seconds_ms(optarg);
+            if (cfg.o.attempt_timeout_ms <= 0)
+                return fprintf(stderr, "rapi: --attempt-timeout: seconds (> 0)\n"), 2;
+            break;
         case 'h':
             connect_usage(stdout);
             return 0;
@@ -173,12 +185,13 @@ int cli_connect(int argc, char **argv)
             return 2;
         }
     }
-    if (optind + 1 != argc)
+    if (optind >= argc || argc - optind > RAPI_RELAYS_MAX)
         return connect_usage(stderr), 2;
-    cfg.url = argv[optind];
-    if (cli_key(RAPI_ROLE_CLIENT, key_file, cfg.url, cfg.key) < 0)
+    cfg.urls = (const char *const *)argv + optind;
+    cfg.nurls = argc - optind;
+    if (cli_key(RAPI_ROLE_CLIENT, key_file, cfg.urls, cfg.nurls, cfg.key) < 0)
         return 2;
-    cli_url_safe(cfg.url, cfg.safe, sizeof(cfg.safe));
+    cli_urls_safe(cfg.urls, cfg.nurls, cfg.safe, sizeof(cfg.safe));
     rc = listen_at ? connect_listen(&cfg, listen_at) : connect_stdio(&cfg);
     explicit_bzero(cfg.key, sizeof(cfg.key));
     return rc;

@@ -1,5 +1,6 @@
-/* rapi expose: register at the relay and join every linked connection to a
- * fresh connection to the local server, one thread per connection. */
+/* rapi expose: register at the relays (one or several, every address of
+ * each) and join every linked connection to a fresh connection to the local
+ * server, one thread per connection. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -27,9 +28,10 @@ struct expose_conn {
 
 static void expose_usage(FILE *f)
 {
-    fprintf(f, "usage: rapi expose URL --to HOST:PORT [options]\n"
+    fprintf(f, "usage: rapi expose URL [URL...] --to HOST:PORT [options]\n"
                "  URL is rws://[KEY@]relay[:port]/path; every client of that path is\n"
-               "  joined to a new connection to HOST:PORT.\n"
+               "  joined to a new connection to HOST:PORT. Several URLs (and every\n"
+               "  address of a relay name) are all registered: no relay is needed alone.\n"
                "  --to HOST:PORT          the local server (required)\n"
                "  --proxy-protocol v2     send a PROXY v2 header with the client's address\n"
                "  --key-file FILE         server key (relay key file or bare key)\n"
@@ -156,7 +158,7 @@ static int expose_parse(int argc, char **argv, struct expose_cfg *cfg, struct ra
             return 2;
         }
     }
-    if (optind + 1 != argc || cfg->to == NULL)
+    if (optind >= argc || argc - optind > RAPI_RELAYS_MAX || cfg->to == NULL)
         return expose_usage(stderr), 2;
     return -1;
 }
@@ -171,21 +173,24 @@ int cli_expose(int argc, char **argv)
     struct rapi_listener *l = NULL;
     struct rapi_error err;
     const char *key_file = NULL;
-    char key[CLI_KEY_MAX], safe[512];
-    int rc;
+    const char *const *urls;
+    char key[CLI_KEY_MAX], safe[1024];
+    int rc, n;
 
     rc = expose_parse(argc, argv, &cfg, &o, &key_file);
     if (rc >= 0)
         return rc;
-    if (cli_key(RAPI_ROLE_SERVER, key_file, argv[optind], key) < 0)
+    urls = (const char *const *)argv + optind;
+    n = argc - optind;
+    if (cli_key(RAPI_ROLE_SERVER, key_file, urls, n, key) < 0)
         return 2;
-    rc = rapi_listen(&l, argv[optind], key[0] ? key : NULL, &o, &err);
+    rc = rapi_listen_multi(&l, urls, (size_t)n, key[0] ? key : NULL, &o, &err);
     explicit_bzero(key, sizeof(key));
     if (rc < 0) {
         fprintf(stderr, "rapi: expose: %s\n", err.message);
         return 2;
     }
-    cli_url_safe(argv[optind], safe, sizeof(safe));
+    cli_urls_safe(urls, n, safe, sizeof(safe));
     cli_log(RAPI_LOG_INFO, "exposing %s on %s%s", cfg.to, safe, cfg.proxy_v2 ? " (PROXY v2)" : "");
     cli_install_stop();
     expose_loop(l, &cfg);

@@ -59,11 +59,12 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: rapi COMMAND [OPTIONS]\n"
-            "  rapi expose URL --to HOST:PORT [--proxy-protocol v2]   remote a local TCP server\n"
-            "  rapi connect URL [--listen ADDR:PORT]                  reach one (stdio without "
-            "--listen)\n"
-            "  rapi keygen [-o FILE]                                  make a key file\n"
-            "  rapi COMMAND -h                                        help on a command\n"
+            "  rapi expose URL [URL...] --to HOST:PORT  remote a local TCP server (on every URL)\n"
+            "  rapi connect URL [URL...] [--listen ADDR:PORT]\n"
+            "                                           reach one (through one URL, failing\n"
+            "                                           over; stdio without --listen)\n"
+            "  rapi keygen [-o FILE]                    make a key file\n"
+            "  rapi COMMAND -h                          help on a command\n"
             "Keys: --key-file FILE, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n"
             "See rapi(1).\n");
 }

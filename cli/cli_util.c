@@ -71,6 +71,16 @@ double cli_now(void)
     return (double)anet_now_ns() / 1e9;
 }
 
+int cli_seconds_ms(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+
+    if (end == s || *end != '\0' || !(v > 0) || v > CLI_SECONDS_MAX)
+        return -EINVAL;
+    return v * 1000 < 1 ? 1 : (int)(v * 1000);
+}
+
 void cli_url_safe(const char *url, char *out, size_t cap)
 {
     struct rapi_url u;
@@ -86,6 +96,21 @@ void cli_url_safe(const char *url, char *out, size_t cap)
     snprintf(out, cap, "%s://%s%s%s", schemes[u.scheme <= URL_WRS ? u.scheme : 0], hp, u.path,
              sp ? " ..." : "");
     explicit_bzero(&u, sizeof(u));
+}
+
+void cli_urls_safe(const char *const *urls, int n, char *out, size_t cap)
+{
+    char one[URL_HOST_MAX + URL_PATH_MAX + 16];
+    size_t len = 0;
+    int i;
+
+    if (cap == 0)
+        return;
+    out[0] = '\0';
+    for (i = 0; i < n && len + 1 < cap; i++) {
+        cli_url_safe(urls[i], one, sizeof(one));
+        len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? ", " : "", one);
+    }
 }
 
 static int url_has_key(const char *url)
@@ -113,14 +138,18 @@ static int key_from_file(const char *path, enum rapi_role role, char out[CLI_KEY
     return rc < 0 ? rc : 0;
 }
 
-int cli_key(enum rapi_role role, const char *key_file, const char *url, char out[CLI_KEY_MAX])
+int cli_key(enum rapi_role role, const char *key_file, const char *const *urls, int n,
+            char out[CLI_KEY_MAX])
 {
     const char *env;
+    int i;
 
     out[0] = '\0';
     if (key_file)
         return key_from_file(key_file, role, out);
-    if (url_has_key(url))
+    for (i = 0; i < n && url_has_key(urls[i]); i++)
+        ;
+    if (n > 0 && i == n)
         return 0;
     env = getenv("RAPI_KEY");
     if (env && *env) {

@@ -263,12 +263,14 @@ int hsm_wr_request(struct hsm *m, const struct rapi_url *u, const char *key, con
     return hsm_prepared(m, wire_wr_request(m->req, sizeof(m->req), u, key, id, timeout), err);
 }
 
-int hsm_connect(struct hsm *m, const struct rapi_url *u, struct rapi_error *err)
+int hsm_connect_addr(struct hsm *m, const struct rapi_url *u, const struct relay_addr *a,
+                     struct rapi_error *err)
 {
     int fd;
 
     hsm_close(m);
-    fd = wire_connect_start(u, err);
+    wire_where(u, a, m->where, sizeof(m->where));
+    fd = wire_connect_addr(a, m->where, err);
     if (fd < 0) {
         m->st = HSM_FAILED;
         return fd;
@@ -276,10 +278,21 @@ int hsm_connect(struct hsm *m, const struct rapi_url *u, struct rapi_error *err)
     m->fd = fd;
     m->req_off = 0;
     hs_init(&m->hs);
-    if (url_hostport(u, m->where, sizeof(m->where)) < 0)
-        snprintf(m->where, sizeof(m->where), "%s", "the relay");
     m->st = HSM_CONNECT;
     return 0;
+}
+
+int hsm_connect(struct hsm *m, const struct rapi_url *u, struct rapi_error *err)
+{
+    struct relay_addr a;
+    int rc = wire_resolve(u, &a, 1, err);
+
+    if (rc < 0) {
+        hsm_close(m);
+        m->st = HSM_FAILED;
+        return rc;
+    }
+    return hsm_connect_addr(m, u, &a, err);
 }
 
 static int hsm_fail(struct hsm *m, int rc)

@@ -33,7 +33,7 @@ struct hsm {
     enum hsm_state st;
     enum hsm_kind kind;
     char proof[WEBROUTE_ID_MAX + 1]; /* the WebRoute-ID or Sec-WebSocket-Key sent */
-    char where[URL_HOST_MAX + 16];   /* host:port being connected to, for errors */
+    char where[WHERE_MAX];           /* host:port being connected to, for errors */
     char req[REQ_MAX];
     size_t req_len, req_off;
     struct hs hs; /* the answer; hs.status tells a refusal's HTTP status */
@@ -49,8 +49,12 @@ int hsm_ws_request(struct hsm *m, const struct rapi_url *u, const char *key,
 int hsm_wr_request(struct hsm *m, const struct rapi_url *u, const char *key, const char *id,
                    long timeout, struct rapi_error *err);
 /* Start (or start again, closing any previous fd) the TCP connect to u's
- * relay for the prepared request. 0 or -errno with err filled. */
+ * relay (its first address) for the prepared request. 0 or -errno with err
+ * filled. */
 int hsm_connect(struct hsm *m, const struct rapi_url *u, struct rapi_error *err);
+/* The same to one address of u's relay (resolved by the caller). */
+int hsm_connect_addr(struct hsm *m, const struct rapi_url *u, const struct relay_addr *a,
+                     struct rapi_error *err);
 /* Progress as far as possible without blocking: 0 when HSM_DONE, -EAGAIN
  * when waiting for hsm_events, -errno with err filled on failure. */
 int hsm_step(struct hsm *m, struct rapi_error *err);

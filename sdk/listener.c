@@ -1,8 +1,11 @@
-/* The server side of librapi: one control WebSocket registered at the
- * relay, dial-backs in flight, and a queue of linked connections.
+/* The server side of librapi: control WebSockets registered at the relays
+ * (one per relay address: every URL given, every address its host name
+ * resolves to), dial-backs in flight, and a queue of linked connections.
  * Everything is driven from rapi_accept/rapi_listen on the caller's thread
  * through one epoll set (the pollable fd); a timerfd and an eventfd in that
- * set make it readable for timers and for queued connections. */
+ * set make it readable for timers and for queued connections. Each control
+ * connection has its own backoff; a notification is dialed back to the
+ * address it came from. */
 #define RAPI_BUILDING 1
 #include <errno.h>
 #include <stdarg.h>
@@ -30,7 +33,17 @@
 #define SILENCE_FACTOR 3 /* keepalive intervals without a byte: relay is gone */
 #define STABLE_MS 10000  /* a registration held this long resets the backoff */
 #define EP_BATCH 32
-#define LOG_MAX 256
+#define LOG_MAX 512
+#define CTLS_MAX (RAPI_RELAYS_MAX * RELAY_ADDRS_MAX)
+
+/* What an epoll tag points at: the first member of struct ctl / dial. */
+enum tag_kind { TAG_CTL = 1, TAG_DIAL };
+
+/* One URL given to rapi_listen_multi. Lives as long as the listener. */
+struct relay {
+    struct rapi_url url; /* its key wiped: key holds the one in use */
+    char key[URL_KEY_MAX];
+};
 
 enum ctl_state {
     CTL_WAIT,      /* waiting out the backoff before the next attempt (no fd) */
@@ -39,7 +52,13 @@ enum ctl_state {
 };
 
 struct ctl {
-    struct hsm m; /* the handshake; m.fd is the control socket, -1 when none */
+    enum tag_kind tag; /* TAG_CTL */
+    struct ctl *next;
+    struct relay *r;
+    struct relay_addr a;   /* len 0: not resolved yet */
+    char where[WHERE_MAX]; /* host:port (address), for logs */
+    bool fresh;            /* resolved just now: the next attempt need not */
+    struct hsm m;          /* the handshake; m.fd is the control socket, -1 when none */
     enum ctl_state st;
     uint32_t events; /* what the fd is registered for, 0 when not */
     char out[CTL_OUT_MAX];
@@ -61,8 +80,11 @@ enum dial_state {
 };
 
 struct dial {
+    enum tag_kind tag; /* TAG_DIAL */
     struct dial *prev, *next;
-    struct hsm m; /* request built once, tried again on each retry */
+    const struct relay *r;
+    struct relay_addr a; /* the relay address the notification came on */
+    struct hsm m;        /* request built once, tried again on each retry */
     enum dial_state st;
     uint32_t events;
     unsigned tries;
@@ -78,10 +100,12 @@ struct ready {
 
 struct rapi_listener {
     int epfd, tfd, efd;
-    struct rapi_url url;
-    char key[URL_KEY_MAX];
+    struct relay *relays;
+    size_t nrelays;
     struct rapi_listen_opts o;
-    struct ctl ctl;
+    struct ctl *ctls; /* every control connection */
+    size_t nctls;
+    struct rapi_error last_err; /* the latest control connection failure */
     struct dial *dials;
     size_t ndials;
     struct ready *rq_head, *rq_tail;
@@ -90,7 +114,7 @@ struct rapi_listener {
     uint32_t rng;
 };
 
-static void ctl_attempt(struct rapi_listener *l);
+static void ctl_attempt(struct rapi_listener *l, struct ctl *c);
 static void dial_attempt(struct rapi_listener *l, struct dial *d);
 
 static void lst_log(struct rapi_listener *l, int level, const char *fmt, ...)
@@ -129,21 +153,62 @@ static void ep_del(struct rapi_listener *l, int fd, uint32_t *cur)
 
 /* ------------------------------------------------------------ control */
 
-static void ctl_close_fd(struct rapi_listener *l)
+/* A control connection for address a of relay r (a NULL: not resolved
+ * yet), due for its first attempt at once. NULL when out of memory or at
+ * the limit. */
+static struct ctl *ctl_new(struct rapi_listener *l, struct relay *r, const struct relay_addr *a)
 {
-    struct ctl *c = &l->ctl;
+    struct ctl *c;
 
+    if (l->nctls >= CTLS_MAX)
+        return NULL;
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->tag = TAG_CTL;
+    c->r = r;
+    if (a) {
+        c->a = *a;
+        c->fresh = true;
+    }
+    wire_where(&r->url, &c->a, c->where, sizeof(c->where));
+    hsm_init(&c->m);
+    c->st = CTL_WAIT;
+    c->deadline = anet_now_ms();
+    c->next = l->ctls;
+    l->ctls = c;
+    l->nctls++;
+    return c;
+}
+
+static void ctl_close_fd(struct rapi_listener *l, struct ctl *c)
+{
     if (c->m.fd >= 0)
         ep_del(l, c->m.fd, &c->events);
     hsm_close(&c->m);
     c->out_len = c->out_off = 0;
 }
 
+static void ctl_free(struct rapi_listener *l, struct ctl *c)
+{
+    struct ctl **pp;
+
+    for (pp = &l->ctls; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            l->nctls--;
+            break;
+        }
+    }
+    ctl_close_fd(l, c);
+    hsm_clear(&c->m);
+    free(c);
+}
+
 /* The control connection failed or ended: schedule the next attempt. The
  * path stays ours to re-register; dial-backs in flight carry on. */
-static void ctl_fail(struct rapi_listener *l, const char *what)
+static void ctl_fail(struct rapi_listener *l, struct ctl *c, const char *what)
 {
-    struct ctl *c = &l->ctl;
     int delay;
 
     /* Start the schedule over only after a registration that held: a relay
@@ -153,22 +218,21 @@ static void ctl_fail(struct rapi_listener *l, const char *what)
     delay = backoff_delay_ms(c->attempt++, l->o.backoff_min_ms, l->o.backoff_max_ms,
                              backoff_rand(&l->rng));
 
-    ctl_close_fd(l);
+    ctl_close_fd(l, c);
     c->failures++;
     c->st = CTL_WAIT;
     c->deadline = anet_now_ms() + (uint64_t)delay;
-    lst_log(l, RAPI_LOG_WARN, "relay %s:%u: %s; retrying in %d ms", l->url.host,
-            (unsigned)l->url.port, what, delay);
+    lst_log(l, RAPI_LOG_WARN, "relay %s: %s; retrying in %d ms", c->where, what, delay);
 }
 
-static void ctl_fail_err(struct rapi_listener *l)
+static void ctl_fail_err(struct rapi_listener *l, struct ctl *c)
 {
-    ctl_fail(l, l->ctl.last_err.message);
+    l->last_err = c->last_err;
+    ctl_fail(l, c, c->last_err.message);
 }
 
-static void ctl_want(struct rapi_listener *l)
+static void ctl_want(struct rapi_listener *l, struct ctl *c)
 {
-    struct ctl *c = &l->ctl;
     uint32_t ev = EPOLLIN;
 
     if (c->st == CTL_HANDSHAKE)
@@ -176,12 +240,11 @@ static void ctl_want(struct rapi_listener *l)
     else if (c->out_off < c->out_len)
         ev = EPOLLIN | EPOLLOUT;
     if (ep_set(l, c->m.fd, c, ev, &c->events) < 0)
-        ctl_fail(l, "epoll_ctl failed");
+        ctl_fail(l, c, "epoll_ctl failed");
 }
 
-static int ctl_flush(struct rapi_listener *l)
+static int ctl_flush(struct ctl *c)
 {
-    struct ctl *c = &l->ctl;
     int rc = anet_send_nb(c->m.fd, c->out, c->out_len, &c->out_off);
 
     if (rc == 0)
@@ -190,9 +253,8 @@ static int ctl_flush(struct rapi_listener *l)
 }
 
 /* Queue one masked frame (client-to-server frames are always masked). */
-static int ctl_frame(struct rapi_listener *l, uint8_t op, const uint8_t *p, size_t len)
+static int ctl_frame(struct ctl *c, uint8_t op, const uint8_t *p, size_t len)
 {
-    struct ctl *c = &l->ctl;
     uint8_t mask[4];
     size_t n;
 
@@ -206,24 +268,72 @@ static int ctl_frame(struct rapi_listener *l, uint8_t op, const uint8_t *p, size
     return 0;
 }
 
-static void ctl_attempt(struct rapi_listener *l)
+static bool relay_has(const struct rapi_listener *l, const struct relay *r,
+                      const struct relay_addr *a)
 {
-    struct ctl *c = &l->ctl;
+    const struct ctl *c;
 
-    if (hsm_ws_request(&c->m, &l->url, l->key, &c->last_err) < 0 ||
-        hsm_connect(&c->m, &l->url, &c->last_err) < 0) {
-        ctl_fail_err(l);
+    for (c = l->ctls; c != NULL; c = c->next)
+        if (c->r == r && wire_addr_eq(&c->a, a))
+            return true;
+    return false;
+}
+
+/* Resolve c's relay again (DNS may have changed since) and follow it: an
+ * address without a control connection gets one, c takes the first such
+ * address when it has none. False when c's address is gone from the name
+ * (c is then to be dropped); a failed resolution keeps what we know. */
+static bool ctl_resolve(struct rapi_listener *l, struct ctl *c)
+{
+    struct relay_addr got[RELAY_ADDRS_MAX];
+    bool kept = false;
+    int n, i;
+
+    n = wire_resolve(&c->r->url, got, RELAY_ADDRS_MAX, &c->last_err);
+    if (n < 0)
+        return true;
+    for (i = 0; i < n; i++) {
+        if (c->a.len != 0 && wire_addr_eq(&c->a, &got[i])) {
+            kept = true;
+        } else if (relay_has(l, c->r, &got[i])) {
+            continue;
+        } else if (c->a.len == 0) {
+            c->a = got[i];
+            wire_where(&c->r->url, &c->a, c->where, sizeof(c->where));
+            kept = true;
+        } else {
+            (void)ctl_new(l, c->r, &got[i]); /* at the limit: the known ones do */
+        }
+    }
+    return kept;
+}
+
+static void ctl_attempt(struct rapi_listener *l, struct ctl *c)
+{
+    if (!c->fresh && !ctl_resolve(l, c)) {
+        lst_log(l, RAPI_LOG_INFO, "relay %s: no longer an address of %s; dropped", c->where,
+                c->r->url.host);
+        ctl_free(l, c);
+        return;
+    }
+    c->fresh = false;
+    if (c->a.len == 0) { /* the name does not resolve (yet) */
+        ctl_fail_err(l, c);
+        return;
+    }
+    if (hsm_ws_request(&c->m, &c->r->url, c->r->key, &c->last_err) < 0 ||
+        hsm_connect_addr(&c->m, &c->r->url, &c->a, &c->last_err) < 0) {
+        ctl_fail_err(l, c);
         return;
     }
     c->st = CTL_HANDSHAKE;
     c->deadline = anet_now_ms() + (uint64_t)l->o.dial_timeout_ms;
-    ctl_want(l);
+    ctl_want(l, c);
 }
 
 /* The relay answered a valid 101: the path is ours. */
-static void ctl_opened(struct rapi_listener *l)
+static void ctl_opened(struct rapi_listener *l, struct ctl *c)
 {
-    struct ctl *c = &l->ctl;
     uint64_t now = anet_now_ms();
 
     c->st = CTL_OPEN;
@@ -231,8 +341,7 @@ static void ctl_opened(struct rapi_listener *l)
     c->opened_at = now;
     c->last_rx = now;
     c->next_ping = now + (uint64_t)l->o.keepalive_s * 1000u;
-    lst_log(l, RAPI_LOG_INFO, "registered %s at %s:%u", l->url.path, l->url.host,
-            (unsigned)l->url.port);
+    lst_log(l, RAPI_LOG_INFO, "registered %s at %s", c->r->url.path, c->where);
 }
 
 /* ------------------------------------------------------------ dial-backs */
@@ -306,7 +415,7 @@ static void dial_attempt(struct rapi_listener *l, struct dial *d)
 {
     struct rapi_error e;
 
-    if (hsm_connect(&d->m, &l->url, &e) < 0) {
+    if (hsm_connect_addr(&d->m, &d->r->url, &d->a, &e) < 0) {
         dial_retry(l, d, e.message);
         return;
     }
@@ -315,7 +424,9 @@ static void dial_attempt(struct rapi_listener *l, struct dial *d)
     dial_want(l, d);
 }
 
-static void dial_start(struct rapi_listener *l, const struct notify *n)
+/* A notification on control connection c: dial back to c's relay address
+ * (not just its name, which may lead to another relay). */
+static void dial_start(struct rapi_listener *l, const struct ctl *c, const struct notify *n)
 {
     struct rapi_error e;
     struct dial *d;
@@ -327,6 +438,9 @@ static void dial_start(struct rapi_listener *l, const struct notify *n)
     d = calloc(1, sizeof(*d));
     if (d == NULL)
         return;
+    d->tag = TAG_DIAL;
+    d->r = c->r;
+    d->a = c->a;
     hsm_init(&d->m);
     snprintf(d->peer.addr, sizeof(d->peer.addr), "%s", n->ipaddr);
     d->peer.timeout = n->timeout;
@@ -334,7 +448,7 @@ static void dial_start(struct rapi_listener *l, const struct notify *n)
         d->peer.sa.ss_family = AF_UNSPEC;
         d->peer.salen = 0;
     }
-    if (hsm_wr_request(&d->m, &l->url, l->key, n->id, l->o.webroute_timeout, &e) < 0) {
+    if (hsm_wr_request(&d->m, &c->r->url, c->r->key, n->id, l->o.webroute_timeout, &e) < 0) {
         hsm_clear(&d->m);
         free(d);
         return;
@@ -371,7 +485,8 @@ static void dial_io(struct rapi_listener *l, struct dial *d)
 
 /* ------------------------------------------------------------ frames */
 
-static void ctl_message(struct rapi_listener *l, uint8_t op, const uint8_t *p, size_t len)
+static void ctl_message(struct rapi_listener *l, const struct ctl *c, uint8_t op, const uint8_t *p,
+                        size_t len)
 {
     struct notify n = {0};
 
@@ -383,14 +498,13 @@ static void ctl_message(struct rapi_listener *l, uint8_t op, const uint8_t *p, s
         lst_log(l, RAPI_LOG_WARN, "ignoring a malformed notification");
         return;
     }
-    dial_start(l, &n);
+    dial_start(l, c, &n);
 }
 
 /* Feed one recv's bytes to the reader; returns 0, or the close code to
  * answer before failing (*closed: the relay sent a close frame). */
-static int ctl_frames(struct rapi_listener *l, uint8_t *p, size_t n, bool *closed)
+static int ctl_frames(struct rapi_listener *l, struct ctl *c, uint8_t *p, size_t n, bool *closed)
 {
-    struct ctl *c = &l->ctl;
     struct wsread_ev ev;
     size_t used;
 
@@ -400,10 +514,10 @@ static int ctl_frames(struct rapi_listener *l, uint8_t *p, size_t n, bool *close
         n -= used;
         switch (ev.type) {
         case WSREAD_MESSAGE:
-            ctl_message(l, ev.opcode, ev.data, ev.len);
+            ctl_message(l, c, ev.opcode, ev.data, ev.len);
             break;
         case WSREAD_PING:
-            if (ctl_frame(l, WS_OP_PONG, ev.data, ev.len) < 0)
+            if (ctl_frame(c, WS_OP_PONG, ev.data, ev.len) < 0)
                 return WS_CLOSE_GOING_AWAY;
             break;
         case WSREAD_CLOSE:
@@ -418,7 +532,7 @@ static int ctl_frames(struct rapi_listener *l, uint8_t *p, size_t n, bool *close
     return 0;
 }
 
-static void ctl_close_with(struct rapi_listener *l, int code)
+static void ctl_close_with(struct ctl *c, int code)
 {
     uint8_t frame[WS_MAX_HEADER + WS_MAX_CONTROL];
     uint8_t mask[4] = {0};
@@ -427,12 +541,11 @@ static void ctl_close_with(struct rapi_listener *l, int code)
     if (ws_mask_new(mask) < 0)
         memset(mask, 0x5a, sizeof(mask)); /* a close frame is still owed */
     n = ws_build_close(frame, (uint16_t)code, "", mask);
-    (void)anet_send_nb(l->ctl.m.fd, (const char *)frame, n, &off); /* best effort */
+    (void)anet_send_nb(c->m.fd, (const char *)frame, n, &off); /* best effort */
 }
 
-static void ctl_read(struct rapi_listener *l)
+static void ctl_read(struct rapi_listener *l, struct ctl *c)
 {
-    struct ctl *c = &l->ctl;
     bool closed = false;
     ssize_t n;
     int code;
@@ -444,19 +557,19 @@ static void ctl_read(struct rapi_listener *l)
         if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
         if (n <= 0)
-            return ctl_fail(l, n == 0 ? "relay closed the connection" : strerror(errno));
+            return ctl_fail(l, c, n == 0 ? "relay closed the connection" : strerror(errno));
         c->last_rx = anet_now_ms();
-        code = ctl_frames(l, c->in, (size_t)n, &closed);
+        code = ctl_frames(l, c, c->in, (size_t)n, &closed);
         if (code != 0) {
-            ctl_close_with(l, code);
-            return ctl_fail(l, closed ? "relay closed the WebSocket" : "WebSocket protocol error");
+            ctl_close_with(c, code);
+            return ctl_fail(l, c,
+                            closed ? "relay closed the WebSocket" : "WebSocket protocol error");
         }
     }
 }
 
-static void ctl_io(struct rapi_listener *l, uint32_t events)
+static void ctl_io(struct rapi_listener *l, struct ctl *c)
 {
-    struct ctl *c = &l->ctl;
     int rc;
 
     switch (c->st) {
@@ -467,50 +580,48 @@ static void ctl_io(struct rapi_listener *l, uint32_t events)
         if (rc == -EAGAIN)
             break;
         if (rc < 0)
-            return ctl_fail_err(l);
-        ctl_opened(l);
+            return ctl_fail_err(l, c);
+        ctl_opened(l, c);
         /* bytes after the 101 may be waiting already */
         /* fall through */
     case CTL_OPEN:
-        if (ctl_flush(l) < 0)
-            return ctl_fail(l, "send failed");
-        ctl_read(l);
-        if (c->st == CTL_OPEN && ctl_flush(l) < 0)
-            return ctl_fail(l, "send failed");
+        if (ctl_flush(c) < 0)
+            return ctl_fail(l, c, "send failed");
+        ctl_read(l, c);
+        if (c->st == CTL_OPEN && ctl_flush(c) < 0)
+            return ctl_fail(l, c, "send failed");
         break;
     }
     if (c->m.fd >= 0)
-        ctl_want(l);
+        ctl_want(l, c);
 }
 
 /* ------------------------------------------------------------ timers */
 
-static void ctl_timer(struct rapi_listener *l, uint64_t now)
+static void ctl_timer(struct rapi_listener *l, struct ctl *c, uint64_t now)
 {
-    struct ctl *c = &l->ctl;
     uint64_t ka = (uint64_t)l->o.keepalive_s * 1000u;
 
     if (c->st != CTL_OPEN) {
         if (now < c->deadline)
             return;
         if (c->st == CTL_WAIT)
-            return ctl_attempt(l);
+            return ctl_attempt(l, c);
         err_set(&c->last_err, RAPI_E_TIMEOUT, 0, "no answer from the relay in time");
-        return ctl_fail_err(l);
+        return ctl_fail_err(l, c);
     }
     if (now >= c->last_rx + SILENCE_FACTOR * ka)
-        return ctl_fail(l, "relay silent for too long");
+        return ctl_fail(l, c, "relay silent for too long");
     if (now >= c->next_ping) {
         c->next_ping = now + ka;
-        if (ctl_frame(l, WS_OP_PING, (const uint8_t *)"rapi", 4) == 0 && ctl_flush(l) < 0)
-            return ctl_fail(l, "send failed");
-        ctl_want(l);
+        if (ctl_frame(c, WS_OP_PING, (const uint8_t *)"rapi", 4) == 0 && ctl_flush(c) < 0)
+            return ctl_fail(l, c, "send failed");
+        ctl_want(l, c);
     }
 }
 
-static uint64_t ctl_next_deadline(const struct rapi_listener *l)
+static uint64_t ctl_next_deadline(const struct rapi_listener *l, const struct ctl *c)
 {
-    const struct ctl *c = &l->ctl;
     uint64_t silent;
 
     if (c->st != CTL_OPEN)
@@ -519,13 +630,35 @@ static uint64_t ctl_next_deadline(const struct rapi_listener *l)
     return c->next_ping < silent ? c->next_ping : silent;
 }
 
+/* The earliest deadline of all, UINT64_MAX when none. */
+static uint64_t next_deadline(const struct rapi_listener *l)
+{
+    uint64_t next = UINT64_MAX, t;
+    const struct ctl *c;
+    const struct dial *d;
+
+    for (c = l->ctls; c != NULL; c = c->next)
+        if ((t = ctl_next_deadline(l, c)) < next)
+            next = t;
+    for (d = l->dials; d != NULL; d = d->next)
+        if (d->deadline < next)
+            next = d->deadline;
+    return next;
+}
+
 static void run_timers(struct rapi_listener *l)
 {
     uint64_t now = anet_now_ms(), next;
+    struct ctl *c, *cn;
     struct dial *d, *nx;
     struct itimerspec its = {0};
 
-    ctl_timer(l, now);
+    /* A control connection may drop itself (its address is gone) and add
+     * others at the head (due at once: the timer below fires for them). */
+    for (c = l->ctls; c != NULL; c = cn) {
+        cn = c->next;
+        ctl_timer(l, c, now);
+    }
     for (d = l->dials; d; d = nx) {
         nx = d->next;
         if (now < d->deadline)
@@ -535,13 +668,16 @@ static void run_timers(struct rapi_listener *l)
         else
             dial_retry(l, d, "timed out");
     }
-    next = ctl_next_deadline(l);
-    for (d = l->dials; d; d = d->next)
-        if (d->deadline < next)
-            next = d->deadline;
-    if (next == l->armed)
+    next = next_deadline(l);
+    /* A deadline that is already due is armed again even when it equals
+     * the one armed: that expiry may have been read already. */
+    if (next == l->armed && next > now)
         return;
     l->armed = next;
+    if (next == UINT64_MAX) { /* nothing to wait for: disarm */
+        timerfd_settime(l->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+        return;
+    }
     /* Absolute CLOCK_MONOTONIC, the same clock as anet_now_ms. */
     its.it_value.tv_sec = (time_t)(next / 1000u);
     its.it_value.tv_nsec = (long)(next % 1000u) * 1000000L;
@@ -567,9 +703,9 @@ static int lst_poll(struct rapi_listener *l, int timeout_ms)
                 junk = 0;
         } else if (tag == &l->efd) {
             continue; /* cleared when the queue empties */
-        } else if (tag == &l->ctl) {
-            if (l->ctl.m.fd >= 0)
-                ctl_io(l, ev[i].events);
+        } else if (*(const enum tag_kind *)tag == TAG_CTL) {
+            if (((struct ctl *)tag)->m.fd >= 0)
+                ctl_io(l, tag);
         } else {
             dial_io(l, tag);
         }
@@ -596,26 +732,53 @@ static void opts_defaults(struct rapi_listen_opts *o)
         o->backlog = 128;
 }
 
-static int lst_setup(struct rapi_listener *l, const char *url, const char *key,
-                     struct rapi_error *err)
+/* One URL into r: a listener URL with a key (key overrides the URL's). */
+static int relay_setup(struct relay *r, const char *url, const char *key, struct rapi_error *err)
 {
-    struct epoll_event ev = {.events = EPOLLIN};
-
-    if (url == NULL || url_parse(url, strlen(url), &l->url) < 0 ||
-        (l->url.scheme != URL_RWS && l->url.scheme != URL_RWSS)) {
+    if (url == NULL || url_parse(url, strlen(url), &r->url) < 0 ||
+        (r->url.scheme != URL_RWS && r->url.scheme != URL_RWSS)) {
         err_set(err, RAPI_E_URL, 0, "not a listener URL (rws://[KEY@]host[:port]/path)");
         return -EINVAL;
     }
-    if (l->url.tls) {
+    if (r->url.tls) {
         err_set(err, RAPI_E_UNSUPPORTED, 0, "rwss:// (TLS) is not supported by this build");
         return -EPROTONOSUPPORT;
     }
-    snprintf(l->key, sizeof(l->key), "%s", key && *key ? key : l->url.key);
-    explicit_bzero(l->url.key, sizeof(l->url.key));
-    if (l->key[0] == '\0') {
+    snprintf(r->key, sizeof(r->key), "%s", key && *key ? key : r->url.key);
+    explicit_bzero(r->url.key, sizeof(r->url.key));
+    if (r->key[0] == '\0') {
         err_set(err, RAPI_E_KEY, 0, "no server key given");
         return -EINVAL;
     }
+    return 0;
+}
+
+static int lst_relays(struct rapi_listener *l, const char *const *urls, size_t n, const char *key,
+                      struct rapi_error *err)
+{
+    size_t i;
+    int rc;
+
+    if (urls == NULL || n == 0 || n > RAPI_RELAYS_MAX) {
+        err_set(err, RAPI_E_URL, 0, "from 1 to %d relay URLs", RAPI_RELAYS_MAX);
+        return -EINVAL;
+    }
+    l->relays = calloc(n, sizeof(*l->relays));
+    if (l->relays == NULL) {
+        err_set(err, RAPI_E_SYSTEM, ENOMEM, "out of memory");
+        return -ENOMEM;
+    }
+    l->nrelays = n;
+    for (i = 0; i < n; i++)
+        if ((rc = relay_setup(&l->relays[i], urls[i], key, err)) < 0)
+            return rc;
+    return 0;
+}
+
+static int lst_setup(struct rapi_listener *l, struct rapi_error *err)
+{
+    struct epoll_event ev = {.events = EPOLLIN};
+
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -635,13 +798,60 @@ sys:
     return -errno;
 }
 
-/* Wait for the first registration; the first failure is the answer. */
+/* One control connection per relay, unresolved: their first attempt
+ * resolves the name and adds one for each further address. */
+static int lst_start(struct rapi_listener *l, struct rapi_error *err)
+{
+    struct ctl *c, *cn;
+    size_t i;
+
+    for (i = 0; i < l->nrelays; i++) {
+        if (ctl_new(l, &l->relays[i], NULL) == NULL) {
+            err_set(err, RAPI_E_SYSTEM, ENOMEM, "out of memory");
+            return -ENOMEM;
+        }
+    }
+    for (c = l->ctls; c != NULL; c = cn) {
+        cn = c->next;
+        ctl_attempt(l, c);
+    }
+    run_timers(l);
+    return 0;
+}
+
+static int lst_open_count(const struct rapi_listener *l, int *total)
+{
+    const struct ctl *c;
+    int open = 0, all = 0;
+
+    for (c = l->ctls; c != NULL; c = c->next) {
+        all++;
+        open += c->st == CTL_OPEN;
+    }
+    if (total)
+        *total = all;
+    return open;
+}
+
+/* Every control connection failed at least once (none registered). */
+static bool lst_all_failed(const struct rapi_listener *l)
+{
+    const struct ctl *c;
+
+    for (c = l->ctls; c != NULL; c = c->next)
+        if (c->failures == 0)
+            return false;
+    return true;
+}
+
+/* Wait for the first registration; when every relay failed once instead,
+ * the last failure is the answer. */
 static int lst_first(struct rapi_listener *l, struct rapi_error *err)
 {
     uint64_t end = anet_now_ms() + (uint64_t)l->o.timeout_ms;
     int rc, wait;
 
-    while (l->ctl.st != CTL_OPEN && l->ctl.failures == 0) {
+    while (lst_open_count(l, NULL) == 0 && !lst_all_failed(l)) {
         uint64_t now = anet_now_ms();
         if (l->o.timeout_ms > 0 && now >= end) {
             err_set(err, RAPI_E_TIMEOUT, 0, "no registration within %d ms", l->o.timeout_ms);
@@ -654,15 +864,16 @@ static int lst_first(struct rapi_listener *l, struct rapi_error *err)
             return rc;
         }
     }
-    if (l->ctl.st == CTL_OPEN)
+    if (lst_open_count(l, NULL) > 0)
         return 0;
     if (err)
-        *err = l->ctl.last_err;
-    return err_errno(l->ctl.last_err.code, l->ctl.last_err.sys_errno);
+        *err = l->last_err;
+    return err_errno(l->last_err.code, l->last_err.sys_errno);
 }
 
-RAPI_API int rapi_listen(struct rapi_listener **out, const char *url, const char *key,
-                         const struct rapi_listen_opts *opts, struct rapi_error *err)
+RAPI_API int rapi_listen_multi(struct rapi_listener **out, const char *const *urls, size_t nurls,
+                               const char *key, const struct rapi_listen_opts *opts,
+                               struct rapi_error *err)
 {
     struct rapi_listener *l;
     int rc;
@@ -674,15 +885,12 @@ RAPI_API int rapi_listen(struct rapi_listener **out, const char *url, const char
         return -ENOMEM;
     }
     l->epfd = l->tfd = l->efd = -1;
-    hsm_init(&l->ctl.m);
     if (opts)
         l->o = *opts;
     opts_defaults(&l->o);
-    rc = lst_setup(l, url, key, err);
-    if (rc < 0)
+    if ((rc = lst_relays(l, urls, nurls, key, err)) < 0 || (rc = lst_setup(l, err)) < 0 ||
+        (rc = lst_start(l, err)) < 0)
         goto fail;
-    ctl_attempt(l);
-    run_timers(l);
     if (!(l->o.flags & RAPI_LISTEN_NOWAIT) && (rc = lst_first(l, err)) < 0)
         goto fail;
     err_set(err, RAPI_E_NONE, 0, "ok");
@@ -693,6 +901,12 @@ fail:
     return rc;
 }
 
+RAPI_API int rapi_listen(struct rapi_listener **out, const char *url, const char *key,
+                         const struct rapi_listen_opts *opts, struct rapi_error *err)
+{
+    return rapi_listen_multi(out, &url, 1, key, opts, err);
+}
+
 RAPI_API int rapi_listener_fd(const struct rapi_listener *l)
 {
     return l->epfd;
@@ -700,7 +914,12 @@ RAPI_API int rapi_listener_fd(const struct rapi_listener *l)
 
 RAPI_API int rapi_listener_registered(const struct rapi_listener *l)
 {
-    return l->ctl.st == CTL_OPEN;
+    return lst_open_count(l, NULL) > 0;
+}
+
+RAPI_API int rapi_listener_registrations(const struct rapi_listener *l, int *total)
+{
+    return lst_open_count(l, total);
 }
 
 static int ready_pop(struct rapi_listener *l, struct rapi_peer *peer)
@@ -748,10 +967,11 @@ RAPI_API void rapi_listener_close(struct rapi_listener *l)
 
     if (l == NULL)
         return;
-    if (l->ctl.st == CTL_OPEN && l->ctl.m.fd >= 0)
-        ctl_close_with(l, WS_CLOSE_GOING_AWAY);
-    ctl_close_fd(l);
-    hsm_clear(&l->ctl.m);
+    while (l->ctls != NULL) {
+        if (l->ctls->st == CTL_OPEN && l->ctls->m.fd >= 0)
+            ctl_close_with(l->ctls, WS_CLOSE_GOING_AWAY);
+        ctl_free(l, l->ctls);
+    }
     for (d = l->dials; d != NULL; d = nx) {
         nx = d->next;
         hsm_clear(&d->m);
@@ -769,6 +989,8 @@ RAPI_API void rapi_listener_close(struct rapi_listener *l)
         close(l->tfd);
     if (l->efd >= 0)
         close(l->efd);
-    explicit_bzero(l->key, sizeof(l->key));
+    if (l->relays)
+        explicit_bzero(l->relays, l->nrelays * sizeof(*l->relays));
+    free(l->relays);
     free(l);
 }

@@ -22,6 +22,9 @@ extern "C" {
 
 #define RAPI_VERSION "0.1.0"
 
+/* Most relay URLs one rapi_listen_multi / rapi_connect_multi call takes. */
+#define RAPI_RELAYS_MAX 32
+
 /* Named failure codes; every failing call that takes a struct rapi_error
  * fills it (the call itself returns -errno). */
 enum rapi_code {
@@ -111,12 +114,27 @@ struct rapi_peer {
 RAPI_API int rapi_listen(struct rapi_listener **out, const char *url, const char *key,
                          const struct rapi_listen_opts *opts, struct rapi_error *err);
 
+/* The same over several relays: url[0..nurls) (each "rws://..."; every
+ * address a host name resolves to counts as one more relay) are all
+ * registered, each with its own control connection and backoff, and
+ * rapi_accept returns the connections of all of them. Blocks (unless
+ * RAPI_LISTEN_NOWAIT) until one registration succeeded, or every relay
+ * failed once (the last failure is the answer). At most RAPI_RELAYS_MAX. */
+RAPI_API int rapi_listen_multi(struct rapi_listener **out, const char *const *urls, size_t nurls,
+                               const char *key, const struct rapi_listen_opts *opts,
+                               struct rapi_error *err);
+
 /* A descriptor that polls readable when rapi_accept has work to do (a
  * connection ready, relay traffic, a timer). Valid until rapi_listener_close. */
 RAPI_API int rapi_listener_fd(const struct rapi_listener *l);
 
-/* 1 while registered at the relay, 0 while reconnecting. */
+/* 1 while registered at the relay (at one relay at least), 0 while
+ * reconnecting. */
 RAPI_API int rapi_listener_registered(const struct rapi_listener *l);
+
+/* How many control connections (one per relay address) are registered now;
+ * *total (may be NULL) gets how many there are. */
+RAPI_API int rapi_listener_registrations(const struct rapi_listener *l, int *total);
 
 /* Drive the listener and return the next linked connection: a blocking,
  * connected TCP socket (close-on-exec) whose bytes are the client's.
@@ -131,8 +149,9 @@ RAPI_API void rapi_listener_close(struct rapi_listener *l);
 /* ---------------------------------------------------------------- client */
 
 struct rapi_connect_opts {
-    int timeout_ms;        /* whole connect (0: 75000; < 0: none) */
-    long webroute_timeout; /* WebRoute-Timeout header in seconds, 0: none sent */
+    int timeout_ms;         /* whole connect (0: 75000; < 0: none) */
+    long webroute_timeout;  /* WebRoute-Timeout header in seconds, 0: none sent */
+    int attempt_timeout_ms; /* one relay, while another is left (0: 10000; < 0: none) */
 };
 
 /* Connect through url ("rwr://[KEY@]host[:port]/path", or a space-separated
@@ -143,6 +162,17 @@ struct rapi_connect_opts {
 RAPI_API int rapi_connect(const char *url, const char *key, const struct rapi_connect_opts *opts,
                           char *rest, size_t rest_cap, struct rapi_error *err);
 
+/* The same through one of several relays: urls[0..nurls) are
+ * alternatives (each a URL or a chain as above; every address the first
+ * hop's host name resolves to is one more), tried once each in random order
+ * until one connects. A failure another relay may not repeat (no
+ * connection, a timeout, a close before the answer, 502, 503) moves on to
+ * the next; any other answer (403, other 4xx) is final. Each attempt gets
+ * opts->attempt_timeout_ms (the last one what is left of timeout_ms). */
+RAPI_API int rapi_connect_multi(const char *const *urls, size_t nurls, const char *key,
+                                const struct rapi_connect_opts *opts, char *rest, size_t rest_cap,
+                                struct rapi_error *err);
+
 /* The same as a state machine for event loops. */
 struct rapi_connector;
 
@@ -151,7 +181,13 @@ struct rapi_connector;
 RAPI_API int rapi_connect_start(struct rapi_connector **out, const char *url, const char *key,
                                 const struct rapi_connect_opts *opts, struct rapi_error *err);
 
-/* The socket to poll, and the events (POLLIN/POLLOUT) to poll it for. */
+/* The same for rapi_connect_multi: resolves every first hop at once. */
+RAPI_API int rapi_connect_start_multi(struct rapi_connector **out, const char *const *urls,
+                                      size_t nurls, const char *key,
+                                      const struct rapi_connect_opts *opts, struct rapi_error *err);
+
+/* The socket to poll (a new one when the connector moves on to another
+ * relay: ask again after each step), and the events (POLLIN/POLLOUT) to poll it for. */
 RAPI_API int rapi_connector_fd(const struct rapi_connector *c);
 RAPI_API int rapi_connector_events(const struct rapi_connector *c);
 

@@ -9,8 +9,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "net/anet.h"
+#include "proto/addr.h"
 #include "proto/url.h"
 #include "proto/webroute.h"
 #include "proto/ws.h"
@@ -20,6 +22,8 @@
 #define REQ_MAX 3072 /* largest request head we build */
 #define WR_ID_LEN 64 /* our WebRoute-IDs: 64 chars like the original */
 #define RELAY_PORT_STR 8
+#define RELAY_ADDRS_MAX 16 /* addresses of one relay host name we use */
+#define WHERE_MAX (URL_HOST_MAX + 16 + ADDR_STR_MAX + 4) /* "host:port (addr)" */
 
 /* ---- errors (sdkerr.c) */
 void err_set(struct rapi_error *err, int code, int sys_errno, const char *fmt, ...)
@@ -29,6 +33,12 @@ void err_set(struct rapi_error *err, int code, int sys_errno, const char *fmt, .
 int err_from_answer(struct rapi_error *err, int status, const char *body, size_t body_len);
 /* The -errno a code is reported with. */
 int err_errno(int code, int sys_errno);
+/* Whether a connect that failed with e through one relay may succeed
+ * through another: the relay was not reached or did not answer in time
+ * (RAPI_E_CONNECT, RAPI_E_TIMEOUT, RAPI_E_CLOSED), had no listener for the
+ * path (502) or was unavailable (503). A refusal every relay would repeat
+ * (403, any other 4xx, a bad answer) and local failures are final. */
+bool err_failover(const struct rapi_error *e);
 
 /* ---- backoff (backoff.c) */
 /* Delay before reconnect attempt number `attempt` (0 = first retry):
@@ -40,9 +50,24 @@ uint32_t backoff_rand(uint32_t *state);
 
 /* ---- sockets and heads (wire.c) */
 /* Sockets, clocks and sends are anet's (net/anet.h). */
-/* Resolve host:port and start a non-blocking TCP connect (close-on-exec,
- * TCP_NODELAY). Returns the fd or -errno with err filled. */
-int wire_connect_start(const struct rapi_url *u, struct rapi_error *err);
+/* One TCP address of a relay. */
+struct relay_addr {
+    struct sockaddr_storage sa;
+    socklen_t len; /* 0: none (not resolved) */
+};
+/* Resolve u's host and port (getaddrinfo, blocking): up to max distinct
+ * addresses in the resolver's order. Returns how many (>= 1), or -errno
+ * with err filled (RAPI_E_CONNECT "cannot resolve"). */
+int wire_resolve(const struct rapi_url *u, struct relay_addr *out, size_t max,
+                 struct rapi_error *err);
+/* Same address (family, address, port)? */
+bool wire_addr_eq(const struct relay_addr *a, const struct relay_addr *b);
+/* "host:port" for messages, with " (addr)" after it when the URL's host
+ * is a name (a resolves it); just "host:port" when a is NULL or empty. */
+void wire_where(const struct rapi_url *u, const struct relay_addr *a, char *out, size_t cap);
+/* Start a non-blocking TCP connect to a (close-on-exec, TCP_NODELAY);
+ * where names it in err. Returns the fd or -errno with err filled. */
+int wire_connect_addr(const struct relay_addr *a, const char *where, struct rapi_error *err);
 /* Request heads for u (proto's wr_build_*_request). Return the length,
  * -ENOSPC when too long, -EINVAL for a key or id with a blank or control
  * byte (no header injection). */

@@ -8,6 +8,9 @@
 #include "proto/json.h"
 #include "sdk/sdk_int.h"
 
+#define HTTP_BAD_GATEWAY 502
+#define HTTP_UNAVAILABLE 503
+
 static const char *const code_names[] = {
     [RAPI_E_NONE] = "RAPI_E_NONE",
     [RAPI_E_SYSTEM] = "RAPI_E_SYSTEM",
@@ -102,6 +105,20 @@ int err_errno(int code, int sys_errno)
         return -EADDRINUSE;
     default:
         return -EPROTO;
+    }
+}
+
+bool err_failover(const struct rapi_error *e)
+{
+    switch (e->code) {
+    case RAPI_E_CONNECT:
+    case RAPI_E_TIMEOUT:
+    case RAPI_E_CLOSED:
+    case RAPI_E_NO_LISTENER: /* missing_destination, whatever the status */
+        return true;
+    default:
+        /* 502/503 from a front end carry no errorcode of ours */
+        return e->status == HTTP_BAD_GATEWAY || e->status == HTTP_UNAVAILABLE;
     }
 }
 

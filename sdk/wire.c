@@ -10,15 +10,18 @@
 
 #include "auth/keys.h"
 #include "net/anet.h"
+#include "proto/addr.h"
 #include "sdk/sdk_int.h"
 
 #define KEYS_ERR_MAX 256 /* keys_load_for's message, never shown: the code is the answer */
 
-int wire_connect_start(const struct rapi_url *u, struct rapi_error *err)
+int wire_resolve(const struct rapi_url *u, struct relay_addr *out, size_t max,
+                 struct rapi_error *err)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
+    struct addrinfo *res = NULL, *ai;
     char port[RELAY_PORT_STR];
+    size_t n = 0, i;
     int rc;
 
     snprintf(port, sizeof(port), "%u", (unsigned)u->port);
@@ -28,11 +31,51 @@ int wire_connect_start(const struct rapi_url *u, struct rapi_error *err)
                 gai_strerror(rc));
         return -EHOSTUNREACH;
     }
-    rc = anet_tcp_connect_start(res->ai_addr, res->ai_addrlen, ANET_NONBLOCK | ANET_NODELAY);
+    for (ai = res; ai != NULL && n < max; ai = ai->ai_next) {
+        if (ai->ai_addrlen > sizeof(out[n].sa))
+            continue;
+        memset(&out[n], 0, sizeof(out[n]));
+        memcpy(&out[n].sa, ai->ai_addr, ai->ai_addrlen);
+        out[n].len = ai->ai_addrlen;
+        for (i = 0; i < n && !wire_addr_eq(&out[i], &out[n]); i++)
+            ;
+        if (i == n) /* not a duplicate (a name listed twice, say) */
+            n++;
+    }
+    freeaddrinfo(res);
+    if (n == 0) {
+        err_set(err, RAPI_E_CONNECT, EHOSTUNREACH, "cannot resolve %s: no address", u->host);
+        return -EHOSTUNREACH;
+    }
+    return (int)n;
+}
+
+bool wire_addr_eq(const struct relay_addr *a, const struct relay_addr *b)
+{
+    return a->len == b->len && memcmp(&a->sa, &b->sa, a->len) == 0;
+}
+
+void wire_where(const struct rapi_url *u, const struct relay_addr *a, char *out, size_t cap)
+{
+    char hp[URL_HOST_MAX + 16], as[ADDR_STR_MAX];
+
+    if (url_hostport(u, hp, sizeof(hp)) < 0)
+        snprintf(hp, sizeof(hp), "%s", "the relay");
+    if (a == NULL || a->len == 0 ||
+        addr_format((const struct sockaddr *)&a->sa, as, sizeof(as)) < 0 || strcmp(as, hp) == 0)
+        snprintf(out, cap, "%s", hp);
+    else
+        snprintf(out, cap, "%s (%s)", hp, as);
+}
+
+int wire_connect_addr(const struct relay_addr *a, const char *where, struct rapi_error *err)
+{
+    int rc = anet_tcp_connect_start((const struct sockaddr *)&a->sa, a->len,
+                                    ANET_NONBLOCK | ANET_NODELAY);
+
     if (rc < 0)
         err_set(err, rc == -EMFILE || rc == -ENFILE ? RAPI_E_SYSTEM : RAPI_E_CONNECT, -rc,
-                "connect to %s:%u: %s", u->host, (unsigned)u->port, strerror(-rc));
-    freeaddrinfo(res);
+                "connect to %s: %s", where, strerror(-rc));
     return rc;
 }
 

@@ -29,6 +29,31 @@ Test(cli, url_safe_drops_the_key)
     cr_expect_str_eq(out, "(bad URL)");
 }
 
+Test(cli, urls_safe_joins_without_keys)
+{
+    const char *const urls[] = {"rws://k1@127.0.0.21:9/p", "rws://k2@relay.test/p",
+                                "rwr://k@h/a rwr://k2@h/b"};
+    char out[256], small[24];
+
+    cli_urls_safe(urls, 3, out, sizeof(out));
+    cr_expect_str_eq(out, "rws://127.0.0.21:9/p, rws://relay.test:80/p, rwr://h:80/a ...");
+    cli_urls_safe(urls, 3, small, sizeof(small));
+    cr_expect_eq(strlen(small), sizeof(small) - 1, "cut to fit");
+    cr_expect_null(strstr(out, "k1"));
+}
+
+Test(cli, seconds_to_ms)
+{
+    cr_expect_eq(cli_seconds_ms("2"), 2000);
+    cr_expect_eq(cli_seconds_ms("0.25"), 250);
+    cr_expect_eq(cli_seconds_ms("0.0001"), 1, "a positive time is at least 1 ms");
+    cr_expect_eq(cli_seconds_ms("0"), -EINVAL);
+    cr_expect_eq(cli_seconds_ms("-1"), -EINVAL);
+    cr_expect_eq(cli_seconds_ms("3s"), -EINVAL);
+    cr_expect_eq(cli_seconds_ms(""), -EINVAL);
+    cr_expect_eq(cli_seconds_ms("1e9"), -EINVAL);
+}
+
 Test(cli, split_hostport_forms)
 {
     char host[64];
@@ -54,6 +79,9 @@ static void write_file(const char *path, const char *text)
     close(fd);
 }
 
+/* A one-URL list for cli_key. */
+#define ONE(url) ((const char *const[]){url})
+
 Test(cli, key_precedence)
 {
     char dir[] = "/tmp/cli_test.XXXXXX", path[64], out[CLI_KEY_MAX];
@@ -63,23 +91,33 @@ Test(cli, key_precedence)
     write_file(path, "server_key sk-0123456789abcdef\nclient_key ck-0123456789abcdef\n");
     unsetenv("RAPI_KEY");
     unsetenv("RAPI_KEY_FILE");
-    cr_expect_eq(cli_key(RAPI_ROLE_CLIENT, NULL, "rwr://h/p", out), -EINVAL, "no key anywhere");
+    cr_expect_eq(cli_key(RAPI_ROLE_CLIENT, NULL, ONE("rwr://h/p"), 1, out), -EINVAL,
+                 "no key anywhere");
     setenv("RAPI_KEY_FILE", path, 1);
-    cr_expect_eq(cli_key(RAPI_ROLE_SERVER, NULL, "rws://h/p", out), 0);
+    cr_expect_eq(cli_key(RAPI_ROLE_SERVER, NULL, ONE("rws://h/p"), 1, out), 0);
     cr_expect_str_eq(out, "sk-0123456789abcdef");
     setenv("RAPI_KEY", "env-key-0123456789", 1);
-    cr_expect_eq(cli_key(RAPI_ROLE_SERVER, NULL, "rws://h/p", out), 0);
+    cr_expect_eq(cli_key(RAPI_ROLE_SERVER, NULL, ONE("rws://h/p"), 1, out), 0);
     cr_expect_str_eq(out, "env-key-0123456789", "RAPI_KEY before RAPI_KEY_FILE");
     setenv("RAPI_KEY", "short", 1);
-    cr_expect_eq(cli_key(RAPI_ROLE_SERVER, NULL, "rws://h/p", out), -EINVAL,
+    cr_expect_eq(cli_key(RAPI_ROLE_SERVER, NULL, ONE("rws://h/p"), 1, out), -EINVAL,
                  "the key file's length rule holds for RAPI_KEY too");
     setenv("RAPI_KEY", "env-key-0123456789", 1);
-    cr_expect_eq(cli_key(RAPI_ROLE_CLIENT, NULL, "rwr://urlkey@h/p", out), 0);
+    cr_expect_eq(cli_key(RAPI_ROLE_CLIENT, NULL, ONE("rwr://urlkey@h/p"), 1, out), 0);
     cr_expect_str_eq(out, "", "the URL's own key before the environment");
-    cr_expect_eq(cli_key(RAPI_ROLE_CLIENT, path, "rwr://urlkey@h/p", out), 0);
+    cr_expect_eq(cli_key(RAPI_ROLE_CLIENT, path, ONE("rwr://urlkey@h/p"), 1, out), 0);
     cr_expect_str_eq(out, "ck-0123456789abcdef", "--key-file before everything");
+    {
+        const char *const both[] = {"rwr://urlkey@h1/p", "rwr://urlkey@h2/p"};
+        const char *const one[] = {"rwr://urlkey@h1/p", "rwr://h2/p"};
+
+        cr_expect_eq(cli_key(RAPI_ROLE_CLIENT, NULL, both, 2, out), 0);
+        cr_expect_str_eq(out, "", "every URL has its key");
+        cr_expect_eq(cli_key(RAPI_ROLE_CLIENT, NULL, one, 2, out), 0);
+        cr_expect_str_eq(out, "env-key-0123456789", "a URL without a key: the environment's");
+    }
     chmod(path, 0644);
-    cr_expect_lt(cli_key(RAPI_ROLE_CLIENT, path, "rwr://h/p", out), 0, "group-readable");
+    cr_expect_lt(cli_key(RAPI_ROLE_CLIENT, path, ONE("rwr://h/p"), 1, out), 0, "group-readable");
     unsetenv("RAPI_KEY");
     unsetenv("RAPI_KEY_FILE");
     unlink(path);

@@ -1,8 +1,10 @@
 /* The handshake machine (sdk/handshake.c) against a scripted relay on the
  * other end of a socketpair: requests, 101 checks, refusals, answers in
- * pieces, bytes after the head left in the socket, connect failures. */
+ * pieces, bytes after the head left in the socket, connect failures; the
+ * failover decision (err_failover) and the relay address helpers. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -245,4 +247,88 @@ Test(handshake, connect_refused_names_the_relay_and_retry_keeps_the_request)
         hsm_close(&r.m);
     }
     rig_close(&r);
+}
+
+/* Which failures a connect moves on to another relay for (err_failover). */
+Test(failover, decision_table)
+{
+    static const struct {
+        int code, status;
+        bool retry;
+    } t[] = {
+        {RAPI_E_CONNECT, 0, true},             /* refused, unreachable, no address */
+        {RAPI_E_TIMEOUT, 0, true},             /* connect or handshake timeout */
+        {RAPI_E_CLOSED, 0, true},              /* relay died before answering */
+        {RAPI_E_NO_LISTENER, 502, true},       /* missing_destination */
+        {RAPI_E_HTTP, 502, true},              /* a front end's bad gateway */
+        {RAPI_E_HTTP, 503, true},              /* unavailable, draining */
+        {RAPI_E_APIKEY, 403, false},           /* the same key everywhere */
+        {RAPI_E_UNKNOWN_ROUTE, 404, false},    /* other 4xx: every relay says so */
+        {RAPI_E_DUPLICATE_ID, 409, false},     /* */
+        {RAPI_E_BAD_REQUEST, 400, false},      /* */
+        {RAPI_E_VERSION, 426, false},          /* */
+        {RAPI_E_TOO_LARGE, 431, false},        /* */
+        {RAPI_E_LISTENER_TIMEOUT, 504, false}, /* the listener was told and failed */
+        {RAPI_E_HTTP, 500, false},             /* */
+        {RAPI_E_PROTOCOL, 0, false},           /* not a relay we understand */
+        {RAPI_E_URL, 0, false},                /* ours */
+        {RAPI_E_KEY, 0, false},                /* */
+        {RAPI_E_SYSTEM, 0, false},             /* out of fds, memory */
+        {RAPI_E_UNSUPPORTED, 0, false},        /* */
+    };
+    struct rapi_error e;
+    size_t i;
+
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        memset(&e, 0, sizeof(e));
+        e.code = t[i].code;
+        e.status = t[i].status;
+        cr_expect_eq(err_failover(&e), t[i].retry, "%s %d", rapi_code_name(t[i].code), t[i].status);
+    }
+}
+
+/* A relay's answer, classified as the connector sees it. */
+Test(failover, from_relay_answers)
+{
+    static const char b502[] =
+        "{\"success\":false,\"error\":\"x\",\"errorcode\":\"missing_destination\"}";
+    static const char b403[] =
+        "{\"success\":false,\"error\":\"x\",\"errorcode\":\"invalid_missing_apikey\"}";
+    struct rapi_error e;
+
+    err_from_answer(&e, 502, b502, strlen(b502));
+    cr_expect(err_failover(&e));
+    err_from_answer(&e, 503, "", 0);
+    cr_expect(err_failover(&e));
+    err_from_answer(&e, 400, b502, strlen(b502)); /* the errorcode decides */
+    cr_expect(err_failover(&e));
+    err_from_answer(&e, 403, b403, strlen(b403));
+    cr_expect_not(err_failover(&e));
+    err_from_answer(&e, 404, "", 0);
+    cr_expect_not(err_failover(&e));
+}
+
+/* Resolution and address helpers behind one connection per relay address. */
+Test(failover, resolve_and_where)
+{
+    struct relay_addr a[RELAY_ADDRS_MAX], b;
+    struct rapi_url u;
+    struct rapi_error e;
+    char where[WHERE_MAX];
+    static const char num[] = "rws://127.0.0.21:4000/p", name[] = "rws://localhost:4000/p";
+
+    cr_assert_eq(url_parse(num, strlen(num), &u), 0);
+    cr_assert_eq(wire_resolve(&u, a, RELAY_ADDRS_MAX, &e), 1);
+    wire_where(&u, &a[0], where, sizeof(where));
+    cr_expect_str_eq(where, "127.0.0.21:4000", "a numeric host is not repeated");
+    b = a[0];
+    cr_expect(wire_addr_eq(&a[0], &b));
+    ((struct sockaddr_in *)&b.sa)->sin_port = htons(4001);
+    cr_expect_not(wire_addr_eq(&a[0], &b));
+    wire_where(&u, NULL, where, sizeof(where));
+    cr_expect_str_eq(where, "127.0.0.21:4000");
+    cr_assert_eq(url_parse(name, strlen(name), &u), 0);
+    cr_assert_geq(wire_resolve(&u, a, RELAY_ADDRS_MAX, &e), 1);
+    wire_where(&u, &a[0], where, sizeof(where));
+    cr_expect(strncmp(where, "localhost:4000 (", 16) == 0, "%s", where);
 }

@@ -16,9 +16,18 @@
 
 #include "proto/http1.h"
 #include "proto/webroute.h"
+#include "net/anet.h"
 #include "sdk/rapi.h"
 
-enum fake_mode { FAKE_OK, FAKE_BAD_ACCEPT, FAKE_502, FAKE_SILENT };
+enum fake_mode {
+    FAKE_OK,
+    FAKE_BAD_ACCEPT,
+    FAKE_502,
+    FAKE_SILENT,
+    FAKE_503,
+    FAKE_403,
+    FAKE_CLOSED, /* no fake: a port nobody listens on (fleet_start only) */
+};
 
 struct fake {
     int lfd;
@@ -54,8 +63,12 @@ static void answer(struct fake *f, int fd, const char *head, int last)
     char acc[WEBROUTE_ACCEPT_LEN + 1], out[1024], idbuf[300];
     int n;
 
-    if (f->mode == FAKE_502) {
-        n = wr_build_error3(out, sizeof(out), 502, "missing_destination", "No listener");
+    if (f->mode == FAKE_502 || f->mode == FAKE_503 || f->mode == FAKE_403) {
+        n = f->mode == FAKE_502
+                ? wr_build_error3(out, sizeof(out), 502, "missing_destination", "No listener")
+            : f->mode == FAKE_503
+                ? wr_build_error3(out, sizeof(out), 503, "unavailable", "Draining")
+                : wr_build_error3(out, sizeof(out), 403, "invalid_missing_apikey", "Bad key");
         (void)!write(fd, out, (size_t)n);
         return;
     }
@@ -117,6 +130,35 @@ static void fake_join(struct fake *f)
 {
     pthread_join(f->t, NULL);
     close(f->lfd);
+}
+
+/* For a fake that may never have been contacted: a connection that sends
+ * nothing ends its wait for one (a fake already done ignores it). */
+static void fake_stop(struct fake *f)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons((uint16_t)f->port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    close(fd);
+    fake_join(f);
+}
+
+/* A loopback port with nothing listening. */
+static unsigned closed_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    close(fd);
+    return ntohs(a.sin_port);
 }
 
 static const struct rapi_connect_opts quick = {.timeout_ms = 5000};
@@ -218,25 +260,35 @@ Test(sdk_connect, timeout_is_ours)
     fake_join(&f);
 }
 
-Test(sdk_connect, nonblocking_form)
+/* The event-loop form: poll what the connector asks for (the socket may
+ * change between steps) until it is done. */
+static int step_until_done(struct rapi_connector *c, struct rapi_error *e)
 {
-    struct rapi_connector *c;
-    struct rapi_error e;
-    struct fake f;
     struct pollfd p;
-    char url[128];
-    int rc, fd, rounds = 0;
+    int rc, rounds = 0;
 
-    fake_start(&f, FAKE_OK, 1, NULL);
-    snprintf(url, sizeof(url), "rwr://K@127.0.0.1:%u/p", f.port);
-    cr_assert_eq(rapi_connect_start(&c, url, NULL, &quick, &e), 0, "%s", e.message);
-    cr_expect_eq(rapi_connector_take(c, NULL, 0), -EINVAL, "take before done");
-    while ((rc = rapi_connect_step(c, &e)) == -EAGAIN) {
+    while ((rc = rapi_connect_step(c, e)) == -EAGAIN) {
         p.fd = rapi_connector_fd(c);
         p.events = (short)rapi_connector_events(c);
         cr_assert(poll(&p, 1, rapi_connector_timeout(c)) >= 0);
         cr_assert_lt(++rounds, 100);
     }
+    return rc;
+}
+
+Test(sdk_connect, nonblocking_form)
+{
+    struct rapi_connector *c;
+    struct rapi_error e;
+    struct fake f;
+    char url[128];
+    int rc, fd;
+
+    fake_start(&f, FAKE_OK, 1, NULL);
+    snprintf(url, sizeof(url), "rwr://K@127.0.0.1:%u/p", f.port);
+    cr_assert_eq(rapi_connect_start(&c, url, NULL, &quick, &e), 0, "%s", e.message);
+    cr_expect_eq(rapi_connector_take(c, NULL, 0), -EINVAL, "take before done");
+    rc = step_until_done(c, &e);
     cr_assert_eq(rc, 0, "%s", e.message);
     fd = rapi_connector_take(c, NULL, 0);
     cr_expect_geq(fd, 0);
@@ -371,4 +423,222 @@ Test(sdk_keys, relay_file_bare_file_and_refusals)
     unlink(path);
     cr_expect_eq(rapi_key_load(path, RAPI_ROLE_SERVER, out, sizeof(out)), -ENOENT);
     cr_expect_lt(rapi_key_load("/tmp", RAPI_ROLE_SERVER, out, sizeof(out)), 0, "a directory");
+}
+
+/* ------------------------------------------------------------ several relays */
+
+#define FLEET_MAX 4
+
+/* Fake relays in the given modes (FAKE_CLOSED: a port nobody listens on)
+ * and their URLs. */
+struct fleet {
+    struct fake f[FLEET_MAX];
+    bool up[FLEET_MAX];
+    char buf[FLEET_MAX][128];
+    const char *urls[FLEET_MAX];
+    size_t n;
+};
+
+static void fleet_start(struct fleet *x, const enum fake_mode *modes, size_t n)
+{
+    size_t i;
+
+    memset(x, 0, sizeof(*x));
+    x->n = n;
+    for (i = 0; i < n; i++) {
+        x->up[i] = modes[i] != FAKE_CLOSED;
+        if (x->up[i])
+            fake_start(&x->f[i], modes[i], 1, NULL);
+        snprintf(x->buf[i], sizeof(x->buf[i]), "rwr://K@127.0.0.1:%u/p",
+                 x->up[i] ? x->f[i].port : closed_port());
+        x->urls[i] = x->buf[i];
+    }
+}
+
+/* Stop every fake; how many requests they got in all. */
+static int fleet_stop(struct fleet *x)
+{
+    int heads = 0;
+    size_t i;
+
+    for (i = 0; i < x->n; i++) {
+        if (!x->up[i])
+            continue;
+        fake_stop(&x->f[i]);
+        cr_expect_leq(x->f[i].nheads, 1, "relay %zu tried once at most", i);
+        heads += x->f[i].nheads;
+    }
+    return heads;
+}
+
+Test(sdk_multi, fails_over_to_the_relay_that_works)
+{
+    static const enum fake_mode modes[] = {FAKE_502, FAKE_503, FAKE_CLOSED, FAKE_OK};
+    struct fleet x;
+    struct rapi_error e;
+    int round, fd;
+
+    /* The order is random: a few rounds see several orders. */
+    for (round = 0; round < 4; round++) {
+        fleet_start(&x, modes, 4);
+        fd = rapi_connect_multi(x.urls, x.n, NULL, &quick, NULL, 0, &e);
+        cr_assert_geq(fd, 0, "%s", e.message);
+        cr_expect_eq(e.code, RAPI_E_NONE);
+        close(fd);
+        fleet_stop(&x);
+        cr_expect_eq(x.f[3].nheads, 1, "the working relay was reached");
+    }
+}
+
+Test(sdk_multi, every_relay_tried_once_then_the_last_failure)
+{
+    static const enum fake_mode modes[] = {FAKE_502, FAKE_503, FAKE_CLOSED};
+    struct fleet x;
+    struct rapi_error e;
+
+    fleet_start(&x, modes, 3);
+    cr_expect_lt(rapi_connect_multi(x.urls, x.n, NULL, &quick, NULL, 0, &e), 0);
+    cr_expect(e.code == RAPI_E_NO_LISTENER || e.code == RAPI_E_HTTP || e.code == RAPI_E_CONNECT,
+              "%s", rapi_code_name(e.code));
+    cr_expect(strncmp(e.message, "3 relays tried; last: ", 22) == 0, "%s", e.message);
+    cr_expect_eq(fleet_stop(&x), 2, "both answering relays asked");
+}
+
+Test(sdk_multi, a_403_is_final)
+{
+    static const enum fake_mode modes[] = {FAKE_403, FAKE_403};
+    struct fleet x;
+    struct rapi_error e;
+
+    fleet_start(&x, modes, 2);
+    cr_expect_eq(rapi_connect_multi(x.urls, x.n, NULL, &quick, NULL, 0, &e), -EACCES);
+    cr_expect_eq(e.code, RAPI_E_APIKEY);
+    cr_expect_eq(e.status, 403);
+    cr_expect(strstr(e.message, "relays tried") == NULL, "%s", e.message);
+    cr_expect_eq(fleet_stop(&x), 1, "the other relay is not asked");
+}
+
+Test(sdk_multi, a_silent_relay_is_left_after_the_attempt_timeout)
+{
+    static const enum fake_mode modes[] = {FAKE_SILENT, FAKE_OK};
+    struct rapi_connect_opts o = {.timeout_ms = 5000, .attempt_timeout_ms = 200};
+    struct fleet x;
+    struct rapi_error e;
+    uint64_t t0 = anet_now_ms();
+    int fd;
+
+    fleet_start(&x, modes, 2);
+    fd = rapi_connect_multi(x.urls, x.n, NULL, &o, NULL, 0, &e);
+    cr_assert_geq(fd, 0, "%s", e.message);
+    cr_expect_lt(anet_now_ms() - t0, 2000, "not the whole timeout");
+    close(fd);
+    fleet_stop(&x);
+    cr_expect_eq(x.f[1].nheads, 1);
+}
+
+Test(sdk_multi, the_last_relay_gets_what_is_left_of_the_timeout)
+{
+    static const enum fake_mode modes[] = {FAKE_SILENT, FAKE_SILENT};
+    struct rapi_connect_opts o = {.timeout_ms = 900, .attempt_timeout_ms = 200};
+    struct fleet x;
+    struct rapi_error e;
+    uint64_t t0 = anet_now_ms(), took;
+
+    fleet_start(&x, modes, 2);
+    cr_expect_eq(rapi_connect_multi(x.urls, x.n, NULL, &o, NULL, 0, &e), -ETIMEDOUT);
+    took = anet_now_ms() - t0;
+    cr_expect_eq(e.code, RAPI_E_TIMEOUT);
+    cr_expect_geq(took, 850, "took %llu ms", (unsigned long long)took);
+    cr_expect_lt(took, 2000, "took %llu ms", (unsigned long long)took);
+    cr_expect_eq(fleet_stop(&x), 2, "both relays tried");
+}
+
+Test(sdk_multi, chains_are_alternatives_with_their_own_rest)
+{
+    struct fake f;
+    struct rapi_error e;
+    char a[160], b[160], rest[64];
+    const char *urls[2] = {a, b};
+    int fd;
+
+    fake_start(&f, FAKE_OK, 2, NULL);
+    snprintf(a, sizeof(a), "rwr://K@127.0.0.1:%u/a rwr://K@[::1]:81/b tcp://via-a", closed_port());
+    snprintf(b, sizeof(b), "rwr://K@127.0.0.1:%u/a rwr://K@[::1]:81/b tcp://via-b", f.port);
+    fd = rapi_connect_multi(urls, 2, NULL, &quick, rest, sizeof(rest), &e);
+    cr_assert_geq(fd, 0, "%s", e.message);
+    cr_expect_str_eq(rest, "tcp://via-b");
+    close(fd);
+    fake_join(&f);
+    cr_expect_eq(f.nheads, 2, "both hops through the chain that works");
+}
+
+Test(sdk_multi, url_list_is_checked_before_any_io)
+{
+    const char *urls[RAPI_RELAYS_MAX + 1];
+    struct rapi_connector *c = (void *)1;
+    struct rapi_listener *l = (void *)1;
+    struct rapi_error e;
+    size_t i;
+
+    for (i = 0; i <= RAPI_RELAYS_MAX; i++)
+        urls[i] = "rwr://k@127.0.0.1:1/p";
+    cr_expect_eq(rapi_connect_multi(urls, 0, NULL, &quick, NULL, 0, &e), -EINVAL);
+    cr_expect_eq(e.code, RAPI_E_URL);
+    cr_expect_eq(rapi_connect_multi(urls, RAPI_RELAYS_MAX + 1, NULL, &quick, NULL, 0, &e), -EINVAL);
+    cr_expect_eq(e.code, RAPI_E_URL);
+    cr_expect_eq(rapi_connect_multi(NULL, 1, NULL, &quick, NULL, 0, &e), -EINVAL);
+    urls[1] = "rws://k@127.0.0.1:1/p"; /* one bad URL fails the whole list */
+    cr_expect_eq(rapi_connect_start_multi(&c, urls, 2, NULL, &quick, &e), -EINVAL);
+    cr_expect_eq(e.code, RAPI_E_URL);
+    cr_expect_null(c);
+    urls[1] = "rwr://k@127.0.0.1:1/p";
+    urls[0] = "rws://k@127.0.0.1:1/p";
+    cr_expect_eq(rapi_listen_multi(&l, urls, 0, NULL, NULL, &e), -EINVAL);
+    cr_expect_eq(e.code, RAPI_E_URL);
+    cr_expect_eq(rapi_listen_multi(&l, urls, 2, NULL, NULL, &e), -EINVAL, "a client URL");
+    cr_expect_eq(e.code, RAPI_E_URL);
+    cr_expect_null(l);
+    urls[1] = "rws://127.0.0.1:1/p";
+    cr_expect_eq(rapi_listen_multi(&l, urls, 2, NULL, NULL, &e), -EINVAL, "no key for one");
+    cr_expect_eq(e.code, RAPI_E_KEY);
+}
+
+Test(sdk_multi, nonblocking_form_moves_to_another_socket)
+{
+    static const enum fake_mode modes[] = {FAKE_CLOSED, FAKE_OK};
+    struct rapi_connector *c;
+    struct rapi_error e;
+    struct fleet x;
+    int fd;
+
+    fleet_start(&x, modes, 2);
+    cr_assert_eq(rapi_connect_start_multi(&c, x.urls, x.n, NULL, &quick, &e), 0, "%s", e.message);
+    cr_assert_eq(step_until_done(c, &e), 0, "%s", e.message);
+    fd = rapi_connector_take(c, NULL, 0);
+    cr_expect_geq(fd, 0);
+    rapi_connector_free(c);
+    close(fd);
+    cr_expect_eq(fleet_stop(&x), 1);
+}
+
+Test(sdk_multi, listener_counts_every_relay)
+{
+    struct rapi_listen_opts o = {.flags = RAPI_LISTEN_NOWAIT};
+    struct rapi_listener *l;
+    struct rapi_error e;
+    char a[128], b[128];
+    const char *urls[2] = {a, b};
+    int total = -1;
+
+    snprintf(a, sizeof(a), "rws://k@127.0.0.1:%u/p", closed_port());
+    snprintf(b, sizeof(b), "rws://k@127.0.0.1:%u/p", closed_port());
+    /* Blocking: the answer once every relay failed once. */
+    cr_expect_eq(rapi_listen_multi(&l, urls, 2, NULL, NULL, &e), -ECONNREFUSED);
+    cr_expect_eq(e.code, RAPI_E_CONNECT);
+    cr_assert_eq(rapi_listen_multi(&l, urls, 2, NULL, &o, &e), 0);
+    cr_expect_eq(rapi_listener_registrations(l, &total), 0);
+    cr_expect_eq(total, 2, "one control connection per relay");
+    cr_expect_eq(rapi_listener_registered(l), 0);
+    cr_expect_eq(rapi_accept(l, NULL, 200), -EAGAIN);
+    rapi_listener_close(l);
 }
