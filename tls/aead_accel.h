@@ -28,12 +28,12 @@
 #define AEAD_KEY_MAX 32
 
 struct aead_slot {
-    const void *aes;                  /* the wolfCrypt Aes this slot serves */
-    void *evp;                        /* EVP_CIPHER_CTX *, kept across records */
-    unsigned char key[AEAD_KEY_MAX];  /* raw key it was expanded from */
-    unsigned keylen;                  /* 0: slot unused */
-    unsigned ivlen;                   /* IV length the context is set for */
-    int enc;                          /* direction the context is set for */
+    const void *aes;                 /* the wolfCrypt Aes this slot serves */
+    void *evp;                       /* EVP_CIPHER_CTX *, kept across records */
+    unsigned char key[AEAD_KEY_MAX]; /* raw key it was expanded from */
+    unsigned keylen;                 /* 0: slot unused */
+    unsigned ivlen;                  /* IV length the context is set for */
+    int enc;                         /* direction the context is set for */
 };
 
 /* Zero-initialise ({0}) before first use; owned by one thread at a time. */

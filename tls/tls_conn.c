@@ -211,9 +211,8 @@ static int client_names(struct tls_conn *c, const char *host)
 {
     if (wolfSSL_check_domain_name(c->ssl, host) != WOLFSSL_SUCCESS)
         return -ENOMEM;
-    if (!is_ip_literal(host) &&
-        wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, host, (unsigned short)strlen(host)) !=
-            WOLFSSL_SUCCESS)
+    if (!is_ip_literal(host) && wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, host,
+                                               (unsigned short)strlen(host)) != WOLFSSL_SUCCESS)
         return -ENOMEM;
     return use_alpn(c);
 }

@@ -14,7 +14,6 @@
 #include "tls/tls_int.h"
 #include "tls/tls_keycheck.h"
 
-
 #define KEY_FILE_TOO_OPEN (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -81,8 +80,7 @@ out:
     return rc;
 }
 
-static int load_key(WOLFSSL_CTX *ctx, const char *path, const char *cert, char *err,
-                    size_t errlen)
+static int load_key(WOLFSSL_CTX *ctx, const char *path, const char *cert, char *err, size_t errlen)
 {
     unsigned char *buf = malloc(TLS_KEY_FILE_MAX);
     size_t len = 0;
@@ -116,8 +114,7 @@ static WOLFSSL_METHOD *method_for(bool server, int min_version, int max_version)
     return server ? wolfSSLv23_server_method() : wolfSSLv23_client_method();
 }
 
-static WOLFSSL_CTX *ctx_new(bool server, int min_version, int max_version, char *err,
-                            size_t errlen)
+static WOLFSSL_CTX *ctx_new(bool server, int min_version, int max_version, char *err, size_t errlen)
 {
     WOLFSSL_METHOD *m = method_for(server, min_version, max_version);
     WOLFSSL_CTX *ctx = m ? wolfSSL_CTX_new(m) : NULL;

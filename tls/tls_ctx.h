@@ -45,17 +45,17 @@
 /* Why a handshake (or a later call) failed; names for metrics labels. */
 enum tls_err {
     TLS_ERR_NONE = 0,
-    TLS_ERR_UNKNOWN_CA,      /* peer's chain does not lead to a trusted CA */
-    TLS_ERR_EXPIRED,         /* a certificate is past its notAfter */
-    TLS_ERR_NOT_YET_VALID,   /* before its notBefore */
-    TLS_ERR_NAME_MISMATCH,   /* server certificate is not for the host name */
-    TLS_ERR_BAD_CERT,        /* other certificate problem */
-    TLS_ERR_VERSION,         /* no protocol version in common */
+    TLS_ERR_UNKNOWN_CA,    /* peer's chain does not lead to a trusted CA */
+    TLS_ERR_EXPIRED,       /* a certificate is past its notAfter */
+    TLS_ERR_NOT_YET_VALID, /* before its notBefore */
+    TLS_ERR_NAME_MISMATCH, /* server certificate is not for the host name */
+    TLS_ERR_BAD_CERT,      /* other certificate problem */
+    TLS_ERR_VERSION,       /* no protocol version in common */
     TLS_ERR_NO_SHARED_CIPHER,
-    TLS_ERR_ALERT,           /* the peer sent a fatal alert */
-    TLS_ERR_NOT_TLS,         /* the bytes are not TLS (plain HTTP to a TLS port) */
-    TLS_ERR_CLOSED,          /* the peer closed during the handshake */
-    TLS_ERR_IO,              /* socket error (the result carries its errno) */
+    TLS_ERR_ALERT,   /* the peer sent a fatal alert */
+    TLS_ERR_NOT_TLS, /* the bytes are not TLS (plain HTTP to a TLS port) */
+    TLS_ERR_CLOSED,  /* the peer closed during the handshake */
+    TLS_ERR_IO,      /* socket error (the result carries its errno) */
     TLS_ERR_OTHER,
     TLS_ERR_COUNT
 };

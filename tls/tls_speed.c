@@ -34,8 +34,8 @@
 #include "tls/aead_accel.h"
 #include "tls/tls_ctx.h"
 
-#define REC 16384     /* TLS record payload */
-#define AAD_LEN 13    /* TLS 1.2 style additional data */
+#define REC 16384  /* TLS record payload */
+#define AAD_LEN 13 /* TLS 1.2 style additional data */
 #define MAX_RUNS 15
 #define POLL_MS 10000 /* a stalled transfer gives up */
 
@@ -115,8 +115,9 @@ static int seal_ossl(EVP_CIPHER_CTX *x, struct rec *r)
 
 static const EVP_CIPHER *ossl_cipher(enum aead a)
 {
-    return a == AEAD_A128 ? EVP_aes_128_gcm() : a == AEAD_A256 ? EVP_aes_256_gcm()
-                                                               : EVP_chacha20_poly1305();
+    return a == AEAD_A128   ? EVP_aes_128_gcm()
+           : a == AEAD_A256 ? EVP_aes_256_gcm()
+                            : EVP_chacha20_poly1305();
 }
 
 /* MB/s of CPU time for one implementation; -1 when it does not apply. */
@@ -182,9 +183,10 @@ static int make_certs(void)
     strcpy(certdir, "/tmp/tls-speed-XXXXXX");
     if (!mkdtemp(certdir) || !(f = popen("sh -s", "w")))
         return -1;
-    fprintf(f, "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-               "-keyout k.pem -out c.pem -subj /CN=localhost -addext "
-               "subjectAltName=DNS:localhost -days 1 >log 2>&1 && chmod 600 k.pem\n",
+    fprintf(f,
+            "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+            "-keyout k.pem -out c.pem -subj /CN=localhost -addext "
+            "subjectAltName=DNS:localhost -days 1 >log 2>&1 && chmod 600 k.pem\n",
             certdir);
     return pclose(f) == 0 ? 0 : -1;
 }
@@ -209,9 +211,8 @@ struct end {
 
 static int wait_fd(int fd, unsigned want)
 {
-    struct pollfd p = {fd, (short)((want & TLS_WANT_IN ? POLLIN : 0) |
-                                   (want & TLS_WANT_OUT ? POLLOUT : 0)),
-                       0};
+    struct pollfd p = {
+        fd, (short)((want & TLS_WANT_IN ? POLLIN : 0) | (want & TLS_WANT_OUT ? POLLOUT : 0)), 0};
     return poll(&p, 1, POLL_MS) == 1 ? 0 : -ETIMEDOUT;
 }
 

@@ -25,59 +25,75 @@ static const struct vec vecs[] = {
      "00000000000000000000000000000000", "", "0388dace60b6a392f328c2b971b2fe78",
      "ab6e47d42cec13bdf53a67b21257bddf"},
     {"feffe9928665731c6d6a8f9467308308", "cafebabefacedbaddecaf888",
-     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b5"
+     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b"
+     "5"
      "25b16aedf5aa0de657ba637b391aafd255",
      "",
-     "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa"
+     "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84a"
+     "a"
      "051ba30b396a0aac973d58e091473f5985",
      "4d5c2af327cd64a62cf35abd2ba6fab4"},
     {"feffe9928665731c6d6a8f9467308308", "cafebabefacedbaddecaf888",
-     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b5"
+     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b"
+     "5"
      "25b16aedf5aa0de657ba637b39",
      "feedfacedeadbeeffeedfacedeadbeefabaddad2",
-     "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa"
+     "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84a"
+     "a"
      "051ba30b396a0aac973d58e091",
      "5bc94fbc3221a5db94fae95ae7121a47"},
     {"feffe9928665731c6d6a8f9467308308", "cafebabefacedbad",
-     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b5"
+     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b"
+     "5"
      "25b16aedf5aa0de657ba637b39",
      "feedfacedeadbeeffeedfacedeadbeefabaddad2",
-     "61353b4c2806934a777ff51fa22a4755699b2a714fcdc6f83766e5f97b6c742373806900e49f24b22b097544d4896b"
+     "61353b4c2806934a777ff51fa22a4755699b2a714fcdc6f83766e5f97b6c742373806900e49f24b22b097544d4896"
+     "b"
      "424989b5e1ebac0f07c23f4598",
      "3612d2e79e3b0785561be14aaca2fccb"},
     {"feffe9928665731c6d6a8f9467308308",
-     "9313225df88406e555909c5aff5269aa6a7a9538534f7da1e4c303d2a318a728c3c0c95156809539fcf0e2429a6b52"
+     "9313225df88406e555909c5aff5269aa6a7a9538534f7da1e4c303d2a318a728c3c0c95156809539fcf0e2429a6b5"
+     "2"
      "5416aedbf5a0de6a57a637b39b",
-     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b5"
+     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b"
+     "5"
      "25b16aedf5aa0de657ba637b39",
      "feedfacedeadbeeffeedfacedeadbeefabaddad2",
-     "8ce24998625615b603a033aca13fb894be9112a5c3a211a8ba262a3cca7e2ca701e4a9a4fba43c90ccdcb281d48c7c"
+     "8ce24998625615b603a033aca13fb894be9112a5c3a211a8ba262a3cca7e2ca701e4a9a4fba43c90ccdcb281d48c7"
+     "c"
      "6fd62875d2aca417034c34aee5",
      "619cc5aefffe0bfa462af43c1699d050"},
     {"0000000000000000000000000000000000000000000000000000000000000000", "000000000000000000000000",
      "00000000000000000000000000000000", "", "cea7403d4d606b6e074ec5d3baf39d18",
      "d0d1c8a799996bf0265b98b5d48ab919"},
     {"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308", "cafebabefacedbaddecaf888",
-     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b5"
+     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b"
+     "5"
      "25b16aedf5aa0de657ba637b391aafd255",
      "",
-     "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838"
+     "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828"
+     "838"
      "c5f61e6393ba7a0abcc9f662898015ad",
      "b094dac5d93471bdec1a502270e3cc6c"},
     {"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308", "cafebabefacedbaddecaf888",
-     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b5"
+     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b"
+     "5"
      "25b16aedf5aa0de657ba637b39",
      "feedfacedeadbeeffeedfacedeadbeefabaddad2",
-     "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838"
+     "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828"
+     "838"
      "c5f61e6393ba7a0abcc9f662",
      "76fc6ece0f4e1768cddf8853bb2d551b"},
     {"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
-     "9313225df88406e555909c5aff5269aa6a7a9538534f7da1e4c303d2a318a728c3c0c95156809539fcf0e2429a6b52"
+     "9313225df88406e555909c5aff5269aa6a7a9538534f7da1e4c303d2a318a728c3c0c95156809539fcf0e2429a6b5"
+     "2"
      "5416aedbf5a0de6a57a637b39b",
-     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b5"
+     "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b"
+     "5"
      "25b16aedf5aa0de657ba637b39",
      "feedfacedeadbeeffeedfacedeadbeefabaddad2",
-     "5a8def2f0c9e53f1f75d7853659e2a20eeb2b22aafde6419a058ab4f6f746bf40fc0c3b780f244452da3ebf1c5d82cde"
+     "5a8def2f0c9e53f1f75d7853659e2a20eeb2b22aafde6419a058ab4f6f746bf40fc0c3b780f244452da3ebf1c5d82"
+     "cde"
      "a2418997200ef82e44ae7e3f",
      "a44a8266ee1c8eb0c8b5d4cf5ae9f19a"},
 };
@@ -252,9 +268,8 @@ Test(tls_aead, rekey_same_object_in_place_in_scope, .init = setup)
         fill(b.key, 16, 100 + round);
         fill(b.pt, 777, round);
         cr_assert_eq(wc_AesGcmSetKey(&aes, b.key, 16), 0);
-        cr_assert_eq(seal(INVALID_DEVID, b.key, 16, b.iv, 12, b.pt, 777, NULL, 0, b.ct, b.tag,
-                          TAG_LEN),
-                     0);
+        cr_assert_eq(
+            seal(INVALID_DEVID, b.key, 16, b.iv, 12, b.pt, 777, NULL, 0, b.ct, b.tag, TAG_LEN), 0);
         memcpy(b.ct2, b.pt, 777);
         cr_assert_eq(wc_AesGcmEncrypt(&aes, b.ct2, b.ct2, 777, b.iv, 12, b.tag2, TAG_LEN, NULL, 0),
                      0);
@@ -291,8 +306,8 @@ Test(tls_aead, eviction_and_rekey_counts, .init = setup)
     cr_assert_eq(s1.rekey - s0.rekey, 1, "one expansion for three records");
     for (size_t i = 0; i < sizeof(aes) / sizeof(aes[0]); i++) {
         fill(b.key, 32, (unsigned)i);
-        cr_assert_eq(seal(INVALID_DEVID, b.key, 32, b.iv, 12, b.pt, 100, NULL, 0, b.ct2, b.tag2, 16),
-                     0);
+        cr_assert_eq(
+            seal(INVALID_DEVID, b.key, 32, b.iv, 12, b.pt, 100, NULL, 0, b.ct2, b.tag2, 16), 0);
         cr_assert_eq(wc_AesGcmEncrypt(&aes[i], b.ct, b.pt, 100, b.iv, 12, b.tag, 16, NULL, 0), 0);
         cr_assert_arr_eq(b.ct, b.ct2, 100, "object %zu", i);
         cr_assert_arr_eq(b.tag, b.tag2, 16);
