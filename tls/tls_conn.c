@@ -248,7 +248,10 @@ void tls_conn_free(struct tls_conn *c)
 int tls_conn_handshake(struct tls_conn *c, unsigned *want)
 {
     struct aead_keycache *prev = aead_keycache_enter(&c->keys);
-    int r = wolfSSL_negotiate(c->ssl), rc = 0;
+    int r, rc = 0;
+
+    tls_thread_mark();
+    r = wolfSSL_negotiate(c->ssl);
 
     if (r != WOLFSSL_SUCCESS && (rc = conn_fail(c, r, want)) == CONN_EOF) {
         c->err = TLS_ERR_CLOSED;

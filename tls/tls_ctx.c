@@ -14,14 +14,29 @@
 #include "tls/tls_int.h"
 #include "tls/tls_keycheck.h"
 
+#include <wolfssl/wolfcrypt/ecc.h>
+
 #define KEY_FILE_TOO_OPEN (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_result = -EIO;
+static pthread_key_t thread_key;
+static _Thread_local bool thread_marked;
+
+/* wolfSSL's FP_ECC keeps a fixed-point cache per thread (megabytes once a
+ * thread has run handshakes), freed only by wc_ecc_fp_free() on that
+ * thread: a thread-exit destructor does it. */
+static void thread_exit(void *unused)
+{
+    (void)unused;
+    wc_ecc_fp_free();
+}
 
 static void do_init(void)
 {
-    init_result = wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : -EIO;
+    if (wolfSSL_Init() != WOLFSSL_SUCCESS || pthread_key_create(&thread_key, thread_exit) != 0)
+        return;
+    init_result = 0;
 }
 
 int tls_global_init(void)
@@ -29,6 +44,13 @@ int tls_global_init(void)
     if (pthread_once(&init_once, do_init) != 0)
         return -EAGAIN;
     return init_result;
+}
+
+void tls_thread_mark(void)
+{
+    if (!thread_marked && init_result == 0) {
+        thread_marked = pthread_setspecific(thread_key, &thread_marked) == 0;
+    }
 }
 
 static int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)

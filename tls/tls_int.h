@@ -42,6 +42,10 @@ struct tls_conn {
 /* wolfSSL_Init() once per process; 0 or -EIO. */
 int tls_global_init(void);
 
+/* Have this thread's wolfSSL caches freed when it exits (cheap after the
+ * first call on a thread). */
+void tls_thread_mark(void);
+
 /* The ticket-key callback for wolfSSL_CTX_set_TicketEncCb(). */
 int tls_ticket_cb(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
                   unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ],

@@ -123,13 +123,15 @@ static const EVP_CIPHER *ossl_cipher(enum aead a)
 /* MB/s of CPU time for one implementation; -1 when it does not apply. */
 static double aead_run(enum impl im, enum aead a, struct rec *r)
 {
-    EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX *x;
     Aes aes;
     double t0, t1, bytes = 0;
     int bad = 0;
 
     if (im == IMPL_DEV && a == AEAD_CHACHA)
         return -1; /* wolfSSL 5.5.4's callbacks have no ChaCha20-Poly1305 */
+    if (!(x = EVP_CIPHER_CTX_new()))
+        return -2;
     wc_AesInit(&aes, NULL, im == IMPL_DEV ? AEAD_ACCEL_DEVID : INVALID_DEVID);
     wc_AesGcmSetKey(&aes, r->key, a == AEAD_A128 ? 16 : 32);
     EVP_EncryptInit_ex(x, ossl_cipher(a), NULL, r->key, NULL);
@@ -149,8 +151,10 @@ static double aead_run(enum impl im, enum aead a, struct rec *r)
 static int cmd_aead(void)
 {
     struct rec *r = calloc(1, sizeof(*r));
-    double v[MAX_RUNS];
+    double v[MAX_RUNS] = {0};
 
+    if (!r)
+        return 1;
     pin(opt_cpu);
     printf("| AEAD, 16 KiB records, MB/s (CPU) | %s | %s | %s |\n| --- | ---: | ---: | ---: |\n",
            impl_name[0], impl_name[1], impl_name[2]);
@@ -353,7 +357,7 @@ static int tls_config(int ver, enum aead a, bool dev, struct tls_fig *med)
     struct tls_client_conf cc = {cp, ver, ver, suite, dev};
     struct tls_server *s;
     struct tls_client *c;
-    double w[MAX_RUNS], sc_[MAX_RUNS], rc_[MAX_RUNS];
+    double w[MAX_RUNS] = {0}, sc_[MAX_RUNS] = {0}, rc_[MAX_RUNS] = {0};
     struct tls_fig f = {0};
     int rc = 0;
 
@@ -434,7 +438,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "tls-speed: the AES-GCM device is not available here\n");
     if (!strcmp(argv[1], "aead"))
         return cmd_aead();
-    if (strcmp(argv[1], "tls"))
+    if (strcmp(argv[1], "tls") != 0)
         return usage();
     rc = cmd_tls();
     rm_certs();
