@@ -16,14 +16,13 @@
 
 #define CONN_EOF 1 /* conn_fail: the socket ended without a TLS error */
 
-int tls_io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+/* One recv(): > 0, or the wolfSSL callback code. */
+static int sock_recv(struct tls_conn *c, void *buf, size_t sz)
 {
-    struct tls_conn *c = ctx;
     ssize_t n;
 
-    (void)ssl;
     do
-        n = recv(c->fd, buf, (size_t)sz, 0);
+        n = recv(c->fd, buf, sz, 0);
     while (n == -1 && errno == EINTR);
     if (n > 0)
         return (int)n;
@@ -35,6 +34,43 @@ int tls_io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
         return WOLFSSL_CBIO_ERR_WANT_READ;
     c->io_errno = errno;
     return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
+}
+
+/* Serve from the read-ahead buffer, freed once empty. */
+static int rx_take(struct tls_conn *c, char *buf, int sz)
+{
+    size_t n = c->rx_len - c->rx_off < (size_t)sz ? c->rx_len - c->rx_off : (size_t)sz;
+
+    memcpy(buf, c->rx + c->rx_off, n);
+    c->rx_off += n;
+    if (c->rx_off == c->rx_len) {
+        free(c->rx);
+        c->rx = NULL;
+        c->rx_off = c->rx_len = 0;
+    }
+    return (int)n;
+}
+
+/* Small asks (record headers) read ahead into c->rx; large ones go
+ * straight into wolfSSL's buffer. */
+int tls_io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    struct tls_conn *c = ctx;
+    int n;
+
+    (void)ssl;
+    if (c->rx)
+        return rx_take(c, buf, sz);
+    if ((size_t)sz >= TLS_RX_AHEAD / 2 || !(c->rx = malloc(TLS_RX_AHEAD)))
+        return sock_recv(c, buf, (size_t)sz);
+    n = sock_recv(c, c->rx, TLS_RX_AHEAD);
+    if (n <= 0) {
+        free(c->rx);
+        c->rx = NULL;
+        return n;
+    }
+    c->rx_len = (size_t)n;
+    return rx_take(c, buf, sz);
 }
 
 int tls_io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
@@ -239,6 +275,7 @@ void tls_conn_free(struct tls_conn *c)
     if (!c)
         return;
     wolfSSL_free(c->ssl);
+    free(c->rx);
     aead_keycache_free(&c->keys);
     tls_server_unref(c->srv);
     tls_client_unref(c->cli);
@@ -309,7 +346,7 @@ int tls_conn_shutdown(struct tls_conn *c, unsigned *want)
 size_t tls_conn_pending(struct tls_conn *c)
 {
     int n = wolfSSL_pending(c->ssl);
-    return n > 0 ? (size_t)n : 0;
+    return (n > 0 ? (size_t)n : 0) + (c->rx_len - c->rx_off);
 }
 
 int tls_conn_fd(const struct tls_conn *c)

@@ -128,6 +128,9 @@ ssize_t tls_conn_write(struct tls_conn *c, const void *buf, size_t len, unsigned
  * -EAGAIN, -errno. The caller then shuts the socket's write side. */
 int tls_conn_shutdown(struct tls_conn *c, unsigned *want);
 
+/* Nonzero: tls_conn_read() has bytes to work on without the socket
+ * (decrypted data, or read-ahead bytes not yet decrypted): call it again
+ * before waiting for readiness. */
 size_t tls_conn_pending(struct tls_conn *c);
 int tls_conn_fd(const struct tls_conn *c);
 enum tls_err tls_conn_err(const struct tls_conn *c);

@@ -25,6 +25,11 @@ struct tls_client {
     WOLFSSL_CTX *ctx;
 };
 
+/* wolfSSL reads a record in two recv() calls (5-byte header, then body):
+ * reading ahead this much serves a 16 KiB record and the next header from
+ * one call. The buffer lives only while it holds bytes. */
+#define TLS_RX_AHEAD (32 << 10)
+
 struct tls_conn {
     WOLFSSL *ssl;
     int fd;
@@ -32,6 +37,8 @@ struct tls_conn {
     enum tls_err err;
     bool peer_eof; /* the socket reached EOF */
     bool truncated;
+    unsigned char *rx; /* read-ahead: socket bytes wolfSSL has not taken yet */
+    size_t rx_off, rx_len;
     int pair; /* server: the SNI-chosen pair */
     struct tls_server *srv;
     struct tls_client *cli;

@@ -8,7 +8,8 @@
  *       a TLS 1.3 and a TLS 1.2 connection over TCP loopback, wolfSSL both
  *       ends, moving M MiB (default 1024) client -> server with each cipher,
  *       with and without the device; both threads pinned to CPU C (default
- *       0). Wall MB/s and MB per CPU-second of each end.
+ *       0). Wall MB/s and MB per CPU-second of each end. --dev 0|1 keeps
+ *       only the configurations without / with the device.
  *
  * Each figure is the median of N runs (default 5). Certificates (EC P-256)
  * are made with the openssl CLI in a temporary directory, removed at exit. */
@@ -49,6 +50,7 @@ static const char *const aead_name[AEAD_N] = {"AES-128-GCM", "AES-256-GCM", "Cha
 static int opt_runs = 5, opt_cpu = 0;
 static double opt_secs = 0.4;
 static size_t opt_mib = 1024;
+static int opt_dev = -1; /* --dev 0|1: only configurations without/with the device */
 static char certdir[64];
 
 static double mono(void)
@@ -394,7 +396,7 @@ static int cmd_tls(void)
         for (int a = 0; a < AEAD_N; a++)
             for (int dev = 0; dev < 2; dev++) {
                 struct tls_fig f;
-                if (dev && a == AEAD_CHACHA)
+                if ((dev && a == AEAD_CHACHA) || (opt_dev >= 0 && dev != opt_dev))
                     continue; /* the device does not take ChaCha */
                 if (tls_config(vers[v], (enum aead)a, dev, &f)) {
                     printf("| TLS 1.%d %s | %s | FAILED | | |\n", vers[v] - 10, aead_name[a],
@@ -410,7 +412,8 @@ static int cmd_tls(void)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: tls-speed aead|tls [--runs N] [--secs S] [--mib M] [--cpu C]\n");
+    fprintf(stderr,
+            "usage: tls-speed aead|tls [--runs N] [--secs S] [--mib M] [--cpu C] [--dev 0|1]\n");
     return 2;
 }
 
@@ -427,6 +430,8 @@ int main(int argc, char **argv)
             opt_secs = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--mib"))
             opt_mib = (size_t)atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--dev"))
+            opt_dev = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--cpu"))
             opt_cpu = atoi(argv[i + 1]);
         else

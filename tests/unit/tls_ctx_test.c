@@ -487,3 +487,34 @@ Test(tls_ctx, reload_keeps_old_context_for_its_connections)
     tls_client_unref(c);
     tls_server_unref(cur);
 }
+
+/* Records already off the socket (decrypted, or read ahead) show in
+ * tls_conn_pending(), so an event loop calls read again before waiting. */
+Test(tls_ctx, pending_reports_buffered_records)
+{
+    struct tls_server *s = srv_default();
+    struct tls_client *c = client("ca.pem", 0, 0, true);
+    unsigned char msg[100], got[100];
+    unsigned w;
+    struct link l;
+
+    memset(msg, 'p', sizeof(msg));
+    link_open(&l, s, c, "localhost");
+    link_handshake(&l);
+    cr_assert_eq(l.crc, 0);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(tls_conn_write(l.s, msg, sizeof(msg), &w), (ssize_t)sizeof(msg));
+    cr_assert_eq(tls_conn_pending(l.c), 0);
+    for (int i = 0; i < 3; i++) {
+        ssize_t n;
+        while ((n = tls_conn_read(l.c, got, sizeof(got), &w)) == -EAGAIN && i == 0)
+            ;
+        cr_assert_eq(n, (ssize_t)sizeof(got), "record %d: %zd", i, n);
+        cr_assert_eq(tls_conn_pending(l.c) > 0, i < 2, "after record %d", i);
+    }
+    cr_assert_eq(tls_conn_read(l.c, got, sizeof(got), &w), -EAGAIN);
+    cr_assert_eq(w, TLS_WANT_IN);
+    link_close(&l);
+    tls_client_unref(c);
+    tls_server_unref(s);
+}
