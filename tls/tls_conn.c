@@ -301,8 +301,13 @@ int tls_conn_handshake(struct tls_conn *c, unsigned *want)
 
 ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t len, unsigned *want)
 {
-    struct aead_keycache *prev = aead_keycache_enter(&c->keys);
-    int n = wolfSSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len), rc;
+    struct aead_keycache *prev;
+    int n, rc;
+
+    if (len == 0)
+        return -EINVAL; /* 0 means end of stream */
+    prev = aead_keycache_enter(&c->keys);
+    n = wolfSSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
 
     if (n <= 0 && (rc = conn_fail(c, n, want)) != 0) {
         n = rc;
@@ -317,10 +322,14 @@ ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t len, unsigned *want)
 
 ssize_t tls_conn_write(struct tls_conn *c, const void *buf, size_t len, unsigned *want)
 {
-    struct aead_keycache *prev = aead_keycache_enter(&c->keys);
-    int n = wolfSSL_write(c->ssl, buf, len > TLS_WRITE_MAX ? TLS_WRITE_MAX : (int)len);
+    struct aead_keycache *prev;
+    int n;
 
-    if (n <= 0 && len > 0) {
+    if (len == 0)
+        return 0;
+    prev = aead_keycache_enter(&c->keys);
+    n = wolfSSL_write(c->ssl, buf, len > TLS_WRITE_MAX ? TLS_WRITE_MAX : (int)len);
+    if (n <= 0) {
         n = conn_fail(c, n, want);
         if (n == CONN_EOF)
             n = -EPIPE;

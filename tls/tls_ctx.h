@@ -113,13 +113,13 @@ void tls_conn_free(struct tls_conn *c); /* sends nothing, closes nothing */
  * -errno. Call again on readiness until 0. */
 int tls_conn_handshake(struct tls_conn *c, unsigned *want);
 
-/* Bytes read (> 0); 0 at end of stream (close_notify, or a TCP close
+/* len > 0 (-EINVAL otherwise). Bytes read (> 0); 0 at end of stream (close_notify, or a TCP close
  * without it: tls_conn_truncated() tells which); -EAGAIN; -EPROTO; -errno.
  * Data may stay buffered inside after a read: check tls_conn_pending()
  * before waiting for readiness. */
 ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t len, unsigned *want);
 
-/* Bytes written (> 0; all of len up to TLS_WRITE_MAX); -EAGAIN: call again
+/* Bytes written (all of len up to TLS_WRITE_MAX; 0 when len is 0); -EAGAIN: call again
  * later with the same bytes; -EPROTO; -errno (-EPIPE, -ECONNRESET). */
 #define TLS_WRITE_MAX (256 << 10)
 ssize_t tls_conn_write(struct tls_conn *c, const void *buf, size_t len, unsigned *want);
