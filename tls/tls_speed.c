@@ -1,7 +1,7 @@
 /* tls-speed: what AEAD and TLS cost here, one core.
  *
- *   tls-speed aead [--runs N] [--secs S]
- *       16 KiB records sealed by wolfSSL's software, by wolfSSL through the
+ *   tls-speed aead [--runs N] [--secs S] [--rec B]
+ *       16 KiB records (or B bytes) sealed by wolfSSL's software, by wolfSSL through the
  *       aead_accel device, and by libcrypto alone: AES-128-GCM, AES-256-GCM,
  *       ChaCha20-Poly1305. MB/s of CPU time (1 MB = 10^6 bytes).
  *   tls-speed tls [--runs N] [--mib M] [--cpu C]
@@ -50,7 +50,8 @@ static const char *const aead_name[AEAD_N] = {"AES-128-GCM", "AES-256-GCM", "Cha
 static int opt_runs = 5, opt_cpu = 0;
 static double opt_secs = 0.4;
 static size_t opt_mib = 1024;
-static int opt_dev = -1; /* --dev 0|1: only configurations without/with the device */
+static int opt_rec = REC; /* --rec: AEAD record size, 1..REC */
+static int opt_dev = -1;  /* --dev 0|1: only configurations without/with the device */
 static char certdir[64];
 
 static double mono(void)
@@ -99,9 +100,10 @@ struct rec {
 static int seal_wolf(Aes *aes, enum aead a, struct rec *r)
 {
     if (a == AEAD_CHACHA)
-        return wc_ChaCha20Poly1305_Encrypt(r->key, r->iv, r->aad, AAD_LEN, r->in, REC, r->out,
-                                           r->tag);
-    return wc_AesGcmEncrypt(aes, r->out, r->in, REC, r->iv, 12, r->tag, 16, r->aad, AAD_LEN);
+        return wc_ChaCha20Poly1305_Encrypt(r->key, r->iv, r->aad, AAD_LEN, r->in, (word32)opt_rec,
+                                           r->out, r->tag);
+    return wc_AesGcmEncrypt(aes, r->out, r->in, (word32)opt_rec, r->iv, 12, r->tag, 16, r->aad,
+                            AAD_LEN);
 }
 
 static int seal_ossl(EVP_CIPHER_CTX *x, struct rec *r)
@@ -110,7 +112,7 @@ static int seal_ossl(EVP_CIPHER_CTX *x, struct rec *r)
 
     return EVP_EncryptInit_ex(x, NULL, NULL, NULL, r->iv) != 1 ||
            EVP_EncryptUpdate(x, NULL, &n, r->aad, AAD_LEN) != 1 ||
-           EVP_EncryptUpdate(x, r->out, &n, r->in, REC) != 1 ||
+           EVP_EncryptUpdate(x, r->out, &n, r->in, opt_rec) != 1 ||
            EVP_EncryptFinal_ex(x, r->out + n, &n) != 1 ||
            EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, 16, r->tag) != 1;
 }
@@ -139,7 +141,7 @@ static double aead_run(enum impl im, enum aead a, struct rec *r)
     EVP_EncryptInit_ex(x, ossl_cipher(a), NULL, r->key, NULL);
     t0 = t1 = cpu_now();
     while (!bad && t1 - t0 < opt_secs) {
-        for (int i = 0; i < 16; i++, bytes += REC) {
+        for (int i = 0; i < 16; i++, bytes += opt_rec) {
             r->iv[11]++;
             bad |= im == IMPL_OSSL ? seal_ossl(x, r) : seal_wolf(&aes, a, r);
         }
@@ -158,8 +160,8 @@ static int cmd_aead(void)
     if (!r)
         return 1;
     pin(opt_cpu);
-    printf("| AEAD, 16 KiB records, MB/s (CPU) | %s | %s | %s |\n| --- | ---: | ---: | ---: |\n",
-           impl_name[0], impl_name[1], impl_name[2]);
+    printf("| AEAD, %d-byte records, MB/s (CPU) | %s | %s | %s |\n| --- | ---: | ---: | ---: |\n",
+           opt_rec, impl_name[0], impl_name[1], impl_name[2]);
     for (int a = 0; a < AEAD_N; a++) {
         printf("| %s |", aead_name[a]);
         for (int im = 0; im < IMPL_N; im++) {
@@ -392,8 +394,8 @@ static int cmd_tls(void)
 
 static int usage(void)
 {
-    fprintf(stderr,
-            "usage: tls-speed aead|tls [--runs N] [--secs S] [--mib M] [--cpu C] [--dev 0|1]\n");
+    fprintf(stderr, "usage: tls-speed aead|tls [--runs N] [--secs S] [--mib M] [--cpu C] [--dev "
+                    "0|1] [--rec B]\n");
     return 2;
 }
 
@@ -410,6 +412,8 @@ int main(int argc, char **argv)
             opt_secs = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--mib"))
             opt_mib = (size_t)atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--rec"))
+            opt_rec = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--dev"))
             opt_dev = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--cpu"))
@@ -417,7 +421,8 @@ int main(int argc, char **argv)
         else
             return usage();
     }
-    if (opt_runs < 1 || opt_runs > MAX_RUNS || opt_secs <= 0 || opt_mib < 1)
+    if (opt_runs < 1 || opt_runs > MAX_RUNS || opt_secs <= 0 || opt_mib < 1 || opt_rec < 1 ||
+        opt_rec > REC)
         return usage();
     if (aead_accel_register() != 0 || !aead_accel_cpu_ok())
         fprintf(stderr, "tls-speed: the AES-GCM device is not available here\n");
