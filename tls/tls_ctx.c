@@ -171,6 +171,11 @@ static int ctx_common(WOLFSSL_CTX *ctx, int min_version, const char *ciphers, bo
     return 0;
 }
 
+static bool method_allows13(const struct tls_server_conf *conf)
+{
+    return conf->max_version != TLS_V12;
+}
+
 static int pair_load(struct tls_server *s, size_t i, const struct tls_server_conf *conf, char *err,
                      size_t errlen)
 {
@@ -194,8 +199,12 @@ static int pair_load(struct tls_server *s, size_t i, const struct tls_server_con
     s->leaf[i] = wolfSSL_X509_load_certificate_file(p->cert_file, WOLFSSL_FILETYPE_PEM);
     if (!s->leaf[i])
         return set_err(err, errlen, -EINVAL, "%s: cannot read the leaf certificate", p->cert_file);
-    if (conf->no_tickets)
+    if (conf->no_tickets) {
+        if (wolfSSL_CTX_NoTicketTLSv12(ctx) != WOLFSSL_SUCCESS ||
+            (method_allows13(conf) && wolfSSL_CTX_no_ticket_TLSv13(ctx) != 0)) /* 0: done */
+            return set_err(err, errlen, -EINVAL, "cannot disable session tickets");
         return 0;
+    }
     if (wolfSSL_CTX_set_TicketEncCb(ctx, tls_ticket_cb) != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_set_TicketHint(ctx, TLS_TICKET_ROTATE_SEC) != WOLFSSL_SUCCESS)
         return set_err(err, errlen, -EINVAL, "cannot enable session tickets");

@@ -148,7 +148,7 @@ int tls_conn_pair(const struct tls_conn *c);
  * data was read, since TLS 1.3 tickets arrive after it); give it to a new
  * connection to the same host before its handshake. NULL when none. */
 struct tls_session *tls_conn_session(struct tls_conn *c);
-int tls_conn_resume(struct tls_conn *c, struct tls_session *s);
+int tls_conn_resume(struct tls_conn *c, struct tls_session *s); /* 0, -EINVAL: not resumable */
 void tls_session_free(struct tls_session *s);
 
 const char *tls_err_name(enum tls_err e); /* "unknown_ca", ... for metrics */

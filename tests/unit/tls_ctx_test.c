@@ -518,3 +518,34 @@ Test(tls_ctx, pending_reports_buffered_records)
     tls_client_unref(c);
     tls_server_unref(s);
 }
+
+/* no_tickets: a TLS 1.3 client gets no ticket, so nothing to resume. */
+Test(tls_ctx, no_tickets_no_resumption)
+{
+    struct tls_pair p = {path("srv.pem"), path("srv.key")};
+    struct tls_server_conf conf = {.pairs = &p, .n_pairs = 1, .no_tickets = true};
+    char err[TLS_ERR_MAX];
+    struct tls_server *s;
+    struct tls_client *c = client("ca.pem", TLS_V13, 0, true);
+    struct tls_session *sess;
+    struct link l;
+
+    cr_assert_eq(tls_server_new(&conf, &s, err, sizeof(err)), 0, "%s", err);
+    link_open(&l, s, c, "localhost");
+    link_handshake(&l);
+    cr_assert_eq(l.crc, 0, "%s", tls_conn_reason(l.c));
+    pump(l.s, l.c, (const unsigned char *)"tick", 4);
+    sess = tls_conn_session(l.c);
+    link_close(&l);
+    link_open(&l, s, c, "localhost");
+    /* wolfSSL refuses a session without a ticket (-EINVAL): fine either way */
+    int rc = sess ? tls_conn_resume(l.c, sess) : -EINVAL;
+    cr_assert(rc == 0 || rc == -EINVAL);
+    link_handshake(&l);
+    cr_assert_eq(l.crc, 0, "%s", tls_conn_reason(l.c));
+    cr_assert(!tls_conn_resumed(l.s));
+    link_close(&l);
+    tls_session_free(sess);
+    tls_client_unref(c);
+    tls_server_unref(s);
+}
