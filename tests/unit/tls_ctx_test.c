@@ -549,3 +549,37 @@ Test(tls_ctx, no_tickets_no_resumption)
     tls_client_unref(c);
     tls_server_unref(s);
 }
+
+/* Garbage that looks like a TLS record header ends the handshake with an
+ * error (never a crash, never a wait on a closed socket). */
+Test(tls_ctx, garbage_handshakes_fail_cleanly)
+{
+    struct tls_server *s = srv_default();
+    unsigned char junk[2048];
+    unsigned seed = 12345, w;
+
+    for (int round = 0; round < 60; round++) {
+        struct tls_conn *c;
+        int fd[2], rc;
+        size_t n = 5 + (size_t)(rand_r(&seed) % (sizeof(junk) - 5));
+
+        for (size_t i = 0; i < n; i++)
+            junk[i] = (unsigned char)rand_r(&seed);
+        junk[0] = 0x16; /* handshake record, TLS 1.0 record version */
+        junk[1] = 0x03;
+        junk[2] = 0x01;
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fd), 0);
+        cr_assert_eq(tls_conn_server(s, fd[0], &c), 0);
+        cr_assert_eq(write(fd[1], junk, n), (ssize_t)n);
+        shutdown(fd[1], SHUT_WR);
+        for (int i = 0; i < HS_ROUNDS && (rc = tls_conn_handshake(c, &w)) == -EAGAIN; i++)
+            ;
+        cr_assert(rc == -EPROTO || rc == -ECONNRESET, "round %d: %d (%s)", round, rc,
+                  tls_conn_reason(c));
+        cr_assert_neq(tls_conn_err(c), TLS_ERR_NONE);
+        tls_conn_free(c);
+        close(fd[0]);
+        close(fd[1]);
+    }
+    tls_server_unref(s);
+}
