@@ -154,6 +154,8 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+include tls/tls.mk
+
 # ---------------------------------------------------------------- run
 DEV_KEYS ?= dev-keys
 run: deps
