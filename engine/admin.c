@@ -11,7 +11,6 @@
 #include "engine/shard.h"
 #include "proto/http1.h"
 
-
 static const int statuses[] = STATS_STATUSES;
 
 int stats_status_index(int status)

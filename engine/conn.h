@@ -15,7 +15,7 @@ struct wr_error;
  * relay's connection count. */
 void conn_close(struct relay *r, struct xconn *c, bool reset);
 
-/* Answer an error (a JSON error answer, PROTOCOL.md), then close: shut down
+/* Answer an error (a JSON error answer, docs/PROTOCOL.md), then close: shut down
  * our side, discard what the peer already sent so that the close does not
  * turn into a reset that could destroy the answer, close. */
 void conn_reject(struct relay *r, struct xconn *c, int status, const char *errorcode,

@@ -3,7 +3,7 @@
  * wake-up, the poll stays armed (IORING_CQE_F_MORE). Data still moves by
  * nonblocking splice from the shard thread on readiness: IORING_OP_SPLICE is
  * always punted to io-wq here and costs a kernel thread per idle direction
- * (DESIGN.md). The ring is single-issuer with deferred task work, created by
+ * (docs/DESIGN.md). The ring is single-issuer with deferred task work, created by
  * the thread that uses it. */
 #include "engine/ev_backend.h"
 

@@ -1,5 +1,5 @@
 /* Listeners (server key + WebSocket), waiting clients and dial-backs: the
- * part of PROTOCOL.md that lives on a shard. Shard thread only. */
+ * part of docs/PROTOCOL.md that lives on a shard. Shard thread only. */
 #include "engine/listener.h"
 
 #include <errno.h>
@@ -361,7 +361,7 @@ void listener_register(struct shard *sh, struct handoff *h)
 
 /* ------------------------------------------------------------ clients */
 
-/* PROTOCOL.md's timeout rule for one WebRoute side, with this relay's
+/* docs/PROTOCOL.md's timeout rule for one WebRoute side, with this relay's
  * default and floor. */
 static long side_timeout(const struct shard *sh, long header)
 {

@@ -1,4 +1,4 @@
-/* rapi URLs (PROTOCOL.md "URLs"): rws:// rwss:// (listener), rwr:// rwrs://
+/* rapi URLs (docs/PROTOCOL.md "URLs"): rws:// rwss:// (listener), rwr:// rwrs://
  * (client), wr:// wrs:// (dial-back), and space-separated client chains.
  * Pure: no allocation, no globals, thread-safe. */
 #ifndef RAPI_PROTO_URL_H

@@ -1,5 +1,5 @@
 /* WebRoute v1 handshake and the relay's request classification
- * (see webroute.h and PROTOCOL.md). */
+ * (see webroute.h and docs/PROTOCOL.md). */
 #include "proto/webroute.h"
 
 #include <errno.h>

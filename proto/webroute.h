@@ -1,4 +1,4 @@
-/* WebRoute v1 and the relay's request classification (PROTOCOL.md).
+/* WebRoute v1 and the relay's request classification (docs/PROTOCOL.md).
  * Pure: no allocation, no globals, thread-safe. Outputs point into the
  * parsed request (and so into the caller's buffer). */
 #ifndef RAPI_PROTO_WEBROUTE_H
@@ -51,7 +51,7 @@ struct wr_error {
 const struct http1_header *wr_apikey(const struct http1_request *req);
 
 /* Classify a parsed request given the role of its key. Returns 0 and fills
- * out, or -1 and fills err, applying PROTOCOL.md in this order:
+ * out, or -1 and fills err, applying docs/PROTOCOL.md in this order:
  *   method not GET                  -> 405 method_not_allowed
  *   no Host header                  -> 400 invalid_request
  *   key role KEY_NONE               -> 403 invalid_missing_apikey
@@ -83,7 +83,7 @@ int wr_classify(const struct http1_request *req, enum key_role role, struct wr_r
  * and a NUL. Returns 0 or -EINVAL (id empty or over WEBROUTE_ID_MAX). */
 int wr_accept(const char *id, size_t id_len, char out[WEBROUTE_ACCEPT_LEN + 1]);
 
-/* Effective timeout of one WebRoute side (PROTOCOL.md's timeout rule):
+/* Effective timeout of one WebRoute side (docs/PROTOCOL.md's timeout rule):
  * max(header if >= 0, relay default, floor), the header clamped to
  * WEBROUTE_MAX_TIMEOUT. The protocol's floor is WEBROUTE_MIN_TIMEOUT; a relay
  * may configure another (rapi-server's min_timeout). Seconds. */
@@ -113,7 +113,7 @@ struct wr_head {
     long timeout;       /* client arrival, dial-back: WebRoute-Timeout, sent when > 0 */
 };
 
-/* Listener registration (PROTOCOL.md 1):
+/* Listener registration (docs/PROTOCOL.md 1):
  *   GET <path> HTTP/1.1\r\n
  *   Host: <host>\r\n
  *   [Origin: <origin>\r\n]
@@ -128,7 +128,7 @@ struct wr_head {
  * cap is too small. On failure out[0..cap) is wiped: it may hold the key. */
 int wr_build_ws_request(char *out, size_t cap, const struct wr_head *h);
 
-/* Client arrival and dial-back (PROTOCOL.md 2 and 3: the same head, the key
+/* Client arrival and dial-back (docs/PROTOCOL.md 2 and 3: the same head, the key
  * makes the difference):
  *   GET <path> HTTP/1.1\r\n
  *   Host: <host>\r\n

@@ -1,4 +1,4 @@
-/* librapi: listen and connect through a rapi relay (PROTOCOL.md, man librapi(3)).
+/* librapi: listen and connect through a rapi relay (docs/PROTOCOL.md, man librapi(3)).
  * Ownership: every handle is created by one call and freed by its *_close /
  * *_free; sockets handed out (rapi_accept, rapi_connect, rapi_connector_take)
  * belong to the caller. Threading: no global state; distinct handles may be

@@ -1,6 +1,6 @@
 """Helpers for rapi integration tests: run rapi-server, speak its wire protocol.
 
-Everything here is written from PROTOCOL.md, not from the daemon's code, so the
+Everything here is written from docs/PROTOCOL.md, not from the daemon's code, so the
 tests built on it are a check of the contract.  Only the Python standard
 library is used.  Every wait is bounded: each blocking call takes a timeout
 (seconds) and fails the test (AssertionError) instead of hanging.
@@ -18,7 +18,7 @@ Main pieces (all importable by other test modules, e.g. the SDK tests):
   build_request(), listener_headers(), webroute_headers(): request heads
                 built byte by byte, so a test controls every byte it sends.
   assert_error(), expect_error(), assert_wr_101(), assert_ws_101(): the exact
-                answers PROTOCOL.md prescribes.
+                answers docs/PROTOCOL.md prescribes.
 """
 
 import base64
@@ -71,7 +71,7 @@ def ws_accept(key):
 
 
 def wr_accept(wrid):
-    """Sec-WebRoute-Accept for a WebRoute-ID (PROTOCOL.md, dial-back)."""
+    """Sec-WebRoute-Accept for a WebRoute-ID (docs/PROTOCOL.md, dial-back)."""
     return base64.b64encode(hashlib.sha1((wrid + WR_GUID).encode()).digest()).decode()
 
 
@@ -115,7 +115,7 @@ def build_request(target, headers, method="GET", version="HTTP/1.1", line_end=b"
 
 
 def listener_headers(key, ws_key=None, host="relay.example:37791"):
-    """Headers of a listener registration, as in PROTOCOL.md section 1."""
+    """Headers of a listener registration, as in docs/PROTOCOL.md section 1."""
     return [
         ("Host", host),
         ("Connection", "keep-alive, Upgrade"),
@@ -127,7 +127,7 @@ def listener_headers(key, ws_key=None, host="relay.example:37791"):
 
 
 def webroute_headers(key, wrid, timeout=None, host="relay.example:37791"):
-    """Headers of a client arrival or a dial-back (PROTOCOL.md sections 2, 3).
+    """Headers of a client arrival or a dial-back (docs/PROTOCOL.md sections 2, 3).
     timeout=None leaves WebRoute-Timeout out; any other value is sent as is."""
     h = [
         ("Host", host),
@@ -192,7 +192,7 @@ ERROR_BODY_RE = re.compile(
 
 
 def assert_error(resp, status, errorcode, extra_header=None):
-    """Check an error answer exactly as PROTOCOL.md prescribes."""
+    """Check an error answer exactly as docs/PROTOCOL.md prescribes."""
     assert resp.status == status, "expected %d %s, got %r" % (status, errorcode, resp)
     assert resp.header("Content-Type") == "application/json", resp
     assert resp.header("Cache-Control") == "no-cache", resp
@@ -219,7 +219,7 @@ def expect_error(conn, status, errorcode, extra_header=None, timeout=DEFAULT_TIM
 
 
 def wr_101_bytes(wrid):
-    """The dial-back answer both sides get, byte for byte (PROTOCOL.md 3)."""
+    """The dial-back answer both sides get, byte for byte (docs/PROTOCOL.md 3)."""
     return ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: webroute\r\nConnection: Upgrade\r\n"
             "Sec-WebRoute-Accept: %s\r\n\r\n" % wr_accept(wrid)).encode()
 

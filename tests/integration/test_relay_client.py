@@ -1,4 +1,4 @@
-"""Client arrival, notification, dial-back and linking (PROTOCOL.md 2 and 3)."""
+"""Client arrival, notification, dial-back and linking (docs/PROTOCOL.md 2 and 3)."""
 
 import json
 import os

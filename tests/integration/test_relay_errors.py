@@ -1,4 +1,4 @@
-"""Error answers (PROTOCOL.md section 4), keys, and the request-head limits."""
+"""Error answers (docs/PROTOCOL.md section 4), keys, and the request-head limits."""
 
 import socket
 import time

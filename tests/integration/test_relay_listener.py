@@ -1,4 +1,4 @@
-"""Listener registration and the listener's WebSocket (PROTOCOL.md section 1)."""
+"""Listener registration and the listener's WebSocket (docs/PROTOCOL.md section 1)."""
 
 import asyncio
 import json
@@ -13,7 +13,7 @@ from relay import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, asse
 
 
 def test_register_101_with_rfc6455_accept(relay):
-    # The example key of PROTOCOL.md and RFC 6455 4.2.2's arithmetic.
+    # The example key of docs/PROTOCOL.md and RFC 6455 4.2.2's arithmetic.
     key = "4LdgYw3N/tMd6DDaQv/blg=="
     c = relay.request(build_request("/test/path/", listener_headers(relay.server_key, key)))
     resp = c.read_head()

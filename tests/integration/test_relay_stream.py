@@ -1,4 +1,4 @@
-"""Linked streams (PROTOCOL.md "Linked streams" and "Timeouts")."""
+"""Linked streams (docs/PROTOCOL.md "Linked streams" and "Timeouts")."""
 
 import os
 import socket

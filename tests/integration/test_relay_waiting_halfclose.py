@@ -1,4 +1,4 @@
-"""A waiting client that ends its side before it is linked (PROTOCOL.md:
+"""A waiting client that ends its side before it is linked (docs/PROTOCOL.md:
 nothing the client sent is dropped; a client that sent nothing and left
 frees its place at once)."""
 import socket
