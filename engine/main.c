@@ -330,6 +330,7 @@ int main(int argc, char **argv)
 
     if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
         return keygen(argc - 1, argv + 1);
+    log_setup();
     r = parse_args(argc, argv, &o);
     if (r)
         return r;
