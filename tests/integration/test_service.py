@@ -148,19 +148,15 @@ def test_without_notify_socket_nothing_is_sent(start_relay, notify, monkeypatch)
     assert relay.alive()
 
 
-def start_with_stderr(rapi_server, backend, shard_workers, tmp_path, journal):
+def start_with_stderr(rapi_server, backend, shard_workers, tmp_path, monkeypatch, journal):
     """A relay whose stderr file is created first, so that JOURNAL_STREAM can
     name it (journal=True) or name something else (journal=False)."""
     r = Relay(rapi_server, tmp_path / "jrelay", backend=backend, options=dict(DEFAULT_OPTIONS),
               workers=shard_workers)
     open(r.stderr_path, "wb").close()
     st = os.stat(r.stderr_path if journal else str(tmp_path))
-    os.environ["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
-    try:
-        r.start()
-    finally:
-        del os.environ["JOURNAL_STREAM"]
-    return r
+    monkeypatch.setenv("JOURNAL_STREAM", "%d:%d" % (st.st_dev, st.st_ino))
+    return r.start()
 
 
 @pytest.mark.parametrize("journal", [True, False], ids=["journald", "file"])
@@ -168,7 +164,8 @@ def test_journald_priority_prefixes(rapi_server, backend, shard_workers, tmp_pat
                                     journal):
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     try:
-        r = start_with_stderr(rapi_server, backend, shard_workers, tmp_path, journal)
+        r = start_with_stderr(rapi_server, backend, shard_workers, tmp_path, monkeypatch,
+                              journal)
     except Exception as e:  # io_uring missing: same rule as the fixture
         if backend == "uring" and "uring" in str(e).lower():
             pytest.skip("io_uring backend unavailable here")
