@@ -134,7 +134,9 @@ void notify_turn(struct notify *n, struct wheel *w, uint64_t now)
     if (n->relay && atomic_load(&n->relay->draining))
         notify_stopped(n);
     if (n->watchdog_ms && now >= n->next_ping) {
-        if (notify_alive(n, nshards, now)) /* a wedged loop stops the pings */
+        /* A wedged loop stops the pings. Draining shards end one by one and
+         * stop stamping: from STOPPING=1 on, TimeoutStopSec= bounds the exit. */
+        if (n->stopping || notify_alive(n, nshards, now))
             notify_send(n, "WATCHDOG=1");
         n->next_ping = now + n->watchdog_ms / 2;
     }

@@ -188,3 +188,14 @@ Test(notify, stopped_sends_stopping_unless_a_turn_did)
     notify_stopped(&n);
     cr_assert_eq(nsent, 0);
 }
+
+Test(notify, while_draining_finished_shards_do_not_stop_the_pings)
+{
+    setup((uint64_t)WD_MS * 1000);
+    all_turn(100);
+    atomic_store(&relay.draining, 1);
+    notify_turn(&n, &w, 200); /* STOPPING=1; the shards end and never stamp again */
+    notify_turn(&n, &w, 100 + 3 * WD_MS);
+    cr_assert_eq(count("STOPPING=1"), 1);
+    cr_assert_eq(count("WATCHDOG=1"), 2);
+}
