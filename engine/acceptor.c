@@ -13,6 +13,7 @@
 #include "engine/admin.h"
 #include "engine/conn.h"
 #include "engine/log.h"
+#include "engine/notify.h"
 #include "engine/shard.h"
 #include "engine/timer.h"
 #include "proto/http1.h"
@@ -558,6 +559,7 @@ static int acceptor_loop(struct acceptor *a)
     struct relay *r = a->relay;
 
     while (!a->stopping || atomic_load(&r->shards_running) > 0) {
+        notify_turn(&notify_main, a->wheel, *a->now); /* READY, STOPPING, WATCHDOG, STATUS */
         int t = a->host ? shard_wait_ms(a->host) : wheel_timeout(a->wheel, *a->now);
         int e;
 

@@ -1,8 +1,11 @@
 #include "engine/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -11,23 +14,49 @@
 _Atomic int log_level_cur = LOG_INFO;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+/* syslog(3) priorities of the levels: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+static const int level_prio[] = {3, 4, 6, 7};
 
-static void log_vwrite(int level, unsigned suppressed, const char *fmt, va_list ap)
+/* stderr is journald's stream: set by log_setup() before any thread starts. */
+static bool log_journal;
+
+void log_setup(void)
 {
-    char line[LOG_LINE_MAX];
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) == -1)
+        return;
+    log_journal = (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+/* "<N>" for journald, which stamps the time itself; else "<UTC time> <level> ". */
+static size_t log_prefix(char *line, size_t cap, int level)
+{
     struct timespec ts;
     struct tm tm;
     size_t n;
     int r;
 
+    level = level < 0 ? 0 : level > LOG_DEBUG ? LOG_DEBUG : level;
+    if (log_journal) {
+        r = snprintf(line, cap, "<%d>", level_prio[level]);
+        return r > 0 ? (size_t)r : 0;
+    }
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s ", ts.tv_nsec / 1000000,
-                 level_names[level < 0           ? 0
-                             : level > LOG_DEBUG ? LOG_DEBUG
-                                                 : level]);
-    n += r > 0 ? (size_t)r : 0;
+    n = strftime(line, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    r = snprintf(line + n, cap - n, ".%03ldZ %s ", ts.tv_nsec / 1000000, level_names[level]);
+    return n + (r > 0 ? (size_t)r : 0);
+}
+
+static void log_vwrite(int level, unsigned suppressed, const char *fmt, va_list ap)
+{
+    char line[LOG_LINE_MAX];
+    size_t n = log_prefix(line, sizeof(line), level);
+    int r;
+
     if (suppressed) {
         r = snprintf(line + n, sizeof(line) - n, "(%u similar lines suppressed) ", suppressed);
         n += r > 0 ? (size_t)r : 0;

@@ -1,4 +1,5 @@
 /* Logging to stderr: one line per event, "<ISO-8601 UTC> <level> <message>",
+ * or "<N><message>" (N: the syslog priority) when stderr is journald's stream,
  * written with a single write(2) so lines from threads never interleave.
  * The level check happens before the arguments are evaluated (redis
  * serverLog style). Callable from any thread. Never pass a key. */
@@ -11,6 +12,11 @@
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 extern _Atomic int log_level_cur;
+
+/* Choose the line format: journald's when JOURNAL_STREAM names stderr's
+ * device and inode (sd_journal_stream_fd(3)). Call once from main, before
+ * any thread starts; without it lines are timestamped. */
+void log_setup(void);
 
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

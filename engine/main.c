@@ -12,6 +12,7 @@
 #include "auth/keys.h"
 #include "engine/acceptor.h"
 #include "engine/log.h"
+#include "engine/notify.h"
 #include "engine/relay.h"
 #include "net/anet.h"
 
@@ -82,9 +83,14 @@ static int build_conf(const struct opts *o, struct conf *c, char *err, size_t er
 static int reload(void *arg, struct conf *c, struct keys *k, char *err, size_t errlen)
 {
     const struct opts *o = arg;
-    int r = build_conf(o, c, err, errlen);
+    int r;
 
-    return r < 0 ? r : keys_load(c->keys, k, err, errlen);
+    notify_reloading(&notify_main);
+    r = build_conf(o, c, err, errlen);
+    if (r == 0)
+        r = keys_load(c->keys, k, err, errlen);
+    notify_reloaded(&notify_main); /* applied or refused: running either way */
+    return r;
 }
 
 static int keygen(int argc, char **argv)
@@ -256,6 +262,7 @@ static int serve(struct relay *r, struct acceptor *a)
         log_error("%s", why);
         return -1;
     }
+    notify_from_env(r); /* READY=1 comes from the acceptor's first loop turn */
     e = start_shards(r);
     if (e < 0) {
         log_error("cannot start worker shards: %s", strerror(-e));
@@ -264,6 +271,7 @@ static int serve(struct relay *r, struct acceptor *a)
     log_notice("rapi-server " RAPI_VERSION " running: io=%s workers=%d", ev_backend_name(r->be),
                r->nshards);
     e = acceptor_run(a);
+    notify_stopped(&notify_main);
     if (e < 0)
         log_error("acceptor: %s", strerror(-e));
     return e < 0 ? 1 : 0;
@@ -322,6 +330,7 @@ int main(int argc, char **argv)
 
     if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
         return keygen(argc - 1, argv + 1);
+    log_setup();
     r = parse_args(argc, argv, &o);
     if (r)
         return r;

@@ -11,6 +11,7 @@
 #include "engine/link.h"
 #include "engine/listener.h"
 #include "engine/log.h"
+#include "engine/notify.h"
 #include "net/anet.h"
 
 struct shard *relay_shard_for(struct relay *r, const char *path, size_t len)
@@ -159,7 +160,7 @@ int shard_wait_ms(const struct shard *s)
 
     if (s->draining && (t < 0 || t > 100))
         t = 100;
-    return t;
+    return notify_loop_wait(&notify_main, 1 + s->id, s->now, t); /* heartbeat */
 }
 
 bool shard_turn(struct shard *s)
