@@ -226,8 +226,9 @@ static void admin_reply(struct pending *p, const struct http1_request *req)
  * off, rejected or closed), 0 when the socket has no more bytes for now. */
 static int pending_read(struct pending *p)
 {
-    size_t max = p->a->relay->conf.max_header;
-    struct http1_header hdr[HTTP1_MAX_HEADERS];
+    const struct conf *conf = &p->a->relay->conf;
+    size_t max = conf->max_header;
+    struct http1_header hdr[CONF_MAX_HEADERS_MAX];
     struct http1_request req;
 
     for (;;) {
@@ -259,7 +260,7 @@ static int pending_read(struct pending *p)
             return 1;
         }
         p->len += (size_t)n;
-        r = http1_parse_request(p->buf, p->len, p->last_len, &req, hdr, HTTP1_MAX_HEADERS);
+        r = http1_parse_request(p->buf, p->len, p->last_len, &req, hdr, (size_t)conf->max_headers);
         if (r > 0) {
             if (p->admin)
                 admin_reply(p, &req);
@@ -267,8 +268,12 @@ static int pending_read(struct pending *p)
                 pending_dispatch(p, &req, (size_t)r);
             return 1;
         }
-        if (r == -1) {
+        if (r == HTTP1_INVALID) {
             pending_reject(p, 400, "invalid_request", "Malformed request head");
+            return 1;
+        }
+        if (r == HTTP1_TOO_MANY_HEADERS) {
+            pending_reject(p, 431, "header_too_large", "Too many header lines");
             return 1;
         }
         p->last_len = p->len;

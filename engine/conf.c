@@ -55,6 +55,7 @@ struct conf_row {
     X(drain_timeout, T_LONG, 1, SEC_MAX, "30")                                                     \
     X(max_header, T_SIZE, 256, MIB, "8192")                                                        \
     X(max_frame, T_SIZE, 256, 16 * MIB, "65536")                                                   \
+    X(max_headers, T_INT, 1, CONF_MAX_HEADERS_MAX, "64")                                           \
     X(max_connections, T_LONG, 1, COUNT_MAX, "100000")                                             \
     X(max_waiting, T_LONG, 1, COUNT_MAX, "1024")                                                   \
     X(max_listeners, T_LONG, 1, COUNT_MAX, "10000")                                                \
