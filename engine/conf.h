@@ -38,6 +38,9 @@ struct conf {
     size_t max_header;     /* "max_header": request head limit, bytes (8192) */
     size_t max_frame;      /* "max_frame": WebSocket frame/message limit, bytes (65536) */
     int max_headers;       /* "max_headers": header lines in a request head (64) */
+    long auth_fail_rate;   /* "auth_fail_rate": failed keys per second a source regains (5) */
+    long auth_fail_burst;  /* "auth_fail_burst": failed keys a source may send at once, 0 = off (20)
+                            */
     long max_connections;  /* "max_connections": open client+server sockets (100000) */
     long max_waiting;      /* "max_waiting": waiting clients per path (1024) */
     long max_listeners;    /* "max_listeners": registered listeners in all (10000) */
