@@ -2,6 +2,7 @@
  * IPv6 /64, v4-mapped), eviction under a flood of addresses, the seed. */
 #include <criterion/criterion.h>
 #include <arpa/inet.h>
+#include <stdbool.h>
 #include <sys/un.h>
 
 #include "engine/authlimit.c"
@@ -25,23 +26,18 @@ static void teardown(void)
 
 TestSuite(authlimit, .init = setup, .fini = teardown);
 
-static struct authlimit_src v4(const char *ip)
+/* The source of the address ip (IPv6 when it has a colon). */
+static struct authlimit_src src_ip(const char *ip)
 {
     struct sockaddr_in in = {.sin_family = AF_INET};
-    struct authlimit_src s;
-
-    cr_assert_eq(inet_pton(AF_INET, ip, &in.sin_addr), 1, "%s", ip);
-    authlimit_src_of((struct sockaddr *)&in, &s);
-    return s;
-}
-
-static struct authlimit_src v6(const char *ip)
-{
     struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+    bool six = strchr(ip, ':') != NULL;
     struct authlimit_src s;
 
-    cr_assert_eq(inet_pton(AF_INET6, ip, &in6.sin6_addr), 1, "%s", ip);
-    authlimit_src_of((struct sockaddr *)&in6, &s);
+    cr_assert_eq(six ? inet_pton(AF_INET6, ip, &in6.sin6_addr)
+                     : inet_pton(AF_INET, ip, &in.sin_addr),
+                 1, "%s", ip);
+    authlimit_src_of(six ? (struct sockaddr *)&in6 : (struct sockaddr *)&in, &s);
     return s;
 }
 
@@ -58,7 +54,7 @@ static long check(const struct authlimit_src *s, uint64_t now)
 
 Test(authlimit, burst_then_blocked_with_retry_after)
 {
-    struct authlimit_src a = v4("192.0.2.1");
+    struct authlimit_src a = src_ip("192.0.2.1");
 
     for (int i = 0; i < BURST; i++) {
         cr_assert_eq(check(&a, T0), 0, "blocked after %d failures", i);
@@ -73,7 +69,7 @@ Test(authlimit, burst_then_blocked_with_retry_after)
 
 Test(authlimit, refill_allows_one_per_interval)
 {
-    struct authlimit_src a = v4("192.0.2.1");
+    struct authlimit_src a = src_ip("192.0.2.1");
 
     fail_n(&a, BURST, T0);
     authlimit_fail(t, &a, T0 + 200, RATE, BURST);
@@ -92,7 +88,7 @@ Test(authlimit, refill_allows_one_per_interval)
 
 Test(authlimit, long_retry_after_and_cap)
 {
-    struct authlimit_src a = v4("192.0.2.1");
+    struct authlimit_src a = src_ip("192.0.2.1");
 
     /* rate 1/s, burst 3: the fourth try waits 1 s; a thousand failures owe
      * no more than the burst. */
@@ -104,7 +100,7 @@ Test(authlimit, long_retry_after_and_cap)
 
 Test(authlimit, retry_after_counts_what_is_owed)
 {
-    struct authlimit_src b = v4("192.0.2.2");
+    struct authlimit_src b = src_ip("192.0.2.2");
 
     authlimit_fail(t, &b, T0, 1, 1);
     cr_assert_eq(authlimit_check(t, &b, T0, 1, 1), 1);
@@ -115,7 +111,7 @@ Test(authlimit, retry_after_counts_what_is_owed)
 
 Test(authlimit, other_sources_unaffected)
 {
-    struct authlimit_src a = v4("192.0.2.1"), b = v4("192.0.2.2");
+    struct authlimit_src a = src_ip("192.0.2.1"), b = src_ip("192.0.2.2");
 
     fail_n(&a, BURST, T0);
     cr_assert_neq(check(&a, T0), 0);
@@ -126,8 +122,8 @@ Test(authlimit, other_sources_unaffected)
 
 Test(authlimit, ipv6_by_64)
 {
-    struct authlimit_src a = v6("2001:db8:1:2::1"), same = v6("2001:db8:1:2:ffff::9"),
-                         other = v6("2001:db8:1:3::1");
+    struct authlimit_src a = src_ip("2001:db8:1:2::1"), same = src_ip("2001:db8:1:2:ffff::9"),
+                         other = src_ip("2001:db8:1:3::1");
 
     cr_assert_eq(a.fam, AF_INET6);
     cr_assert_eq(a.prefix, same.prefix);
@@ -138,8 +134,8 @@ Test(authlimit, ipv6_by_64)
 
 Test(authlimit, v4_mapped_is_v4_and_v4_is_not_v6)
 {
-    struct authlimit_src a = v4("198.51.100.7"), m = v6("::ffff:198.51.100.7");
-    struct authlimit_src z = v6("::c633:6407"); /* same low bits, but IPv6 */
+    struct authlimit_src a = src_ip("198.51.100.7"), m = src_ip("::ffff:198.51.100.7");
+    struct authlimit_src z = src_ip("::c633:6407"); /* same low bits, but IPv6 */
 
     cr_assert_eq(m.fam, AF_INET);
     cr_assert_eq(m.prefix, a.prefix);
@@ -150,7 +146,7 @@ Test(authlimit, v4_mapped_is_v4_and_v4_is_not_v6)
 
 Test(authlimit, off_and_non_ip_sources)
 {
-    struct authlimit_src a = v4("192.0.2.1"), u;
+    struct authlimit_src a = src_ip("192.0.2.1"), u;
     struct sockaddr_un un = {.sun_family = AF_UNIX};
 
     for (int i = 0; i < 100; i++)
@@ -167,7 +163,7 @@ Test(authlimit, off_and_non_ip_sources)
  * source being throttled stays throttled. */
 Test(authlimit, flood_of_addresses_keeps_the_throttled_source)
 {
-    struct authlimit_src a = v4("192.0.2.1");
+    struct authlimit_src a = src_ip("192.0.2.1");
 
     fail_n(&a, BURST, T0);
     for (uint32_t i = 0; i < 8 * AUTHLIMIT_SLOTS; i++) {
