@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "engine/admin.h"
+#include "engine/authlimit.h"
 #include "engine/conn.h"
 #include "engine/log.h"
 #include "engine/notify.h"
@@ -24,6 +25,7 @@
 #define ACCEPT_RETRY_MS 100    /* after EMFILE/ENFILE */
 #define ADMIN_ANSWER_MAX 20480 /* /metrics for every shard fits */
 #define STOP_WAIT_MS 50        /* loop wake-up while shards drain */
+#define RETRY_AFTER_MAX 48     /* "Retry-After: " and a long */
 
 struct pending;
 
@@ -53,7 +55,8 @@ struct acceptor {
     struct timer retry;
     int sigfd;
     uint64_t sigtok;
-    struct pending *pend; /* list of heads being read */
+    struct pending *pend;      /* list of heads being read */
+    struct authlimit *authlim; /* failed authentications per source */
     bool stopping;
     acceptor_reload_fn *reload;
     void *reload_arg;
@@ -71,6 +74,7 @@ struct pending {
     size_t len, cap, last_len;
     bool admin; /* came in on the admin address */
     char peer[ADDR_STR_MAX];
+    struct authlimit_src src; /* the peer, for the failed-authentication limit */
 };
 
 static int listen_one(const char *spec, const char *what, char *err, size_t errlen)
@@ -185,17 +189,43 @@ static struct handoff *handoff_make(struct pending *p, const struct wr_request *
     return h;
 }
 
+/* A source over its failed-authentication burst is answered 429 before its
+ * key is even looked at (P-KEY-5): otherwise 429 against 403 would still
+ * tell a guesser which key is right. Returns true when p is gone. */
+static bool pending_throttled(struct pending *p)
+{
+    const struct conf *c = &p->a->relay->conf;
+    long wait =
+        authlimit_check(p->a->authlim, &p->src, *p->a->now, c->auth_fail_rate, c->auth_fail_burst);
+    char retry[RETRY_AFTER_MAX];
+    struct wr_error err = {429, "too_many_auth_failures", "Too many failed authentications", retry};
+
+    if (wait == 0)
+        return false;
+    snprintf(retry, sizeof(retry), "Retry-After: %ld", wait);
+    log_reject("reject %s: 429 too_many_auth_failures", p->peer);
+    conn_reject_err(p->a->relay, &p->c, &err);
+    pending_free(p, false);
+    return true;
+}
+
 /* A whole head is in p->buf[0..head): authenticate, classify, hand off. */
 static void pending_dispatch(struct pending *p, const struct http1_request *req, size_t head)
 {
     struct acceptor *a = p->a;
     const struct http1_header *k = wr_apikey(req);
-    enum key_role role = k ? keys_role(a->keys, k->value, k->value_len) : KEY_NONE;
+    enum key_role role;
     struct wr_request wr;
     struct wr_error err;
     struct handoff *h;
 
+    if (pending_throttled(p))
+        return;
+    role = k ? keys_role(a->keys, k->value, k->value_len) : KEY_NONE;
     if (wr_classify(req, role, &wr, &err) < 0) {
+        if (err.status == 403)
+            authlimit_fail(a->authlim, &p->src, *a->now, a->relay->conf.auth_fail_rate,
+                           a->relay->conf.auth_fail_burst);
         log_reject("reject %s: %d %s", p->peer, err.status, err.errorcode);
         conn_reject_err(a->relay, &p->c, &err);
         pending_free(p, false);
@@ -227,8 +257,9 @@ static void admin_reply(struct pending *p, const struct http1_request *req)
  * off, rejected or closed), 0 when the socket has no more bytes for now. */
 static int pending_read(struct pending *p)
 {
-    size_t max = p->a->relay->conf.max_header;
-    struct http1_header hdr[HTTP1_MAX_HEADERS];
+    const struct conf *conf = &p->a->relay->conf;
+    size_t max = conf->max_header;
+    struct http1_header hdr[CONF_MAX_HEADERS_MAX];
     struct http1_request req;
 
     for (;;) {
@@ -260,7 +291,7 @@ static int pending_read(struct pending *p)
             return 1;
         }
         p->len += (size_t)n;
-        r = http1_parse_request(p->buf, p->len, p->last_len, &req, hdr, HTTP1_MAX_HEADERS);
+        r = http1_parse_request(p->buf, p->len, p->last_len, &req, hdr, (size_t)conf->max_headers);
         if (r > 0) {
             if (p->admin)
                 admin_reply(p, &req);
@@ -268,8 +299,12 @@ static int pending_read(struct pending *p)
                 pending_dispatch(p, &req, (size_t)r);
             return 1;
         }
-        if (r == -1) {
+        if (r == HTTP1_INVALID) {
             pending_reject(p, 400, "invalid_request", "Malformed request head");
+            return 1;
+        }
+        if (r == HTTP1_TOO_MANY_HEADERS) {
+            pending_reject(p, 431, "header_too_large", "Too many header lines");
             return 1;
         }
         p->last_len = p->len;
@@ -317,6 +352,7 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
     p->admin = admin;
     p->cap = HEAD_INITIAL;
     addr_format(sa, p->peer, sizeof(p->peer));
+    authlimit_src_of(sa, &p->src);
     p->next = a->pend;
     if (a->pend)
         a->pend->prev = p;
@@ -498,8 +534,10 @@ struct acceptor *acceptor_new(struct relay *r, const struct keys *keys, acceptor
     a->reload_arg = reload_arg;
     a->sigfd = -1;
     a->admin.fd = -1;
-    a->keys = keys_page(&a->keys_len);
+    a->authlim = authlimit_new();
+    a->keys = a->authlim ? keys_page(&a->keys_len) : NULL;
     if (!a->keys) {
+        authlimit_free(a->authlim);
         free(a);
         return NULL;
     }
@@ -621,5 +659,6 @@ void acceptor_free(struct acceptor *a)
         close(a->admin.fd);
     keys_wipe(a->keys);
     munmap(a->keys, a->keys_len);
+    authlimit_free(a->authlim);
     free(a);
 }

@@ -18,6 +18,7 @@
 #define SEC_MAX 86400LL        /* one day: the longest timeout or interval */
 #define COUNT_MAX 2147483647LL /* INT_MAX: every count fits an int */
 #define WORKERS_MAX 256
+#define AUTH_RATE_MAX 1000000LL     /* auth_fail_rate, auth_fail_burst: one per microsecond */
 #define CONF_FILE_MAX (1024 * 1024) /* a config file larger than this is a mistake */
 #define ECHO_MAX 64                 /* longest piece of user text quoted in a message */
 
@@ -55,6 +56,9 @@ struct conf_row {
     X(drain_timeout, T_LONG, 1, SEC_MAX, "30")                                                     \
     X(max_header, T_SIZE, 256, MIB, "8192")                                                        \
     X(max_frame, T_SIZE, 256, 16 * MIB, "65536")                                                   \
+    X(max_headers, T_INT, 1, CONF_MAX_HEADERS_MAX, "64")                                           \
+    X(auth_fail_rate, T_LONG, 1, AUTH_RATE_MAX, "5")                                               \
+    X(auth_fail_burst, T_LONG, 0, AUTH_RATE_MAX, "20")                                             \
     X(max_connections, T_LONG, 1, COUNT_MAX, "100000")                                             \
     X(max_waiting, T_LONG, 1, COUNT_MAX, "1024")                                                   \
     X(max_listeners, T_LONG, 1, COUNT_MAX, "10000")                                                \

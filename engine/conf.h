@@ -16,6 +16,7 @@
 #define CONF_DEFAULT_LISTEN "127.0.0.1:37791"
 #define CONF_MAX_LISTEN 16
 #define CONF_LINE_MAX 4096
+#define CONF_MAX_HEADERS_MAX 1024 /* highest "max_headers": the acceptor's array */
 
 enum conf_io { IO_AUTO = 0, IO_URING, IO_EPOLL };
 
@@ -36,6 +37,10 @@ struct conf {
     long drain_timeout;    /* "drain_timeout": SIGTERM grace for linked pairs, s (30) */
     size_t max_header;     /* "max_header": request head limit, bytes (8192) */
     size_t max_frame;      /* "max_frame": WebSocket frame/message limit, bytes (65536) */
+    int max_headers;       /* "max_headers": header lines in a request head (64) */
+    long auth_fail_rate;   /* "auth_fail_rate": failed keys per second a source regains (5) */
+    long auth_fail_burst;  /* "auth_fail_burst": failed keys a source may send at once, 0 = off (20)
+                            */
     long max_connections;  /* "max_connections": open client+server sockets (100000) */
     long max_waiting;      /* "max_waiting": waiting clients per path (1024) */
     long max_listeners;    /* "max_listeners": registered listeners in all (10000) */

@@ -80,6 +80,18 @@ static int build_conf(const struct opts *o, struct conf *c, char *err, size_t er
     return r == 0 ? conf_validate(c, err, errlen) : r;
 }
 
+/* An operator-chosen key shorter than keygen's is easier to guess: say
+ * which one (never the key itself), at start and on each reload. */
+static void warn_short_keys(const struct keys *k)
+{
+    unsigned s = keys_short(k);
+
+    if (s & KEYS_NEED_SERVER)
+        log_warn("the server key is shorter than the %d characters keygen makes", KEY_LEN);
+    if (s & KEYS_NEED_CLIENT)
+        log_warn("the client key is shorter than the %d characters keygen makes", KEY_LEN);
+}
+
 static int reload(void *arg, struct conf *c, struct keys *k, char *err, size_t errlen)
 {
     const struct opts *o = arg;
@@ -89,6 +101,8 @@ static int reload(void *arg, struct conf *c, struct keys *k, char *err, size_t e
     r = build_conf(o, c, err, errlen);
     if (r == 0)
         r = keys_load(c->keys, k, err, errlen);
+    if (r == 0)
+        warn_short_keys(k);
     notify_reloaded(&notify_main); /* applied or refused: running either way */
     return r;
 }
@@ -343,6 +357,7 @@ int main(int argc, char **argv)
             printf("configuration invalid\n");
         return 1;
     }
+    warn_short_keys(&k);
     if (o.check) {
         keys_wipe(&k);
         printf("configuration ok\n");

@@ -46,6 +46,9 @@ Test(conf, defaults)
     cr_assert_eq(c.drain_timeout, 30);
     cr_assert_eq(c.max_header, 8192);
     cr_assert_eq(c.max_frame, 65536);
+    cr_assert_eq(c.max_headers, 64);
+    cr_assert_eq(c.auth_fail_rate, 5);
+    cr_assert_eq(c.auth_fail_burst, 20);
     cr_assert_eq(c.max_connections, 100000);
     cr_assert_eq(c.max_waiting, 1024);
     cr_assert_eq(c.max_listeners, 10000);
@@ -62,7 +65,7 @@ Test(conf, keywords_list_matches_table)
     for (; conf_keywords[n] != NULL; n++)
         cr_assert_str_eq(conf_keywords[n], conf_rows[n].name);
     cr_assert_eq(n, CONF_NROWS);
-    cr_assert_eq(n, 19);
+    cr_assert_eq(n, 22);
 }
 
 Test(conf, defaults_in_table_are_what_conf_defaults_sets)
@@ -108,6 +111,12 @@ Test(conf, good_values)
         {"max_header", "16k", 16384},
         {"max_frame", "256", 256},
         {"max_frame", "16M", 16777216},
+        {"max_headers", "1", 1},
+        {"max_headers", "1024", 1024},
+        {"auth_fail_rate", "1", 1},
+        {"auth_fail_rate", "1000000", 1000000},
+        {"auth_fail_burst", "0", 0},
+        {"auth_fail_burst", "1000000", 1000000},
         {"max_connections", "1", 1},
         {"max_connections", "2147483647", 2147483647},
         {"max_waiting", "10", 10},
@@ -156,6 +165,13 @@ Test(conf, bad_values)
         {"max_header", "8 k", 0},
         {"max_frame", "255", 0},
         {"max_frame", "17m", 0},
+        {"max_headers", "0", 0},
+        {"max_headers", "1025", 0},
+        {"max_headers", "1k", 0},
+        {"auth_fail_rate", "0", 0},
+        {"auth_fail_rate", "1000001", 0},
+        {"auth_fail_burst", "-1", 0},
+        {"auth_fail_burst", "1000001", 0},
         {"max_connections", "0", 0},
         {"max_waiting", "0", 0},
         {"max_listeners", "0", 0},
