@@ -127,6 +127,12 @@ static void lsock_close(struct acceptor *a, struct lsock *ls)
 
 /* ------------------------------------------------------------ pending */
 
+/* An admin socket closed (acceptor thread: the counter's one writer). */
+static void admin_release(struct relay *r)
+{
+    STAT_SET(r->stats.admin_conns, STAT_GET(r->stats.admin_conns) - 1);
+}
+
 static void pending_free(struct pending *p, bool close_fd)
 {
     struct acceptor *a = p->a;
@@ -141,6 +147,8 @@ static void pending_free(struct pending *p, bool close_fd)
         p->next->prev = p->prev;
     if (close_fd)
         conn_close(a->relay, &p->c, false);
+    if (p->admin) /* its socket is closed by now, by us or by a reject */
+        admin_release(a->relay);
     /* The head may hold a key. */
     explicit_bzero(p->buf, p->len);
     free(p->buf);
@@ -289,6 +297,29 @@ static void pending_timeout(struct timer *t)
     pending_free(p, true);
 }
 
+/* Counts a new socket in nconn and says whether it is over its limit. Admin
+ * sockets have their own (admin_max_connections) and are left out of the
+ * client limit, so a flood of clients never locks monitoring out. */
+static bool conn_over_limit(struct relay *r, bool admin)
+{
+    long open = atomic_fetch_add(&r->nconn, 1);
+    long nadmin = (long)STAT_GET(r->stats.admin_conns);
+
+    if (admin) {
+        if (nadmin >= r->conf.admin_max_connections) {
+            log_reject("reject: too many admin connections (%ld)", r->conf.admin_max_connections);
+            return true;
+        }
+        STAT_SET(r->stats.admin_conns, (uint64_t)nadmin + 1);
+        return false;
+    }
+    if (open - nadmin >= r->conf.max_connections) {
+        log_reject("reject: too many connections (%ld)", r->conf.max_connections);
+        return true;
+    }
+    return false;
+}
+
 static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, bool admin)
 {
     struct relay *r = a->relay;
@@ -298,8 +329,7 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
     xconn_init_raw(&c, fd);
     if (!admin)
         STAT_ADD(r->stats.accepted, 1);
-    if (atomic_fetch_add(&r->nconn, 1) >= r->conf.max_connections) {
-        log_reject("reject: too many connections (%ld)", r->conf.max_connections);
+    if (conn_over_limit(r, admin)) {
         conn_reject(r, &c, 503, "too_many_connections", "Too many connections");
         return;
     }
@@ -309,6 +339,8 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
     if (!p || !p->buf) {
         free(p);
         conn_close(r, &c, false);
+        if (admin)
+            admin_release(r);
         return;
     }
     p->a = a;

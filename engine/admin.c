@@ -65,8 +65,12 @@ static uint64_t sum_field(struct relay *r, size_t off)
 
 static void render_metrics(struct relay *r, struct out *o)
 {
+    long admin = (long)STAT_GET(r->stats.admin_conns);
+
     metric(o, "rapi_connections", "gauge", "Open client and server sockets.",
-           (uint64_t)atomic_load(&r->nconn));
+           (uint64_t)(atomic_load(&r->nconn) - admin));
+    metric(o, "rapi_admin_connections", "gauge", "Open admin endpoint sockets (this one too).",
+           (uint64_t)admin);
     metric(o, "rapi_listeners", "gauge", "Registered listener paths.", SUM(listeners));
     metric(o, "rapi_waiting_clients", "gauge", "Clients waiting for their dial-back.",
            SUM(waiting));

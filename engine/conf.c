@@ -18,6 +18,7 @@
 #define SEC_MAX 86400LL        /* one day: the longest timeout or interval */
 #define COUNT_MAX 2147483647LL /* INT_MAX: every count fits an int */
 #define WORKERS_MAX 256
+#define ADMIN_CONN_MAX 1024         /* admin sockets: a few scrapers and browsers */
 #define CONF_FILE_MAX (1024 * 1024) /* a config file larger than this is a mistake */
 #define ECHO_MAX 64                 /* longest piece of user text quoted in a message */
 
@@ -61,7 +62,8 @@ struct conf_row {
     X(pipe_size, T_SIZE, 4 * KIB, 16 * MIB, "262144")                                              \
     X(max_pipes, T_LONG, 0, COUNT_MAX, "4096")                                                     \
     X(log_level, T_LOG, 0, 0, "info")                                                              \
-    X(admin, T_ADDR, 0, 0, "off")
+    X(admin, T_ADDR, 0, 0, "off")                                                                  \
+    X(admin_max_connections, T_LONG, 1, ADMIN_CONN_MAX, "16")
 
 #define CONF_ROW(f, t, lo, hi, d)                                                                  \
     {#f, t, offsetof(struct conf, f), sizeof(((struct conf *)0)->f), lo, hi, d},

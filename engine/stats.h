@@ -31,6 +31,10 @@ struct shard_stats {
 
 struct relay_stats {
     _Atomic uint64_t accepted, header_timeouts;
+    /* admin connections open: written by the acceptor thread only; they are
+     * in relay.nconn too, and the client limit and rapi_connections leave
+     * them out */
+    _Atomic uint64_t admin_conns;
     _Atomic uint64_t rejects[STATS_NSTATUS];
 };
 

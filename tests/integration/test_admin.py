@@ -96,3 +96,51 @@ def test_healthz_says_draining(start_relay):
     assert ln.server.recv_exact(5) == b"still"
     ln.close()
     relay.wait_exit(10)
+
+
+def test_admin_not_locked_out_by_flood(start_relay):
+    # Issue 8 item 1: idle unauthenticated heads fill max_connections; the
+    # admin endpoint still answers and rapi_connections leaves the scrape out.
+    relay = start_relay(admin="127.0.0.1:0", max_connections=8, header_timeout=30)
+    addr = admin_addr(relay)
+    flood = [socket.create_connection(relay.addr, timeout=3) for _ in range(8)]
+    try:
+        wait_until(lambda: metrics(addr)["rapi_connections"] == 8, 3,
+                   what="the flood to be counted")
+        extra = socket.create_connection(relay.addr, timeout=3)
+        assert extra.recv(4096).startswith(b"HTTP/1.1 503")
+        extra.close()
+        for _ in range(20):
+            assert get(addr, "/healthz") == (200, "ok\n")
+            m = metrics(addr)
+            assert m["rapi_connections"] == 8
+            assert m["rapi_admin_connections"] == 1
+    finally:
+        for s in flood:
+            s.close()
+
+
+def test_admin_has_its_own_limit(start_relay):
+    relay = start_relay(admin="127.0.0.1:0", admin_max_connections=2, header_timeout=30)
+    addr = admin_addr(relay)
+    idle = [socket.create_connection(addr, timeout=3) for _ in range(2)]
+    try:
+        wait_until(lambda: _refused(addr), 3,
+                   what="the third admin connection to be refused")
+    finally:
+        for s in idle:
+            s.close()
+    wait_until(lambda: _answers(addr), 3, what="admin to answer again")
+    assert metrics(addr)["rapi_connections"] == 0
+
+
+def _refused(addr):
+    with socket.create_connection(addr, timeout=3) as s:
+        return s.recv(4096).startswith(b"HTTP/1.1 503")
+
+
+def _answers(addr):
+    try:
+        return get(addr, "/healthz")[0] == 200
+    except OSError:
+        return False
