@@ -20,9 +20,10 @@
 
 #define LISTEN_BACKLOG 4096
 #define HEAD_INITIAL 1024
-#define ACCEPT_RETRY_MS 100    /* after EMFILE/ENFILE */
-#define ADMIN_ANSWER_MAX 20480 /* /metrics for every shard fits */
-#define STOP_WAIT_MS 50        /* loop wake-up while shards drain */
+#define ACCEPT_RETRY_MS 100          /* after EMFILE/ENFILE */
+#define ADMIN_ANSWER_MAX (66 * 1024) /* the largest admin body and its head */
+#define ADMIN_SNDBUF_MIN 16384       /* answers above this size the send buffer first */
+#define STOP_WAIT_MS 50              /* loop wake-up while shards drain */
 
 struct pending;
 
@@ -98,6 +99,8 @@ int acceptor_listen(struct acceptor *a, char *err, size_t errlen)
 {
     const struct conf *c = &a->relay->conf;
 
+    if (STAT_GET(a->relay->stats.started_ms) == 0) /* the status page's uptime */
+        STAT_SET(a->relay->stats.started_ms, anet_now_ms());
     for (int i = 0; i < c->nlisten; i++) {
         int fd = listen_one(c->listen[i], "listening", err, errlen);
 
@@ -223,7 +226,13 @@ static void admin_reply(struct pending *p, const struct http1_request *req)
     struct acceptor *a = p->a;
     int n = admin_answer(a->relay, req->method, req->method_len, req->target, req->target_len,
                          a->admin_out, sizeof(a->admin_out));
-    ssize_t k = n > 0 ? p->c.ops->snd(&p->c, a->admin_out, (size_t)n) : 0;
+    ssize_t k;
+
+    /* One nonblocking send: room for the whole answer (the kernel doubles
+     * the value and caps it at net.core.wmem_max). */
+    if (n > ADMIN_SNDBUF_MIN)
+        (void)setsockopt(p->c.fd, SOL_SOCKET, SO_SNDBUF, &n, sizeof(n));
+    k = n > 0 ? p->c.ops->snd(&p->c, a->admin_out, (size_t)n) : 0;
 
     if (k < 0)
         log_debug("admin %s: %s", p->peer, strerror((int)-k));

@@ -6,10 +6,18 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "engine/pathstat.h"
 #include "engine/shard.h"
+#include "engine/status_page.h"
+#include "net/anet.h"
 #include "proto/http1.h"
+#include "proto/json.h"
+
+#define JSON_ESC_WORST 6           /* bytes of one escape, the worst case per byte */
+#define ADMIN_BODY_MAX (64 * 1024) /* the largest answer body (status.json, top 50) */
 
 static const int statuses[] = STATS_STATUSES;
 
@@ -111,6 +119,85 @@ static void render_metrics(struct relay *r, struct out *o)
         RAPI_VERSION, r->be ? ev_backend_name(r->be) : "none", r->nshards);
 }
 
+static void put_path(struct out *o, const struct path_stat *p)
+{
+    char esc[PATHSTAT_PATH_MAX * JSON_ESC_WORST + 1];
+
+    if (json_escape(esc, sizeof(esc), p->path, strlen(p->path)) < 0)
+        esc[0] = '\0';
+    put(o, "{\"path\":\"%s\",\"waiting\":%llu,\"links\":%llu,\"up\":%llu,\"down\":%llu}", esc,
+        (unsigned long long)p->waiting, (unsigned long long)p->links, (unsigned long long)p->up,
+        (unsigned long long)p->down);
+}
+
+/* Every shard's busiest paths, merged: the top status_top_paths overall
+ * and the rest summed (a path lives on one shard only). */
+static void render_paths(struct relay *r, struct out *o)
+{
+    int cap = r->nshards * PATHSTAT_TOP_MAX, len = 0, n;
+    struct path_stat *all = calloc((size_t)cap, sizeof(*all)), rest = {0};
+
+    for (int i = 0; all && i < r->nshards; i++) {
+        struct path_stat srest;
+
+        len += pathstat_copy(&r->shards[i]->pstat, all + len, &srest);
+        rest.up += srest.up;
+        rest.down += srest.down;
+        rest.waiting += srest.waiting;
+        rest.links += srest.links;
+        rest.paths += srest.paths;
+    }
+    n = all ? pathstat_select(all, len, (int)r->conf.status_top_paths, &rest) : 0;
+    put(o, "\"paths\":[");
+    for (int i = 0; i < n; i++) {
+        put(o, i ? "," : "");
+        put_path(o, &all[i]);
+    }
+    put(o,
+        "],\"other\":{\"paths\":%llu,\"waiting\":%llu,\"links\":%llu,\"up\":%llu,"
+        "\"down\":%llu}",
+        (unsigned long long)rest.paths, (unsigned long long)rest.waiting,
+        (unsigned long long)rest.links, (unsigned long long)rest.up, (unsigned long long)rest.down);
+    free(all);
+}
+
+static void render_errors(struct relay *r, struct out *o)
+{
+    put(o, "\"errors\":{");
+    for (int i = 0; i < STATS_NSTATUS - 1; i++)
+        put(o, "\"%d\":%llu,", statuses[i], (unsigned long long)STAT_GET(r->stats.rejects[i]));
+    put(o,
+        "\"other\":%llu,\"no dial-back\":%llu,\"client left\":%llu,"
+        "\"head timeout\":%llu}",
+        (unsigned long long)STAT_GET(r->stats.rejects[STATS_NSTATUS - 1]),
+        (unsigned long long)SUM(dialback_timeouts), (unsigned long long)SUM(clients_left),
+        (unsigned long long)STAT_GET(r->stats.header_timeouts));
+}
+
+static void render_status(struct relay *r, struct out *o)
+{
+    uint64_t now = anet_now_ms();
+
+    put(o,
+        "{\"version\":\"%s\",\"io\":\"%s\",\"workers\":%d,\"uptime_s\":%llu,\"now_ms\":%llu,"
+        "\"draining\":%s,\"top_paths\":%ld,",
+        RAPI_VERSION, r->be ? ev_backend_name(r->be) : "none", r->nshards,
+        (unsigned long long)((now - STAT_GET(r->stats.started_ms)) / 1000), (unsigned long long)now,
+        atomic_load(&r->draining) ? "true" : "false", r->conf.status_top_paths);
+    put(o,
+        "\"connections\":%llu,\"listeners\":%llu,\"waiting\":%llu,\"links\":%llu,"
+        "\"links_total\":%llu,\"bytes_up\":%llu,\"bytes_down\":%llu,\"accepted\":%llu,",
+        (unsigned long long)(atomic_load(&r->nconn) - (long)STAT_GET(r->stats.admin_conns)),
+        (unsigned long long)SUM(listeners), (unsigned long long)SUM(waiting),
+        (unsigned long long)SUM(links), (unsigned long long)SUM(links_total),
+        (unsigned long long)SUM(bytes_up), (unsigned long long)SUM(bytes_down),
+        (unsigned long long)STAT_GET(r->stats.accepted));
+    render_paths(r, o);
+    put(o, ",");
+    render_errors(r, o);
+    put(o, "}\n");
+}
+
 static int respond(char *out, size_t cap, int status, const char *ctype, const char *body,
                    size_t body_len)
 {
@@ -128,7 +215,7 @@ static int respond(char *out, size_t cap, int status, const char *ctype, const c
 int admin_answer(struct relay *r, const char *method, size_t method_len, const char *path,
                  size_t path_len, char *out, size_t cap)
 {
-    static _Thread_local char body[16384];
+    static _Thread_local char body[ADMIN_BODY_MAX];
     struct out o = {.p = body, .cap = sizeof(body)};
     size_t plen = http1_path_len(path, path_len);
 
@@ -144,6 +231,15 @@ int admin_answer(struct relay *r, const char *method, size_t method_len, const c
         if (o.overflow)
             return -1;
         return respond(out, cap, 200, "text/plain; version=0.0.4", body, o.len);
+    }
+    if (plen == 1 && path[0] == '/')
+        return respond(out, cap, 200, "text/html; charset=utf-8", status_page,
+                       sizeof(status_page) - 1);
+    if (plen == 12 && memcmp(path, "/status.json", 12) == 0) {
+        render_status(r, &o);
+        if (o.overflow)
+            return -1;
+        return respond(out, cap, 200, "application/json", body, o.len);
     }
     return respond(out, cap, 404, "text/plain", "not found\n", 10);
 }

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/pathstat.h"
+
 #define KIB 1024LL
 #define MIB (1024LL * 1024)
 #define SEC_MAX 86400LL        /* one day: the longest timeout or interval */
@@ -63,7 +65,8 @@ struct conf_row {
     X(max_pipes, T_LONG, 0, COUNT_MAX, "4096")                                                     \
     X(log_level, T_LOG, 0, 0, "info")                                                              \
     X(admin, T_ADDR, 0, 0, "off")                                                                  \
-    X(admin_max_connections, T_LONG, 1, ADMIN_CONN_MAX, "16")
+    X(admin_max_connections, T_LONG, 1, ADMIN_CONN_MAX, "16")                                      \
+    X(status_top_paths, T_LONG, 0, PATHSTAT_TOP_MAX, "20")
 
 #define CONF_ROW(f, t, lo, hi, d)                                                                  \
     {#f, t, offsetof(struct conf, f), sizeof(((struct conf *)0)->f), lo, hi, d},

@@ -44,6 +44,7 @@ struct conf {
     enum log_level log_level;   /* "log_level": error | warn | info | debug (info) */
     char admin[ADDR_STR_MAX];   /* "admin": /metrics and /healthz listener, "off" (off) */
     long admin_max_connections; /* "admin_max_connections": open admin sockets (16) */
+    long status_top_paths;      /* "status_top_paths": per-path entries on the status page (20) */
 };
 
 /* Every keyword conf_set() accepts, NULL-terminated (the man page test walks

@@ -35,6 +35,7 @@ struct relay_stats {
      * in relay.nconn too, and the client limit and rapi_connections leave
      * them out */
     _Atomic uint64_t admin_conns;
+    _Atomic uint64_t started_ms; /* monotonic, set once when the acceptor listens */
     _Atomic uint64_t rejects[STATS_NSTATUS];
 };
 

@@ -53,6 +53,7 @@ Test(conf, defaults)
     cr_assert_eq(c.max_pipes, 4096);
     cr_assert_eq(c.log_level, LOG_INFO);
     cr_assert_eq(c.admin_max_connections, 16);
+    cr_assert_eq(c.status_top_paths, 20);
     cr_assert_eq(conf_validate(&c, err, sizeof err), 0, "%s", err);
 }
 
@@ -63,7 +64,7 @@ Test(conf, keywords_list_matches_table)
     for (; conf_keywords[n] != NULL; n++)
         cr_assert_str_eq(conf_keywords[n], conf_rows[n].name);
     cr_assert_eq(n, CONF_NROWS);
-    cr_assert_eq(n, 20);
+    cr_assert_eq(n, 21);
 }
 
 Test(conf, defaults_in_table_are_what_conf_defaults_sets)
