@@ -58,6 +58,8 @@ struct acceptor {
     acceptor_reload_fn *reload;
     void *reload_arg;
     char admin_out[ADMIN_ANSWER_MAX];
+    char admin_token[ADMIN_TOKEN_MAX]; /* bearer token; empty: none asked */
+    size_t admin_token_len;
 };
 
 /* A connection whose request head is being read. */
@@ -101,6 +103,14 @@ int acceptor_listen(struct acceptor *a, char *err, size_t errlen)
 
     if (STAT_GET(a->relay->stats.started_ms) == 0) /* the status page's uptime */
         STAT_SET(a->relay->stats.started_ms, anet_now_ms());
+    /* The admin token first: a bad token file fails before anything listens. */
+    if (strcmp(c->admin, "off") != 0 && c->admin_token_file[0]) {
+        int r = admin_token_load(c->admin_token_file, a->admin_token, sizeof(a->admin_token),
+                                 &a->admin_token_len, err, errlen);
+
+        if (r < 0)
+            return r;
+    }
     for (int i = 0; i < c->nlisten; i++) {
         int fd = listen_one(c->listen[i], "listening", err, errlen);
 
@@ -224,9 +234,14 @@ static void pending_dispatch(struct pending *p, const struct http1_request *req,
 static void admin_reply(struct pending *p, const struct http1_request *req)
 {
     struct acceptor *a = p->a;
-    int n = admin_answer(a->relay, req->method, req->method_len, req->target, req->target_len,
-                         a->admin_out, sizeof(a->admin_out));
     ssize_t k;
+    int n;
+
+    if (a->admin_token_len && !admin_authorized(req, a->admin_token, a->admin_token_len))
+        n = admin_unauthorized(a->admin_out, sizeof(a->admin_out));
+    else
+        n = admin_answer(a->relay, req->method, req->method_len, req->target, req->target_len,
+                         a->admin_out, sizeof(a->admin_out));
 
     /* One nonblocking send: room for the whole answer (the kernel doubles
      * the value and caps it at net.core.wmem_max). */
@@ -660,5 +675,6 @@ void acceptor_free(struct acceptor *a)
         close(a->admin.fd);
     keys_wipe(a->keys);
     munmap(a->keys, a->keys_len);
+    explicit_bzero(a->admin_token, sizeof(a->admin_token));
     free(a);
 }

@@ -3,12 +3,18 @@
  * atomic loads, so the figures are consistent per counter, not as a set. */
 #include "engine/admin.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "auth/keys.h"
 #include "engine/pathstat.h"
 #include "engine/shard.h"
 #include "engine/status_page.h"
@@ -242,4 +248,76 @@ int admin_answer(struct relay *r, const char *method, size_t method_len, const c
         return respond(out, cap, 200, "application/json", body, o.len);
     }
     return respond(out, cap, 404, "text/plain", "not found\n", 10);
+}
+
+/* One line of printable characters without spaces, a trailing newline
+ * allowed. Returns its length, or 0 when the text is not a token. */
+static size_t token_len(const char *s, size_t n)
+{
+    if (n > 0 && s[n - 1] == '\n')
+        n--;
+    if (n > 0 && s[n - 1] == '\r')
+        n--;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+            return 0;
+    return n >= ADMIN_TOKEN_MIN ? n : 0;
+}
+
+int admin_token_load(const char *path, char *tok, size_t cap, size_t *len, char *err, size_t errlen)
+{
+    char buf[ADMIN_TOKEN_MAX + 1];
+    struct stat st;
+    ssize_t n = 0;
+    int r = -EINVAL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+    if (fd == -1) {
+        r = -errno;
+        snprintf(err, errlen, "admin_token_file %s: %s", path, strerror(-r));
+        return r;
+    }
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+        r = -EPERM;
+        snprintf(err, errlen, "admin_token_file %s: must be a regular file of mode 0600", path);
+        goto out;
+    }
+    n = read(fd, buf, sizeof(buf));
+    *len = n > 0 ? token_len(buf, (size_t)n) : 0;
+    if (n < 0 || (size_t)n >= sizeof(buf) || *len == 0 || *len >= cap) {
+        snprintf(err, errlen, "admin_token_file %s: not one line of %d to %d printable characters",
+                 path, ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX - 1);
+        goto out;
+    }
+    memcpy(tok, buf, *len);
+    tok[*len] = '\0';
+    r = 0;
+out:
+    explicit_bzero(buf, sizeof(buf));
+    close(fd);
+    return r;
+}
+
+bool admin_authorized(const struct http1_request *req, const char *tok, size_t len)
+{
+    static const char scheme[] = "Bearer ";
+    const size_t slen = sizeof(scheme) - 1;
+    const struct http1_header *h = http1_find(req->headers, req->num_headers, "Authorization");
+
+    if (!h || http1_count(req->headers, req->num_headers, "Authorization") != 1 ||
+        h->value_len < slen || strncasecmp(h->value, scheme, slen) != 0)
+        return false;
+    return ct_equal(h->value + slen, h->value_len - slen, tok, len);
+}
+
+int admin_unauthorized(char *out, size_t cap)
+{
+    static const char body[] = "bearer token required\n";
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 401 %s\r\nWWW-Authenticate: Bearer realm=\"rapi-server\"\r\n"
+                     "Content-Type: text/plain\r\nCache-Control: no-cache\r\n"
+                     "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                     http1_reason(401), sizeof(body) - 1, body);
+
+    return n < 0 || (size_t)n >= cap ? -1 : n;
 }

@@ -91,8 +91,7 @@ static void top_offer(struct top *t, const struct path_stat *p, struct path_stat
 
 static struct listener *listener_of(struct shard *s, const char *path)
 {
-    struct map_entry *e =
-        s->listeners.count ? map_get(&s->listeners, path, strlen(path)) : NULL;
+    struct map_entry *e = s->listeners.count ? map_get(&s->listeners, path, strlen(path)) : NULL;
 
     return e ? CONTAINER(e, struct listener, me) : NULL;
 }
@@ -132,8 +131,9 @@ static void publish(struct shard *s, const struct top *t, const struct path_stat
 
 void pathstat_tick(struct shard *s)
 {
-    struct path_stat heap[PATHSTAT_TOP_MAX], rest = {0};
-    struct top t = {.h = heap, .cap = (int)s->conf.status_top_paths};
+    struct path_stat heap[PATHSTAT_TOP_MAX] = {0}, rest = {0};
+    long cap = s->conf.status_top_paths;
+    struct top t = {.h = heap, .cap = cap < PATHSTAT_TOP_MAX ? (int)cap : PATHSTAT_TOP_MAX};
     struct map_iter it;
     struct map_entry *e;
 

@@ -12,9 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PATHSTAT_TOP_MAX 50      /* status_top_paths limit */
-#define PATHSTAT_PATH_MAX 128    /* path bytes kept per entry (longer ones cut) */
-#define PATHSTAT_PERIOD_MS 500   /* shard publication interval */
+#define PATHSTAT_TOP_MAX 50    /* status_top_paths limit */
+#define PATHSTAT_PATH_MAX 128  /* path bytes kept per entry (longer ones cut) */
+#define PATHSTAT_PERIOD_MS 500 /* shard publication interval */
 
 struct shard;
 

@@ -1,10 +1,13 @@
 """The admin endpoint (rapi-server.conf(5) `admin`): /healthz and /metrics."""
+import os
 import re
 import signal
 import socket
 import time
 
-from relay import expect_error, wait_until
+import pytest
+
+from relay import RelayStartError, expect_error, wait_until
 
 ADMIN_RE = re.compile(r"admin endpoint on ([0-9.]+):(\d+)")
 
@@ -15,9 +18,9 @@ def admin_addr(relay):
     return m.group(1), int(m.group(2))
 
 
-def get(addr, path, method="GET"):
+def get(addr, path, method="GET", headers=""):
     with socket.create_connection(addr, timeout=3) as s:
-        s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\n\r\n" % (method, path)).encode())
+        s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (method, path, headers)).encode())
         data = b""
         while True:
             chunk = s.recv(65536)
@@ -144,3 +147,54 @@ def _answers(addr):
         return get(addr, "/healthz")[0] == 200
     except OSError:
         return False
+
+
+TOKEN = "adm1n-T0ken-for-the-test-0123456789"
+
+
+def token_file(tmp_path, mode=0o600, text=TOKEN + "\n"):
+    path = tmp_path / "admin.token"
+    path.write_text(text)
+    os.chmod(path, mode)
+    return str(path)
+
+
+def test_admin_off_loopback_needs_a_token(start_relay):
+    # Refused at configuration time: nothing is bound to 0.0.0.0.
+    with pytest.raises(RelayStartError) as ei:
+        start_relay(admin="0.0.0.0:0")
+    assert "admin_token_file" in ei.value.stderr, ei.value.stderr
+    assert "admin endpoint on" not in ei.value.stderr
+
+
+def test_admin_token_required(start_relay, tmp_path):
+    relay = start_relay(admin="127.0.0.1:0", admin_token_file=token_file(tmp_path))
+    addr = admin_addr(relay)
+    with socket.create_connection(addr, timeout=3) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 401") and b"WWW-Authenticate: Bearer" in head, head
+    for bad in ("Authorization: Bearer wrong\r\n",
+                "Authorization: Bearer %s\r\n" % TOKEN[:-1],
+                "Authorization: Bearer %sx\r\n" % TOKEN,
+                "Authorization: Basic %s\r\n" % TOKEN,
+                "Authorization: Bearer %s\r\nAuthorization: Bearer %s\r\n" % (TOKEN, TOKEN)):
+        for path in ("/healthz", "/metrics", "/", "/status.json", "/nope"):
+            assert get(addr, path, headers=bad)[0] == 401, (bad, path)
+    good = "Authorization: Bearer %s\r\n" % TOKEN
+    assert get(addr, "/healthz", headers=good) == (200, "ok\n")
+    assert get(addr, "/healthz", headers="authorization: bearer %s\r\n" % TOKEN)[0] == 200
+    for path in ("/metrics", "/", "/status.json"):
+        code, body = get(addr, path, headers=good)
+        assert code == 200 and TOKEN not in body, path
+    assert TOKEN not in relay.stderr()
+
+
+@pytest.mark.parametrize("mode,text", [(0o640, TOKEN), (0o604, TOKEN), (0o600, "short\n"),
+                                       (0o600, "two words in here, not a token\n")])
+def test_admin_token_file_checked(start_relay, tmp_path, mode, text):
+    path = token_file(tmp_path, mode, text)
+    with pytest.raises(RelayStartError) as ei:
+        start_relay(admin="127.0.0.1:0", admin_token_file=path)
+    assert path in ei.value.stderr, ei.value.stderr
+    assert text.strip() not in ei.value.stderr
