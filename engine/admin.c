@@ -77,14 +77,17 @@ static uint64_t sum_field(struct relay *r, size_t off)
 
 #define SUM(field) sum_field(r, offsetof(struct shard_stats, field))
 
+/* Open client and server sockets: nconn holds the admin ones too. */
+static uint64_t client_conns(struct relay *r)
+{
+    return (uint64_t)(atomic_load(&r->nconn) - (long)STAT_GET(r->stats.admin_conns));
+}
+
 static void render_metrics(struct relay *r, struct out *o)
 {
-    long admin = (long)STAT_GET(r->stats.admin_conns);
-
-    metric(o, "rapi_connections", "gauge", "Open client and server sockets.",
-           (uint64_t)(atomic_load(&r->nconn) - admin));
+    metric(o, "rapi_connections", "gauge", "Open client and server sockets.", client_conns(r));
     metric(o, "rapi_admin_connections", "gauge", "Open admin endpoint sockets (this one too).",
-           (uint64_t)admin);
+           STAT_GET(r->stats.admin_conns));
     metric(o, "rapi_listeners", "gauge", "Registered listener paths.", SUM(listeners));
     metric(o, "rapi_waiting_clients", "gauge", "Clients waiting for their dial-back.",
            SUM(waiting));
@@ -147,11 +150,7 @@ static void render_paths(struct relay *r, struct out *o)
         struct path_stat srest;
 
         len += pathstat_copy(&r->shards[i]->pstat, all + len, &srest);
-        rest.up += srest.up;
-        rest.down += srest.down;
-        rest.waiting += srest.waiting;
-        rest.links += srest.links;
-        rest.paths += srest.paths;
+        pathstat_fold(&rest, &srest);
     }
     n = all ? pathstat_select(all, len, (int)r->conf.status_top_paths, &rest) : 0;
     put(o, "\"paths\":[");
@@ -193,11 +192,10 @@ static void render_status(struct relay *r, struct out *o)
     put(o,
         "\"connections\":%llu,\"listeners\":%llu,\"waiting\":%llu,\"links\":%llu,"
         "\"links_total\":%llu,\"bytes_up\":%llu,\"bytes_down\":%llu,\"accepted\":%llu,",
-        (unsigned long long)(atomic_load(&r->nconn) - (long)STAT_GET(r->stats.admin_conns)),
-        (unsigned long long)SUM(listeners), (unsigned long long)SUM(waiting),
-        (unsigned long long)SUM(links), (unsigned long long)SUM(links_total),
-        (unsigned long long)SUM(bytes_up), (unsigned long long)SUM(bytes_down),
-        (unsigned long long)STAT_GET(r->stats.accepted));
+        (unsigned long long)client_conns(r), (unsigned long long)SUM(listeners),
+        (unsigned long long)SUM(waiting), (unsigned long long)SUM(links),
+        (unsigned long long)SUM(links_total), (unsigned long long)SUM(bytes_up),
+        (unsigned long long)SUM(bytes_down), (unsigned long long)STAT_GET(r->stats.accepted));
     render_paths(r, o);
     put(o, ",");
     render_errors(r, o);

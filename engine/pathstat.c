@@ -14,7 +14,7 @@ static uint64_t busy(const struct path_stat *p)
     return p->up + p->down;
 }
 
-static void fold(struct path_stat *rest, const struct path_stat *p)
+void pathstat_fold(struct path_stat *rest, const struct path_stat *p)
 {
     rest->up += p->up;
     rest->down += p->down;
@@ -36,7 +36,7 @@ int pathstat_select(struct path_stat *all, int len, int n, struct path_stat *res
 {
     qsort(all, (size_t)len, sizeof(*all), busier_first);
     for (int i = n; i < len; i++)
-        fold(rest, &all[i]);
+        pathstat_fold(rest, &all[i]);
     return len < n ? len : n;
 }
 
@@ -81,10 +81,10 @@ static void top_offer(struct top *t, const struct path_stat *p, struct path_stat
         return;
     }
     if (t->cap == 0 || busy(p) <= busy(&t->h[0])) {
-        fold(rest, p);
+        pathstat_fold(rest, p);
         return;
     }
-    fold(rest, &t->h[0]);
+    pathstat_fold(rest, &t->h[0]);
     t->h[0] = *p;
     sift_down(t, 0);
 }

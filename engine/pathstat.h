@@ -54,6 +54,9 @@ void pathstat_link_closed(struct shard *s, const char *path, uint64_t up, uint64
  * for PATHSTAT_TOP_MAX). */
 int pathstat_copy(struct pathstat *ps, struct path_stat *top, struct path_stat *rest);
 
+/* Add p's figures to rest. */
+void pathstat_fold(struct path_stat *rest, const struct path_stat *p);
+
 /* Keep the n busiest of all[0..len) at the front, sorted, and fold the others
  * into rest. Returns how many are kept (min(n, len)). */
 int pathstat_select(struct path_stat *all, int len, int n, struct path_stat *rest);

@@ -1,4 +1,4 @@
-/* Counters behind /metrics. A shard's counters have one writer, the shard
+/* Counters behind /metrics and /status.json. A shard's counters have one writer, the shard
  * thread, which updates them with relaxed loads and stores (no locked
  * instruction on the data path); any thread may read them. Error answers
  * are counted from every thread with fetch_add. */
