@@ -137,8 +137,11 @@ void pathstat_tick(struct shard *s)
     struct map_iter it;
     struct map_entry *e;
 
-    if (s->now < s->pstat.next_ms)
+    if (s->now < s->pstat.next_ms) {
+        s->pstat.pending = true;
         return;
+    }
+    s->pstat.pending = false;
     s->pstat.next_ms = s->now + PATHSTAT_PERIOD_MS;
     count_live(s);
     for (map_iter_init(&it, &s->listeners); (e = map_iter_next(&it));) {
@@ -156,6 +159,16 @@ void pathstat_tick(struct shard *s)
     }
     qsort(t.h, (size_t)t.len, sizeof(*t.h), busier_first);
     publish(s, &t, &rest);
+}
+
+int pathstat_wait_ms(const struct shard *s, int t)
+{
+    uint64_t left;
+
+    if (!s->pstat.pending)
+        return t;
+    left = s->pstat.next_ms > s->now ? s->pstat.next_ms - s->now : 0;
+    return t < 0 || (uint64_t)t > left ? (int)left : t;
 }
 
 void pathstat_link_closed(struct shard *s, const char *path, uint64_t up, uint64_t down)

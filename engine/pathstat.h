@@ -9,6 +9,7 @@
 #define RAPI_ENGINE_PATHSTAT_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,7 @@ struct path_counters {
 struct pathstat {
     pthread_mutex_t lock;
     uint64_t next_ms; /* shard thread: when to publish next */
+    bool pending;     /* shard thread: a turn ran since the last publication */
     int n;            /* under lock: entries in top */
     struct path_stat top[PATHSTAT_TOP_MAX];
     struct path_stat rest;
@@ -46,6 +48,10 @@ void pathstat_fini(struct pathstat *ps);
 
 /* Shard thread, every loop turn: publish when the period has passed. */
 void pathstat_tick(struct shard *s);
+
+/* Shard thread: the loop's wait in ms (-1: none) shortened so that a change
+ * since the last publication is published within PATHSTAT_PERIOD_MS. */
+int pathstat_wait_ms(const struct shard *s, int t);
 
 /* Shard thread: a link on path closed after moving up/down bytes. */
 void pathstat_link_closed(struct shard *s, const char *path, uint64_t up, uint64_t down);

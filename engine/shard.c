@@ -160,7 +160,7 @@ int shard_wait_ms(const struct shard *s)
 
     if (s->draining && (t < 0 || t > 100))
         t = 100;
-    return t;
+    return pathstat_wait_ms(s, t);
 }
 
 bool shard_turn(struct shard *s)

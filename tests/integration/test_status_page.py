@@ -141,3 +141,14 @@ def test_status_page_in_chromium(start_relay):
                        "--virtual-time-budget=3000", url])
     assert os.path.getsize(shot) > 10000
     ln.close()
+
+
+def test_idle_shard_publishes_its_last_change(start_relay):
+    # Changes that come within one publication period of each other, then
+    # nothing: the last one still shows (the shard wakes up to publish it).
+    relay = start_relay(admin="127.0.0.1:0", keepalive=0)
+    addr = admin_addr(relay)
+    lsts = [relay.register("/idle%d/" % i) for i in range(3)]
+    wait_until(lambda: len(status(addr)["paths"]) == 3, 3, what="all three paths to show")
+    for lst in lsts:
+        lst.close()
