@@ -141,7 +141,8 @@ DEB_PKGS := build-essential pkg-config clang clang-tidy clang-format cppcheck \
             liburing-dev libjemalloc-dev libwolfssl-dev libsystemd-dev libcriterion-dev \
             python3 python3-pytest python3-websockets curl procps iproute2 \
             haproxy nginx gnuplot-nox iperf3 man-db groff-base \
-            debhelper dpkg-dev fakeroot lintian rpm rpmlint systemd adduser util-linux
+            debhelper dpkg-dev fakeroot lintian rpm rpmlint systemd adduser util-linux \
+            chromium
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \

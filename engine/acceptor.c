@@ -22,10 +22,11 @@
 
 #define LISTEN_BACKLOG 4096
 #define HEAD_INITIAL 1024
-#define ACCEPT_RETRY_MS 100    /* after EMFILE/ENFILE */
-#define ADMIN_ANSWER_MAX 20480 /* /metrics for every shard fits */
-#define STOP_WAIT_MS 50        /* loop wake-up while shards drain */
-#define RETRY_AFTER_MAX 48     /* "Retry-After: " and a long */
+#define ACCEPT_RETRY_MS 100          /* after EMFILE/ENFILE */
+#define ADMIN_ANSWER_MAX (66 * 1024) /* the largest admin body and its head */
+#define ADMIN_SNDBUF_MIN 16384       /* answers above this size the send buffer first */
+#define STOP_WAIT_MS 50              /* loop wake-up while shards drain */
+#define RETRY_AFTER_MAX 48           /* "Retry-After: " and a long */
 
 struct pending;
 
@@ -61,6 +62,8 @@ struct acceptor {
     acceptor_reload_fn *reload;
     void *reload_arg;
     char admin_out[ADMIN_ANSWER_MAX];
+    char admin_token[ADMIN_TOKEN_MAX]; /* bearer token; empty: none asked */
+    size_t admin_token_len;
 };
 
 /* A connection whose request head is being read. */
@@ -103,6 +106,16 @@ int acceptor_listen(struct acceptor *a, char *err, size_t errlen)
 {
     const struct conf *c = &a->relay->conf;
 
+    if (STAT_GET(a->relay->stats.started_ms) == 0) /* the status page's uptime */
+        STAT_SET(a->relay->stats.started_ms, anet_now_ms());
+    /* The admin token first: a bad token file fails before anything listens. */
+    if (strcmp(c->admin, "off") != 0 && c->admin_token_file[0]) {
+        int r = admin_token_load(c->admin_token_file, a->admin_token, sizeof(a->admin_token),
+                                 &a->admin_token_len, err, errlen);
+
+        if (r < 0)
+            return r;
+    }
     for (int i = 0; i < c->nlisten; i++) {
         int fd = listen_one(c->listen[i], "listening", err, errlen);
 
@@ -132,6 +145,12 @@ static void lsock_close(struct acceptor *a, struct lsock *ls)
 
 /* ------------------------------------------------------------ pending */
 
+/* An admin socket closed (acceptor thread: the counter's one writer). */
+static void admin_release(struct relay *r)
+{
+    STAT_SET(r->stats.admin_conns, STAT_GET(r->stats.admin_conns) - 1);
+}
+
 static void pending_free(struct pending *p, bool close_fd)
 {
     struct acceptor *a = p->a;
@@ -146,6 +165,8 @@ static void pending_free(struct pending *p, bool close_fd)
         p->next->prev = p->prev;
     if (close_fd)
         conn_close(a->relay, &p->c, false);
+    if (p->admin) /* its socket is closed by now, by us or by a reject */
+        admin_release(a->relay);
     /* The head may hold a key. */
     explicit_bzero(p->buf, p->len);
     free(p->buf);
@@ -244,9 +265,20 @@ static void pending_dispatch(struct pending *p, const struct http1_request *req,
 static void admin_reply(struct pending *p, const struct http1_request *req)
 {
     struct acceptor *a = p->a;
-    int n = admin_answer(a->relay, req->method, req->method_len, req->target, req->target_len,
+    ssize_t k;
+    int n;
+
+    if (a->admin_token_len && !admin_authorized(req, a->admin_token, a->admin_token_len))
+        n = admin_unauthorized(a->admin_out, sizeof(a->admin_out));
+    else
+        n = admin_answer(a->relay, req->method, req->method_len, req->target, req->target_len,
                          a->admin_out, sizeof(a->admin_out));
-    ssize_t k = n > 0 ? p->c.ops->snd(&p->c, a->admin_out, (size_t)n) : 0;
+
+    /* One nonblocking send: room for the whole answer (the kernel doubles
+     * the value and caps it at net.core.wmem_max). */
+    if (n > ADMIN_SNDBUF_MIN)
+        (void)setsockopt(p->c.fd, SOL_SOCKET, SO_SNDBUF, &n, sizeof(n));
+    k = n > 0 ? p->c.ops->snd(&p->c, a->admin_out, (size_t)n) : 0;
 
     if (k < 0)
         log_debug("admin %s: %s", p->peer, strerror((int)-k));
@@ -325,6 +357,29 @@ static void pending_timeout(struct timer *t)
     pending_free(p, true);
 }
 
+/* Counts a new socket in nconn and says whether it is over its limit. Admin
+ * sockets have their own (admin_max_connections) and are left out of the
+ * client limit, so a flood of clients never locks monitoring out. */
+static bool conn_over_limit(struct relay *r, bool admin)
+{
+    long open = atomic_fetch_add(&r->nconn, 1);
+    long nadmin = (long)STAT_GET(r->stats.admin_conns);
+
+    if (admin) {
+        if (nadmin >= r->conf.admin_max_connections) {
+            log_reject("reject: too many admin connections (%ld)", r->conf.admin_max_connections);
+            return true;
+        }
+        STAT_SET(r->stats.admin_conns, (uint64_t)nadmin + 1);
+        return false;
+    }
+    if (open - nadmin >= r->conf.max_connections) {
+        log_reject("reject: too many connections (%ld)", r->conf.max_connections);
+        return true;
+    }
+    return false;
+}
+
 static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, bool admin)
 {
     struct relay *r = a->relay;
@@ -334,8 +389,7 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
     xconn_init_raw(&c, fd);
     if (!admin)
         STAT_ADD(r->stats.accepted, 1);
-    if (atomic_fetch_add(&r->nconn, 1) >= r->conf.max_connections) {
-        log_reject("reject: too many connections (%ld)", r->conf.max_connections);
+    if (conn_over_limit(r, admin)) {
         conn_reject(r, &c, 503, "too_many_connections", "Too many connections");
         return;
     }
@@ -345,6 +399,8 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
     if (!p || !p->buf) {
         free(p);
         conn_close(r, &c, false);
+        if (admin)
+            admin_release(r);
         return;
     }
     p->a = a;
@@ -660,5 +716,6 @@ void acceptor_free(struct acceptor *a)
     keys_wipe(a->keys);
     munmap(a->keys, a->keys_len);
     authlimit_free(a->authlim);
+    explicit_bzero(a->admin_token, sizeof(a->admin_token));
     free(a);
 }

@@ -3,13 +3,27 @@
  * atomic loads, so the figures are consistent per counter, not as a set. */
 #include "engine/admin.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "auth/keys.h"
+#include "engine/pathstat.h"
 #include "engine/shard.h"
+#include "engine/status_page.h"
+#include "net/anet.h"
 #include "proto/http1.h"
+#include "proto/json.h"
+
+#define JSON_ESC_WORST 6           /* bytes of one escape, the worst case per byte */
+#define ADMIN_BODY_MAX (64 * 1024) /* the largest answer body (status.json, top 50) */
 
 static const int statuses[] = STATS_STATUSES;
 
@@ -63,10 +77,17 @@ static uint64_t sum_field(struct relay *r, size_t off)
 
 #define SUM(field) sum_field(r, offsetof(struct shard_stats, field))
 
+/* Open client and server sockets: nconn holds the admin ones too. */
+static uint64_t client_conns(struct relay *r)
+{
+    return (uint64_t)(atomic_load(&r->nconn) - (long)STAT_GET(r->stats.admin_conns));
+}
+
 static void render_metrics(struct relay *r, struct out *o)
 {
-    metric(o, "rapi_connections", "gauge", "Open client and server sockets.",
-           (uint64_t)atomic_load(&r->nconn));
+    metric(o, "rapi_connections", "gauge", "Open client and server sockets.", client_conns(r));
+    metric(o, "rapi_admin_connections", "gauge", "Open admin endpoint sockets (this one too).",
+           STAT_GET(r->stats.admin_conns));
     metric(o, "rapi_listeners", "gauge", "Registered listener paths.", SUM(listeners));
     metric(o, "rapi_waiting_clients", "gauge", "Clients waiting for their dial-back.",
            SUM(waiting));
@@ -107,6 +128,80 @@ static void render_metrics(struct relay *r, struct out *o)
         RAPI_VERSION, r->be ? ev_backend_name(r->be) : "none", r->nshards);
 }
 
+static void put_path(struct out *o, const struct path_stat *p)
+{
+    char esc[PATHSTAT_PATH_MAX * JSON_ESC_WORST + 1];
+
+    if (json_escape(esc, sizeof(esc), p->path, strlen(p->path)) < 0)
+        esc[0] = '\0';
+    put(o, "{\"path\":\"%s\",\"waiting\":%llu,\"links\":%llu,\"up\":%llu,\"down\":%llu}", esc,
+        (unsigned long long)p->waiting, (unsigned long long)p->links, (unsigned long long)p->up,
+        (unsigned long long)p->down);
+}
+
+/* Every shard's busiest paths, merged: the top status_top_paths overall
+ * and the rest summed (a path lives on one shard only). */
+static void render_paths(struct relay *r, struct out *o)
+{
+    int cap = r->nshards * PATHSTAT_TOP_MAX, len = 0, n;
+    struct path_stat *all = calloc((size_t)cap, sizeof(*all)), rest = {0};
+
+    for (int i = 0; all && i < r->nshards; i++) {
+        struct path_stat srest;
+
+        len += pathstat_copy(&r->shards[i]->pstat, all + len, &srest);
+        pathstat_fold(&rest, &srest);
+    }
+    n = all ? pathstat_select(all, len, (int)r->conf.status_top_paths, &rest) : 0;
+    put(o, "\"paths\":[");
+    for (int i = 0; i < n; i++) {
+        put(o, i ? "," : "");
+        put_path(o, &all[i]);
+    }
+    put(o,
+        "],\"other\":{\"paths\":%llu,\"waiting\":%llu,\"links\":%llu,\"up\":%llu,"
+        "\"down\":%llu}",
+        (unsigned long long)rest.paths, (unsigned long long)rest.waiting,
+        (unsigned long long)rest.links, (unsigned long long)rest.up, (unsigned long long)rest.down);
+    free(all);
+}
+
+static void render_errors(struct relay *r, struct out *o)
+{
+    put(o, "\"errors\":{");
+    for (int i = 0; i < STATS_NSTATUS - 1; i++)
+        put(o, "\"%d\":%llu,", statuses[i], (unsigned long long)STAT_GET(r->stats.rejects[i]));
+    put(o,
+        "\"other\":%llu,\"no dial-back\":%llu,\"client left\":%llu,"
+        "\"head timeout\":%llu}",
+        (unsigned long long)STAT_GET(r->stats.rejects[STATS_NSTATUS - 1]),
+        (unsigned long long)SUM(dialback_timeouts), (unsigned long long)SUM(clients_left),
+        (unsigned long long)STAT_GET(r->stats.header_timeouts));
+}
+
+static void render_status(struct relay *r, struct out *o)
+{
+    uint64_t now = anet_now_ms();
+
+    put(o,
+        "{\"version\":\"%s\",\"io\":\"%s\",\"workers\":%d,\"uptime_s\":%llu,\"now_ms\":%llu,"
+        "\"draining\":%s,\"top_paths\":%ld,",
+        RAPI_VERSION, r->be ? ev_backend_name(r->be) : "none", r->nshards,
+        (unsigned long long)((now - STAT_GET(r->stats.started_ms)) / 1000), (unsigned long long)now,
+        atomic_load(&r->draining) ? "true" : "false", r->conf.status_top_paths);
+    put(o,
+        "\"connections\":%llu,\"listeners\":%llu,\"waiting\":%llu,\"links\":%llu,"
+        "\"links_total\":%llu,\"bytes_up\":%llu,\"bytes_down\":%llu,\"accepted\":%llu,",
+        (unsigned long long)client_conns(r), (unsigned long long)SUM(listeners),
+        (unsigned long long)SUM(waiting), (unsigned long long)SUM(links),
+        (unsigned long long)SUM(links_total), (unsigned long long)SUM(bytes_up),
+        (unsigned long long)SUM(bytes_down), (unsigned long long)STAT_GET(r->stats.accepted));
+    render_paths(r, o);
+    put(o, ",");
+    render_errors(r, o);
+    put(o, "}\n");
+}
+
 static int respond(char *out, size_t cap, int status, const char *ctype, const char *body,
                    size_t body_len)
 {
@@ -124,7 +219,7 @@ static int respond(char *out, size_t cap, int status, const char *ctype, const c
 int admin_answer(struct relay *r, const char *method, size_t method_len, const char *path,
                  size_t path_len, char *out, size_t cap)
 {
-    static _Thread_local char body[16384];
+    static _Thread_local char body[ADMIN_BODY_MAX];
     struct out o = {.p = body, .cap = sizeof(body)};
     size_t plen = http1_path_len(path, path_len);
 
@@ -141,5 +236,86 @@ int admin_answer(struct relay *r, const char *method, size_t method_len, const c
             return -1;
         return respond(out, cap, 200, "text/plain; version=0.0.4", body, o.len);
     }
+    if (plen == 1 && path[0] == '/')
+        return respond(out, cap, 200, "text/html; charset=utf-8", status_page,
+                       sizeof(status_page) - 1);
+    if (plen == 12 && memcmp(path, "/status.json", 12) == 0) {
+        render_status(r, &o);
+        if (o.overflow)
+            return -1;
+        return respond(out, cap, 200, "application/json", body, o.len);
+    }
     return respond(out, cap, 404, "text/plain", "not found\n", 10);
+}
+
+/* One line of printable characters without spaces, a trailing newline
+ * allowed. Returns its length, or 0 when the text is not a token. */
+static size_t token_len(const char *s, size_t n)
+{
+    if (n > 0 && s[n - 1] == '\n')
+        n--;
+    if (n > 0 && s[n - 1] == '\r')
+        n--;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+            return 0;
+    return n >= ADMIN_TOKEN_MIN ? n : 0;
+}
+
+int admin_token_load(const char *path, char *tok, size_t cap, size_t *len, char *err, size_t errlen)
+{
+    char buf[ADMIN_TOKEN_MAX + 1];
+    struct stat st;
+    ssize_t n = 0;
+    int r = -EINVAL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+    if (fd == -1) {
+        r = -errno;
+        snprintf(err, errlen, "admin_token_file %s: %s", path, strerror(-r));
+        return r;
+    }
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+        r = -EPERM;
+        snprintf(err, errlen, "admin_token_file %s: must be a regular file of mode 0600", path);
+        goto out;
+    }
+    n = read(fd, buf, sizeof(buf));
+    *len = n > 0 ? token_len(buf, (size_t)n) : 0;
+    if (n < 0 || (size_t)n >= sizeof(buf) || *len == 0 || *len >= cap) {
+        snprintf(err, errlen, "admin_token_file %s: not one line of %d to %d printable characters",
+                 path, ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX - 1);
+        goto out;
+    }
+    memcpy(tok, buf, *len);
+    tok[*len] = '\0';
+    r = 0;
+out:
+    explicit_bzero(buf, sizeof(buf));
+    close(fd);
+    return r;
+}
+
+bool admin_authorized(const struct http1_request *req, const char *tok, size_t len)
+{
+    static const char scheme[] = "Bearer ";
+    const size_t slen = sizeof(scheme) - 1;
+    const struct http1_header *h = http1_find(req->headers, req->num_headers, "Authorization");
+
+    if (!h || http1_count(req->headers, req->num_headers, "Authorization") != 1 ||
+        h->value_len < slen || strncasecmp(h->value, scheme, slen) != 0)
+        return false;
+    return ct_equal(h->value + slen, h->value_len - slen, tok, len);
+}
+
+int admin_unauthorized(char *out, size_t cap)
+{
+    static const char body[] = "bearer token required\n";
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 401 %s\r\nWWW-Authenticate: Bearer realm=\"rapi-server\"\r\n"
+                     "Content-Type: text/plain\r\nCache-Control: no-cache\r\n"
+                     "Connection: close\r\nContent-Length: %zu\r\n\r\n%s",
+                     http1_reason(401), sizeof(body) - 1, body);
+
+    return n < 0 || (size_t)n >= cap ? -1 : n;
 }

@@ -5,7 +5,9 @@
 #include "engine/conf.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -13,12 +15,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/pathstat.h"
+
 #define KIB 1024LL
 #define MIB (1024LL * 1024)
 #define SEC_MAX 86400LL        /* one day: the longest timeout or interval */
 #define COUNT_MAX 2147483647LL /* INT_MAX: every count fits an int */
 #define WORKERS_MAX 256
 #define AUTH_RATE_MAX 1000000LL     /* auth_fail_rate, auth_fail_burst: one per microsecond */
+#define ADMIN_CONN_MAX 1024         /* admin sockets: a few scrapers and browsers */
 #define CONF_FILE_MAX (1024 * 1024) /* a config file larger than this is a mistake */
 #define ECHO_MAX 64                 /* longest piece of user text quoted in a message */
 
@@ -65,7 +70,10 @@ struct conf_row {
     X(pipe_size, T_SIZE, 4 * KIB, 16 * MIB, "262144")                                              \
     X(max_pipes, T_LONG, 0, COUNT_MAX, "4096")                                                     \
     X(log_level, T_LOG, 0, 0, "info")                                                              \
-    X(admin, T_ADDR, 0, 0, "off")
+    X(admin, T_ADDR, 0, 0, "off")                                                                  \
+    X(admin_max_connections, T_LONG, 1, ADMIN_CONN_MAX, "16")                                      \
+    X(status_top_paths, T_LONG, 0, PATHSTAT_TOP_MAX, "20")                                         \
+    X(admin_token_file, T_PATH, 0, 0, "")
 
 #define CONF_ROW(f, t, lo, hi, d)                                                                  \
     {#f, t, offsetof(struct conf, f), sizeof(((struct conf *)0)->f), lo, hi, d},
@@ -284,7 +292,7 @@ static int set_addr(struct conf *c, const struct conf_row *r, const char *v, cha
 static int set_row(struct conf *c, const struct conf_row *r, const char *v, char *err,
                    size_t errlen)
 {
-    if (v == NULL || *v == '\0') {
+    if (v == NULL || (*v == '\0' && r->def[0] != '\0')) { /* "" only unsets an optional one */
         seterr(err, errlen, "%s: missing value", r->name);
         return -EINVAL;
     }
@@ -516,6 +524,8 @@ static int check_path(const struct conf *c, const struct conf_row *r, char *err,
 {
     const char *path = conf_cfield(c, r);
 
+    if (path[0] == '\0' && r->def[0] == '\0') /* optional, and not set */
+        return 0;
     if (path[0] != '\0' && memchr(path, '\0', r->size) != NULL)
         return 0;
     seterr(err, errlen, "%s: empty or unterminated path", r->name);
@@ -560,6 +570,30 @@ static int check_row(const struct conf *c, const struct conf_row *r, char *err, 
     return -EINVAL;
 }
 
+static bool addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    return sa->sa_family == AF_INET6 &&
+           IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+}
+
+/* The admin endpoint needs no key: off loopback it must ask for a token. */
+static int admin_check(const struct conf *c, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+
+    if (strcmp(c->admin, "off") == 0 || c->admin_token_file[0] ||
+        addr_parse(c->admin, &ss, &len) < 0 || addr_is_loopback((struct sockaddr *)&ss))
+        return 0;
+    seterr(err, errlen,
+           "admin: %s is not a loopback address: set admin_token_file (a file of mode 0600 "
+           "holding the bearer token every admin request must carry)",
+           c->admin);
+    return -EINVAL;
+}
+
 int conf_validate(const struct conf *c, char *err, size_t errlen)
 {
     for (size_t i = 0; i < CONF_NROWS; i++) {
@@ -567,7 +601,7 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
         if (rc != 0)
             return rc;
     }
-    return 0;
+    return admin_check(c, err, errlen);
 }
 
 const char *conf_io_name(enum conf_io io)

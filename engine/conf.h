@@ -46,8 +46,11 @@ struct conf {
     long max_listeners;    /* "max_listeners": registered listeners in all (10000) */
     size_t pipe_size;      /* "pipe_size": splice pipe size, bytes (262144) */
     long max_pipes;        /* "max_pipes": pooled+active pipes per shard, 0 = copy only (4096) */
-    enum log_level log_level; /* "log_level": error | warn | info | debug (info) */
-    char admin[ADDR_STR_MAX]; /* "admin": /metrics and /healthz listener, "off" (off) */
+    enum log_level log_level;        /* "log_level": error | warn | info | debug (info) */
+    char admin[ADDR_STR_MAX];        /* "admin": /metrics and /healthz listener, "off" (off) */
+    long admin_max_connections;      /* "admin_max_connections": open admin sockets (16) */
+    char admin_token_file[PATH_MAX]; /* "admin_token_file": bearer token for admin (none) */
+    long status_top_paths; /* "status_top_paths": per-path entries on the status page (20) */
 };
 
 /* Every keyword conf_set() accepts, NULL-terminated (the man page test walks

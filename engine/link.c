@@ -306,6 +306,7 @@ void link_close(struct link *l, bool reset, const char *why)
     timer_del(&sh->wheel, &l->timer);
     dlist_del(&l->node);
     sh->nlinks--;
+    pathstat_link_closed(sh, l->path, l->dir[0].bytes, l->dir[1].bytes);
     log_info("close path=%s client=%s up=%llu down=%llu ms=%llu (%s)", l->path, l->peer,
              (unsigned long long)l->dir[0].bytes, (unsigned long long)l->dir[1].bytes,
              (unsigned long long)ms, why);

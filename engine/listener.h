@@ -11,6 +11,7 @@
 
 #include "engine/dlist.h"
 #include "engine/map.h"
+#include "engine/pathstat.h"
 #include "engine/timer.h"
 #include "engine/xprt.h"
 #include "proto/addr.h"
@@ -59,6 +60,7 @@ struct listener {
     struct timer ka;
     uint64_t last_rx;
     char peer[ADDR_STR_MAX];
+    struct path_counters ps; /* per-path figures (engine/pathstat.h) */
     size_t path_len;
     char path[];
 };

@@ -30,6 +30,7 @@ struct shard *shard_new(struct relay *r, int id)
     s->conf = r->conf;
     dlist_init(&s->links);
     pthread_mutex_init(&s->qlock, NULL);
+    pathstat_init(&s->pstat);
     s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (s->wake_fd == -1 || map_init(&s->listeners) < 0 || map_init(&s->waiters) < 0) {
         shard_free(s);
@@ -160,7 +161,8 @@ int shard_wait_ms(const struct shard *s)
 
     if (s->draining && (t < 0 || t > 100))
         t = 100;
-    return notify_loop_wait(&notify_main, 1 + s->id, s->now, t); /* heartbeat */
+    return notify_loop_wait(&notify_main, 1 + s->id, s->now,
+                            pathstat_wait_ms(s, t)); /* heartbeat */
 }
 
 bool shard_turn(struct shard *s)
@@ -171,6 +173,7 @@ bool shard_turn(struct shard *s)
     STAT_SET(s->stats.listeners, (uint64_t)s->listeners.count);
     STAT_SET(s->stats.waiting, (uint64_t)s->waiters.count);
     STAT_SET(s->stats.pipes, (uint64_t)s->pool.live);
+    pathstat_tick(s);
     return s->draining &&
            ((s->nlinks == 0 && s->listeners.count == 0) || s->now >= s->drain_deadline);
 }
@@ -255,5 +258,6 @@ void shard_free(struct shard *s)
     if (s->wake_fd >= 0)
         close(s->wake_fd);
     pthread_mutex_destroy(&s->qlock);
+    pathstat_fini(&s->pstat);
     free(s);
 }

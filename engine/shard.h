@@ -14,6 +14,7 @@
 #include "engine/dlist.h"
 #include "engine/ev.h"
 #include "engine/map.h"
+#include "engine/pathstat.h"
 #include "engine/pipepool.h"
 #include "engine/relay.h"
 #include "engine/stats.h"
@@ -43,6 +44,7 @@ struct shard {
     bool hosted; /* runs in the acceptor's thread, on the acceptor's loop */
     uint64_t drain_deadline;
     struct shard_stats stats;
+    struct pathstat pstat; /* per-path snapshot for the admin endpoint */
 };
 
 /* A shard's loop, for its own thread or for the acceptor that hosts it

@@ -1,4 +1,4 @@
-/* Counters behind /metrics. A shard's counters have one writer, the shard
+/* Counters behind /metrics and /status.json. A shard's counters have one writer, the shard
  * thread, which updates them with relaxed loads and stores (no locked
  * instruction on the data path); any thread may read them. Error answers
  * are counted from every thread with fetch_add. */
@@ -31,6 +31,11 @@ struct shard_stats {
 
 struct relay_stats {
     _Atomic uint64_t accepted, header_timeouts;
+    /* admin connections open: written by the acceptor thread only; they are
+     * in relay.nconn too, and the client limit and rapi_connections leave
+     * them out */
+    _Atomic uint64_t admin_conns;
+    _Atomic uint64_t started_ms; /* monotonic, set once when the acceptor listens */
     _Atomic uint64_t rejects[STATS_NSTATUS];
 };
 

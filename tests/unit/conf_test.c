@@ -55,6 +55,8 @@ Test(conf, defaults)
     cr_assert_eq(c.pipe_size, 262144);
     cr_assert_eq(c.max_pipes, 4096);
     cr_assert_eq(c.log_level, LOG_INFO);
+    cr_assert_eq(c.admin_max_connections, 16);
+    cr_assert_eq(c.status_top_paths, 20);
     cr_assert_eq(conf_validate(&c, err, sizeof err), 0, "%s", err);
 }
 
@@ -65,7 +67,7 @@ Test(conf, keywords_list_matches_table)
     for (; conf_keywords[n] != NULL; n++)
         cr_assert_str_eq(conf_keywords[n], conf_rows[n].name);
     cr_assert_eq(n, CONF_NROWS);
-    cr_assert_eq(n, 22);
+    cr_assert_eq(n, 25);
 }
 
 Test(conf, defaults_in_table_are_what_conf_defaults_sets)
@@ -710,4 +712,22 @@ Test(conf, admin_off_or_one_address)
     cr_assert(strstr(err, "admin:") == err, "%s", err);
     cr_assert_eq(conf_set(&c, "admin", "on", err, sizeof err), -EINVAL);
     cr_assert_eq(conf_validate(&c, err, sizeof err), 0, "%s", err);
+}
+
+Test(conf, admin_off_loopback_needs_a_token)
+{
+    struct conf d;
+
+    conf_defaults(&d);
+    cr_assert_eq(conf_set(&d, "admin", "127.0.0.2:9100", err, sizeof err), 0);
+    cr_assert_eq(conf_validate(&d, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(conf_set(&d, "admin", "[::1]:9100", err, sizeof err), 0);
+    cr_assert_eq(conf_validate(&d, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(conf_set(&d, "admin", "0.0.0.0:9100", err, sizeof err), 0);
+    cr_assert_eq(conf_validate(&d, err, sizeof err), -EINVAL);
+    cr_assert(strstr(err, "admin_token_file") != NULL, "%s", err);
+    cr_assert_eq(conf_set(&d, "admin", "[::]:9100", err, sizeof err), 0);
+    cr_assert_eq(conf_validate(&d, err, sizeof err), -EINVAL);
+    cr_assert_eq(conf_set(&d, "admin_token_file", "/etc/rapi/admin.token", err, sizeof err), 0);
+    cr_assert_eq(conf_validate(&d, err, sizeof err), 0, "%s", err);
 }
