@@ -284,22 +284,39 @@ static void listener_event(void *arg, uint32_t events)
         listener_close(l, "websocket closed");
 }
 
+/* Keepalive (docs/PROTOCOL.md P-WS-8): one timer, armed for the next ping
+ * or for the moment the listener has been silent for two intervals,
+ * whichever comes first, so the drop is on time (to the timer's tick)
+ * whatever the ping phase. Input does not re-arm it: when it fires early
+ * (input came since), it is just armed again. */
+static void listener_ka_arm(struct listener *l, uint64_t ka)
+{
+    uint64_t silence_end = l->last_rx + 2 * ka;
+
+    timer_set(&l->sh->wheel, &l->ka, l->next_ping < silence_end ? l->next_ping : silence_end,
+              listener_ka_cb);
+}
+
 static void listener_ka_cb(struct timer *t)
 {
     struct listener *l = CONTAINER(t, struct listener, ka);
     uint64_t ka = (uint64_t)l->sh->conf.keepalive * 1000;
+    uint64_t now = l->sh->now;
 
     if (!ka)
         return;
-    if (l->sh->now - l->last_rx >= 2 * ka) {
+    if (now - l->last_rx >= 2 * ka) {
         listener_close(l, "keepalive: no answer");
         return;
     }
-    if (out_frame(l, WS_OP_PING, "rapi", 4) < 0 || out_flush(l) < 0) {
-        listener_close(l, "keepalive: cannot write");
-        return;
+    if (now >= l->next_ping) {
+        if (out_frame(l, WS_OP_PING, "rapi", 4) < 0 || out_flush(l) < 0) {
+            listener_close(l, "keepalive: cannot write");
+            return;
+        }
+        l->next_ping = now + ka;
     }
-    timer_set(&l->sh->wheel, &l->ka, l->sh->now + ka, listener_ka_cb);
+    listener_ka_arm(l, ka);
 }
 
 void listener_register(struct shard *sh, struct handoff *h)
@@ -346,9 +363,10 @@ void listener_register(struct shard *sh, struct handoff *h)
         return;
     }
     log_info("register path=%s listener=%s", l->path, l->peer);
-    if (sh->conf.keepalive > 0)
-        timer_set(&sh->wheel, &l->ka, sh->now + (uint64_t)sh->conf.keepalive * 1000,
-                  listener_ka_cb);
+    if (sh->conf.keepalive > 0) {
+        l->next_ping = sh->now + (uint64_t)sh->conf.keepalive * 1000;
+        listener_ka_arm(l, (uint64_t)sh->conf.keepalive * 1000);
+    }
     /* Frames the listener pipelined behind its head. */
     if (h->early_len) {
         int c = ws_feed(l, (uint8_t *)h->early, h->early_len);

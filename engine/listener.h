@@ -56,8 +56,9 @@ struct listener {
     bool writable;
     bool read_wants_out; /* the last read waits for room, not input (TLS) */
     bool closing;        /* close frame queued: close once flushed */
-    struct timer ka;
-    uint64_t last_rx;
+    struct timer ka;     /* the next ping or the silence deadline, whichever first */
+    uint64_t last_rx;    /* ms: the last byte received */
+    uint64_t next_ping;  /* ms */
     char peer[ADDR_STR_MAX];
     size_t path_len;
     char path[];
