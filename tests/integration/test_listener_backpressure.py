@@ -4,7 +4,9 @@ the relay closes the connection, its waiting clients get 502, and the path
 can be registered again. Before, the relay kept reading and discarding its
 input forever and the path stayed taken (409 for a new listener)."""
 
+import shutil
 import socket
+import subprocess
 import time
 
 import pytest
@@ -74,3 +76,56 @@ def _is_502(relay, path):
         return True
     except AssertionError:
         return False
+
+
+CLOSE_WAIT = 5.0  # engine/listener.h LISTENER_CLOSE_WAIT_MS
+# Pongs that wait in the relay once the kernel's buffers are full: well
+# below the 1 MiB cap, so that the relay's close frame waits behind them.
+STUCK_BATCHES = 30  # x 64 pongs of 127 bytes: 244 KB
+
+
+def _relay_send_queue(relay, s):
+    """Bytes the kernel holds in the relay's socket towards s (ss Send-Q)."""
+    port = s.getsockname()[1]
+    out = subprocess.run(["ss", "-tnH", "state", "established", "( sport = :%d and dport = :%d )"
+                          % (relay.addr[1], port)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return int(out[1]) if len(out) >= 2 else 0
+
+
+def _fill_kernel_buffers(relay, s):
+    """Ping (never reading) until the relay's socket holds no more."""
+    last = -1
+    for _ in range(2000):
+        for _ in range(8):
+            s.sendall(BATCH)
+        time.sleep(0.05)
+        q = _relay_send_queue(relay, s)
+        if q == last:
+            return
+        last = q
+    pytest.fail("the relay's send queue kept growing")
+
+
+def test_listener_that_does_not_take_the_close_frame_is_closed(relay):
+    if not shutil.which("ss"):
+        pytest.skip("no ss(8) here")
+    path = "/noclose/"
+    s, key, head = _register_small_window(relay, path)
+    try:
+        assert_ws_101(Response(head), key)
+        _fill_kernel_buffers(relay, s)
+        for _ in range(STUCK_BATCHES):
+            s.sendall(BATCH)
+        time.sleep(0.2)
+        s.sendall(encode_frame(OP_PING, b"x", mask=False))  # P-WS-5: close 1002 queued
+        t0 = time.monotonic()
+        # (A closing listener takes no client already: P-WS-9.)
+        wait_until(lambda: "unregister path=%s" % path in relay.stderr(),
+                   CLOSE_WAIT + 2.0 * SLOW, interval=0.05, what="listener closed")
+        took = time.monotonic() - t0
+    finally:
+        s.close()
+    assert took >= CLOSE_WAIT - 0.5, "closed after %.2fs, before the close frame's wait" % took
+    assert "close frame not taken" in relay.stderr()
+    relay.register(path)
