@@ -209,14 +209,7 @@ void listener_drain(struct listener *l)
  * none), then close once that is out. 0, or -errno: drop the listener. */
 static int ws_close_echo(struct listener *l, uint16_t code)
 {
-    uint8_t be[2] = {(uint8_t)(code >> 8), (uint8_t)code};
-    int r = out_frame(l, WS_OP_CLOSE, be, code == WS_CLOSE_NO_STATUS ? 0 : sizeof(be));
-
-    if (r == 0)
-        listener_closing(l);
-    else
-        l->drop = DROP_OUT_FULL;
-    return r;
+    return listener_send_close(l, code == WS_CLOSE_NO_STATUS ? 0 : code, NULL);
 }
 
 /* Feed received bytes (unmasked in place) to the frame reader. Data
