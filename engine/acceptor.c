@@ -641,9 +641,9 @@ static int acceptor_watch(struct acceptor *a)
         return -errno;
     e = ev_add(a->loop, a->sigfd, EV_IN, signal_event, a, &a->sigtok);
     for (int i = 0; e == 0 && i < a->nls; i++)
-        e = ev_add(a->loop, a->ls[i].fd, EV_IN, listen_event, &a->ls[i], &a->ls[i].tok);
+        e = ev_add_listen(a->loop, a->ls[i].fd, EV_IN, listen_event, &a->ls[i], &a->ls[i].tok);
     if (e == 0 && a->admin.fd >= 0)
-        e = ev_add(a->loop, a->admin.fd, EV_IN, listen_event, &a->admin, &a->admin.tok);
+        e = ev_add_listen(a->loop, a->admin.fd, EV_IN, listen_event, &a->admin, &a->admin.tok);
     return e;
 }
 

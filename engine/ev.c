@@ -97,7 +97,8 @@ void ev_slot_release(struct ev_loop *l, uint64_t token)
     l->free_head = idx;
 }
 
-int ev_add(struct ev_loop *l, int fd, uint32_t events, ev_cb *cb, void *arg, uint64_t *token)
+static int watch_add(struct ev_loop *l, int fd, uint32_t events, ev_cb *cb, void *arg,
+                     uint64_t *token, bool noref)
 {
     struct ev_slot *s;
     uint32_t idx;
@@ -113,8 +114,9 @@ int ev_add(struct ev_loop *l, int fd, uint32_t events, ev_cb *cb, void *arg, uin
     s->fd = fd;
     s->events = events;
     s->state = SLOT_LIVE;
+    s->noref = noref && l->be->add_noref;
     *token = make_token(idx, s->gen);
-    r = l->be->add(l, fd, events, *token);
+    r = s->noref ? l->be->add_noref(l, fd, events, *token) : l->be->add(l, fd, events, *token);
     if (r < 0) {
         ev_slot_release(l, *token);
         *token = 0;
@@ -122,6 +124,16 @@ int ev_add(struct ev_loop *l, int fd, uint32_t events, ev_cb *cb, void *arg, uin
     }
     l->live++;
     return 0;
+}
+
+int ev_add(struct ev_loop *l, int fd, uint32_t events, ev_cb *cb, void *arg, uint64_t *token)
+{
+    return watch_add(l, fd, events, cb, arg, token, false);
+}
+
+int ev_add_listen(struct ev_loop *l, int fd, uint32_t events, ev_cb *cb, void *arg, uint64_t *token)
+{
+    return watch_add(l, fd, events, cb, arg, token, true);
 }
 
 static void del_watch(struct ev_loop *l, uint64_t token, bool closing)

@@ -58,6 +58,14 @@ void ev_fini(struct ev_loop *l);
 /* Watch fd for events (edge-triggered): 0 and *token, or -errno. */
 int ev_add(struct ev_loop *l, int fd, uint32_t events, ev_cb *cb, void *arg, uint64_t *token);
 
+/* The same for a listening socket: the loop holds no reference to the
+ * socket, so its port is free as soon as the fd is closed, also when the
+ * process is killed (io_uring's polls hold a file reference until the ring's
+ * asynchronous teardown: the listen fds are watched through an epoll fd
+ * that the ring polls instead). */
+int ev_add_listen(struct ev_loop *l, int fd, uint32_t events, ev_cb *cb, void *arg,
+                  uint64_t *token);
+
 /* Stop watching (token 0 is ignored). The callback is never called again. */
 void ev_del(struct ev_loop *l, uint64_t token);
 

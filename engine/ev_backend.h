@@ -19,6 +19,7 @@ struct ev_slot {
     uint32_t events;
     uint32_t gen;
     uint8_t state; /* enum ev_slot_state */
+    bool noref;    /* ev_add_listen(): the backend keeps no file reference */
     uint32_t next_free;
 };
 
@@ -29,6 +30,8 @@ struct ev_backend {
     int (*init)(struct ev_loop *l);
     void (*fini)(struct ev_loop *l);
     int (*add)(struct ev_loop *l, int fd, uint32_t events, uint64_t token);
+    /* ev_add_listen(); NULL when add already holds no reference (epoll). */
+    int (*add_noref)(struct ev_loop *l, int fd, uint32_t events, uint64_t token);
     /* Stop watching. Returns 1 when the slot may be reused at once, 0 when the
      * backend frees it later with ev_slot_release(). */
     int (*del)(struct ev_loop *l, int fd, uint64_t token, bool closing);

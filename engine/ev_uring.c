@@ -4,7 +4,15 @@
  * nonblocking splice from the shard thread on readiness: IORING_OP_SPLICE is
  * always punted to io-wq here and costs a kernel thread per idle direction
  * (docs/DESIGN.md). The ring is single-issuer with deferred task work, created by
- * the thread that uses it. */
+ * the thread that uses it.
+ *
+ * A poll holds a reference to its file until it ends, and a ring's polls end
+ * in the ring's teardown, which the kernel runs asynchronously after exit (a
+ * few ms later; after kill -9 too): a listening socket watched by the ring
+ * would keep its port bound after the process is gone, and an immediate
+ * restart would fail with EADDRINUSE. So listening sockets (ev_add_listen)
+ * are watched by an epoll fd, edge-triggered, and the ring polls that epoll
+ * fd: epoll holds no reference, the socket closes with its fd. */
 #include "engine/ev_backend.h"
 
 #include <errno.h>
@@ -13,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 #define URING_ENTRIES 4096
@@ -21,12 +30,16 @@
  * (tokens never use it: slot indexes stay far below 2^31). */
 #define URING_REMOVE_TAG (1ULL << 63)
 #define URING_RETRY_INITIAL 64
+/* user_data of the poll on the nested epoll fd (no token has this bit). */
+#define URING_EPOLL_TAG (1ULL << 62)
+#define URING_EPOLL_BATCH 64
 
 struct ur {
     struct io_uring ring;
     struct io_uring_cqe batch[URING_BATCH];
     uint64_t *retry; /* cancels to ask again, after task work has run */
     size_t nretry, cap_retry;
+    int epfd; /* listening sockets (ev_add_listen), -1 until the first */
 };
 
 static struct io_uring_sqe *ur_sqe(struct ur *u)
@@ -102,6 +115,7 @@ static int ur_init(struct ev_loop *l)
         free(u);
         return r;
     }
+    u->epfd = -1;
     l->priv = u;
     return 0;
 }
@@ -113,6 +127,8 @@ static void ur_fini(struct ev_loop *l)
     if (!u)
         return;
     io_uring_queue_exit(&u->ring);
+    if (u->epfd >= 0)
+        close(u->epfd);
     free(u->retry);
     free(u);
     l->priv = NULL;
@@ -132,6 +148,40 @@ static int ur_arm(struct ur *u, int fd, uint32_t events, uint64_t token)
 static int ur_add(struct ev_loop *l, int fd, uint32_t events, uint64_t token)
 {
     return ur_arm(l->priv, fd, events, token);
+}
+
+/* Watch a listening socket through the nested epoll fd (see the top). */
+static int ur_add_noref(struct ev_loop *l, int fd, uint32_t events, uint64_t token)
+{
+    struct ur *u = l->priv;
+    struct epoll_event ev = {.events = events | EPOLLET, .data.u64 = token};
+    int r;
+
+    if (u->epfd < 0) {
+        u->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (u->epfd == -1)
+            return -errno;
+        r = ur_arm(u, u->epfd, POLLIN, URING_EPOLL_TAG);
+        if (r < 0) {
+            close(u->epfd);
+            u->epfd = -1;
+            return r;
+        }
+    }
+    return epoll_ctl(u->epfd, EPOLL_CTL_ADD, fd, &ev) == -1 ? -errno : 0;
+}
+
+/* The nested epoll fd is readable: dispatch what it has. */
+static void ur_epoll_run(struct ev_loop *l, struct ur *u)
+{
+    struct epoll_event ev[URING_EPOLL_BATCH];
+    int n;
+
+    do {
+        n = epoll_wait(u->epfd, ev, URING_EPOLL_BATCH, 0);
+        for (int i = 0; i < n; i++)
+            ev_dispatch(l, ev[i].data.u64, ev[i].events);
+    } while (n == URING_EPOLL_BATCH);
 }
 
 /* Stop a multishot poll. IORING_OP_ASYNC_CANCEL marks the poll cancelled
@@ -167,7 +217,17 @@ static void ur_retry_later(struct ur *u, uint64_t token)
 
 static int ur_del(struct ev_loop *l, int fd, uint64_t token, bool closing)
 {
-    ur_remove(l->priv, token);
+    struct ur *u = l->priv;
+    const struct ev_slot *s = ev_slot_of(l, token);
+
+    if (s && s->noref) {
+        /* epoll forgets a closed file by itself; the slot is free now
+         * (events already fetched no longer match its generation). */
+        if (!closing)
+            epoll_ctl(u->epfd, EPOLL_CTL_DEL, fd, NULL);
+        return 1;
+    }
+    ur_remove(u, token);
     /* The poll holds a reference to the file, so a close() by the caller
      * takes effect once this remove is submitted: at the next ev_wait(),
      * right after the current batch of callbacks. */
@@ -187,6 +247,12 @@ static void ur_complete(struct ev_loop *l, struct ur *u, const struct io_uring_c
         s = ev_slot_of(l, token);
         if (c->res == -EALREADY && s && s->state == SLOT_DYING)
             ur_retry_later(u, token);
+        return;
+    }
+    if (c->user_data == URING_EPOLL_TAG) {
+        if (!(c->flags & IORING_CQE_F_MORE) && ur_arm(u, u->epfd, POLLIN, URING_EPOLL_TAG) < 0)
+            return; /* cannot happen after a submit */
+        ur_epoll_run(l, u);
         return;
     }
     s = ev_slot_of(l, c->user_data);
@@ -253,6 +319,7 @@ const struct ev_backend ev_backend_uring = {
     .init = ur_init,
     .fini = ur_fini,
     .add = ur_add,
+    .add_noref = ur_add_noref,
     .del = ur_del,
     .wait = ur_wait,
 };

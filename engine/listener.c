@@ -36,7 +36,7 @@ static int out_append(struct listener *l, const void *p, size_t n)
         while (cap < l->out_len + n)
             cap *= 2;
         if (cap > LISTENER_OUT_MAX)
-            return -ENOBUFS; /* the listener does not read: it is dropped */
+            return -ENOBUFS; /* the listener does not read: the caller drops it */
         o = realloc(l->out, cap);
         if (!o)
             return -ENOMEM;
@@ -86,13 +86,30 @@ static int out_flush(struct listener *l)
     return 0;
 }
 
-static void listener_send_close(struct listener *l, uint16_t code, const char *reason)
+#define DROP_OUT_FULL "output full: the listener does not read"
+
+/* Our close frame is queued: from now on input is only drained, and the
+ * listener is closed once the frame is out, or after LISTENER_CLOSE_WAIT_MS
+ * (the keepalive timer is reused for that). */
+static void listener_closing(struct listener *l)
+{
+    l->closing = true;
+    timer_set(&l->sh->wheel, &l->ka, l->sh->now + LISTENER_CLOSE_WAIT_MS, listener_ka_cb);
+}
+
+/* Queue our close frame. 0, or -errno when it does not fit: the listener
+ * must then be dropped (l->drop says why). */
+static int listener_send_close(struct listener *l, uint16_t code, const char *reason)
 {
     uint8_t f[WS_MAX_HEADER + WS_MAX_CONTROL];
     size_t n = ws_build_close(f, code, reason, NULL);
+    int r = out_append(l, f, n);
 
-    if (out_append(l, f, n) == 0)
-        l->closing = true;
+    if (r == 0)
+        listener_closing(l);
+    else
+        l->drop = DROP_OUT_FULL;
+    return r;
 }
 
 /* ------------------------------------------------------------ waiters */
@@ -183,25 +200,23 @@ void listener_close(struct listener *l, const char *why)
 void listener_drain(struct listener *l)
 {
     fail_waiters(l, 503, "shutting_down", "The relay is shutting down");
-    listener_send_close(l, WS_CLOSE_GOING_AWAY, "relay shutting down");
-    if (out_flush(l) < 0 || l->out_len == 0)
+    if (listener_send_close(l, WS_CLOSE_GOING_AWAY, "relay shutting down") < 0 ||
+        out_flush(l) < 0 || l->out_len == 0)
         listener_close(l, "shutting down");
 }
 
 /* The peer's close frame: echo its code (an empty close when it sent
- * none), then close once that is out. */
-static void ws_close_echo(struct listener *l, uint16_t code)
+ * none), then close once that is out. 0, or -errno: drop the listener. */
+static int ws_close_echo(struct listener *l, uint16_t code)
 {
-    uint8_t be[2] = {(uint8_t)(code >> 8), (uint8_t)code};
-
-    if (out_frame(l, WS_OP_CLOSE, be, code == WS_CLOSE_NO_STATUS ? 0 : sizeof(be)) == 0)
-        l->closing = true;
+    return listener_send_close(l, code == WS_CLOSE_NO_STATUS ? 0 : code, NULL);
 }
 
 /* Feed received bytes (unmasked in place) to the frame reader. Data
  * frames are read and ignored; RFC 6455's rules and our size limit still
- * hold. 0 to go on, -1 after a close frame, or a close code (> 0) for a
- * violation. */
+ * hold. 0 to go on, -1 after a close frame, WS_FEED_DROP when the listener
+ * must go (l->drop says why), or a close code (> 0) for a violation. */
+#define WS_FEED_DROP (-2)
 static int ws_feed(struct listener *l, uint8_t *p, size_t n)
 {
     struct wsread_ev ev;
@@ -213,12 +228,15 @@ static int ws_feed(struct listener *l, uint8_t *p, size_t n)
         n -= used;
         switch (ev.type) {
         case WSREAD_PING:
-            if (out_frame(l, WS_OP_PONG, ev.data, ev.len) < 0)
-                return WS_CLOSE_TOO_BIG;
+            /* A listener that sends pings but never reads the pongs fills
+             * its output: drop it (no close frame would fit either). */
+            if (out_frame(l, WS_OP_PONG, ev.data, ev.len) < 0) {
+                l->drop = DROP_OUT_FULL;
+                return WS_FEED_DROP;
+            }
             break;
         case WSREAD_CLOSE:
-            ws_close_echo(l, ev.code);
-            return -1;
+            return ws_close_echo(l, ev.code) < 0 ? WS_FEED_DROP : -1;
         case WSREAD_ERROR:
             return ev.code;
         default: /* MORE, DATA, MESSAGE, PONG */
@@ -260,8 +278,9 @@ static int listener_read(struct listener *l)
         if (l->closing)
             continue; /* after our close frame, input is only drained */
         c = ws_feed(l, buf, (size_t)n);
-        if (c > 0)
-            listener_send_close(l, (uint16_t)c, ws_close_reason(c));
+        if (c == WS_FEED_DROP ||
+            (c > 0 && listener_send_close(l, (uint16_t)c, ws_close_reason(c)) < 0))
+            return -1;
         if (c)
             return 0;
     }
@@ -279,27 +298,48 @@ static void listener_event(void *arg, uint32_t events)
     if (r == 0)
         r = out_flush(l);
     if (r < 0)
-        listener_close(l, "connection closed");
+        listener_close(l, l->drop ? l->drop : "connection closed");
     else if (l->closing && l->out_len == 0)
         listener_close(l, "websocket closed");
+}
+
+/* Keepalive (docs/PROTOCOL.md P-WS-8): one timer, armed for the next ping
+ * or for the moment the listener has been silent for two intervals,
+ * whichever comes first, so the drop is on time (to the timer's tick)
+ * whatever the ping phase. Input does not re-arm it: when it fires early
+ * (input came since), it is just armed again. */
+static void listener_ka_arm(struct listener *l, uint64_t ka)
+{
+    uint64_t silence_end = l->last_rx + 2 * ka;
+
+    timer_set(&l->sh->wheel, &l->ka, l->next_ping < silence_end ? l->next_ping : silence_end,
+              listener_ka_cb);
 }
 
 static void listener_ka_cb(struct timer *t)
 {
     struct listener *l = CONTAINER(t, struct listener, ka);
     uint64_t ka = (uint64_t)l->sh->conf.keepalive * 1000;
+    uint64_t now = l->sh->now;
 
+    if (l->closing) {
+        listener_close(l, "close frame not taken in time");
+        return;
+    }
     if (!ka)
         return;
-    if (l->sh->now - l->last_rx >= 2 * ka) {
+    if (now - l->last_rx >= 2 * ka) {
         listener_close(l, "keepalive: no answer");
         return;
     }
-    if (out_frame(l, WS_OP_PING, "rapi", 4) < 0 || out_flush(l) < 0) {
-        listener_close(l, "keepalive: cannot write");
-        return;
+    if (now >= l->next_ping) {
+        if (out_frame(l, WS_OP_PING, "rapi", 4) < 0 || out_flush(l) < 0) {
+            listener_close(l, "keepalive: cannot write");
+            return;
+        }
+        l->next_ping = now + ka;
     }
-    timer_set(&l->sh->wheel, &l->ka, l->sh->now + ka, listener_ka_cb);
+    listener_ka_arm(l, ka);
 }
 
 void listener_register(struct shard *sh, struct handoff *h)
@@ -346,15 +386,19 @@ void listener_register(struct shard *sh, struct handoff *h)
         return;
     }
     log_info("register path=%s listener=%s", l->path, l->peer);
-    if (sh->conf.keepalive > 0)
-        timer_set(&sh->wheel, &l->ka, sh->now + (uint64_t)sh->conf.keepalive * 1000,
-                  listener_ka_cb);
+    if (sh->conf.keepalive > 0) {
+        l->next_ping = sh->now + (uint64_t)sh->conf.keepalive * 1000;
+        listener_ka_arm(l, (uint64_t)sh->conf.keepalive * 1000);
+    }
     /* Frames the listener pipelined behind its head. */
     if (h->early_len) {
         int c = ws_feed(l, (uint8_t *)h->early, h->early_len);
 
-        if (c > 0)
-            listener_send_close(l, (uint16_t)c, ws_close_reason(c));
+        if (c == WS_FEED_DROP ||
+            (c > 0 && listener_send_close(l, (uint16_t)c, ws_close_reason(c)) < 0)) {
+            listener_close(l, l->drop);
+            return;
+        }
     }
     listener_event(l, EV_OUT);
 }
@@ -428,10 +472,17 @@ void client_arrive(struct shard *sh, struct handoff *h)
     h->timeout = timeout;
     n = notify_build(json, sizeof(json), h->peer, h->id, h->id_len, timeout);
     w = n < 0 ? NULL : waiter_new(sh, h);
-    if (!w || out_frame(l, WS_OP_TEXT, json, (size_t)n) < 0) {
+    n = w ? out_frame(l, WS_OP_TEXT, json, (size_t)n) : -ENOMEM;
+    if (n < 0) {
         free(w ? w->early : NULL);
         free(w);
-        conn_reject(r, &h->conn, 503, "too_many_waiting", "The listener is not reading");
+        if (n == -ENOBUFS) { /* the listener does not read: it goes */
+            listener_close(l, DROP_OUT_FULL);
+            conn_reject(r, &h->conn, 502, "missing_destination",
+                        "The listener of this path went away");
+        } else {
+            conn_reject(r, &h->conn, 503, "too_many_waiting", "Out of memory");
+        }
         return;
     }
     w->l = l;

@@ -18,7 +18,9 @@
 #include "proto/ws.h"
 #include "proto/wsread.h"
 
-#define LISTENER_OUT_MAX (1u << 20) /* unsent notifications before a listener is dropped */
+#define LISTENER_OUT_MAX (1u << 20) /* unsent bytes before a listener is dropped */
+/* A listener that does not take our close frame is closed after this. */
+#define LISTENER_CLOSE_WAIT_MS 5000
 
 struct handoff;
 struct listener;
@@ -57,8 +59,10 @@ struct listener {
     bool writable;
     bool read_wants_out; /* the last read waits for room, not input (TLS) */
     bool closing;        /* close frame queued: close once flushed */
-    struct timer ka;
-    uint64_t last_rx;
+    const char *drop;    /* why the listener must go, set where it cannot be closed yet */
+    struct timer ka;     /* the next ping or the silence deadline, whichever first */
+    uint64_t last_rx;    /* ms: the last byte received */
+    uint64_t next_ping;  /* ms */
     char peer[ADDR_STR_MAX];
     struct path_counters ps; /* per-path figures (engine/pathstat.h) */
     size_t path_len;
