@@ -25,9 +25,9 @@ struct shard_stats {
 /* The error answers counted by status; anything else counts as "other". */
 #define STATS_STATUSES                                                                             \
     {                                                                                              \
-        400, 403, 404, 405, 409, 426, 431, 502, 503, 504                                           \
+        400, 403, 404, 405, 409, 426, 429, 431, 502, 503, 504                                      \
     }
-#define STATS_NSTATUS 11 /* the ten above and "other" */
+#define STATS_NSTATUS 12 /* the eleven above and "other" */
 
 struct relay_stats {
     _Atomic uint64_t accepted, header_timeouts;

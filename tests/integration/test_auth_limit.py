@@ -106,3 +106,16 @@ def test_short_key_warned_at_start_and_reload(start_relay, tmp_path):
 
 def test_keygen_keys_not_warned(relay):
     assert "key is shorter" not in relay.stderr()
+
+
+def test_throttled_answers_counted_in_metrics(start_relay):
+    from test_admin import admin_addr, metrics
+
+    relay = start_relay(admin="127.0.0.1:0", auth_fail_burst=2)
+    wrong = random_token(64)
+    for _ in range(2):
+        expect_error(send_from(relay, "127.0.0.1", wrong), 403, "invalid_missing_apikey")
+    throttled(relay, "127.0.0.1", wrong)
+    m = metrics(admin_addr(relay))
+    assert m['rapi_error_answers_total{status="429"}'] == 1, m
+    assert m['rapi_error_answers_total{status="403"}'] == 2, m
