@@ -62,9 +62,16 @@ struct acceptor {
     acceptor_reload_fn *reload;
     void *reload_arg;
     char admin_out[ADMIN_ANSWER_MAX];
-    char admin_token[ADMIN_TOKEN_MAX]; /* bearer token; empty: none asked */
+    char *admin_token; /* ADMIN_TOKEN_MAX bytes on the keys' page; empty: none asked */
     size_t admin_token_len;
 };
+
+/* Wipe what the keys' page holds: the keys and the admin token. */
+static void secrets_wipe(struct acceptor *a)
+{
+    keys_wipe(a->keys);
+    explicit_bzero(a->admin_token, ADMIN_TOKEN_MAX);
+}
 
 /* A connection whose request head is being read. */
 struct pending {
@@ -110,7 +117,7 @@ int acceptor_listen(struct acceptor *a, char *err, size_t errlen)
         STAT_SET(a->relay->stats.started_ms, anet_now_ms());
     /* The admin token first: a bad token file fails before anything listens. */
     if (strcmp(c->admin, "off") != 0 && c->admin_token_file[0]) {
-        int r = admin_token_load(c->admin_token_file, a->admin_token, sizeof(a->admin_token),
+        int r = admin_token_load(c->admin_token_file, a->admin_token, ADMIN_TOKEN_MAX,
                                  &a->admin_token_len, err, errlen);
 
         if (r < 0)
@@ -492,7 +499,7 @@ static void acceptor_stop(struct acceptor *a)
         struct handoff *h = calloc(1, sizeof(*h));
 
         if (!h) { /* cannot drain gracefully without memory: just go */
-            keys_wipe(a->keys);
+            secrets_wipe(a);
             exit(1);
         }
         h->type = HO_DRAIN;
@@ -556,7 +563,7 @@ static void signal_event(void *arg, uint32_t events)
             acceptor_stop(a);
         } else {
             log_warn("second signal: exiting without waiting for linked pairs");
-            keys_wipe(a->keys);
+            secrets_wipe(a);
             exit(0);
         }
     }
@@ -564,13 +571,14 @@ static void signal_event(void *arg, uint32_t events)
 
 /* ------------------------------------------------------------ run */
 
-/* The keys live in their own pages, excluded from core dumps. */
+/* The keys and the admin token live in their own pages, excluded from
+ * core dumps: the token right after the keys. */
 static struct keys *keys_page(size_t *len)
 {
     long pg = sysconf(_SC_PAGESIZE);
     void *p;
 
-    *len = (sizeof(struct keys) + (size_t)pg - 1) & ~((size_t)pg - 1);
+    *len = (sizeof(struct keys) + ADMIN_TOKEN_MAX + (size_t)pg - 1) & ~((size_t)pg - 1);
     p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
@@ -598,6 +606,7 @@ struct acceptor *acceptor_new(struct relay *r, const struct keys *keys, acceptor
         return NULL;
     }
     *a->keys = *keys;
+    a->admin_token = (char *)(a->keys + 1);
     return a;
 }
 
@@ -699,7 +708,7 @@ int acceptor_run(struct acceptor *a)
     ev_fini(a->loop); /* a hosted shard's loop too: it is ours to end */
     a->loop = NULL;
 out:
-    keys_wipe(a->keys);
+    secrets_wipe(a);
     return e;
 }
 
@@ -713,9 +722,8 @@ void acceptor_free(struct acceptor *a)
             close(a->ls[i].fd);
     if (a->admin.fd >= 0)
         close(a->admin.fd);
-    keys_wipe(a->keys);
+    secrets_wipe(a);
     munmap(a->keys, a->keys_len);
     authlimit_free(a->authlim);
-    explicit_bzero(a->admin_token, sizeof(a->admin_token));
     free(a);
 }
