@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "proto/rnd.h"
+#include "proto/errbuf.h"
 
 #define KEYS_ALPHABET "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 #define KEYS_ALPHABET_LEN 62
@@ -30,20 +31,6 @@
 #define KEYS_HEADER                                                                                \
     "# rapi key file: keep it secret (mode 0600).\n"                                               \
     "# server_key authenticates servers (listeners, dial-backs); client_key clients.\n"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static bool is_blank(char c)
 {
@@ -66,16 +53,17 @@ static int store_key(char *dst, size_t *dst_len, const char *word, const char *v
                      unsigned line, char *err, size_t errlen)
 {
     if (*dst_len != 0) {
-        set_err(err, errlen, "line %u: duplicate %s", line, word);
+        errbuf_set(err, errlen, "line %u: duplicate %s", line, word);
         return -EINVAL;
     }
     if (n < KEY_MIN_LEN || n > KEY_MAX_LEN) {
-        set_err(err, errlen, "line %u: %s must be %d to %d characters", line, word, KEY_MIN_LEN,
-                KEY_MAX_LEN);
+        errbuf_set(err, errlen, "line %u: %s must be %d to %d characters", line, word, KEY_MIN_LEN,
+                   KEY_MAX_LEN);
         return -EINVAL;
     }
     if (keys_check(v, n) != 0) {
-        set_err(err, errlen, "line %u: %s contains a space or non-printable character", line, word);
+        errbuf_set(err, errlen, "line %u: %s contains a space or non-printable character", line,
+                   word);
         return -EINVAL;
     }
     memcpy(dst, v, n);
@@ -93,7 +81,7 @@ struct bare {
 
 static int not_a_key_line(unsigned line, char *err, size_t errlen)
 {
-    set_err(err, errlen, "line %u: expected server_key or client_key", line);
+    errbuf_set(err, errlen, "line %u: expected server_key or client_key", line);
     return -EINVAL;
 }
 
@@ -150,16 +138,16 @@ static int use_bare(struct keys *k, enum keys_need need, const struct bare *b, c
 static int check_complete(const struct keys *k, enum keys_need need, char *err, size_t errlen)
 {
     if ((need & KEYS_NEED_SERVER) && k->server_len == 0) {
-        set_err(err, errlen, "no server_key line");
+        errbuf_set(err, errlen, "no server_key line");
         return -ENOENT;
     }
     if ((need & KEYS_NEED_CLIENT) && k->client_len == 0) {
-        set_err(err, errlen, "no client_key line");
+        errbuf_set(err, errlen, "no client_key line");
         return -ENOENT;
     }
     if (k->server_len != 0 && k->client_len != 0 &&
         ct_equal(k->server, k->server_len, k->client, k->client_len)) {
-        set_err(err, errlen, "server_key and client_key must differ");
+        errbuf_set(err, errlen, "server_key and client_key must differ");
         return -EINVAL;
     }
     return 0;
@@ -174,7 +162,7 @@ int keys_parse_for(const char *text, size_t len, enum keys_need need, struct key
     int r = 0;
 
     keys_wipe(k);
-    set_err(err, errlen, "%s", "");
+    errbuf_set(err, errlen, "%s", "");
     if (need < KEYS_NEED_SERVER || need > KEYS_NEED_BOTH)
         return -EINVAL;
     while (pos < len && r == 0) {
@@ -264,30 +252,30 @@ int keys_load_for(const char *path, enum keys_need need, struct keys *k, char *e
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd == -1) {
         r = -errno;
-        set_err(err, errlen, "%s: %s", path, strerror(-r));
+        errbuf_set(err, errlen, "%s: %s", path, strerror(-r));
         return r;
     }
     if (fstat(fd, &st) == -1) {
         r = -errno;
-        set_err(err, errlen, "%s: %s", path, strerror(-r));
+        errbuf_set(err, errlen, "%s: %s", path, strerror(-r));
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
         r = -EPERM;
-        set_err(err, errlen, "%s: not a regular file", path);
+        errbuf_set(err, errlen, "%s: not a regular file", path);
         goto out;
     }
     if (st.st_mode & KEYS_TOO_OPEN) {
         r = -EPERM;
-        set_err(err, errlen, "%s: mode %04o lets group or others read or write it; use 0600", path,
-                (unsigned)(st.st_mode & 07777));
+        errbuf_set(err, errlen, "%s: mode %04o lets group or others read or write it; use 0600",
+                   path, (unsigned)(st.st_mode & 07777));
         goto out;
     }
     n = read_all(fd, buf, sizeof(buf));
     if (n < 0) {
         r = (int)n;
-        set_err(err, errlen, "%s: %s", path,
-                r == -EFBIG ? "larger than a key file can be" : strerror(-r));
+        errbuf_set(err, errlen, "%s: %s", path,
+                   r == -EFBIG ? "larger than a key file can be" : strerror(-r));
         goto out;
     }
     r = keys_parse_for(buf, (size_t)n, need, k, err, errlen);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine/pathstat.h"
+#include "proto/errbuf.h"
 
 #define KIB 1024LL
 #define MIB (1024LL * 1024)
@@ -85,20 +86,6 @@ const char *const conf_keywords[] = {CONF_ROWS(CONF_NAME) NULL};
 
 static const char *const io_names[] = {"auto", "uring", "epoll", NULL};
 static const char *const log_names[] = {"error", "warn", "info", "debug", NULL};
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static const struct conf_row *conf_row_find(const char *name)
 {
@@ -180,13 +167,13 @@ static int set_number(struct conf *c, const struct conf_row *r, const char *v, c
     int rc = parse_number(v, r->type == T_SIZE, &n);
 
     if (rc == -EINVAL) {
-        seterr(err, errlen, "%s: '%.*s' is not a whole number%s", r->name, ECHO_MAX, v,
-               r->type == T_SIZE ? " (with an optional k/K/m/M suffix)" : "");
+        errbuf_set(err, errlen, "%s: '%.*s' is not a whole number%s", r->name, ECHO_MAX, v,
+                   r->type == T_SIZE ? " (with an optional k/K/m/M suffix)" : "");
         return -EINVAL;
     }
     if (rc == -ERANGE || n < (unsigned long long)r->min || n > (unsigned long long)r->max) {
-        seterr(err, errlen, "%s: '%.*s' is out of range (%lld..%lld)", r->name, ECHO_MAX, v, r->min,
-               r->max);
+        errbuf_set(err, errlen, "%s: '%.*s' is out of range (%lld..%lld)", r->name, ECHO_MAX, v,
+                   r->min, r->max);
         return -EINVAL;
     }
     store_number(c, r, n);
@@ -215,7 +202,7 @@ static int set_enum(struct conf *c, const struct conf_row *r, const char *v, cha
         size_t used = strlen(choices);
         snprintf(choices + used, sizeof choices - used, "%s%s", i ? ", " : "", names[i]);
     }
-    seterr(err, errlen, "%s: '%.*s' is not one of %s", r->name, ECHO_MAX, v, choices);
+    errbuf_set(err, errlen, "%s: '%.*s' is not one of %s", r->name, ECHO_MAX, v, choices);
     return -EINVAL;
 }
 
@@ -225,7 +212,7 @@ static int set_path(struct conf *c, const struct conf_row *r, const char *v, cha
     size_t n = strlen(v);
 
     if (n >= r->size) {
-        seterr(err, errlen, "%s: path longer than %zu bytes", r->name, r->size - 1);
+        errbuf_set(err, errlen, "%s: path longer than %zu bytes", r->name, r->size - 1);
         return -EINVAL;
     }
     memcpy(conf_field(c, r), v, n + 1);
@@ -254,8 +241,8 @@ static int listen_addr_check(const char *s)
 static int set_listen(struct conf *c, const char *v, char *err, size_t errlen)
 {
     if (listen_addr_check(v) != 0) {
-        seterr(err, errlen, "listen: '%.*s' is not an address (a.b.c.d:port or [v6]:port)",
-               ECHO_MAX, v);
+        errbuf_set(err, errlen, "listen: '%.*s' is not an address (a.b.c.d:port or [v6]:port)",
+                   ECHO_MAX, v);
         return -EINVAL;
     }
     if (!c->listen_explicit) {
@@ -264,12 +251,12 @@ static int set_listen(struct conf *c, const char *v, char *err, size_t errlen)
     }
     for (int i = 0; i < c->nlisten; i++) {
         if (strcmp(c->listen[i], v) == 0 && !listen_ephemeral(v)) {
-            seterr(err, errlen, "listen: '%s' given twice", v);
+            errbuf_set(err, errlen, "listen: '%s' given twice", v);
             return -EINVAL;
         }
     }
     if (c->nlisten >= CONF_MAX_LISTEN) {
-        seterr(err, errlen, "listen: more than %d addresses", CONF_MAX_LISTEN);
+        errbuf_set(err, errlen, "listen: more than %d addresses", CONF_MAX_LISTEN);
         return -EINVAL;
     }
     memcpy(c->listen[c->nlisten++], v, strlen(v) + 1);
@@ -281,8 +268,9 @@ static int set_addr(struct conf *c, const struct conf_row *r, const char *v, cha
                     size_t errlen)
 {
     if (strcmp(v, "off") != 0 && listen_addr_check(v) != 0) {
-        seterr(err, errlen, "%s: '%.*s' is neither off nor an address (a.b.c.d:port or [v6]:port)",
-               r->name, ECHO_MAX, v);
+        errbuf_set(err, errlen,
+                   "%s: '%.*s' is neither off nor an address (a.b.c.d:port or [v6]:port)", r->name,
+                   ECHO_MAX, v);
         return -EINVAL;
     }
     memcpy(conf_field(c, r), v, strlen(v) + 1);
@@ -293,7 +281,7 @@ static int set_row(struct conf *c, const struct conf_row *r, const char *v, char
                    size_t errlen)
 {
     if (v == NULL || (*v == '\0' && r->def[0] != '\0')) { /* "" only unsets an optional one */
-        seterr(err, errlen, "%s: missing value", r->name);
+        errbuf_set(err, errlen, "%s: missing value", r->name);
         return -EINVAL;
     }
     switch (r->type) {
@@ -336,7 +324,7 @@ int conf_set(struct conf *c, const char *keyword, const char *value, char *err, 
     const struct conf_row *r = keyword ? conf_row_find(keyword) : NULL;
 
     if (r == NULL) {
-        seterr(err, errlen, "unknown keyword '%.*s'", ECHO_MAX, keyword ? keyword : "");
+        errbuf_set(err, errlen, "unknown keyword '%.*s'", ECHO_MAX, keyword ? keyword : "");
         return -EINVAL;
     }
     return set_row(c, r, value, err, errlen);
@@ -349,14 +337,14 @@ int conf_set_assignment(struct conf *c, const char *assignment, char *err, size_
     size_t n;
 
     if (eq == NULL) {
-        seterr(err, errlen, "'%.*s': expected KEYWORD=VALUE", ECHO_MAX,
-               assignment ? assignment : "");
+        errbuf_set(err, errlen, "'%.*s': expected KEYWORD=VALUE", ECHO_MAX,
+                   assignment ? assignment : "");
         return -EINVAL;
     }
     n = (size_t)(eq - assignment);
     if (n >= sizeof keyword) {
-        seterr(err, errlen, "unknown keyword '%.*s'", ECHO_MAX < (int)n ? ECHO_MAX : (int)n,
-               assignment);
+        errbuf_set(err, errlen, "unknown keyword '%.*s'", ECHO_MAX < (int)n ? ECHO_MAX : (int)n,
+                   assignment);
         return -EINVAL;
     }
     memcpy(keyword, assignment, n);
@@ -424,17 +412,18 @@ int conf_parse(struct conf *c, const char *text, size_t len, const char *file, c
 
         lineno++;
         if (n > CONF_LINE_MAX) {
-            seterr(err, errlen, "%s:%u: line longer than %d bytes", file, lineno, CONF_LINE_MAX);
+            errbuf_set(err, errlen, "%s:%u: line longer than %d bytes", file, lineno,
+                       CONF_LINE_MAX);
             return -EINVAL;
         }
         if (memchr(text + pos, '\0', n) != NULL) {
-            seterr(err, errlen, "%s:%u: NUL byte in line", file, lineno);
+            errbuf_set(err, errlen, "%s:%u: NUL byte in line", file, lineno);
             return -EINVAL;
         }
         memcpy(line, text + pos, n);
         line[n] = '\0';
         if (parse_line(&tmp, line, msg, sizeof msg) != 0) {
-            seterr(err, errlen, "%s:%u: %s", file, lineno, msg);
+            errbuf_set(err, errlen, "%s:%u: %s", file, lineno, msg);
             return -EINVAL;
         }
         pos += n + (nl != NULL);
@@ -485,7 +474,7 @@ int conf_load(struct conf *c, const char *path, char *err, size_t errlen)
     rc = read_all(fd, &buf, &len);
     close(fd);
     if (rc == -EFBIG) {
-        seterr(err, errlen, "%s: larger than %d bytes", path, CONF_FILE_MAX);
+        errbuf_set(err, errlen, "%s: larger than %d bytes", path, CONF_FILE_MAX);
         return rc;
     }
     if (rc != 0)
@@ -494,25 +483,25 @@ int conf_load(struct conf *c, const char *path, char *err, size_t errlen)
     free(buf);
     return rc;
 fail:
-    seterr(err, errlen, "%s: %s", path, strerror_r(-rc, ebuf, sizeof ebuf));
+    errbuf_set(err, errlen, "%s: %s", path, strerror_r(-rc, ebuf, sizeof ebuf));
     return rc;
 }
 
 static int check_listen(const struct conf *c, char *err, size_t errlen)
 {
     if (c->nlisten < 1 || c->nlisten > CONF_MAX_LISTEN) {
-        seterr(err, errlen, "listen: %d addresses (1..%d)", c->nlisten, CONF_MAX_LISTEN);
+        errbuf_set(err, errlen, "listen: %d addresses (1..%d)", c->nlisten, CONF_MAX_LISTEN);
         return -EINVAL;
     }
     for (int i = 0; i < c->nlisten; i++) {
         const char *a = c->listen[i];
         if (memchr(a, '\0', ADDR_STR_MAX) == NULL || listen_addr_check(a) != 0) {
-            seterr(err, errlen, "listen: '%.*s' is not an address", ECHO_MAX, a);
+            errbuf_set(err, errlen, "listen: '%.*s' is not an address", ECHO_MAX, a);
             return -EINVAL;
         }
         for (int j = 0; j < i; j++) {
             if (strcmp(c->listen[j], a) == 0 && !listen_ephemeral(a)) {
-                seterr(err, errlen, "listen: '%s' given twice", a);
+                errbuf_set(err, errlen, "listen: '%s' given twice", a);
                 return -EINVAL;
             }
         }
@@ -528,7 +517,7 @@ static int check_path(const struct conf *c, const struct conf_row *r, char *err,
         return 0;
     if (path[0] != '\0' && memchr(path, '\0', r->size) != NULL)
         return 0;
-    seterr(err, errlen, "%s: empty or unterminated path", r->name);
+    errbuf_set(err, errlen, "%s: empty or unterminated path", r->name);
     return -EINVAL;
 }
 
@@ -548,7 +537,7 @@ static int check_row(const struct conf *c, const struct conf_row *r, char *err, 
         if (memchr(a, '\0', ADDR_STR_MAX) != NULL &&
             (strcmp(a, "off") == 0 || listen_addr_check(a) == 0))
             return 0;
-        seterr(err, errlen, "%s: not off and not an address", r->name);
+        errbuf_set(err, errlen, "%s: not off and not an address", r->name);
         return -EINVAL;
     }
     case T_IO:
@@ -556,7 +545,7 @@ static int check_row(const struct conf *c, const struct conf_row *r, char *err, 
         n = r->type == T_IO ? (int)c->io : (int)c->log_level;
         if (n >= 0 && n <= (r->type == T_IO ? IO_EPOLL : LOG_DEBUG))
             return 0;
-        seterr(err, errlen, "%s: invalid value %d", r->name, n);
+        errbuf_set(err, errlen, "%s: invalid value %d", r->name, n);
         return -EINVAL;
     case T_INT:
     case T_LONG:
@@ -564,7 +553,8 @@ static int check_row(const struct conf *c, const struct conf_row *r, char *err, 
         v = load_number(c, r);
         if (v >= r->min && v <= r->max)
             return 0;
-        seterr(err, errlen, "%s: %lld is out of range (%lld..%lld)", r->name, v, r->min, r->max);
+        errbuf_set(err, errlen, "%s: %lld is out of range (%lld..%lld)", r->name, v, r->min,
+                   r->max);
         return -EINVAL;
     }
     return -EINVAL;
@@ -587,10 +577,10 @@ static int admin_check(const struct conf *c, char *err, size_t errlen)
     if (strcmp(c->admin, "off") == 0 || c->admin_token_file[0] ||
         addr_parse(c->admin, &ss, &len) < 0 || addr_is_loopback((struct sockaddr *)&ss))
         return 0;
-    seterr(err, errlen,
-           "admin: %s is not a loopback address: set admin_token_file (a file of mode 0600 "
-           "holding the bearer token every admin request must carry)",
-           c->admin);
+    errbuf_set(err, errlen,
+               "admin: %s is not a loopback address: set admin_token_file (a file of mode 0600 "
+               "holding the bearer token every admin request must carry)",
+               c->admin);
     return -EINVAL;
 }
 

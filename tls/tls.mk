@@ -17,14 +17,14 @@ $(LIBTLS): $(TLS_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(TLS_SPEED): $(BUILD)/obj/tls/tls_speed.o $(LIBTLS)
+$(TLS_SPEED): $(BUILD)/obj/tls/tls_speed.o $(LIBTLS) $(LIBPROTO)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(TLS_LDLIBS) $(PKG_LDLIBS)
 
 # Unit tests named tls_*_test link the TLS library and libcrypto (a more
 # specific pattern than tests.mk's, so make prefers it).
-$(BUILD)/tests/tls_%: tests/unit/tls_%.c $(LIBTLS)
+$(BUILD)/tests/tls_%: tests/unit/tls_%.c $(LIBTLS) $(LIBPROTO)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(LIBTLS) \
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(LIBTLS) $(LIBPROTO) \
 	  $(CRITERION_LDLIBS) $(TLS_LDLIBS) $(PKG_LDLIBS) $(ALL_LDFLAGS)
 
 build-all: $(LIBTLS) $(TLS_SPEED)

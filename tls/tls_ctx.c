@@ -13,6 +13,7 @@
 
 #include "tls/tls_int.h"
 #include "tls/tls_keycheck.h"
+#include "proto/errbuf.h"
 
 #include <wolfssl/wolfcrypt/ecc.h>
 
@@ -57,11 +58,9 @@ static int set_err(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
     va_list ap;
 
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
+    va_start(ap, fmt);
+    errbuf_vset(err, errlen, fmt, ap);
+    va_end(ap);
     return rc;
 }
 
