@@ -51,8 +51,7 @@ static int v1_port(const char *s, unsigned *port)
     return 0;
 }
 
-static int v1_fill(const char *proto, const char *src, const char *sport,
-                   struct proxyproto *out)
+static int v1_fill(const char *proto, const char *src, const char *sport, struct proxyproto *out)
 {
     unsigned port;
 
@@ -122,7 +121,7 @@ static int v2_addr(const unsigned char *b, size_t alen, struct proxyproto *out)
         return 0;
     }
     if (b[13] == V2_FAM_TCP4 || b[13] == V2_FAM_TCP6)
-        return -1; /* address block too short */
+        return -1;  /* address block too short */
     out->local = 1; /* UNSPEC/UNIX/UDP: spec says use the real peer */
     return 0;
 }

@@ -13,7 +13,7 @@
 #define PROXYPROTO_V2_HDR 16  /* signature, ver/cmd, family, length */
 
 struct proxyproto {
-    int local; /* 1: v2 LOCAL or v1 UNKNOWN: keep the real peer address */
+    int local;                   /* 1: v2 LOCAL or v1 UNKNOWN: keep the real peer address */
     struct sockaddr_storage src; /* client address when !local */
     socklen_t src_len;
 };
