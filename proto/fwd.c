@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "proto/proxyproto.h"
+
 #define IP_TEXT_MAX 64
 
 static int is_ows(char c)
@@ -26,24 +28,6 @@ static const char *trim(const char *s, size_t *len)
     return s;
 }
 
-static int parse_port(const char *s, size_t n, unsigned short *port)
-{
-    unsigned v = 0;
-    size_t i;
-
-    if (n == 0 || n > 5)
-        return -1;
-    for (i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    if (v > 65535)
-        return -1;
-    *port = (unsigned short)v;
-    return 0;
-}
-
 /* "a.b.c.d", "a.b.c.d:port", "v6", "[v6]", "[v6]:port" -> *ss. */
 static int parse_ip(const char *s, size_t n, struct sockaddr_storage *ss)
 {
@@ -56,12 +40,15 @@ static int parse_ip(const char *s, size_t n, struct sockaddr_storage *ss)
     memset(ss, 0, sizeof(*ss));
     if (n > 0 && s[0] == '[') {
         c = memchr(s, ']', n);
-        if (c == NULL || (c + 1 < end && (c[1] != ':' || parse_port(c + 2, (size_t)(end - c - 2), &port) != 0)))
+        if (c == NULL ||
+            (c + 1 < end &&
+             (c[1] != ':' || proxyproto_port(c + 2, (size_t)(end - c - 2), &port) != 0)))
             return -1;
         s++;
         n = (size_t)(c - s);
-    } else if ((c = memchr(s, ':', n)) != NULL && memchr(c + 1, ':', (size_t)(end - c - 1)) == NULL) {
-        if (parse_port(c + 1, (size_t)(end - c - 1), &port) != 0)
+    } else if ((c = memchr(s, ':', n)) != NULL &&
+               memchr(c + 1, ':', (size_t)(end - c - 1)) == NULL) {
+        if (proxyproto_port(c + 1, (size_t)(end - c - 1), &port) != 0)
             return -1;
         n = (size_t)(c - s);
     }

@@ -33,41 +33,41 @@ static int v1_token(const char **p, const char *e, char *out, size_t cap)
     return 0;
 }
 
-static int v1_port(const char *s, unsigned *port)
+int proxyproto_port(const char *s, size_t n, unsigned short *port)
 {
     unsigned v = 0;
     size_t i;
 
-    if (s[0] == '\0' || strlen(s) > 5 || (s[0] == '0' && s[1] != '\0'))
+    if (n == 0 || n > 5 || (s[0] == '0' && n > 1))
         return -1;
-    for (i = 0; s[i] != '\0'; i++) {
+    for (i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
             return -1;
         v = v * 10 + (unsigned)(s[i] - '0');
     }
     if (v > 65535)
         return -1;
-    *port = v;
+    *port = (unsigned short)v;
     return 0;
 }
 
 static int v1_fill(const char *proto, const char *src, const char *sport, struct proxyproto *out)
 {
-    unsigned port;
+    unsigned short port;
 
-    if (v1_port(sport, &port) != 0)
+    if (proxyproto_port(sport, strlen(sport), &port) != 0)
         return -1;
     if (strcmp(proto, "TCP4") == 0) {
         struct sockaddr_in *sin = (struct sockaddr_in *)&out->src;
         sin->sin_family = AF_INET;
-        sin->sin_port = htons((unsigned short)port);
+        sin->sin_port = htons(port);
         out->src_len = sizeof(*sin);
         return inet_pton(AF_INET, src, &sin->sin_addr) == 1 ? 0 : -1;
     }
     if (strcmp(proto, "TCP6") == 0) {
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->src;
         sin6->sin6_family = AF_INET6;
-        sin6->sin6_port = htons((unsigned short)port);
+        sin6->sin6_port = htons(port);
         out->src_len = sizeof(*sin6);
         return inet_pton(AF_INET6, src, &sin6->sin6_addr) == 1 ? 0 : -1;
     }
@@ -80,7 +80,7 @@ static int parse_v1(const char *buf, size_t len, struct proxyproto *out)
     size_t lim = len < PROXYPROTO_V1_MAX ? len : PROXYPROTO_V1_MAX;
     const char *e = memchr(buf, '\n', lim);
     const char *p = buf + sizeof(v1_sig);
-    unsigned port;
+    unsigned short port;
 
     if (e == NULL)
         return len < PROXYPROTO_V1_MAX ? -2 : -1;
@@ -95,7 +95,7 @@ static int parse_v1(const char *buf, size_t len, struct proxyproto *out)
     }
     if (v1_token(&p, e, src, sizeof(src)) != 0 || v1_token(&p, e, dst, sizeof(dst)) != 0 ||
         v1_token(&p, e, sport, sizeof(sport)) != 0 || v1_token(&p, e, dport, sizeof(dport)) != 0 ||
-        p != e || e[-1] == ' ' || v1_port(dport, &port) != 0)
+        p != e || e[-1] == ' ' || proxyproto_port(dport, strlen(dport), &port) != 0)
         return -1;
     if (v1_fill(proto, src, sport, out) != 0)
         return -1;

@@ -23,4 +23,7 @@ struct proxyproto {
  * cannot be one. Never reads past buf + len. */
 int proxyproto_parse(const char *buf, size_t len, struct proxyproto *out);
 
+/* Decimal port s[0..n) (0..65535, no sign, no leading zero). 0 or -1. */
+int proxyproto_port(const char *s, size_t n, unsigned short *port);
+
 #endif

@@ -49,8 +49,9 @@ static int trusted(const char *a)
 Test(fwd, cidr_parse)
 {
     struct fwd_cidr c[4];
-    static const char *bad[] = {"x", "1.2.3.4/33", "::1/129", "1.2.3.4/", "/8", "1.2.3.4/1a",
-                                "1.2.3.4/0008", "1.2.3.4,", ",", "1.2.3.4, x", "a,b,c,d,e"};
+    static const char *bad[] = {"x",  "1.2.3.4/33", "::1/129",      "1.2.3.4/",
+                                "/8", "1.2.3.4/1a", "1.2.3.4/0008", "1.2.3.4,",
+                                ",",  "1.2.3.4, x", "a,b,c,d,e"};
     size_t i;
 
     cr_assert_eq(fwd_cidr_list_parse("", c, 4), 0);
