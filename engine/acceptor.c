@@ -35,6 +35,7 @@ struct lsock {
     struct acceptor *a;
     int fd;
     bool admin;
+    unsigned flags; /* LISTEN_F_* from its listen line */
     uint64_t tok;
 };
 
@@ -128,7 +129,7 @@ int acceptor_listen(struct acceptor *a, char *err, size_t errlen)
 
         if (fd < 0)
             return fd;
-        a->ls[a->nls++] = (struct lsock){.a = a, .fd = fd};
+        a->ls[a->nls++] = (struct lsock){.a = a, .fd = fd, .flags = c->listen_flags[i]};
     }
     if (strcmp(c->admin, "off") != 0) {
         int fd = listen_one(c->admin, "admin endpoint", err, errlen);
@@ -522,10 +523,12 @@ static void acceptor_reload(struct acceptor *a)
     }
     relisten = c.nlisten != r->conf.nlisten;
     for (int i = 0; !relisten && i < c.nlisten; i++)
-        relisten = strcmp(c.listen[i], r->conf.listen[i]) != 0;
+        relisten = strcmp(c.listen[i], r->conf.listen[i]) != 0 ||
+                   c.listen_flags[i] != r->conf.listen_flags[i];
     if (relisten || c.workers != r->conf.workers || c.io != r->conf.io)
         log_warn("reload: listen, workers and io changes take effect at restart");
     memcpy(c.listen, r->conf.listen, sizeof(c.listen));
+    memcpy(c.listen_flags, r->conf.listen_flags, sizeof(c.listen_flags));
     c.nlisten = r->conf.nlisten;
     c.workers = r->conf.workers;
     c.io = r->conf.io;

@@ -238,20 +238,62 @@ static int listen_addr_check(const char *s)
     return addr_parse(s, &ss, &len) == 0 ? 0 : -EINVAL;
 }
 
+/* The words a listen line may carry after its address. */
+static const struct {
+    const char *name;
+    unsigned flag;
+} listen_opts[] = {
+    {"tls", LISTEN_F_TLS},
+    {"proxy_protocol", LISTEN_F_PROXY},
+};
+
+/* The options after a listen address: words separated by blanks. */
+static int listen_opts_parse(const char *s, unsigned *flags, char *err, size_t errlen)
+{
+    *flags = 0;
+    while (*s) {
+        size_t n = strcspn(s, " \t");
+        size_t i = 0;
+
+        while (i < sizeof(listen_opts) / sizeof(listen_opts[0]) &&
+               (strlen(listen_opts[i].name) != n || memcmp(listen_opts[i].name, s, n) != 0))
+            i++;
+        if (i == sizeof(listen_opts) / sizeof(listen_opts[0])) {
+            errbuf_set(err, errlen, "listen: unknown option '%.*s'",
+                       (int)(n < ECHO_MAX ? n : ECHO_MAX), s);
+            return -EINVAL;
+        }
+        *flags |= listen_opts[i].flag;
+        s += n;
+        s += strspn(s, " \t");
+    }
+    return 0;
+}
+
 static int set_listen(struct conf *c, const char *v, char *err, size_t errlen)
 {
-    if (listen_addr_check(v) != 0) {
+    size_t n = strcspn(v, " \t");
+    char addr[ADDR_STR_MAX];
+    unsigned flags;
+
+    if (n < sizeof(addr)) {
+        memcpy(addr, v, n);
+        addr[n] = '\0';
+    }
+    if (n >= sizeof(addr) || listen_addr_check(addr) != 0) {
         errbuf_set(err, errlen, "listen: '%.*s' is not an address (a.b.c.d:port or [v6]:port)",
                    ECHO_MAX, v);
         return -EINVAL;
     }
+    if (listen_opts_parse(v + n + strspn(v + n, " \t"), &flags, err, errlen) < 0)
+        return -EINVAL;
     if (!c->listen_explicit) {
         c->nlisten = 0;
         c->listen_explicit = 1;
     }
     for (int i = 0; i < c->nlisten; i++) {
-        if (strcmp(c->listen[i], v) == 0 && !listen_ephemeral(v)) {
-            errbuf_set(err, errlen, "listen: '%s' given twice", v);
+        if (strcmp(c->listen[i], addr) == 0 && !listen_ephemeral(addr)) {
+            errbuf_set(err, errlen, "listen: '%s' given twice", addr);
             return -EINVAL;
         }
     }
@@ -259,7 +301,8 @@ static int set_listen(struct conf *c, const char *v, char *err, size_t errlen)
         errbuf_set(err, errlen, "listen: more than %d addresses", CONF_MAX_LISTEN);
         return -EINVAL;
     }
-    memcpy(c->listen[c->nlisten++], v, strlen(v) + 1);
+    c->listen_flags[c->nlisten] = flags;
+    memcpy(c->listen[c->nlisten++], addr, n + 1);
     return 0;
 }
 
@@ -305,6 +348,7 @@ static int set_row(struct conf *c, const struct conf_row *r, const char *v, char
 void conf_listen_reset(struct conf *c)
 {
     memset(c->listen, 0, sizeof c->listen);
+    memset(c->listen_flags, 0, sizeof c->listen_flags);
     memcpy(c->listen[0], CONF_DEFAULT_LISTEN, sizeof CONF_DEFAULT_LISTEN);
     c->nlisten = 1;
     c->listen_explicit = 0;

@@ -20,8 +20,13 @@
 
 enum conf_io { IO_AUTO = 0, IO_URING, IO_EPOLL };
 
+/* Options after a listen address ("listen ADDR:PORT [option...]"). */
+#define LISTEN_F_TLS 1u   /* "tls": a TLS listener */
+#define LISTEN_F_PROXY 2u /* "proxy_protocol": PROXY v1/v2 header from trusted_proxies */
+
 struct conf {
     char listen[CONF_MAX_LISTEN][ADDR_STR_MAX]; /* "listen", repeatable */
+    unsigned listen_flags[CONF_MAX_LISTEN];     /* LISTEN_F_* of each listen address */
     int nlisten;
     int listen_explicit;   /* 0 while listen[] holds the default: the next "listen" replaces it */
     char keys[PATH_MAX];   /* "keys": key file path */

@@ -299,6 +299,22 @@ Test(conf, keys_path)
     cr_assert_eq(set("keys", longpath), 0);
 }
 
+Test(conf, listen_options)
+{
+    cr_assert_eq(set("listen", "127.0.0.1:443 tls"), 0, "%s", err);
+    cr_assert_str_eq(c.listen[0], "127.0.0.1:443");
+    cr_assert_eq(c.listen_flags[0], LISTEN_F_TLS);
+    cr_assert_eq(set("listen", "127.0.0.1:444\tproxy_protocol  tls"), 0, "%s", err);
+    cr_assert_str_eq(c.listen[1], "127.0.0.1:444");
+    cr_assert_eq(c.listen_flags[1], LISTEN_F_TLS | LISTEN_F_PROXY);
+    cr_assert_eq(set("listen", "127.0.0.1:445"), 0, "%s", err);
+    cr_assert_eq(c.listen_flags[2], 0);
+    cr_assert_eq(set("listen", "127.0.0.1:446 tlsx"), -EINVAL);
+    cr_assert(strstr(err, "unknown option 'tlsx'") != NULL, "%s", err);
+    cr_assert_eq(set("listen", "127.0.0.1:443 proxy_protocol"), -EINVAL, "a duplicate address");
+    cr_assert_eq(c.nlisten, 3);
+}
+
 Test(conf, listen_replaces_default_then_accumulates)
 {
     cr_assert_eq(set("listen", "0.0.0.0:8080"), 0, "%s", err);
