@@ -74,8 +74,9 @@ $(LIBENGINE): $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# $(LIBTLS) is added to the prerequisites by tls/tls.mk (defined there).
 $(SERVER): $(BUILD)/obj/engine/main.o $(LIBENGINE) $(LIBAUTH) $(LIBPROTO)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(TLS_LDLIBS) $(PKG_LDLIBS)
 
 include net/net.mk
 include sdk/sdk.mk
