@@ -92,7 +92,8 @@ struct pending {
     struct authlimit_src src; /* the peer, for the failed-authentication limit */
 };
 
-static int listen_one(const char *spec, const char *what, char *err, size_t errlen)
+static int listen_one(const char *spec, const char *what, const char *note, char *err,
+                      size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -110,7 +111,7 @@ static int listen_one(const char *spec, const char *what, char *err, size_t errl
         return fd;
     }
     addr_format((struct sockaddr *)&ss, actual, sizeof(actual));
-    log_notice("%s on %s", what, actual);
+    log_notice("%s on %s%s", what, actual, note);
     return fd;
 }
 
@@ -137,16 +138,15 @@ int acceptor_listen(struct acceptor *a, char *err, size_t errlen)
             if (r < 0)
                 return r;
         }
-        fd = listen_one(c->listen[i],
-                        c->listen_flags[i] & LISTEN_F_TLS ? "listening (tls)" : "listening", err,
-                        errlen);
+        fd = listen_one(c->listen[i], "listening",
+                        c->listen_flags[i] & LISTEN_F_TLS ? " (tls)" : "", err, errlen);
 
         if (fd < 0)
             return fd;
         a->ls[a->nls++] = (struct lsock){.a = a, .fd = fd, .flags = c->listen_flags[i]};
     }
     if (strcmp(c->admin, "off") != 0) {
-        int fd = listen_one(c->admin, "admin endpoint", err, errlen);
+        int fd = listen_one(c->admin, "admin endpoint", "", err, errlen);
 
         if (fd < 0)
             return fd;
