@@ -714,3 +714,32 @@ def test_sighup_swaps_certificates_keeping_tunnels(start_relay, tls_certs, tmp_p
     ln.client.send(b"still here")
     assert ln.server.recv_exact(10, 3.0) == b"still here"
 
+
+
+# ---------------------------------------------------------------- testssl.sh
+
+@pytest.mark.parametrize("min_version", ["1.2", "1.3"])
+def test_testssl_audit(rapi_server, min_version):
+    """testssl.sh (protocols, cipher categories, vulnerabilities; ~20 s per
+    run) finds nothing rated LOW or worse and nothing below the configured
+    minimum (the `make tls-audit` check)."""
+    import tls_audit
+    if not tls_audit.testssl_binary():
+        pytest.skip("testssl.sh not installed (make deps)")
+    bad, text = tls_audit.audit(rapi_server, min_version)
+    assert not bad, "testssl.sh findings:\n%s\n%s" % ("\n".join(bad), text)
+
+
+def test_tls_audit_judge_can_fail():
+    """The audit's verdict fails on a vulnerability and on an old protocol."""
+    import tls_audit
+    clean = [{"id": p, "severity": "OK", "finding": "not offered"}
+             for p in tls_audit.OLD_PROTOCOLS + tls_audit.WEAK_CIPHER_LISTS]
+    clean += [{"id": "TLS1_2", "severity": "OK", "finding": "offered"},
+              {"id": "TLS1_3", "severity": "OK", "finding": "offered with final"}]
+    assert tls_audit.judge(clean, "1.2") == []
+    assert tls_audit.judge(clean, "1.3") == ["protocol TLS1_2 below the minimum 1.3: offered"]
+    vuln = clean + [{"id": "heartbleed", "severity": "HIGH", "finding": "VULNERABLE"}]
+    assert tls_audit.judge(vuln, "1.2") == ["heartbleed: VULNERABLE (HIGH)"]
+    weak = [dict(f, finding="offered") if f["id"] == "TLS1" else f for f in clean]
+    assert tls_audit.judge(weak, "1.2") == ["protocol TLS1 below the minimum 1.2: offered"]
