@@ -29,6 +29,7 @@
 #define STOP_WAIT_MS 50              /* loop wake-up while shards drain */
 #define RETRY_AFTER_MAX 48           /* "Retry-After: " and a long */
 #define TLS_RECORD_HANDSHAKE 0x16    /* first byte of a TLS ClientHello */
+#define TLS_SNI_LOG_MAX 253          /* a DNS name's longest text form */
 
 struct pending;
 
@@ -399,19 +400,32 @@ static int tls_start(struct pending *p)
     return 2;
 }
 
+/* The client's SNI for a log line: a host name, or "-" (it is the peer's
+ * text: nothing else goes into the log). */
+static const char *sni_for_log(const char *sni)
+{
+    if (!sni || !*sni || strlen(sni) > TLS_SNI_LOG_MAX)
+        return "-";
+    for (const char *q = sni; *q; q++)
+        if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
+              *q == '.' || *q == '-'))
+            return "-";
+    return sni;
+}
+
 /* Count and log a completed handshake. */
 static void tls_done(struct pending *p)
 {
     struct relay_stats *st = &p->a->relay->stats;
     struct tls_conn *t = xconn_tls(&p->c);
     const char *v = tls_conn_version(t);
-    const char *sni = tls_conn_sni(t);
+    const char *sni = sni_for_log(tls_conn_sni(t));
     bool v13 = strcmp(v, "TLSv1.3") == 0;
 
     STAT_ADD(st->tls_versions[v13], 1);
     if (tls_conn_resumed(t))
         STAT_ADD(st->tls_resumed, 1);
-    log_debug("tls %s: %s %s sni=%s%s", p->peer, v, tls_conn_cipher(t), sni ? sni : "-",
+    log_debug("tls %s: %s %s sni=%s%s", p->peer, v, tls_conn_cipher(t), sni,
               tls_conn_resumed(t) ? " resumed" : "");
 }
 
