@@ -390,6 +390,24 @@ def test_tls_mixes_byte_exact(start_relay, tls_certs, mix):
         assert got == [b"", b""]
 
 
+def test_many_tls_links_no_crosstalk(start_relay, tls_certs):
+    """40 TLS pairs on several paths at once (sessions handed to both shards
+    with -w 2): each gets exactly its own bytes."""
+    relay = tls_relay(start_relay, tls_certs)
+    ctx = client_ctx(tls_certs)
+    lsts = [register(relay, "/many%d/" % i, tls_conn(relay, ctx)) for i in range(4)]
+    links = [link(relay, lsts[i % 4], tls_conn(relay, ctx), tls_conn(relay, ctx))
+             for i in range(40)]
+    flows, want = [], []
+    for i, ln in enumerate(links):
+        up, down = os.urandom(65536 + i), os.urandom(32768 + 7 * i)
+        flows += [(ln.client, up, len(down), True), (ln.server, down, len(up), True)]
+        want += [down, up]
+    got = tpump(flows, 30 * SLOW)
+    for g, w in zip(got, want):
+        assert g == w
+
+
 @pytest.mark.all_modes
 @pytest.mark.parametrize("first", ["client", "server"])
 @pytest.mark.parametrize("mix", [MIXES[0], MIXES[2]])
