@@ -644,6 +644,19 @@ def test_stalled_handshake_closed_at_header_timeout(start_relay, tls_certs, sent
     assert metric(text, "rapi_header_timeouts_total") == 1
 
 
+def test_tls_connection_over_the_limit_closed(start_relay, tls_certs):
+    """Over max_connections, a TLS listener's connection is closed at once,
+    without a plain-text answer."""
+    relay = tls_relay(start_relay, tls_certs, max_connections=2)
+    held = [plain_conn(relay, relay.addrs[0]) for _ in range(2)]
+    wait_until(lambda: relay.fd_counts()["socket"] >= relay.baseline["socket"] + 2, 3.0,
+               what="two sockets held")
+    c = plain_conn(relay, relay.addrs[0])
+    assert c.expect_eof(2.0) == b""
+    for h in held:
+        h.close()
+
+
 def test_garbage_handshakes_do_not_hurt(start_relay, tls_certs):
     """Random bytes after a handshake record byte, and clients that hang up
     mid-handshake: closed, and a real client is still served."""
