@@ -25,7 +25,8 @@ static void setup(void)
     sh.conf.max_frame = MAX_FRAME;
     sh.now = 1000;
     wheel_init(&sh.wheel, sh.now);
-    cr_assert_eq(map_init(&sh.listeners), 0);
+    sh.conf.listener_grace = 0;
+    cr_assert_eq(map_init(&sh.paths), 0);
     cr_assert_eq(map_init(&sh.waiters), 0);
     cr_assert_eq(ev_init(&sh.loop, &ev_backend_epoll), 0);
 }
@@ -35,9 +36,11 @@ static void teardown(void)
     struct map_iter it;
     struct map_entry *e;
 
-    for (map_iter_init(&it, &sh.listeners); (e = map_iter_next(&it));)
-        listener_close(CONTAINER(e, struct listener, me), "test over");
-    map_fini(&sh.listeners);
+    sh.draining = true;
+    for (map_iter_init(&it, &sh.paths); (e = map_iter_next(&it));)
+        lpath_drain(CONTAINER(e, struct lpath, me), true);
+    cr_assert_eq(sh.paths.count, 0, "every path freed");
+    map_fini(&sh.paths);
     map_fini(&sh.waiters);
     ev_fini(&sh.loop);
 }
@@ -46,7 +49,7 @@ static void teardown(void)
 static struct listener *reg(void)
 {
     struct handoff *h = calloc(1, sizeof(*h) + 8);
-    struct map_entry *me;
+    struct lpath *p;
 
     cr_assert_not_null(h);
     h->type = HO_CONN;
@@ -59,11 +62,12 @@ static struct listener *reg(void)
     snprintf(h->peer, sizeof(h->peer), "127.0.0.1:9");
     listener_register(&sh, h);
     free(h);
-    me = map_get(&sh.listeners, "/l", 2);
-    cr_assert_not_null(me, "registered");
+    p = lpath_find(&sh, "/l", 2);
+    cr_assert_not_null(p, "registered");
+    cr_assert_eq(p->nlive, 1);
     cr_assert(ws.out_len > 12 && memcmp(ws.out, "HTTP/1.1 101", 12) == 0, "the 101 first");
     ws.out_len = 0;
-    return CONTAINER(me, struct listener, me);
+    return CONTAINER(p->listeners.prev, struct listener, node);
 }
 
 /* Queue a frame as a client sends it (masked). */
@@ -121,7 +125,7 @@ static void violation(void (*send)(void), uint16_t code)
     cr_assert(memcmp(ws.out + 2, be, 2) == 0, "close code %u, got %u", code,
               (unsigned)((uint8_t)ws.out[2] << 8 | (uint8_t)ws.out[3]));
     cr_assert(ws.closed, "closed once the close frame is out");
-    cr_assert_null(map_get(&sh.listeners, "/l", 2), "and unregistered");
+    cr_assert_null(lpath_find(&sh, "/l", 2), "and unregistered");
     cr_assert_eq(atomic_load(&relay.nconn), 0);
 }
 
@@ -165,6 +169,53 @@ Test(listener, close_is_echoed_then_closed, .init = setup, .fini = teardown)
     listener_event(l, EV_IN);
     assert_sent(WS_OP_CLOSE, "\x03\xe8", 2);
     cr_assert(ws.closed);
+    cr_assert_null(lpath_find(&sh, "/l", 2), "unregistered (no grace)");
+}
+
+/* With listener_grace, the path outlives its last listener until the grace
+ * ends; a new registration ends the grace. */
+Test(listener, grace_keeps_the_path_open_until_it_ends, .init = setup, .fini = teardown)
+{
+    struct listener *l;
+    struct lpath *p;
+
+    sh.conf.listener_grace = 2;
+    l = reg();
+    p = l->p;
+    listener_close(l, "test");
+    cr_assert_eq(lpath_find(&sh, "/l", 2), p, "kept for the grace");
+    cr_assert(lpath_open(p) && p->nlive == 0);
+    sh.now += 1000;
+    wheel_run(&sh.wheel, sh.now);
+    cr_assert(lpath_open(lpath_find(&sh, "/l", 2)), "still open after 1 s");
+    sh.now += 1100;
+    wheel_run(&sh.wheel, sh.now);
+    cr_assert_null(lpath_find(&sh, "/l", 2), "gone after 2 s");
+}
+
+/* The pick: fewest outstanding notifications, ties to the least recently
+ * chosen; only live listeners; the one to avoid only when alone. */
+Test(listener, pick_least_busy_then_round_robin)
+{
+    struct lpath p = {0};
+    struct listener a = {.live = true}, b = {.live = true}, c = {.live = false};
+
+    dlist_init(&p.listeners);
+    dlist_add_tail(&p.listeners, &a.node);
+    dlist_add_tail(&p.listeners, &b.node);
+    dlist_add_tail(&p.listeners, &c.node);
+    cr_assert_eq(lpath_pick(&p, NULL), &a, "tie, neither chosen yet: the first");
+    a.picked = 1;
+    cr_assert_eq(lpath_pick(&p, NULL), &b, "tie: the one chosen least recently");
+    b.picked = 2;
+    cr_assert_eq(lpath_pick(&p, NULL), &a);
+    a.nwaiting = 1;
+    cr_assert_eq(lpath_pick(&p, NULL), &b, "fewer outstanding wins over round robin");
+    cr_assert_eq(lpath_pick(&p, &b), &a, "another than the one to avoid");
+    b.live = false;
+    cr_assert_eq(lpath_pick(&p, &a), &a, "the one to avoid when no other is live");
+    a.live = false;
+    cr_assert_null(lpath_pick(&p, NULL), "none live");
 }
 
 /* A write that cannot go out waits for EV_OUT; nothing is lost. */
