@@ -2,11 +2,13 @@
 (docs/PROTOCOL.md P-LPP-*, P-GRACE-*; rapi-server.conf(5) listeners_per_path,
 offer_timeout, listener_grace)."""
 
+import threading
 import time
 
 import pytest
 
 from relay import SLOW, assert_wr_101, expect_error, wait_until
+from sdk_helpers import origin, sdk  # noqa: F401
 from test_admin import admin_addr, metrics
 
 OP_CLOSE = 0x8
@@ -226,3 +228,53 @@ def test_grace_metrics(start_relay):
     assert m["rapi_grace_waits_total"] == 1 and m["rapi_grace_expiries_total"] == 1
     wait_until(lambda: metrics(admin_addr(relay))["rapi_listeners"] == 0, 2.0,
                what="no listener")
+
+
+def _client_loop(relay, path, stop, out):
+    """Clients one after another until stop: each links and gets its bytes
+    echoed; failures are collected."""
+    i = 0
+    while not stop.is_set():
+        c, wrid = relay.client(path)
+        try:
+            assert_wr_101(c.read_head(timeout=8.0 * SLOW), wrid)
+            msg = b"client %d" % i
+            c.send(msg)
+            assert c.recv_exact(len(msg), timeout=5.0 * SLOW) == msg
+            out["ok"] += 1
+        except (AssertionError, OSError) as e:
+            out["failed"].append("client %d: %r" % (i, e))
+        finally:
+            c.close()
+        i += 1
+
+
+@pytest.mark.all_modes
+@pytest.mark.relay_options(listeners_per_path=2)
+def test_expose_replicas_rolling_restart_loses_no_client(relay, sdk, origin):
+    """P-LPP-5: two `rapi expose` on one path share it; each in turn is
+    stopped (SIGTERM: it leaves gracefully) and started again while clients
+    keep coming: not one client fails."""
+    _, port = origin.start("echo")
+    to = "127.0.0.1:%d" % port
+    reps = [sdk.expose("/rep/", to), sdk.expose("/rep/", to)]
+    stop, out = threading.Event(), {"ok": 0, "failed": []}
+    t = threading.Thread(target=_client_loop, args=(relay, "/rep/", stop, out), daemon=True)
+    t.start()
+    try:
+        time.sleep(0.5)
+        for i in range(len(reps)):
+            assert reps[i].stop() == 0
+            assert "leaving" in reps[i].stderr()
+            reps[i] = sdk.expose("/rep/", to)
+            time.sleep(0.5)
+        before = out["ok"]
+        wait_until(lambda: out["ok"] > before + 5, 5.0 * SLOW, what="clients after the restarts")
+    finally:
+        stop.set()
+        t.join(20.0 * SLOW)
+    assert not out["failed"], out["failed"][:5]
+    assert out["ok"] > 20, out
+    # Both replicas served clients after the restart.
+    for r in reps:
+        assert "client " in r.stderr() or r.wait_log(r"client .* in \d+ out", 5.0)
