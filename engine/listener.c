@@ -203,6 +203,15 @@ static void listener_unlive(struct listener *l)
     timer_set(&sh->wheel, &p->grace, sh->now + (uint64_t)sh->conf.listener_grace * 1000, grace_cb);
 }
 
+/* l must go but is not closed here, where a walk of its path may be under
+ * way: it takes no client from now on and is closed on the next tick. */
+static void listener_doom(struct listener *l, const char *why)
+{
+    listener_unlive(l);
+    l->drop = why;
+    timer_set(&l->sh->wheel, &l->ka, l->sh->now, listener_ka_cb);
+}
+
 /* ------------------------------------------------------------ waiters */
 
 static void waiter_arm(struct waiter *w)
@@ -265,8 +274,9 @@ static int waiter_notify(struct waiter *w, struct listener *l)
 /* Find w a place: offered to the least busy live listener of its path
  * (another than the one it is offered to, when there is one), else queued
  * while the path's grace lasts, else answered 502 (or 503 when out of
- * memory). w may be gone when this returns; so may listeners that turned
- * out not to read. The caller holds a pin on the path. */
+ * memory). w may be gone when this returns; nothing else is: a listener
+ * that turned out not to read is only doomed. The caller holds a pin on
+ * the path. */
 static void waiter_place(struct waiter *w)
 {
     struct shard *sh = w->sh;
@@ -283,7 +293,7 @@ static void waiter_place(struct waiter *w)
         }
         r = waiter_notify(w, l);
         if (r == -ENOBUFS) { /* the listener does not read: it goes */
-            listener_close(l, DROP_OUT_FULL);
+            listener_doom(l, DROP_OUT_FULL);
             continue;
         }
         if (r < 0)
@@ -299,7 +309,7 @@ static void waiter_place(struct waiter *w)
         w->offer_end = sh->now + (uint64_t)sh->conf.offer_timeout * 1000;
         waiter_arm(w);
         if (out_flush(l) < 0)
-            listener_close(l, "connection closed"); /* places w again */
+            listener_doom(l, "connection closed"); /* then w is placed again */
         return;
     }
     if (!lpath_open(w->p))
@@ -366,10 +376,13 @@ static void grace_cb(struct timer *t)
 {
     struct lpath *p = CONTAINER(t, struct lpath, grace);
 
+    struct dlist *n, *next;
+
     p->pins++;
-    while (!dlist_empty(&p->queue)) {
+    for (n = p->queue.next; n != &p->queue; n = next) {
+        next = n->next;
         STAT_ADD(p->sh->stats.grace_expiries, 1);
-        waiter_fail(CONTAINER(p->queue.next, struct waiter, node), 502, "missing_destination",
+        waiter_fail(CONTAINER(n, struct waiter, node), 502, "missing_destination",
                     "No listener came back to this path in time");
     }
     p->pins--;
@@ -379,8 +392,12 @@ static void grace_cb(struct timer *t)
 /* Offer the queued clients, oldest first, while a listener takes them. */
 static void lpath_serve_queue(struct lpath *p)
 {
-    while (!dlist_empty(&p->queue) && p->nlive > 0)
-        waiter_place(CONTAINER(p->queue.next, struct waiter, node));
+    struct dlist *n, *next;
+
+    for (n = p->queue.next; n != &p->queue && p->nlive > 0; n = next) {
+        next = n->next;
+        waiter_place(CONTAINER(n, struct waiter, node));
+    }
 }
 
 /* ------------------------------------------------------------ listeners */
@@ -404,7 +421,7 @@ void listener_close(struct listener *l, const char *why)
 {
     struct shard *sh = l->sh;
     struct lpath *p = l->p;
-    struct dlist orphans;
+    struct dlist orphans, *n, *next;
 
     p->pins++;
     listener_unlive(l);
@@ -428,16 +445,22 @@ void listener_close(struct listener *l, const char *why)
     log_info("unregister path=%s listener=%s (%s)", p->path, l->peer, why);
     free(l->out);
     free(l);
-    while (!dlist_empty(&orphans))
-        waiter_place(CONTAINER(orphans.next, struct waiter, node));
+    for (n = orphans.next; n != &orphans; n = next) {
+        next = n->next;
+        waiter_place(CONTAINER(n, struct waiter, node));
+    }
     p->pins--;
     lpath_put(p);
 }
 
 static void fail_list(struct dlist *h, int status, const char *code, const char *msg)
 {
-    while (!dlist_empty(h))
-        waiter_fail(CONTAINER(h->next, struct waiter, node), status, code, msg);
+    struct dlist *n, *next;
+
+    for (n = h->next; n != h; n = next) {
+        next = n->next;
+        waiter_fail(CONTAINER(n, struct waiter, node), status, code, msg);
+    }
 }
 
 /* Queue a WebSocket close 1001 and let it flush (now: close at once). */
@@ -586,6 +609,10 @@ static void listener_ka_cb(struct timer *t)
     uint64_t ka = (uint64_t)l->sh->conf.keepalive * 1000;
     uint64_t now = l->sh->now;
 
+    if (l->drop) {
+        listener_close(l, l->drop);
+        return;
+    }
     if (l->closing) {
         listener_close(l, "close frame not taken in time");
         return;
