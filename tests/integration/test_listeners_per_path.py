@@ -236,14 +236,16 @@ def _client_loop(relay, path, stop, out):
     i = 0
     while not stop.is_set():
         c, wrid = relay.client(path)
+        stage = "setup"
         try:
             assert_wr_101(c.read_head(timeout=8.0 * SLOW), wrid)
+            stage = "exchange"
             msg = b"client %d" % i
             c.send(msg)
             assert c.recv_exact(len(msg), timeout=5.0 * SLOW) == msg
             out["ok"] += 1
         except (AssertionError, OSError) as e:
-            out["failed"].append("client %d: %r" % (i, e))
+            out["failed"].append("client %d, %s: %r" % (i, stage, e))
         finally:
             c.close()
         i += 1
@@ -278,3 +280,62 @@ def test_expose_replicas_rolling_restart_loses_no_client(relay, sdk, origin):
     # Both replicas served clients after the restart.
     for r in reps:
         assert "client " in r.stderr() or r.wait_log(r"client .* in \d+ out", 5.0)
+
+
+@pytest.mark.all_modes
+def test_expose_restart_within_grace_loses_no_client(relay, sdk, origin):
+    """P-GRACE-1, P-GRACE-2, P-LPP-5 with the defaults (one listener per
+    path): the only `rapi expose` of a path is restarted while clients keep
+    coming; they wait out the restart and none fails."""
+    _, port = origin.start("echo")
+    to = "127.0.0.1:%d" % port
+    rep = sdk.expose("/one/", to)
+    stop, out = threading.Event(), {"ok": 0, "failed": []}
+    t = threading.Thread(target=_client_loop, args=(relay, "/one/", stop, out), daemon=True)
+    t.start()
+    try:
+        time.sleep(0.5)
+        for _ in range(2):
+            assert rep.stop() == 0
+            rep = sdk.expose("/one/", to)
+            time.sleep(0.5)
+        before = out["ok"]
+        wait_until(lambda: out["ok"] > before + 5, 5.0 * SLOW, what="clients after the restarts")
+    finally:
+        stop.set()
+        t.join(20.0 * SLOW)
+    assert not out["failed"], out["failed"][:5]
+
+
+@pytest.mark.all_modes
+@pytest.mark.relay_options(listeners_per_path=2)
+def test_expose_replica_killed_mid_load_no_setup_fails(relay, sdk, origin):
+    """P-LPP-2, P-LPP-3: two `rapi expose` replicas share a load (neither is
+    idle); one is killed with SIGKILL mid-load: every client still links (the
+    killed one's notified clients go to the other); only an exchange that was
+    running through the killed one may be cut."""
+    _, port = origin.start("echo")
+    to = "127.0.0.1:%d" % port
+    reps = [sdk.expose("/kill/", to), sdk.expose("/kill/", to)]
+    stop = threading.Event()
+    outs = [{"ok": 0, "failed": []} for _ in range(4)]
+    threads = [threading.Thread(target=_client_loop, args=(relay, "/kill/", stop, o), daemon=True)
+               for o in outs]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: sum(o["ok"] for o in outs) >= 100, 20.0 * SLOW, what="100 clients")
+        for r in reps:
+            assert "client " in r.stderr(), "a replica was idle"
+        sdk.expected_exit[reps[0].pid] = (-9,)
+        reps[0].kill()
+        before = sum(o["ok"] for o in outs)
+        wait_until(lambda: sum(o["ok"] for o in outs) >= before + 100, 20.0 * SLOW,
+                   what="100 clients after the kill")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(20.0 * SLOW)
+    failed = [f for o in outs for f in o["failed"]]
+    assert not [f for f in failed if ", setup:" in f], failed[:5]
+    assert len(failed) <= len(outs), failed[:5]
