@@ -22,6 +22,7 @@
 #define EXPOSE_DRAIN_STEP_US 20000
 
 static atomic_int expose_active; /* connection threads running */
+
 struct expose_cfg {
     const char *to;
     bool proxy_v2;
