@@ -1,9 +1,12 @@
 /* rapi expose: register at the relays (one or several, every address of
  * each) and join every linked connection to a fresh connection to the local
- * server, one thread per connection. */
+ * server, one thread per connection. On SIGTERM/SIGINT it leaves
+ * gracefully (rapi_listener_leave): no client is lost in a rolling restart
+ * of replicas. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +17,11 @@
 
 #define ACCEPT_ERROR_PAUSE_US 100000
 #define EXPOSE_BACKOFF_MAX_MS 3000
+#define EXPOSE_LEAVE_MS 10000 /* on a stop: the dial-backs in flight finish */
+#define EXPOSE_DRAIN_MS 5000  /* then the open connections may finish */
+#define EXPOSE_DRAIN_STEP_US 20000
+
+static atomic_int expose_active; /* connection threads running */
 
 struct expose_cfg {
     const char *to;
@@ -86,6 +94,7 @@ out:
         close(local);
     close(c->fd);
     free(c);
+    atomic_fetch_sub(&expose_active, 1);
     return NULL;
 }
 
@@ -100,7 +109,9 @@ static void expose_spawn(const struct expose_cfg *cfg, int fd, const struct rapi
     c->cfg = cfg;
     c->fd = fd;
     c->peer = *peer;
+    atomic_fetch_add(&expose_active, 1);
     if (cli_spawn(expose_conn_run, c) < 0) {
+        atomic_fetch_sub(&expose_active, 1);
         cli_log(RAPI_LOG_ERROR, "client %s: no thread", peer->addr);
         close(fd);
         free(c);
@@ -124,6 +135,25 @@ static int expose_loop(struct rapi_listener *l, const struct expose_cfg *cfg)
         }
     }
     return 0;
+}
+
+/* Stopping: leave (close frames; the relay offers our clients elsewhere),
+ * serve the dial-backs in flight, then give the open connections
+ * EXPOSE_DRAIN_MS to end. */
+static void expose_leave(struct rapi_listener *l, const struct expose_cfg *cfg)
+{
+    struct rapi_peer peer;
+    int fd, waited = 0;
+
+    cli_log(RAPI_LOG_INFO, "leaving: finishing dial-backs");
+    if (rapi_listener_leave(l, EXPOSE_LEAVE_MS) < 0)
+        cli_log(RAPI_LOG_WARN, "leaving: dial-backs still in flight");
+    while ((fd = rapi_accept(l, &peer, 0)) >= 0)
+        expose_spawn(cfg, fd, &peer);
+    while (atomic_load(&expose_active) > 0 && waited < EXPOSE_DRAIN_MS * 1000) {
+        usleep(EXPOSE_DRAIN_STEP_US);
+        waited += EXPOSE_DRAIN_STEP_US;
+    }
 }
 
 /* Options into cfg/o/key_file. Returns -1 to go on, else the exit status. */
@@ -194,6 +224,7 @@ int cli_expose(int argc, char **argv)
     cli_log(RAPI_LOG_INFO, "exposing %s on %s%s", cfg.to, safe, cfg.proxy_v2 ? " (PROXY v2)" : "");
     cli_install_stop();
     expose_loop(l, &cfg);
+    expose_leave(l, &cfg);
     rapi_listener_close(l);
     cli_log(RAPI_LOG_INFO, "stopped");
     return 0;

@@ -110,7 +110,7 @@ static void render_metrics(struct relay *r, struct out *o)
     metric(o, "rapi_connections", "gauge", "Open client and server sockets.", client_conns(r));
     metric(o, "rapi_admin_connections", "gauge", "Open admin endpoint sockets (this one too).",
            STAT_GET(r->stats.admin_conns));
-    metric(o, "rapi_listeners", "gauge", "Registered listener paths.", SUM(listeners));
+    metric(o, "rapi_listeners", "gauge", "Registered listeners.", SUM(listeners));
     metric(o, "rapi_waiting_clients", "gauge", "Clients waiting for their dial-back.",
            SUM(waiting));
     metric(o, "rapi_links", "gauge", "Linked pairs open.", SUM(links));
@@ -128,6 +128,15 @@ static void render_metrics(struct relay *r, struct out *o)
            "Clients answered 504 because no dial-back came.", SUM(dialback_timeouts));
     metric(o, "rapi_clients_left_total", "counter", "Clients that hung up while waiting.",
            SUM(clients_left));
+    metric(o, "rapi_reoffers_total", "counter",
+           "Notifications sent again to another listener (dial-back late, listener gone).",
+           SUM(reoffers));
+    metric(o, "rapi_grace_waits_total", "counter",
+           "Clients that waited for a listener to come back to their path (listener_grace).",
+           SUM(grace_waits));
+    metric(o, "rapi_grace_expiries_total", "counter",
+           "Clients answered 502 because no listener came back within listener_grace.",
+           SUM(grace_expiries));
     metric(o, "rapi_accepted_total", "counter", "Connections accepted.",
            STAT_GET(r->stats.accepted));
     metric(o, "rapi_header_timeouts_total", "counter",
@@ -157,9 +166,11 @@ static void put_path(struct out *o, const struct path_stat *p)
 
     if (json_escape(esc, sizeof(esc), p->path, strlen(p->path)) < 0)
         esc[0] = '\0';
-    put(o, "{\"path\":\"%s\",\"waiting\":%llu,\"links\":%llu,\"up\":%llu,\"down\":%llu}", esc,
-        (unsigned long long)p->waiting, (unsigned long long)p->links, (unsigned long long)p->up,
-        (unsigned long long)p->down);
+    put(o,
+        "{\"path\":\"%s\",\"listeners\":%llu,\"waiting\":%llu,\"links\":%llu,\"up\":%llu,"
+        "\"down\":%llu}",
+        esc, (unsigned long long)p->listeners, (unsigned long long)p->waiting,
+        (unsigned long long)p->links, (unsigned long long)p->up, (unsigned long long)p->down);
 }
 
 /* Every shard's busiest paths, merged: the top status_top_paths overall

@@ -23,6 +23,7 @@
 #define SEC_MAX 86400LL        /* one day: the longest timeout or interval */
 #define COUNT_MAX 2147483647LL /* INT_MAX: every count fits an int */
 #define WORKERS_MAX 256
+#define LISTENERS_PER_PATH_MAX 256  /* a client's pick walks the path's listeners */
 #define AUTH_RATE_MAX 1000000LL     /* auth_fail_rate, auth_fail_burst: one per microsecond */
 #define ADMIN_CONN_MAX 1024         /* admin sockets: a few scrapers and browsers */
 #define CONF_FILE_MAX (1024 * 1024) /* a config file larger than this is a mistake */
@@ -70,6 +71,9 @@ struct conf_row {
     X(max_connections, T_LONG, 1, COUNT_MAX, "100000")                                             \
     X(max_waiting, T_LONG, 1, COUNT_MAX, "1024")                                                   \
     X(max_listeners, T_LONG, 1, COUNT_MAX, "10000")                                                \
+    X(listeners_per_path, T_LONG, 1, LISTENERS_PER_PATH_MAX, "1")                                  \
+    X(listener_grace, T_LONG, 0, SEC_MAX, "5")                                                     \
+    X(offer_timeout, T_LONG, 1, SEC_MAX, "5")                                                      \
     X(pipe_size, T_SIZE, 4 * KIB, 16 * MIB, "262144")                                              \
     X(max_pipes, T_LONG, 0, COUNT_MAX, "4096")                                                     \
     X(log_level, T_LOG, 0, 0, "info")                                                              \

@@ -59,10 +59,15 @@ struct conf {
     long max_connections;  /* "max_connections": open client+server sockets (100000) */
     long max_waiting;      /* "max_waiting": waiting clients per path (1024) */
     long max_listeners;    /* "max_listeners": registered listeners in all (10000) */
-    size_t pipe_size;      /* "pipe_size": splice pipe size, bytes (262144) */
-    long max_pipes;        /* "max_pipes": pooled+active pipes per shard, 0 = copy only (4096) */
-    enum log_level log_level;        /* "log_level": error | warn | info | debug (info) */
-    char admin[ADDR_STR_MAX];        /* "admin": /metrics and /healthz listener, "off" (off) */
+    long listeners_per_path;  /* "listeners_per_path": live listeners on one path (1) */
+    long listener_grace;      /* "listener_grace": clients wait this long for a listener to come
+                                 back after a path's last one went, s, 0 = off (5) */
+    long offer_timeout;       /* "offer_timeout": a notified listener has this long to dial back
+                                 before its client goes to another listener of the path, s (5) */
+    size_t pipe_size;         /* "pipe_size": splice pipe size, bytes (262144) */
+    long max_pipes;           /* "max_pipes": pooled+active pipes per shard, 0 = copy only (4096) */
+    enum log_level log_level; /* "log_level": error | warn | info | debug (info) */
+    char admin[ADDR_STR_MAX]; /* "admin": /metrics and /healthz listener, "off" (off) */
     long admin_max_connections;      /* "admin_max_connections": open admin sockets (16) */
     char admin_token_file[PATH_MAX]; /* "admin_token_file": bearer token for admin (none) */
     long status_top_paths;      /* "status_top_paths": per-path entries on the status page (20) */

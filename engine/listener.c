@@ -22,6 +22,7 @@ _Static_assert(OUT_FRAME_MAX >= WS_MAX_CONTROL, "a pong or close frame fits");
 static void listener_event(void *arg, uint32_t events);
 static void listener_ka_cb(struct timer *t);
 static void waiter_timer_cb(struct timer *t);
+static void listener_unlive(struct listener *l);
 
 /* ------------------------------------------------------------ output */
 
@@ -93,6 +94,7 @@ static int out_flush(struct listener *l)
  * (the keepalive timer is reused for that). */
 static void listener_closing(struct listener *l)
 {
+    listener_unlive(l);
     l->closing = true;
     timer_set(&l->sh->wheel, &l->ka, l->sh->now + LISTENER_CLOSE_WAIT_MS, listener_ka_cb);
 }
@@ -112,26 +114,213 @@ static int listener_send_close(struct listener *l, uint16_t code, const char *re
     return r;
 }
 
+/* ------------------------------------------------------------ paths */
+
+static void grace_cb(struct timer *t);
+
+static struct lpath *lpath_find(struct shard *sh, const char *path, size_t len)
+{
+    struct map_entry *me = map_get(&sh->paths, path, len);
+
+    return me ? CONTAINER(me, struct lpath, me) : NULL;
+}
+
+/* The path's pool, made when missing. NULL when out of memory. */
+static struct lpath *lpath_get(struct shard *sh, const char *path, size_t len)
+{
+    struct lpath *p = lpath_find(sh, path, len);
+
+    if (p)
+        return p;
+    p = calloc(1, sizeof(*p) + len + 1);
+    if (!p)
+        return NULL;
+    p->sh = sh;
+    memcpy(p->path, path, len);
+    p->path_len = len;
+    p->me.key = p->path;
+    p->me.key_len = len;
+    dlist_init(&p->listeners);
+    dlist_init(&p->told);
+    dlist_init(&p->queue);
+    if (map_put(&sh->paths, &p->me) < 0) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Free the pool once nothing holds it: no listener, no waiter, no grace
+ * left, no walk under way. Callers do not touch p afterwards. */
+static void lpath_put(struct lpath *p)
+{
+    if (p->pins > 0 || p->nlisteners > 0 || p->nwaiting > 0 || timer_armed(&p->grace))
+        return;
+    map_del(&p->sh->paths, &p->me);
+    free(p);
+}
+
+/* Whether a client arriving now has somewhere to wait: a live listener, or
+ * the grace after the last one went. */
+static bool lpath_open(const struct lpath *p)
+{
+    return p && (p->nlive > 0 || timer_armed(&p->grace));
+}
+
+/* The live listener a client goes to: the fewest outstanding
+ * notifications, ties to the one chosen least recently (round robin).
+ * avoid is taken only when no other is live. NULL when none is. */
+static struct listener *lpath_pick(struct lpath *p, const struct listener *avoid)
+{
+    struct listener *best = NULL;
+
+    for (struct dlist *n = p->listeners.next; n != &p->listeners; n = n->next) {
+        struct listener *l = CONTAINER(n, struct listener, node);
+
+        if (!l->live || l == avoid)
+            continue;
+        if (!best || l->nwaiting < best->nwaiting ||
+            (l->nwaiting == best->nwaiting && l->picked < best->picked))
+            best = l;
+    }
+    if (!best && avoid && avoid->live)
+        return (struct listener *)avoid;
+    return best;
+}
+
+/* l no longer takes new clients. When it was the path's last live one the
+ * grace starts (listener_grace; none while draining). */
+static void listener_unlive(struct listener *l)
+{
+    struct lpath *p = l->p;
+    struct shard *sh = l->sh;
+
+    if (!l->live)
+        return;
+    l->live = false;
+    if (--p->nlive > 0 || sh->conf.listener_grace <= 0 || sh->draining)
+        return;
+    timer_set(&sh->wheel, &p->grace, sh->now + (uint64_t)sh->conf.listener_grace * 1000, grace_cb);
+}
+
+/* l must go but is not closed here, where a walk of its path may be under
+ * way: it takes no client from now on and is closed on the next tick. */
+static void listener_doom(struct listener *l, const char *why)
+{
+    listener_unlive(l);
+    l->drop = why;
+    timer_set(&l->sh->wheel, &l->ka, l->sh->now, listener_ka_cb);
+}
+
 /* ------------------------------------------------------------ waiters */
 
+static void waiter_arm(struct waiter *w)
+{
+    uint64_t t = w->deadline;
+
+    if (w->st != W_QUEUED && w->offer_end < t)
+        t = w->offer_end;
+    timer_set(&w->sh->wheel, &w->timer, t, waiter_timer_cb);
+}
+
+/* Off its listener or list; it stays a waiter of its path. */
+static void waiter_detach(struct waiter *w)
+{
+    dlist_del(&w->node);
+    if (w->st == W_OFFERED)
+        w->l->nwaiting--;
+    w->l = NULL;
+}
+
+/* Out of the path and the map (the path is put by the caller). */
 static void waiter_unlink(struct waiter *w)
 {
     struct shard *sh = w->sh;
 
+    waiter_detach(w);
     map_del(&sh->waiters, &w->me);
-    dlist_del(&w->node);
-    w->l->nwaiting--;
+    w->p->nwaiting--;
     timer_del(&sh->wheel, &w->timer);
 }
 
+/* Answer a waiting client with an error and free it; its path is freed
+ * when that was all it held. */
 void waiter_fail(struct waiter *w, int status, const char *code, const char *msg)
 {
+    struct lpath *p = w->p;
+
     waiter_unlink(w);
     ev_del_closing(&w->sh->loop, w->tok); /* conn_reject closes it */
     log_info("unlinked path=%.*s client=%s (%s)", (int)w->path_len, w->key, w->peer, code);
     conn_reject(w->sh->relay, &w->c, status, code, msg);
     free(w->early);
     free(w);
+    lpath_put(p);
+}
+
+/* Send w's notification to l. 0, -ENOBUFS when l does not read (it must
+ * go), other -errno. */
+static int waiter_notify(struct waiter *w, struct listener *l)
+{
+    char json[NOTIFY_MAX];
+    int n =
+        notify_build(json, sizeof(json), w->peer, w->key + w->path_len + 1, w->id_len, w->timeout);
+
+    return n < 0 ? n : out_frame(l, WS_OP_TEXT, json, (size_t)n);
+}
+
+#define MSG_GONE "The listener of this path went away"
+
+/* Find w a place: offered to the least busy live listener of its path
+ * (another than the one it is offered to, when there is one), else queued
+ * while the path's grace lasts, else answered 502 (or 503 when out of
+ * memory). w may be gone when this returns; nothing else is: a listener
+ * that turned out not to read is only doomed. The caller holds a pin on
+ * the path. */
+static void waiter_place(struct waiter *w)
+{
+    struct shard *sh = w->sh;
+    struct listener *l;
+    int r;
+
+    if (sh->draining)
+        return waiter_fail(w, 503, "shutting_down", "The relay is shutting down");
+    while ((l = lpath_pick(w->p, w->st == W_OFFERED ? w->l : NULL))) {
+        if (w->st == W_OFFERED && l == w->l) { /* no other: keep waiting on it */
+            w->offer_end = sh->now + (uint64_t)sh->conf.offer_timeout * 1000;
+            waiter_arm(w);
+            return;
+        }
+        r = waiter_notify(w, l);
+        if (r == -ENOBUFS) { /* the listener does not read: it goes */
+            listener_doom(l, DROP_OUT_FULL);
+            continue;
+        }
+        if (r < 0)
+            return waiter_fail(w, 503, "too_many_waiting", "Out of memory");
+        if (w->offers++ > 0)
+            STAT_ADD(sh->stats.reoffers, 1);
+        waiter_detach(w);
+        w->st = W_OFFERED;
+        w->l = l;
+        dlist_add_tail(&l->waiters, &w->node);
+        l->nwaiting++;
+        l->picked = ++w->p->picks;
+        w->offer_end = sh->now + (uint64_t)sh->conf.offer_timeout * 1000;
+        waiter_arm(w);
+        if (out_flush(l) < 0)
+            listener_doom(l, "connection closed"); /* then w is placed again */
+        return;
+    }
+    if (!lpath_open(w->p))
+        return waiter_fail(w, 502, "missing_destination", MSG_GONE);
+    if (w->st != W_QUEUED) {
+        waiter_detach(w);
+        w->st = W_QUEUED;
+        dlist_add_tail(&w->p->queue, &w->node);
+        STAT_ADD(sh->stats.grace_waits, 1);
+    }
+    waiter_arm(w);
 }
 
 /* The client ended its side before its dial-back came. TCP cannot tell a
@@ -144,6 +333,7 @@ void waiter_fail(struct waiter *w, int status, const char *code, const char *msg
 static void waiter_event(void *arg, uint32_t events)
 {
     struct waiter *w = arg;
+    struct lpath *p = w->p;
     int pending = 0;
 
     if (!(events & (EV_RDHUP | EV_HUP | EV_ERR)))
@@ -159,49 +349,145 @@ static void waiter_event(void *arg, uint32_t events)
     conn_close(w->sh->relay, &w->c, false);
     free(w->early);
     free(w);
+    lpath_put(p);
 }
 
+/* The dial-back limit (504), or the end of an offer: then the client goes
+ * to another listener of the path, when there is one. */
 static void waiter_timer_cb(struct timer *t)
 {
-    STAT_ADD(CONTAINER(t, struct waiter, timer)->sh->stats.dialback_timeouts, 1);
-    waiter_fail(CONTAINER(t, struct waiter, timer), 504, "listener_timeout",
-                "The listener did not connect back in time");
+    struct waiter *w = CONTAINER(t, struct waiter, timer);
+    struct lpath *p = w->p;
+
+    if (w->sh->now >= w->deadline) {
+        STAT_ADD(w->sh->stats.dialback_timeouts, 1);
+        waiter_fail(w, 504, "listener_timeout", "The listener did not connect back in time");
+        return;
+    }
+    p->pins++;
+    waiter_place(w);
+    p->pins--;
+    lpath_put(p);
+}
+
+/* No listener came back within the grace: the queued clients get 502. */
+static void grace_cb(struct timer *t)
+{
+    struct lpath *p = CONTAINER(t, struct lpath, grace);
+
+    struct dlist *n, *next;
+
+    p->pins++;
+    for (n = p->queue.next; n != &p->queue; n = next) {
+        next = n->next;
+        STAT_ADD(p->sh->stats.grace_expiries, 1);
+        waiter_fail(CONTAINER(n, struct waiter, node), 502, "missing_destination",
+                    "No listener came back to this path in time");
+    }
+    p->pins--;
+    lpath_put(p);
+}
+
+/* Offer the queued clients, oldest first, while a listener takes them. */
+static void lpath_serve_queue(struct lpath *p)
+{
+    struct dlist *n, *next;
+
+    for (n = p->queue.next; n != &p->queue && p->nlive > 0; n = next) {
+        next = n->next;
+        waiter_place(CONTAINER(n, struct waiter, node));
+    }
 }
 
 /* ------------------------------------------------------------ listeners */
 
-static void fail_waiters(struct listener *l, int status, const char *code, const char *msg)
+/* The listener sent a close frame: it leaves. It takes no new client; the
+ * clients it was told about stay valid for its dial-backs until their
+ * offer ends, then go to another listener. */
+static void listener_leave(struct listener *l)
 {
-    struct dlist *n = l->waiters.next, *next;
+    listener_unlive(l);
+    while (!dlist_empty(&l->waiters)) {
+        struct waiter *w = CONTAINER(l->waiters.next, struct waiter, node);
 
-    for (; n != &l->waiters; n = next) {
-        next = n->next;
-        waiter_fail(CONTAINER(n, struct waiter, node), status, code, msg);
+        waiter_detach(w);
+        w->st = W_TOLD;
+        dlist_add_tail(&l->p->told, &w->node);
     }
 }
 
 void listener_close(struct listener *l, const char *why)
 {
     struct shard *sh = l->sh;
+    struct lpath *p = l->p;
+    struct dlist orphans, *n, *next;
 
-    fail_waiters(l, 502, "missing_destination", "The listener of this path went away");
-    map_del(&sh->listeners, &l->me);
+    p->pins++;
+    listener_unlive(l);
+    dlist_del(&l->node);
+    p->nlisteners--;
+    sh->nlisteners--;
+    /* Its clients were notified by a socket that is gone: offered again. */
+    dlist_init(&orphans);
+    while (!dlist_empty(&l->waiters)) {
+        struct waiter *w = CONTAINER(l->waiters.next, struct waiter, node);
+
+        dlist_del(&w->node);
+        dlist_add_tail(&orphans, &w->node);
+        w->st = W_NEW;
+        w->l = NULL;
+    }
     atomic_fetch_sub(&sh->relay->nlisteners, 1);
     ev_del_closing(&sh->loop, l->tok);
     timer_del(&sh->wheel, &l->ka);
     conn_close(sh->relay, &l->c, false);
-    log_info("unregister path=%s listener=%s (%s)", l->path, l->peer, why);
+    log_info("unregister path=%s listener=%s (%s)", p->path, l->peer, why);
     free(l->out);
     free(l);
+    for (n = orphans.next; n != &orphans; n = next) {
+        next = n->next;
+        waiter_place(CONTAINER(n, struct waiter, node));
+    }
+    p->pins--;
+    lpath_put(p);
 }
 
-/* Queue a WebSocket close 1001 and let it flush; used by SIGTERM. */
-void listener_drain(struct listener *l)
+static void fail_list(struct dlist *h, int status, const char *code, const char *msg)
 {
-    fail_waiters(l, 503, "shutting_down", "The relay is shutting down");
-    if (listener_send_close(l, WS_CLOSE_GOING_AWAY, "relay shutting down") < 0 ||
+    struct dlist *n, *next;
+
+    for (n = h->next; n != h; n = next) {
+        next = n->next;
+        waiter_fail(CONTAINER(n, struct waiter, node), status, code, msg);
+    }
+}
+
+/* Queue a WebSocket close 1001 and let it flush (now: close at once). */
+static void listener_drain(struct listener *l, bool now)
+{
+    if (now || listener_send_close(l, WS_CLOSE_GOING_AWAY, "relay shutting down") < 0 ||
         out_flush(l) < 0 || l->out_len == 0)
         listener_close(l, "shutting down");
+}
+
+void lpath_drain(struct lpath *p, bool now)
+{
+    struct shard *sh = p->sh;
+    struct dlist *n, *next;
+
+    p->pins++;
+    timer_del(&sh->wheel, &p->grace);
+    fail_list(&p->queue, 503, "shutting_down", "The relay is shutting down");
+    fail_list(&p->told, 503, "shutting_down", "The relay is shutting down");
+    for (n = p->listeners.next; n != &p->listeners; n = n->next)
+        fail_list(&CONTAINER(n, struct listener, node)->waiters, 503, "shutting_down",
+                  "The relay is shutting down");
+    for (n = p->listeners.next; n != &p->listeners; n = next) {
+        next = n->next;
+        listener_drain(CONTAINER(n, struct listener, node), now);
+    }
+    p->pins--;
+    lpath_put(p);
 }
 
 /* The peer's close frame: echo its code (an empty close when it sent
@@ -235,6 +521,7 @@ static int ws_feed(struct listener *l, uint8_t *p, size_t n)
             }
             break;
         case WSREAD_CLOSE:
+            listener_leave(l);
             return ws_close_echo(l, ev.code) < 0 ? WS_FEED_DROP : -1;
         case WSREAD_ERROR:
             return ev.code;
@@ -321,6 +608,10 @@ static void listener_ka_cb(struct timer *t)
     uint64_t ka = (uint64_t)l->sh->conf.keepalive * 1000;
     uint64_t now = l->sh->now;
 
+    if (l->drop) {
+        listener_close(l, l->drop);
+        return;
+    }
     if (l->closing) {
         listener_close(l, "close frame not taken in time");
         return;
@@ -341,50 +632,24 @@ static void listener_ka_cb(struct timer *t)
     listener_ka_arm(l, ka);
 }
 
-void listener_register(struct shard *sh, struct handoff *h)
+/* A new listener l on p, live; its watch and keepalive. 0, or -1 when l
+ * had to go (closed). */
+static int listener_start(struct listener *l, struct handoff *h)
 {
-    struct relay *r = sh->relay;
-    struct listener *l;
-    char head[HEAD_101_MAX];
-    int n;
+    struct shard *sh = l->sh;
+    struct lpath *p = l->p;
 
-    if (map_get(&sh->listeners, h->path, h->path_len)) {
-        log_reject("reject %s: path %s in use", h->peer, h->path);
-        conn_reject(r, &h->conn, 409, "path_in_use", "This path already has a listener");
-        return;
-    }
-    if (atomic_fetch_add(&r->nlisteners, 1) >= sh->conf.max_listeners) {
-        atomic_fetch_sub(&r->nlisteners, 1);
-        conn_reject(r, &h->conn, 503, "too_many_listeners", "Too many listeners");
-        return;
-    }
-    l = calloc(1, sizeof(*l) + h->path_len + 1);
-    n = wr_build_ws_101(head, sizeof(head), h->ws_accept);
-    if (!l || n < 0 || out_append(l, head, (size_t)n) < 0) {
-        atomic_fetch_sub(&r->nlisteners, 1);
-        if (l)
-            free(l->out);
-        free(l);
-        conn_reject(r, &h->conn, 503, "too_many_listeners", "Out of memory");
-        return;
-    }
-    l->sh = sh;
-    l->c = h->conn;
-    wsread_init(&l->rd, WSREAD_SERVER, sh->conf.max_frame, NULL, 0);
-    memcpy(l->path, h->path, h->path_len);
-    l->path_len = h->path_len;
-    l->me.key = l->path;
-    l->me.key_len = l->path_len;
-    dlist_init(&l->waiters);
-    l->last_rx = sh->now;
-    l->writable = true;
-    snprintf(l->peer, sizeof(l->peer), "%s", h->peer);
-    map_put(&sh->listeners, &l->me);
+    dlist_add_tail(&p->listeners, &l->node);
+    p->nlisteners++;
+    sh->nlisteners++;
+    l->live = true;
+    p->nlive++;
+    timer_del(&sh->wheel, &p->grace);
     if (ev_add(&sh->loop, l->c.fd, EV_IN | EV_OUT | EV_RDHUP, listener_event, l, &l->tok) < 0) {
         listener_close(l, "cannot watch");
-        return;
+        return -1;
     }
-    log_info("register path=%s listener=%s", l->path, l->peer);
+    log_info("register path=%s listener=%s (%d on the path)", p->path, l->peer, p->nlive);
     if (sh->conf.keepalive > 0) {
         l->next_ping = sh->now + (uint64_t)sh->conf.keepalive * 1000;
         listener_ka_arm(l, (uint64_t)sh->conf.keepalive * 1000);
@@ -396,11 +661,59 @@ void listener_register(struct shard *sh, struct handoff *h)
         if (c == WS_FEED_DROP ||
             (c > 0 && listener_send_close(l, (uint16_t)c, ws_close_reason(c)) < 0)) {
             listener_close(l, l->drop);
-            return;
+            return -1;
         }
     }
-    /* Frames the transport read with the head (TLS) come with no event. */
-    listener_event(l, EV_OUT | (xconn_pending(&l->c) ? EV_IN : 0));
+    return 0;
+}
+
+void listener_register(struct shard *sh, struct handoff *h)
+{
+    struct relay *r = sh->relay;
+    struct lpath *p = lpath_find(sh, h->path, h->path_len);
+    struct listener *l;
+    char head[HEAD_101_MAX];
+    int n;
+
+    if (p && p->nlive >= sh->conf.listeners_per_path) {
+        log_reject("reject %s: path %s in use", h->peer, h->path);
+        conn_reject(r, &h->conn, 409, "path_in_use", "This path already has a listener");
+        return;
+    }
+    if (atomic_fetch_add(&r->nlisteners, 1) >= sh->conf.max_listeners) {
+        atomic_fetch_sub(&r->nlisteners, 1);
+        conn_reject(r, &h->conn, 503, "too_many_listeners", "Too many listeners");
+        return;
+    }
+    p = lpath_get(sh, h->path, h->path_len);
+    l = p ? calloc(1, sizeof(*l)) : NULL;
+    n = wr_build_ws_101(head, sizeof(head), h->ws_accept);
+    if (!l || n < 0 || out_append(l, head, (size_t)n) < 0) {
+        atomic_fetch_sub(&r->nlisteners, 1);
+        if (l)
+            free(l->out);
+        free(l);
+        if (p)
+            lpath_put(p);
+        conn_reject(r, &h->conn, 503, "too_many_listeners", "Out of memory");
+        return;
+    }
+    l->sh = sh;
+    l->p = p;
+    l->c = h->conn;
+    wsread_init(&l->rd, WSREAD_SERVER, sh->conf.max_frame, NULL, 0);
+    dlist_init(&l->waiters);
+    l->last_rx = sh->now;
+    l->writable = true;
+    snprintf(l->peer, sizeof(l->peer), "%s", h->peer);
+    p->pins++;
+    if (listener_start(l, h) == 0) {
+        /* Frames the transport read with the head (TLS) come with no event. */
+        listener_event(l, EV_OUT | (xconn_pending(&l->c) ? EV_IN : 0));
+        lpath_serve_queue(p); /* the clients that waited for a listener */
+    }
+    p->pins--;
+    lpath_put(p);
 }
 
 /* ------------------------------------------------------------ clients */
@@ -443,15 +756,11 @@ static struct waiter *waiter_new(struct shard *sh, struct handoff *h)
 void client_arrive(struct shard *sh, struct handoff *h)
 {
     struct relay *r = sh->relay;
-    struct map_entry *me = map_get(&sh->listeners, h->path, h->path_len);
-    struct listener *l = me ? CONTAINER(me, struct listener, me) : NULL;
+    struct lpath *p = lpath_find(sh, h->path, h->path_len);
     char key[WEBROUTE_PATH_MAX + 1 + WEBROUTE_ID_MAX];
-    char json[NOTIFY_MAX];
     struct waiter *w;
-    long timeout;
-    int n;
 
-    if (!l || l->closing) {
+    if (!lpath_open(p)) {
         log_reject("reject %s: no listener on %s", h->peer, h->path);
         conn_reject(r, &h->conn, 502, "missing_destination", "No listener on this path");
         return;
@@ -464,40 +773,31 @@ void client_arrive(struct shard *sh, struct handoff *h)
         conn_reject(r, &h->conn, 409, "duplicate_id", "A client with this WebRoute-ID is waiting");
         return;
     }
-    if (l->nwaiting >= sh->conf.max_waiting) {
+    if (p->nwaiting >= sh->conf.max_waiting) {
         conn_reject(r, &h->conn, 503, "too_many_waiting", "Too many clients waiting on this path");
         return;
     }
-    timeout = side_timeout(sh, h->timeout);
-    h->timeout = timeout;
-    n = notify_build(json, sizeof(json), h->peer, h->id, h->id_len, timeout);
-    w = n < 0 ? NULL : waiter_new(sh, h);
-    n = w ? out_frame(l, WS_OP_TEXT, json, (size_t)n) : -ENOMEM;
-    if (n < 0) {
-        free(w ? w->early : NULL);
-        free(w);
-        if (n == -ENOBUFS) { /* the listener does not read: it goes */
-            listener_close(l, DROP_OUT_FULL);
-            conn_reject(r, &h->conn, 502, "missing_destination",
-                        "The listener of this path went away");
-        } else {
-            conn_reject(r, &h->conn, 503, "too_many_waiting", "Out of memory");
-        }
+    h->timeout = side_timeout(sh, h->timeout);
+    w = waiter_new(sh, h);
+    if (!w) {
+        conn_reject(r, &h->conn, 503, "too_many_waiting", "Out of memory");
         return;
     }
-    w->l = l;
-    dlist_add_tail(&l->waiters, &w->node);
-    l->nwaiting++;
+    w->p = p;
+    w->st = W_NEW;
+    dlist_init(&w->node);
+    w->deadline = sh->now + (uint64_t)sh->conf.dialback_timeout * 1000;
+    p->nwaiting++;
     map_put(&sh->waiters, &w->me);
     /* Watched with the mask it will need as a link end, so that linking
      * costs no syscall: only the callback changes (ev_rebind). */
     if (ev_add(&sh->loop, w->c.fd, EV_IN | EV_OUT | EV_RDHUP, waiter_event, w, &w->tok) < 0)
         w->tok = 0; /* still served; only an early hang-up goes unnoticed */
-    timer_set(&sh->wheel, &w->timer, sh->now + (uint64_t)sh->conf.dialback_timeout * 1000,
-              waiter_timer_cb);
     log_debug("waiting path=%s client=%s", h->path, h->peer);
-    if (out_flush(l) < 0)
-        listener_close(l, "connection closed");
+    p->pins++;
+    waiter_place(w);
+    p->pins--;
+    lpath_put(p);
 }
 
 /* The 101 for one side followed by the other side's early bytes. */
@@ -522,6 +822,7 @@ void dialback_arrive(struct shard *sh, struct handoff *h)
     char acc[WEBROUTE_ACCEPT_LEN + 1], head[HEAD_101_MAX];
     struct map_entry *me;
     struct waiter *w;
+    struct lpath *p;
     struct link_args la;
     int n;
 
@@ -552,6 +853,7 @@ void dialback_arrive(struct shard *sh, struct handoff *h)
     la.timeout_s = side_timeout(sh, h->timeout);
     if (w->timeout < la.timeout_s)
         la.timeout_s = w->timeout;
+    p = w->p;
     waiter_unlink(w);
     log_info("link path=%s client=%s server=%s timeout=%lds", h->path, w->peer, h->peer,
              la.timeout_s);
@@ -564,4 +866,5 @@ void dialback_arrive(struct shard *sh, struct handoff *h)
     }
     free(w->early);
     free(w);
+    lpath_put(p);
 }

@@ -1,7 +1,8 @@
-/* Listeners (server key + WebSocket), the clients waiting on them for a
- * dial-back, and the dial-backs that link them: the part of the protocol
- * that lives on a shard. Shard thread only; a listener owns its waiters
- * (closing it fails them), and both free themselves on close. */
+/* Paths, their listeners (server key + WebSocket), the clients waiting on
+ * them for a dial-back, and the dial-backs that link them: the part of the
+ * protocol that lives on a shard. Shard thread only. A path owns its
+ * listeners and waiters; a listener's waiters outlive it (they are offered
+ * elsewhere); each frees itself on close, a path once empty. */
 #ifndef RAPI_ENGINE_LISTENER_H
 #define RAPI_ENGINE_LISTENER_H
 
@@ -24,19 +25,34 @@
 
 struct handoff;
 struct listener;
+struct lpath;
 struct shard;
 
+/* Where a waiting client stands (docs/PROTOCOL.md P-LPP-*, P-GRACE-*). */
+enum waiter_state {
+    W_NEW,     /* just arrived, or its listener just went: on no list yet */
+    W_OFFERED, /* notified by w->l; on its list until the offer time is over */
+    W_TOLD,    /* notified by a listener that has left (its Close): on its path's told list */
+    W_QUEUED,  /* not notified: no listener takes clients (grace); on its path's queue */
+};
+
 /* A client waiting for its dial-back. In the shard's waiter map under
- * "path\0id", and on its listener's list. */
+ * "path\0id", and on one list by state. Any dial-back with its ID links
+ * it, whichever listener it was offered to. */
 struct waiter {
     struct map_entry me;
-    struct dlist node; /* listener's list */
-    struct listener *l;
+    struct dlist node; /* listener's list, or its path's told list or queue */
+    struct lpath *p;
+    struct listener *l; /* W_OFFERED only */
+    enum waiter_state st;
+    unsigned offers; /* notifications sent for it */
     struct shard *sh;
     struct xconn c;
-    uint64_t tok; /* watched for the client hanging up while it waits */
-    long timeout; /* effective, seconds */
-    struct timer timer;
+    uint64_t tok;       /* watched for the client hanging up while it waits */
+    long timeout;       /* effective, seconds */
+    uint64_t deadline;  /* ms: dialback_timeout from its arrival (504) */
+    uint64_t offer_end; /* ms: offered or told until then; then offered again */
+    struct timer timer; /* the deadline, or the end of the offer when earlier */
     char peer[ADDR_STR_MAX];
     char *early; /* bytes the client sent after its head */
     size_t early_len;
@@ -44,26 +60,45 @@ struct waiter {
     char key[]; /* path '\0' id */
 };
 
-/* A registered listener (server key + WebSocket). In the shard's listener
- * map under its path. */
+/* A registered listener (server key + WebSocket), one of its path's. */
 struct listener {
-    struct map_entry me;
+    struct dlist node; /* its path's list */
+    struct lpath *p;
     struct shard *sh;
     struct xconn c;
     uint64_t tok;
-    struct dlist waiters;
-    long nwaiting;
-    struct wsread rd; /* the WebSocket frame reader (proto/wsread.h) */
-    char *out;        /* unsent bytes: 101, notifications, pongs, pings, close */
+    struct dlist waiters; /* W_OFFERED to it */
+    long nwaiting;        /* how busy it is: its outstanding notifications */
+    uint64_t picked;      /* its path's pick count when last chosen (round robin on ties) */
+    struct wsread rd;     /* the WebSocket frame reader (proto/wsread.h) */
+    char *out;            /* unsent bytes: 101, notifications, pongs, pings, close */
     size_t out_len, out_off, out_cap;
     bool writable;
     bool read_wants_out; /* the last read waits for room, not input (TLS) */
+    bool live;           /* takes new clients: registered, no close frame either way */
     bool closing;        /* close frame queued: close once flushed */
     const char *drop;    /* why the listener must go, set where it cannot be closed yet */
     struct timer ka;     /* the next ping or the silence deadline, whichever first */
     uint64_t last_rx;    /* ms: the last byte received */
     uint64_t next_ping;  /* ms */
     char peer[ADDR_STR_MAX];
+};
+
+/* A path's pool: its listeners (up to listeners_per_path live ones) and
+ * the clients not offered to one of them. In the shard's path map under
+ * the path; lives while it has a listener, a waiter or grace left (later
+ * parked dial-backs would hang here too). */
+struct lpath {
+    struct map_entry me;
+    struct shard *sh;
+    struct dlist listeners; /* struct listener.node, oldest first */
+    struct dlist told;      /* W_TOLD waiters */
+    struct dlist queue;     /* W_QUEUED waiters, in arrival order */
+    int nlisteners, nlive;
+    long nwaiting; /* all its waiters, whatever their state (max_waiting) */
+    uint64_t picks;
+    struct timer grace;      /* armed while no listener is live and grace is left */
+    int pins;                /* > 0: a walk is under way, do not free */
     struct path_counters ps; /* per-path figures (engine/pathstat.h) */
     size_t path_len;
     char path[];
@@ -75,10 +110,13 @@ void listener_register(struct shard *sh, struct handoff *h);
 void client_arrive(struct shard *sh, struct handoff *h);
 void dialback_arrive(struct shard *sh, struct handoff *h);
 
-/* Close now: fails its waiters (502), frees l. */
+/* Close now: its waiters go to the path's other listeners, else wait for
+ * one within the grace, else get 502; frees l. */
 void listener_close(struct listener *l, const char *why);
-/* SIGTERM: fail its waiters (503), send close 1001, close once flushed. */
-void listener_drain(struct listener *l);
+/* SIGTERM: fail every waiter of the path (503), send each listener close
+ * 1001 and close it once flushed (now: close it at once, at exit); the
+ * path goes once empty. */
+void lpath_drain(struct lpath *p, bool now);
 /* Answer a waiting client with an error and free it. */
 void waiter_fail(struct waiter *w, int status, const char *code, const char *msg);
 

@@ -89,28 +89,28 @@ static void top_offer(struct top *t, const struct path_stat *p, struct path_stat
     sift_down(t, 0);
 }
 
-static struct listener *listener_of(struct shard *s, const char *path)
+static struct lpath *path_of(struct shard *s, const char *path)
 {
-    struct map_entry *e = s->listeners.count ? map_get(&s->listeners, path, strlen(path)) : NULL;
+    struct map_entry *e = s->paths.count ? map_get(&s->paths, path, strlen(path)) : NULL;
 
-    return e ? CONTAINER(e, struct listener, me) : NULL;
+    return e ? CONTAINER(e, struct lpath, me) : NULL;
 }
 
-/* Open links' bytes onto their listeners' scratch counters. */
+/* Open links' bytes onto their paths' scratch counters. */
 static void count_live(struct shard *s)
 {
     struct map_iter it;
     struct map_entry *e;
 
-    for (map_iter_init(&it, &s->listeners); (e = map_iter_next(&it));) {
-        struct listener *l = CONTAINER(e, struct listener, me);
+    for (map_iter_init(&it, &s->paths); (e = map_iter_next(&it));) {
+        struct lpath *l = CONTAINER(e, struct lpath, me);
 
         memset(l->ps.live, 0, sizeof(l->ps.live));
         l->ps.links = 0;
     }
     for (struct dlist *d = s->links.next; d != &s->links; d = d->next) {
         struct link *k = CONTAINER(d, struct link, node);
-        struct listener *l = listener_of(s, k->path);
+        struct lpath *l = path_of(s, k->path);
 
         if (!l)
             continue;
@@ -144,12 +144,13 @@ void pathstat_tick(struct shard *s)
     s->pstat.pending = false;
     s->pstat.next_ms = s->now + PATHSTAT_PERIOD_MS;
     count_live(s);
-    for (map_iter_init(&it, &s->listeners); (e = map_iter_next(&it));) {
-        struct listener *l = CONTAINER(e, struct listener, me);
+    for (map_iter_init(&it, &s->paths); (e = map_iter_next(&it));) {
+        struct lpath *l = CONTAINER(e, struct lpath, me);
         struct path_stat p = {.up = l->ps.done[0] + l->ps.live[0],
                               .down = l->ps.done[1] + l->ps.live[1],
                               .waiting = (uint64_t)l->nwaiting,
                               .links = l->ps.links,
+                              .listeners = (uint64_t)l->nlive,
                               .paths = 1};
         size_t n = l->path_len < PATHSTAT_PATH_MAX ? l->path_len : PATHSTAT_PATH_MAX - 1;
 
@@ -173,7 +174,7 @@ int pathstat_wait_ms(const struct shard *s, int t)
 
 void pathstat_link_closed(struct shard *s, const char *path, uint64_t up, uint64_t down)
 {
-    struct listener *l = listener_of(s, path);
+    struct lpath *l = path_of(s, path);
 
     if (!l)
         return;

@@ -3,7 +3,7 @@
  * its own snapshot; the admin endpoint (acceptor thread) copies the
  * snapshots out. The snapshot's mutex is taken once per publication by the
  * shard and once per copy by the admin endpoint, never on the data path.
- * The counters behind it live on each listener (struct listener.ps) and are
+ * The counters behind it live on each path (struct lpath.ps) and are
  * the shard thread's alone. */
 #ifndef RAPI_ENGINE_PATHSTAT_H
 #define RAPI_ENGINE_PATHSTAT_H
@@ -24,10 +24,11 @@ struct path_stat {
     char path[PATHSTAT_PATH_MAX];
     uint64_t up, down; /* bytes relayed, client->server and back */
     uint64_t waiting, links;
-    uint64_t paths; /* 1 for a path; how many in rest */
+    uint64_t listeners; /* live listeners of the path (0 for rest) */
+    uint64_t paths;     /* 1 for a path; how many in rest */
 };
 
-/* A listener's counters (shard thread only). */
+/* A path's counters (shard thread only). */
 struct path_counters {
     uint64_t done[2]; /* bytes of this path's closed links */
     uint64_t live[2]; /* scratch: bytes of its open links, per collection */

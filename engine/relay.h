@@ -25,7 +25,7 @@ struct relay {
     int nshards;
     struct shard **shards;
     _Atomic long nconn;      /* accepted sockets open, all threads */
-    _Atomic long nlisteners; /* registered listener paths */
+    _Atomic long nlisteners; /* registered listeners */
     _Atomic int shards_running;
     _Atomic int draining;
     struct relay_stats stats;

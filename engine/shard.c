@@ -32,7 +32,7 @@ struct shard *shard_new(struct relay *r, int id)
     pthread_mutex_init(&s->qlock, NULL);
     pathstat_init(&s->pstat);
     s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (s->wake_fd == -1 || map_init(&s->listeners) < 0 || map_init(&s->waiters) < 0) {
+    if (s->wake_fd == -1 || map_init(&s->paths) < 0 || map_init(&s->waiters) < 0) {
         shard_free(s);
         return NULL;
     }
@@ -68,12 +68,12 @@ static void shard_drain_start(struct shard *s)
 
     s->draining = true;
     s->drain_deadline = s->now + (uint64_t)s->conf.drain_timeout * 1000;
-    /* Listeners go first: closing them fails their waiting clients. A
-     * listener whose close frame cannot go out at once stays in the map
-     * until it does (or the deadline); one that can goes from the map at
-     * once, which the iterator allows. */
-    for (map_iter_init(&it, &s->listeners); (e = map_iter_next(&it));)
-        listener_drain(CONTAINER(e, struct listener, me));
+    /* Paths go first: their waiting clients fail, their listeners get a
+     * close frame. A listener whose close frame cannot go out at once stays
+     * until it does (or the deadline); a path with nothing left goes from
+     * the map at once, which the iterator allows. */
+    for (map_iter_init(&it, &s->paths); (e = map_iter_next(&it));)
+        lpath_drain(CONTAINER(e, struct lpath, me), false);
 }
 
 static void shard_handle(struct shard *s, struct handoff *h)
@@ -135,8 +135,9 @@ static void shard_close_all(struct shard *s)
     while (!dlist_empty(&s->links))
         link_close(CONTAINER(s->links.next, struct link, node), false, "drain timeout");
     link_run_ready(s);
-    for (map_iter_init(&it, &s->listeners); (e = map_iter_next(&it));)
-        listener_close(CONTAINER(e, struct listener, me), "exit");
+    s->draining = true; /* no grace, no offer elsewhere */
+    for (map_iter_init(&it, &s->paths); (e = map_iter_next(&it));)
+        lpath_drain(CONTAINER(e, struct lpath, me), true);
 }
 
 int shard_loop_init(struct shard *s)
@@ -170,12 +171,11 @@ bool shard_turn(struct shard *s)
     link_run_ready(s);
     wheel_run(&s->wheel, s->now);
     STAT_SET(s->stats.links, (uint64_t)s->nlinks);
-    STAT_SET(s->stats.listeners, (uint64_t)s->listeners.count);
+    STAT_SET(s->stats.listeners, (uint64_t)s->nlisteners);
     STAT_SET(s->stats.waiting, (uint64_t)s->waiters.count);
     STAT_SET(s->stats.pipes, (uint64_t)s->pool.live);
     pathstat_tick(s);
-    return s->draining &&
-           ((s->nlinks == 0 && s->listeners.count == 0) || s->now >= s->drain_deadline);
+    return s->draining && ((s->nlinks == 0 && s->paths.count == 0) || s->now >= s->drain_deadline);
 }
 
 void shard_finish(struct shard *s)
@@ -251,8 +251,8 @@ void shard_free(struct shard *s)
         free(h->conf);
         free(h);
     }
-    /* Waiters belong to listeners, which shard_close_all() closed. */
-    map_fini(&s->listeners);
+    /* Paths, with their listeners and waiters, went in shard_close_all(). */
+    map_fini(&s->paths);
     map_fini(&s->waiters);
     pipepool_fini(&s->pool);
     if (s->wake_fd >= 0)

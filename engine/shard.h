@@ -34,7 +34,8 @@ struct shard {
     uint64_t wake_tok;
     pthread_mutex_t qlock;
     struct handoff *qhead, *qtail;
-    struct map listeners;
+    struct map paths; /* struct lpath by path: listeners and waiting clients */
+    long nlisteners;
     struct map waiters;
     struct pipepool pool;
     struct dlist links;

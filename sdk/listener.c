@@ -69,6 +69,7 @@ struct ctl {
     uint64_t deadline;        /* WAIT: next attempt; HANDSHAKE: give up */
     uint64_t last_rx, next_ping;
     uint64_t opened_at; /* when the current registration succeeded */
+    bool bye;           /* our close frame is sent: leaving (rapi_listener_leave) */
     unsigned attempt;   /* reconnect attempts since the last stable registration */
     unsigned failures;  /* attempts failed since rapi_listen */
     struct rapi_error last_err;
@@ -112,6 +113,7 @@ struct rapi_listener {
     size_t nready;
     uint64_t armed; /* deadline the timerfd is set for, 0 when disarmed */
     uint32_t rng;
+    bool leaving; /* rapi_listener_leave: no more registrations */
 };
 
 static void ctl_attempt(struct rapi_listener *l, struct ctl *c);
@@ -211,6 +213,13 @@ static void ctl_fail(struct rapi_listener *l, struct ctl *c, const char *what)
 {
     int delay;
 
+    if (l->leaving) { /* no next attempt: this registration is over */
+        ctl_close_fd(l, c);
+        c->st = CTL_WAIT;
+        c->deadline = UINT64_MAX;
+        lst_log(l, RAPI_LOG_INFO, "relay %s: left (%s)", c->where, what);
+        return;
+    }
     /* Start the schedule over only after a registration that held: a relay
      * that accepts and drops at once must not be hammered. */
     if (c->st == CTL_OPEN && anet_now_ms() >= c->opened_at + STABLE_MS)
@@ -561,7 +570,8 @@ static void ctl_read(struct rapi_listener *l, struct ctl *c)
         c->last_rx = anet_now_ms();
         code = ctl_frames(l, c, c->in, (size_t)n, &closed);
         if (code != 0) {
-            ctl_close_with(c, code);
+            if (!(closed && c->bye)) /* else the relay's answer to our close */
+                ctl_close_with(c, code);
             return ctl_fail(l, c,
                             closed ? "relay closed the WebSocket" : "WebSocket protocol error");
         }
@@ -958,6 +968,44 @@ RAPI_API int rapi_accept(struct rapi_listener *l, struct rapi_peer *peer, int ti
         if (timeout_ms >= 0 && anet_now_ms() >= end)
             return -EAGAIN;
     }
+}
+
+/* Start leaving: a close frame on every registration, no new attempt. */
+static void lst_bye(struct rapi_listener *l)
+{
+    static const uint8_t normal[2] = {WS_CLOSE_NORMAL >> 8, WS_CLOSE_NORMAL & 0xff};
+    struct ctl *c;
+
+    l->leaving = true;
+    for (c = l->ctls; c != NULL; c = c->next) {
+        if (c->st != CTL_OPEN || c->m.fd < 0 || ctl_frame(c, WS_OP_CLOSE, normal, 2) < 0 ||
+            ctl_flush(c) < 0) {
+            ctl_fail(l, c, "leaving");
+            continue;
+        }
+        c->bye = true;
+        ctl_want(l, c);
+    }
+}
+
+RAPI_API int rapi_listener_leave(struct rapi_listener *l, int timeout_ms)
+{
+    uint64_t end = anet_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint64_t now;
+    int rc;
+
+    if (!l->leaving)
+        lst_bye(l);
+    run_timers(l);
+    while (lst_open_count(l, NULL) > 0 || l->dials != NULL) {
+        now = anet_now_ms();
+        if (timeout_ms >= 0 && now >= end)
+            return -ETIMEDOUT;
+        rc = lst_poll(l, timeout_ms < 0 ? -1 : (int)(end - now));
+        if (rc < 0 && rc != -EINTR)
+            return rc;
+    }
+    return 0;
 }
 
 RAPI_API void rapi_listener_close(struct rapi_listener *l)

@@ -143,6 +143,15 @@ RAPI_API int rapi_listener_registrations(const struct rapi_listener *l, int *tot
  * ready in time, or another -errno. peer may be NULL. */
 RAPI_API int rapi_accept(struct rapi_listener *l, struct rapi_peer *peer, int timeout_ms);
 
+/* Leave gracefully, so that no client is lost (docs/PROTOCOL.md P-LPP-5):
+ * send a close frame on every registration (the relay offers no new
+ * client, other listeners of the path or its grace take over), keep
+ * answering the notifications that still arrive until the relay closes, and
+ * finish the dial-backs in flight; their connections are then queued for
+ * rapi_accept. Returns 0 once nothing is left, -ETIMEDOUT after timeout_ms
+ * (-1: no limit), or another -errno. Call rapi_listener_close afterwards. */
+RAPI_API int rapi_listener_leave(struct rapi_listener *l, int timeout_ms);
+
 /* Unregister (close frame), close every internal socket, free. NULL is ok. */
 RAPI_API void rapi_listener_close(struct rapi_listener *l);
 

@@ -23,7 +23,8 @@ Fixtures:
                 sockets closed -> relay back to its start-up socket count, then
                 SIGTERM -> exit status 0, and no sanitizer report and no key in
                 its stderr; any problem fails the test.
-  relay         start_relay() with the defaults.
+  relay         start_relay() with the defaults, or with the options of the
+                test's @pytest.mark.relay_options(keyword=value, ...).
 """
 
 import os
@@ -73,6 +74,8 @@ if os.environ.get("RAPI_SAN"):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "all_modes: run on both backends, each hosted (-w 1) and threaded (-w 2)")
+    config.addinivalue_line(
+        "markers", "relay_options(**options): the relay fixture's options for this test")
 
 
 def _parametrizes(metafunc, name):
@@ -151,5 +154,7 @@ def start_relay(rapi_server, backend, shard_workers, tmp_path):
 
 
 @pytest.fixture
-def relay(start_relay):
-    return start_relay()
+def relay(start_relay, request):
+    # @pytest.mark.relay_options(keyword=value, ...) starts it with those.
+    m = request.node.get_closest_marker("relay_options")
+    return start_relay(**(m.kwargs if m else {}))

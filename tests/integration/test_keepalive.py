@@ -34,13 +34,13 @@ def _assert_dropped_after_silence(relay, lst, path, silent_since):
 
 
 def test_silent_listener_dropped_at_two_intervals(start_relay):
-    relay = start_relay(keepalive=int(KEEPALIVE))
+    relay = start_relay(keepalive=int(KEEPALIVE), listener_grace=0)
     lst = relay.register("/ka-silent/")
     _assert_dropped_after_silence(relay, lst, "/ka-silent/", time.monotonic())
 
 
 def test_late_pong_then_silence_dropped_two_intervals_after_it(start_relay):
-    relay = start_relay(keepalive=int(KEEPALIVE))
+    relay = start_relay(keepalive=int(KEEPALIVE), listener_grace=0)
     lst = relay.register("/ka-late/")
     f = lst.recv_frame(2 * KEEPALIVE * SLOW)
     assert f is not None and f.opcode == OP_PING, f

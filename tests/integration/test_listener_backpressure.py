@@ -51,6 +51,7 @@ def _flood_pings_without_reading(s, deadline):
     pytest.fail("listener not dropped after %d bytes of pings in %.0fs" % (sent, deadline))
 
 
+@pytest.mark.relay_options(listener_grace=0)  # 502 at once when it goes
 def test_listener_that_never_reads_is_dropped(relay):
     path = "/noread/"
     s, key, head = _register_small_window(relay, path)

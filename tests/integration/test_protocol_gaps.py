@@ -121,7 +121,8 @@ def test_frames_pipelined_behind_registration(relay):
 def test_waiting_clients_get_502_when_listener_goes(start_relay, how):
     """P-WS-10: a waiting client is answered 502 missing_destination when its
     listener goes, whatever the reason (the keepalive drop included)."""
-    relay = start_relay(keepalive=1 if how == "keepalive" else 30)
+    relay = start_relay(keepalive=1 if how == "keepalive" else 30, listener_grace=0,
+                        offer_timeout=1)
     lst = relay.register("/gone502/")
     client, _ = relay.client("/gone502/")
     lst.notification()

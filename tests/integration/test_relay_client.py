@@ -216,6 +216,7 @@ def test_dialback_timeout_504(start_relay):
 
 @pytest.mark.all_modes
 @pytest.mark.parametrize("how", ["tcp-close", "ws-close", "reset"])
+@pytest.mark.relay_options(listener_grace=0, offer_timeout=1)
 def test_listener_disconnect_closes_waiting_clients(relay, how):
     lst = relay.register("/gone/")
     waiting = []

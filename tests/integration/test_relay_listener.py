@@ -104,6 +104,7 @@ def test_ping_answered_with_pong_same_payload(relay):
     relay.link(lst)
 
 
+@pytest.mark.relay_options(listener_grace=0, offer_timeout=1)
 def test_close_answered_with_close(relay):
     lst = relay.register("/close/")
     lst.send_frame(OP_CLOSE, b"\x03\xe8bye")
@@ -140,6 +141,7 @@ def test_data_frames_from_listener_ignored(relay):
     pytest.param(encode_frame(OP_TEXT, b"not masked", mask=False), id="unmasked-text"),
     pytest.param(encode_frame(OP_PING, b"not masked", mask=False), id="unmasked-ping"),
 ])
+@pytest.mark.relay_options(listener_grace=0)
 def test_unmasked_frame_closes_1002(relay, frame):
     lst = relay.register("/unmasked/")
     lst.conn.send(frame)
@@ -156,6 +158,7 @@ def test_unmasked_frame_closes_1002(relay, frame):
     pytest.param(encode_frame(0x3, b"x"), id="reserved-opcode"),
     pytest.param(encode_frame(OP_CONT, b"x"), id="continuation-without-start"),
 ])
+@pytest.mark.relay_options(listener_grace=0)
 def test_bad_frame_closes_connection(relay, frame):
     lst = relay.register("/badframe/")
     lst.conn.send(frame)
@@ -167,7 +170,7 @@ def test_bad_frame_closes_connection(relay, frame):
 
 @pytest.mark.parametrize("how", ["one-frame", "fragments"])
 def test_frame_or_message_over_max_frame_closes_1009(start_relay, how):
-    relay = start_relay(max_frame=1024)
+    relay = start_relay(max_frame=1024, listener_grace=0)
     lst = relay.register("/big/")
     # Within the limit: accepted and ignored.
     lst.send_frame(OP_BINARY, b"y" * 1000)
@@ -184,7 +187,7 @@ def test_frame_or_message_over_max_frame_closes_1009(start_relay, how):
 
 
 def test_keepalive_pings_and_silent_listener_dropped(start_relay):
-    relay = start_relay(keepalive=1)
+    relay = start_relay(keepalive=1, listener_grace=0)
     active = relay.register("/alive/")
     silent = relay.register("/silent/")
     t0 = time.monotonic()
@@ -226,7 +229,7 @@ def test_keepalive_off(start_relay):
 def test_websockets_library_as_listener(start_relay):
     """An independent RFC 6455 client (python3-websockets) registers, gets the
     notification, survives keepalive pings, and its server dials back."""
-    relay = start_relay(keepalive=1)
+    relay = start_relay(keepalive=1, listener_grace=0, offer_timeout=1)
     url = "ws://%s:%d/wslib/path?x=1" % relay.addr
 
     async def main():
@@ -274,6 +277,7 @@ def test_listener_over_ipv6(start_relay):
     pytest.param([bytes([0x80 | OP_TEXT, 0x80 | 126, 0, 1, 0, 0, 0, 0]) + b"x"], 1002,
                  id="non-minimal-length"),
 ])
+@pytest.mark.relay_options(listener_grace=0)
 def test_invalid_payload_closes_with_the_readers_code(relay, frames, code):
     lst = relay.register("/utf8/")
     for f in frames:

@@ -55,8 +55,8 @@ def test_status_json_per_path_and_cap(start_relay):
                 s["other"]["paths"] == 2 and s["other"]["up"] == 3000)
     wait_until(shown, 5, what="the two busiest paths and the rest summed")
     s = status(addr)
-    assert s["paths"][0] == {"path": "/p3/", "waiting": 0, "links": 1, "up": 4000,
-                             "down": 2000}
+    assert s["paths"][0] == {"path": "/p3/", "listeners": 1, "waiting": 0, "links": 1,
+                             "up": 4000, "down": 2000}
     assert s["other"]["links"] == 2 and s["other"]["down"] == 1500
     assert s["listeners"] == 4 and s["links"] == 4 and s["bytes_up"] == 10000
     assert s["top_paths"] == 2 and s["uptime_s"] >= 0 and s["draining"] is False

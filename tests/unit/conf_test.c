@@ -52,6 +52,9 @@ Test(conf, defaults)
     cr_assert_eq(c.max_connections, 100000);
     cr_assert_eq(c.max_waiting, 1024);
     cr_assert_eq(c.max_listeners, 10000);
+    cr_assert_eq(c.listeners_per_path, 1);
+    cr_assert_eq(c.listener_grace, 5);
+    cr_assert_eq(c.offer_timeout, 5);
     cr_assert_eq(c.pipe_size, 262144);
     cr_assert_eq(c.max_pipes, 4096);
     cr_assert_eq(c.log_level, LOG_INFO);
@@ -67,7 +70,7 @@ Test(conf, keywords_list_matches_table)
     for (; conf_keywords[n] != NULL; n++)
         cr_assert_str_eq(conf_keywords[n], conf_rows[n].name);
     cr_assert_eq(n, CONF_NROWS);
-    cr_assert_eq(n, 29);
+    cr_assert_eq(n, 32);
 }
 
 Test(conf, defaults_in_table_are_what_conf_defaults_sets)
@@ -123,6 +126,12 @@ Test(conf, good_values)
         {"max_connections", "2147483647", 2147483647},
         {"max_waiting", "10", 10},
         {"max_listeners", "5", 5},
+        {"listeners_per_path", "1", 1},
+        {"listeners_per_path", "256", 256},
+        {"listener_grace", "0", 0},
+        {"listener_grace", "30", 30},
+        {"offer_timeout", "1", 1},
+        {"offer_timeout", "86400", 86400},
         {"pipe_size", "4096", 4096},
         {"pipe_size", "4k", 4096},
         {"pipe_size", "65537", 65537},
@@ -169,6 +178,11 @@ Test(conf, bad_values)
         {"max_frame", "17m", 0},
         {"max_headers", "0", 0},
         {"max_headers", "1025", 0},
+        {"listeners_per_path", "0", 0},
+        {"listeners_per_path", "257", 0},
+        {"listener_grace", "-1", 0},
+        {"listener_grace", "86401", 0},
+        {"offer_timeout", "0", 0},
         {"max_headers", "1k", 0},
         {"auth_fail_rate", "0", 0},
         {"auth_fail_rate", "1000001", 0},

@@ -25,7 +25,8 @@ static void setup(void)
     sh.conf.max_frame = MAX_FRAME;
     sh.now = 1000;
     wheel_init(&sh.wheel, sh.now);
-    cr_assert_eq(map_init(&sh.listeners), 0);
+    sh.conf.listener_grace = 0;
+    cr_assert_eq(map_init(&sh.paths), 0);
     cr_assert_eq(map_init(&sh.waiters), 0);
     cr_assert_eq(ev_init(&sh.loop, &ev_backend_epoll), 0);
 }
@@ -35,23 +36,25 @@ static void teardown(void)
     struct map_iter it;
     struct map_entry *e;
 
-    for (map_iter_init(&it, &sh.listeners); (e = map_iter_next(&it));)
-        listener_close(CONTAINER(e, struct listener, me), "test over");
-    map_fini(&sh.listeners);
+    sh.draining = true;
+    for (map_iter_init(&it, &sh.paths); (e = map_iter_next(&it));)
+        lpath_drain(CONTAINER(e, struct lpath, me), true);
+    cr_assert_eq(sh.paths.count, 0, "every path freed");
+    map_fini(&sh.paths);
     map_fini(&sh.waiters);
     ev_fini(&sh.loop);
 }
 
-/* Register a listener on the fake; its 101 has gone out. */
-static struct listener *reg(void)
+/* Register a listener on fake f; its 101 has gone out. */
+static struct listener *reg_on(struct fake *f)
 {
     struct handoff *h = calloc(1, sizeof(*h) + 8);
-    struct map_entry *me;
+    struct lpath *p;
 
     cr_assert_not_null(h);
     h->type = HO_CONN;
     h->kind = WR_LISTENER;
-    h->conn = fake_conn(&ws);
+    h->conn = fake_conn(f);
     h->path = h->data;
     memcpy(h->path, "/l", 2);
     h->path_len = 2;
@@ -59,11 +62,19 @@ static struct listener *reg(void)
     snprintf(h->peer, sizeof(h->peer), "127.0.0.1:9");
     listener_register(&sh, h);
     free(h);
-    me = map_get(&sh.listeners, "/l", 2);
-    cr_assert_not_null(me, "registered");
-    cr_assert(ws.out_len > 12 && memcmp(ws.out, "HTTP/1.1 101", 12) == 0, "the 101 first");
-    ws.out_len = 0;
-    return CONTAINER(me, struct listener, me);
+    p = lpath_find(&sh, "/l", 2);
+    cr_assert_not_null(p, "registered");
+    cr_assert(f->out_len > 12 && memcmp(f->out, "HTTP/1.1 101", 12) == 0, "the 101 first");
+    f->out_len = 0;
+    return CONTAINER(p->listeners.prev, struct listener, node);
+}
+
+static struct listener *reg(void)
+{
+    struct listener *l = reg_on(&ws);
+
+    cr_assert_eq(l->p->nlive, 1);
+    return l;
 }
 
 /* Queue a frame as a client sends it (masked). */
@@ -121,7 +132,7 @@ static void violation(void (*send)(void), uint16_t code)
     cr_assert(memcmp(ws.out + 2, be, 2) == 0, "close code %u, got %u", code,
               (unsigned)((uint8_t)ws.out[2] << 8 | (uint8_t)ws.out[3]));
     cr_assert(ws.closed, "closed once the close frame is out");
-    cr_assert_null(map_get(&sh.listeners, "/l", 2), "and unregistered");
+    cr_assert_null(lpath_find(&sh, "/l", 2), "and unregistered");
     cr_assert_eq(atomic_load(&relay.nconn), 0);
 }
 
@@ -165,6 +176,53 @@ Test(listener, close_is_echoed_then_closed, .init = setup, .fini = teardown)
     listener_event(l, EV_IN);
     assert_sent(WS_OP_CLOSE, "\x03\xe8", 2);
     cr_assert(ws.closed);
+    cr_assert_null(lpath_find(&sh, "/l", 2), "unregistered (no grace)");
+}
+
+/* With listener_grace, the path outlives its last listener until the grace
+ * ends; a new registration ends the grace. */
+Test(listener, grace_keeps_the_path_open_until_it_ends, .init = setup, .fini = teardown)
+{
+    struct listener *l;
+    struct lpath *p;
+
+    sh.conf.listener_grace = 2;
+    l = reg();
+    p = l->p;
+    listener_close(l, "test");
+    cr_assert_eq(lpath_find(&sh, "/l", 2), p, "kept for the grace");
+    cr_assert(lpath_open(p) && p->nlive == 0);
+    sh.now += 1000;
+    wheel_run(&sh.wheel, sh.now);
+    cr_assert(lpath_open(lpath_find(&sh, "/l", 2)), "still open after 1 s");
+    sh.now += 1100;
+    wheel_run(&sh.wheel, sh.now);
+    cr_assert_null(lpath_find(&sh, "/l", 2), "gone after 2 s");
+}
+
+/* The pick: fewest outstanding notifications, ties to the least recently
+ * chosen; only live listeners; the one to avoid only when alone. */
+Test(listener, pick_least_busy_then_round_robin)
+{
+    struct lpath p = {0};
+    struct listener a = {.live = true}, b = {.live = true}, c = {.live = false};
+
+    dlist_init(&p.listeners);
+    dlist_add_tail(&p.listeners, &a.node);
+    dlist_add_tail(&p.listeners, &b.node);
+    dlist_add_tail(&p.listeners, &c.node);
+    cr_assert_eq(lpath_pick(&p, NULL), &a, "tie, neither chosen yet: the first");
+    a.picked = 1;
+    cr_assert_eq(lpath_pick(&p, NULL), &b, "tie: the one chosen least recently");
+    b.picked = 2;
+    cr_assert_eq(lpath_pick(&p, NULL), &a);
+    a.nwaiting = 1;
+    cr_assert_eq(lpath_pick(&p, NULL), &b, "fewer outstanding wins over round robin");
+    cr_assert_eq(lpath_pick(&p, &b), &a, "another than the one to avoid");
+    b.live = false;
+    cr_assert_eq(lpath_pick(&p, &a), &a, "the one to avoid when no other is live");
+    a.live = false;
+    cr_assert_null(lpath_pick(&p, NULL), "none live");
 }
 
 /* A write that cannot go out waits for EV_OUT; nothing is lost. */
@@ -194,4 +252,103 @@ Test(listener, read_that_wants_out_is_retried_when_writable, .init = setup, .fin
     cr_assert(l->read_wants_out);
     listener_event(l, EV_OUT);
     assert_sent(WS_OP_PONG, "tls", 3);
+}
+
+/* A client arrives on "/l" with WebRoute-ID id, on fake f. */
+static void client_on(struct fake *f, const char *id)
+{
+    size_t n = strlen(id);
+    struct handoff *h = calloc(1, sizeof(*h) + 3 + n + 1);
+
+    cr_assert_not_null(h);
+    h->type = HO_CONN;
+    h->kind = WR_CLIENT;
+    h->conn = fake_conn(f);
+    h->timeout = -1;
+    h->path = h->data;
+    memcpy(h->path, "/l", 2);
+    h->path_len = 2;
+    h->id = h->path + 3;
+    memcpy(h->id, id, n);
+    h->id_len = n;
+    snprintf(h->peer, sizeof(h->peer), "127.0.0.1:7");
+    client_arrive(&sh, h);
+    free(h);
+}
+
+static bool sent_id(const struct fake *f, const char *id)
+{
+    return memmem(f->out, f->out_len, id, strlen(id)) != NULL;
+}
+
+/* A notification that does not fit a listener's output (it does not read)
+ * goes to another listener of the path; the full one is closed on the next
+ * tick, not in the middle of the placement. */
+Test(listener, full_listener_is_doomed_and_the_client_goes_elsewhere, .init = setup,
+     .fini = teardown)
+{
+    static struct fake ws2, cl;
+    struct listener *a, *b;
+
+    fake_reset(&ws2);
+    fake_reset(&cl);
+    atomic_store(&relay.nconn, 3);
+    sh.conf.listeners_per_path = 2;
+    a = reg_on(&ws);
+    b = reg_on(&ws2);
+    /* a's output is full and its socket takes nothing. */
+    a->out = realloc(a->out, LISTENER_OUT_MAX);
+    cr_assert_not_null(a->out);
+    a->out_cap = LISTENER_OUT_MAX;
+    a->out_len = LISTENER_OUT_MAX - 8;
+    a->out_off = 0;
+    ws.room = 0;
+    client_on(&cl, "client-one");
+    cr_assert(sent_id(&ws2, "client-one"), "offered to b");
+    cr_assert_eq(b->nwaiting, 1);
+    cr_assert_not(a->live, "a takes no client");
+    cr_assert_not(ws.closed, "not closed in the placement");
+    cr_assert_eq(a->p->nlive, 1);
+    sh.now += TIMER_TICK_MS * 2;
+    wheel_run(&sh.wheel, sh.now);
+    cr_assert(ws.closed, "closed on the next tick");
+    cr_assert_eq(b->p->nlisteners, 1);
+    cr_assert_not_null(map_get(&sh.waiters, "/l\0client-one", 13), "the client still waits");
+}
+
+/* offer_timeout: the client goes to the other listener; with one left it
+ * stays where it is. */
+Test(listener, late_dialback_offers_the_client_to_the_other_listener, .init = setup,
+     .fini = teardown)
+{
+    static struct fake ws2, cl;
+    struct listener *a, *b;
+
+    fake_reset(&ws2);
+    fake_reset(&cl);
+    atomic_store(&relay.nconn, 3);
+    sh.conf.listeners_per_path = 2;
+    sh.conf.offer_timeout = 1;
+    a = reg_on(&ws);
+    b = reg_on(&ws2);
+    client_on(&cl, "late");
+    cr_assert(sent_id(&ws, "late") && !sent_id(&ws2, "late"), "a first");
+    sh.now += 1000 + TIMER_TICK_MS;
+    wheel_run(&sh.wheel, sh.now);
+    cr_assert(sent_id(&ws2, "late"), "then b");
+    cr_assert_eq(a->nwaiting, 0);
+    cr_assert_eq(b->nwaiting, 1);
+    ws.out_len = ws2.out_len = 0;
+    sh.now += 1000 + TIMER_TICK_MS;
+    wheel_run(&sh.wheel, sh.now);
+    cr_assert(sent_id(&ws, "late"), "and back to a");
+    ws2.out_len = 0;
+    listener_close(a, "test"); /* its client goes to b at once */
+    cr_assert(sent_id(&ws2, "late"));
+    cr_assert_eq(b->nwaiting, 1);
+    ws2.out_len = 0;
+    sh.now += 1000 + TIMER_TICK_MS;
+    wheel_run(&sh.wheel, sh.now);
+    cr_assert_not(sent_id(&ws2, "late"), "b alone: it keeps the client, no new notification");
+    cr_assert_eq(b->nwaiting, 1);
 }
