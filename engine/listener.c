@@ -16,7 +16,8 @@
 
 #define WS_READ_CHUNK 4096
 #define HEAD_101_MAX 256
-#define OUT_FRAME_MAX NOTIFY_MAX /* the largest frame payload we send */
+#define WAITER_TAIL_MAX (16u << 10) /* one TLS record: a hung-up client's last bytes */
+#define OUT_FRAME_MAX NOTIFY_MAX    /* the largest frame payload we send */
 _Static_assert(OUT_FRAME_MAX >= WS_MAX_CONTROL, "a pong or close frame fits");
 
 static void listener_event(void *arg, uint32_t events);
@@ -323,23 +324,54 @@ static void waiter_place(struct waiter *w)
     waiter_arm(w);
 }
 
+/* A waiting client on a transport with its own framing (TLS) hung up: its
+ * socket may hold only the close_notify that ended it, or bytes it sent
+ * first. Read once to tell: 1 when it sent bytes (kept as early bytes, for
+ * the server once linked) or the read cannot tell yet, 0 when it just left. */
+static int waiter_read_tail(struct waiter *w)
+{
+    char buf[WAITER_TAIL_MAX];
+    ssize_t n = w->c.ops->rcv(&w->c, buf, sizeof(buf));
+
+    if (n <= 0)
+        return n == -EAGAIN;
+    w->early = malloc((size_t)n);
+    if (!w->early)
+        return 0;
+    memcpy(w->early, buf, (size_t)n);
+    w->early_len = (size_t)n;
+    return 1;
+}
+
+/* Whether a waiting client that ended its side still has something to
+ * deliver: bytes read with its head, in its socket, or in its transport. */
+static bool waiter_has_input(struct waiter *w)
+{
+    int pending = 0;
+
+    if (w->early_len > 0 || xconn_pending(&w->c) > 0)
+        return true;
+    if (ioctl(w->c.fd, FIONREAD, &pending) != 0 || pending == 0)
+        return false;
+    return w->c.ops->pending == NULL || waiter_read_tail(w) == 1;
+}
+
 /* The client ended its side before its dial-back came. TCP cannot tell a
  * half-close from a full close until something is written, so: a client
  * that sent bytes after its head is kept (they are delivered once linked,
  * then its FIN is forwarded: nothing is dropped); one that sent nothing has
  * nothing to wait for and its place (max_waiting, max_connections) is freed
  * now rather than at the dial-back timeout. (Unread bytes are those in the
- * socket and those inside the transport: a TLS session's.) */
+ * socket and those inside the transport: a TLS session's; a TLS client's
+ * close_notify alone is not input.) */
 static void waiter_event(void *arg, uint32_t events)
 {
     struct waiter *w = arg;
     struct lpath *p = w->p;
-    int pending = 0;
 
     if (!(events & (EV_RDHUP | EV_HUP | EV_ERR)))
         return;
-    if (!(events & (EV_HUP | EV_ERR)) && (w->early_len > 0 || xconn_pending(&w->c) > 0 ||
-                                          (ioctl(w->c.fd, FIONREAD, &pending) == 0 && pending > 0)))
+    if (!(events & (EV_HUP | EV_ERR)) && waiter_has_input(w))
         return;
     waiter_unlink(w);
     ev_del_closing(&w->sh->loop, w->tok);

@@ -448,6 +448,60 @@ def test_tls_close_propagates_promptly(start_relay, tls_certs, who):
     assert time.monotonic() - t0 < 1.0 * SLOW
 
 
+def test_tls_waiter_ending_with_close_notify_is_released(start_relay, tls_certs):
+    """P-CLI-9 over TLS: a waiting client whose socket holds only its
+    close_notify has left: its place is freed at once and its ID no longer
+    links."""
+    relay = tls_relay(start_relay, tls_certs, max_waiting=1)
+    ctx = client_ctx(tls_certs)
+    lst = register(relay, "/tlsgone/", tls_conn(relay, ctx))
+    client = tls_conn(relay, ctx)
+    wrid = random_token()
+    client.send(build_request(lst.path, webroute_headers(relay.client_key, wrid)))
+    assert lst.notification()[1]["id"] == wrid
+    # close_notify + FIN, socket kept open: closing it now would turn into a
+    # reset (the session tickets sit unread), which says "gone" by itself.
+    client.shutdown_wr()
+
+    def next_client_waits():
+        c = tls_conn(relay, ctx)
+        w = random_token()
+        c.send(build_request(lst.path, webroute_headers(relay.client_key, w)))
+        try:
+            return lst.notification(0.5)[1]["id"] == w
+        except AssertionError:
+            return False
+    wait_until(next_client_waits, 3, what="the departed TLS client's place to free")
+    server = tls_conn(relay, ctx)
+    server.send(build_request(lst.path, webroute_headers(relay.server_key, wrid)))
+    assert server.read_response().status == 404
+
+
+def test_tls_waiter_with_data_then_close_notify_is_kept(start_relay, tls_certs):
+    """A waiting TLS client that sent bytes, then close_notify + FIN, is kept:
+    the bytes reach the server once linked, then EOF; the other direction
+    still flows."""
+    relay = tls_relay(start_relay, tls_certs)
+    ctx = client_ctx(tls_certs)
+    lst = register(relay, "/tlskept/", tls_conn(relay, ctx))
+    client = tls_conn(relay, ctx)
+    wrid = random_token()
+    client.send(build_request(lst.path, webroute_headers(relay.client_key, wrid)))
+    assert lst.notification()[1]["id"] == wrid
+    time.sleep(0.2)  # the head is in; what follows comes while waiting
+    client.send(b"request-body")
+    client.shutdown_wr()
+    time.sleep(0.3 * SLOW)  # the relay sees the hang-up before the dial-back
+    server = tls_conn(relay, ctx)
+    server.send(build_request(lst.path, webroute_headers(relay.server_key, wrid)))
+    assert_wr_101(server.read_head(), wrid)
+    assert_wr_101(client.read_head(), wrid)
+    assert server.read_to_eof(3.0) == b"request-body"
+    server.send(b"response")
+    server.shutdown_wr()
+    assert client.read_to_eof(3.0) == b"response"
+
+
 @pytest.mark.parametrize("early", [1500, 70000], ids=["in-the-head-record", "many-records"])
 def test_tls_pipelined_bytes_after_heads(start_relay, tls_certs, early):
     """Bytes a TLS client and a TLS dial-back send right behind their heads

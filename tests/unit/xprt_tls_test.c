@@ -59,8 +59,8 @@ TestSuite(xprt_tls, .init = setup, .fini = teardown);
 struct pair {
     struct tls_server *srv;
     struct tls_client *cli;
-    struct xconn x;       /* the relay's side */
-    struct tls_conn *c;   /* the peer */
+    struct xconn x;     /* the relay's side */
+    struct tls_conn *c; /* the peer */
     int fd[2];
 };
 
