@@ -24,7 +24,10 @@ $(NORING): tests/integration/noring.c
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LDFLAGS)
 
 PYTEST  ?= /usr/bin/python3 -m pytest
+# IT_ARGS: the integration tests to run (files, -k ...); the whole suite when
+# it names no test file or directory.
 IT_ARGS ?=
+IT_SEL  = $(if $(filter tests/%,$(IT_ARGS)),,tests/integration) $(IT_ARGS)
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 export ASAN_OPTIONS  ?= detect_leaks=1:abort_on_error=0:exitcode=86
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1:exitcode=87
@@ -35,7 +38,7 @@ test-unit: build-all $(UNIT_BIN)
 	done; exit $$fail
 
 test-integration: build-all $(NORING)
-	RAPI_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -p no:cacheprovider tests/integration $(IT_ARGS)
+	RAPI_BUILD=$(abspath $(BUILD)) $(PYTEST) -q -p no:cacheprovider $(IT_SEL)
 
 # The sanitizer pass rebuilds everything with clang (which also proves the
 # tree is clang-clean at -Werror) and runs the same suites. jemalloc is left
