@@ -15,6 +15,7 @@
 #include "engine/conn.h"
 #include "engine/log.h"
 #include "engine/notify.h"
+#include "engine/peeraddr.h"
 #include "engine/shard.h"
 #include "engine/timer.h"
 #include "proto/http1.h"
@@ -83,7 +84,10 @@ struct pending {
     struct timer timer;
     char *buf;
     size_t len, cap, last_len;
-    bool admin; /* came in on the admin address */
+    bool admin;     /* came in on the admin address */
+    bool proxy_hdr; /* PROXY header phase: its header not read yet */
+    /* The peer, or the client a trusted front end named (engine/peeraddr.h) */
+    struct sockaddr_storage sa;
     char peer[ADDR_STR_MAX];
     struct authlimit_src src; /* the peer, for the failed-authentication limit */
 };
@@ -218,6 +222,38 @@ static struct handoff *handoff_make(struct pending *p, const struct wr_request *
     return h;
 }
 
+/* The address everything after this sees: the notification's ipaddr,
+ * logs, the failed-authentication limit. */
+static void pending_set_peer(struct pending *p, const struct sockaddr *sa, const char *how)
+{
+    char was[ADDR_STR_MAX];
+
+    memcpy(was, p->peer, sizeof(was));
+    peeraddr_store(&p->sa, sa);
+    addr_format(sa, p->peer, sizeof(p->peer));
+    authlimit_src_of(sa, &p->src);
+    if (how)
+        log_debug("peer %s is client %s (%s)", was, p->peer, how);
+}
+
+static bool peer_trusted(const struct conf *c, const struct sockaddr_storage *sa)
+{
+    return c->ntrusted > 0 &&
+           fwd_trusted(c->trusted_proxies, (size_t)c->ntrusted, (const struct sockaddr *)sa);
+}
+
+/* From a trusted peer only, X-Forwarded-For / Forwarded name the client
+ * (P-FWD-3); anyone else's are ignored (P-FWD-4). */
+static void pending_forwarded(struct pending *p, const struct http1_request *req)
+{
+    const struct conf *c = &p->a->relay->conf;
+    struct sockaddr_storage ss;
+
+    if (peer_trusted(c, &p->sa) &&
+        peeraddr_forwarded(req, c->trusted_proxies, (size_t)c->ntrusted, &ss) == 0)
+        pending_set_peer(p, (struct sockaddr *)&ss, "forwarded header");
+}
+
 /* A source over its failed-authentication burst is answered 429 before its
  * key is even looked at (P-KEY-5): otherwise 429 against 403 would still
  * tell a guesser which key is right. Returns true when p is gone. */
@@ -248,6 +284,7 @@ static void pending_dispatch(struct pending *p, const struct http1_request *req,
     struct wr_error err;
     struct handoff *h;
 
+    pending_forwarded(p, req);
     if (pending_throttled(p))
         return;
     role = k ? keys_role(a->keys, k->value, k->value_len) : KEY_NONE;
@@ -351,9 +388,41 @@ static int pending_read(struct pending *p)
     }
 }
 
+/* The PROXY header phase (P-FWD-2): a trusted front end's header first,
+ * then the request head. Returns 1 when p is gone, 0 to wait for bytes. */
+static int pending_proxy(struct pending *p, bool hup)
+{
+    struct proxyproto pp;
+    int r = peeraddr_proxy_read(p->c.fd, recv, &pp);
+
+    if (r == 0 && hup)
+        r = -EPIPE; /* a partial header and nothing more will come */
+    if (r == 0)
+        return 0;
+    if (r < 0) {
+        if (r == -EPROTO) {
+            STAT_ADD(p->a->relay->stats.proxy_bad, 1);
+            log_reject("close %s: not a valid PROXY header", p->peer);
+        } else {
+            log_debug("%s went away before its PROXY header was complete", p->peer);
+        }
+        pending_free(p, true);
+        return 1;
+    }
+    p->proxy_hdr = false;
+    if (!pp.local) /* LOCAL (health checks): the front end speaks for itself */
+        pending_set_peer(p, (struct sockaddr *)&pp.src, "PROXY header");
+    return pending_read(p);
+}
+
 static void pending_event(void *arg, uint32_t events)
 {
-    (void)pending_read(arg);
+    struct pending *p = arg;
+
+    if (p->proxy_hdr)
+        (void)pending_proxy(p, (events & (EV_RDHUP | EV_HUP | EV_ERR)) != 0);
+    else
+        (void)pending_read(p);
 }
 
 static void pending_timeout(struct timer *t)
@@ -388,7 +457,26 @@ static bool conn_over_limit(struct relay *r, bool admin)
     return false;
 }
 
-static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, bool admin)
+/* On a proxy_protocol socket only trusted_proxies may speak (P-FWD-2): a
+ * PROXY header from anyone else must never be believed, so the connection
+ * is closed before a byte is read. */
+static bool proxy_untrusted(struct relay *r, struct xconn *c, const struct sockaddr *sa)
+{
+    struct sockaddr_storage ss;
+    char peer[ADDR_STR_MAX];
+
+    peeraddr_store(&ss, sa);
+    if (peer_trusted(&r->conf, &ss))
+        return false;
+    STAT_ADD(r->stats.proxy_untrusted, 1);
+    addr_format(sa, peer, sizeof(peer));
+    log_reject("close %s: not in trusted_proxies (proxy_protocol socket)", peer);
+    conn_close(r, c, false);
+    return true;
+}
+
+static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, bool admin,
+                        unsigned flags)
 {
     struct relay *r = a->relay;
     struct pending *p;
@@ -401,6 +489,8 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
         conn_reject(r, &c, 503, "too_many_connections", "Too many connections");
         return;
     }
+    if ((flags & LISTEN_F_PROXY) && proxy_untrusted(r, &c, sa))
+        return;
     p = calloc(1, sizeof(*p));
     if (p)
         p->buf = malloc(HEAD_INITIAL);
@@ -414,9 +504,9 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
     p->a = a;
     p->c = c;
     p->admin = admin;
+    p->proxy_hdr = (flags & LISTEN_F_PROXY) != 0;
     p->cap = HEAD_INITIAL;
-    addr_format(sa, p->peer, sizeof(p->peer));
-    authlimit_src_of(sa, &p->src);
+    pending_set_peer(p, sa, NULL);
     p->next = a->pend;
     if (a->pend)
         a->pend->prev = p;
@@ -425,7 +515,7 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
               pending_timeout);
     /* Most clients send their head right after the connect: try it before
      * paying for a watch, which only slow heads need. */
-    if (pending_read(p) == 0 &&
+    if ((p->proxy_hdr ? pending_proxy(p, false) : pending_read(p)) == 0 &&
         ev_add(a->loop, fd, EV_IN | EV_RDHUP, pending_event, p, &p->tok) < 0) {
         pending_free(p, true);
         return;
@@ -436,7 +526,7 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
 
 static void accept_retry(struct timer *t);
 
-static void accept_all(struct acceptor *a, int lfd, bool admin)
+static void accept_all(struct acceptor *a, int lfd, bool admin, unsigned flags)
 {
     for (;;) {
         struct sockaddr_storage ss;
@@ -444,7 +534,7 @@ static void accept_all(struct acceptor *a, int lfd, bool admin)
         int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd >= 0) {
-            pending_new(a, fd, (struct sockaddr *)&ss, admin);
+            pending_new(a, fd, (struct sockaddr *)&ss, admin, flags);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
@@ -465,16 +555,16 @@ static void accept_retry(struct timer *t)
 
     for (int i = 0; i < a->nls; i++)
         if (a->ls[i].fd >= 0)
-            accept_all(a, a->ls[i].fd, false);
+            accept_all(a, a->ls[i].fd, false, a->ls[i].flags);
     if (a->admin.fd >= 0)
-        accept_all(a, a->admin.fd, true);
+        accept_all(a, a->admin.fd, true, 0);
 }
 
 static void listen_event(void *arg, uint32_t events)
 {
     struct lsock *ls = arg;
 
-    accept_all(ls->a, ls->fd, ls->admin);
+    accept_all(ls->a, ls->fd, ls->admin, ls->flags);
 }
 
 /* ------------------------------------------------------------ signals */

@@ -37,6 +37,7 @@ enum conf_type {
     T_IO,     /* enum conf_io by name */
     T_LOG,    /* enum log_level by name */
     T_ADDR,   /* "off" or one "a.b.c.d:port" | "[v6]:port", char[ADDR_STR_MAX] */
+    T_CIDRS,  /* "CIDR[,CIDR...]" or "", struct fwd_cidr[] and its count ntrusted */
 };
 
 struct conf_row {
@@ -74,7 +75,8 @@ struct conf_row {
     X(admin, T_ADDR, 0, 0, "off")                                                                  \
     X(admin_max_connections, T_LONG, 1, ADMIN_CONN_MAX, "16")                                      \
     X(status_top_paths, T_LONG, 0, PATHSTAT_TOP_MAX, "20")                                         \
-    X(admin_token_file, T_PATH, 0, 0, "")
+    X(admin_token_file, T_PATH, 0, 0, "")                                                         \
+    X(trusted_proxies, T_CIDRS, 0, CONF_MAX_TRUSTED, "")
 
 #define CONF_ROW(f, t, lo, hi, d)                                                                  \
     {#f, t, offsetof(struct conf, f), sizeof(((struct conf *)0)->f), lo, hi, d},
@@ -320,6 +322,27 @@ static int set_addr(struct conf *c, const struct conf_row *r, const char *v, cha
     return 0;
 }
 
+/* "CIDR[,CIDR...]": the whole list at once (a later line replaces it); ""
+ * trusts nobody. Parsed aside, so a bad list leaves the old one. */
+static int set_cidrs(struct conf *c, const struct conf_row *r, const char *v, char *err,
+                     size_t errlen)
+{
+    struct fwd_cidr l[CONF_MAX_TRUSTED];
+    int n = fwd_cidr_list_parse(v, l, CONF_MAX_TRUSTED);
+
+    if (n < 0) {
+        errbuf_set(err, errlen,
+                   "%s: '%.*s' is not a list of at most %d addresses or networks "
+                   "(a.b.c.d[/n], v6[/n], separated by commas)",
+                   r->name, ECHO_MAX, v, CONF_MAX_TRUSTED);
+        return -EINVAL;
+    }
+    memset(c->trusted_proxies, 0, sizeof(c->trusted_proxies));
+    memcpy(c->trusted_proxies, l, (size_t)n * sizeof(l[0]));
+    c->ntrusted = n;
+    return 0;
+}
+
 static int set_row(struct conf *c, const struct conf_row *r, const char *v, char *err,
                    size_t errlen)
 {
@@ -341,6 +364,8 @@ static int set_row(struct conf *c, const struct conf_row *r, const char *v, char
         return set_enum(c, r, v, err, errlen);
     case T_ADDR:
         return set_addr(c, r, v, err, errlen);
+    case T_CIDRS:
+        return set_cidrs(c, r, v, err, errlen);
     }
     return -EINVAL;
 }
@@ -584,6 +609,11 @@ static int check_row(const struct conf *c, const struct conf_row *r, char *err, 
         errbuf_set(err, errlen, "%s: not off and not an address", r->name);
         return -EINVAL;
     }
+    case T_CIDRS:
+        if (c->ntrusted >= 0 && c->ntrusted <= r->max)
+            return 0;
+        errbuf_set(err, errlen, "%s: %d entries (0..%lld)", r->name, c->ntrusted, r->max);
+        return -EINVAL;
     case T_IO:
     case T_LOG:
         n = r->type == T_IO ? (int)c->io : (int)c->log_level;
@@ -628,6 +658,22 @@ static int admin_check(const struct conf *c, char *err, size_t errlen)
     return -EINVAL;
 }
 
+/* A proxy_protocol socket closes every peer outside trusted_proxies: with
+ * none trusted it could serve nobody, which is a mistake, not a choice. */
+static int proxy_check(const struct conf *c, char *err, size_t errlen)
+{
+    for (int i = 0; i < c->nlisten; i++) {
+        if ((c->listen_flags[i] & LISTEN_F_PROXY) && c->ntrusted == 0) {
+            errbuf_set(err, errlen,
+                       "listen: %s has proxy_protocol but trusted_proxies is empty: set "
+                       "trusted_proxies to the front ends' addresses",
+                       c->listen[i]);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 int conf_validate(const struct conf *c, char *err, size_t errlen)
 {
     for (size_t i = 0; i < CONF_NROWS; i++) {
@@ -635,6 +681,8 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
         if (rc != 0)
             return rc;
     }
+    if (proxy_check(c, err, errlen) < 0)
+        return -EINVAL;
     return admin_check(c, err, errlen);
 }
 

@@ -10,6 +10,7 @@
 
 #include "engine/log.h" /* enum log_level */
 #include "proto/addr.h"
+#include "proto/fwd.h"
 
 #define CONF_DEFAULT_PATH "/etc/rapi/rapi-server.conf"
 #define CONF_DEFAULT_KEYS "/etc/rapi/keys"
@@ -17,6 +18,7 @@
 #define CONF_MAX_LISTEN 16
 #define CONF_LINE_MAX 4096
 #define CONF_MAX_HEADERS_MAX 1024 /* highest "max_headers": the acceptor's array */
+#define CONF_MAX_TRUSTED 64       /* entries of "trusted_proxies" */
 
 enum conf_io { IO_AUTO = 0, IO_URING, IO_EPOLL };
 
@@ -56,6 +58,10 @@ struct conf {
     long admin_max_connections;      /* "admin_max_connections": open admin sockets (16) */
     char admin_token_file[PATH_MAX]; /* "admin_token_file": bearer token for admin (none) */
     long status_top_paths; /* "status_top_paths": per-path entries on the status page (20) */
+    /* "trusted_proxies": front ends whose PROXY header, X-Forwarded-For or
+     * Forwarded names the client (none) */
+    struct fwd_cidr trusted_proxies[CONF_MAX_TRUSTED];
+    int ntrusted;
 };
 
 /* Every keyword conf_set() accepts, NULL-terminated (the man page test walks
