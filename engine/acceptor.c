@@ -622,6 +622,13 @@ static void acceptor_reload(struct acceptor *a)
     c.nlisten = r->conf.nlisten;
     c.workers = r->conf.workers;
     c.io = r->conf.io;
+    /* The sockets kept may need what the new file dropped (trusted_proxies
+     * for a proxy_protocol socket). */
+    if (conf_validate(&c, err, sizeof(err)) < 0) {
+        log_error("reload failed, keeping the running configuration: %s", err);
+        keys_wipe(&k);
+        return;
+    }
     r->conf = c;
     *a->keys = k;
     keys_wipe(&k);

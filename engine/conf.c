@@ -75,7 +75,7 @@ struct conf_row {
     X(admin, T_ADDR, 0, 0, "off")                                                                  \
     X(admin_max_connections, T_LONG, 1, ADMIN_CONN_MAX, "16")                                      \
     X(status_top_paths, T_LONG, 0, PATHSTAT_TOP_MAX, "20")                                         \
-    X(admin_token_file, T_PATH, 0, 0, "")                                                         \
+    X(admin_token_file, T_PATH, 0, 0, "")                                                          \
     X(trusted_proxies, T_CIDRS, 0, CONF_MAX_TRUSTED, "")
 
 #define CONF_ROW(f, t, lo, hi, d)                                                                  \

@@ -15,6 +15,7 @@ client bound to 127.0.0.3 through each; with HAProxy, `rapi expose
 
 import os
 import re
+import signal
 import socket
 import struct
 import threading
@@ -435,3 +436,28 @@ def test_haproxy_to_rapi_expose_proxy_v2(start_relay, tmp_path):
         errs = front.stop()
     assert rc in (0, None), p.stderr()[-2000:]
     assert not errs, errs
+
+
+def test_reload_changes_trust(start_relay, tmp_path):
+    """trusted_proxies takes effect on SIGHUP; a reload that would leave a
+    proxy_protocol socket with nobody trusted is refused."""
+    conf = tmp_path / "rapi-server.conf"
+    conf.write_text("trusted_proxies 127.0.0.2\n")
+    relay = start_relay(listen=["127.0.0.1:0", "127.0.0.1:0 proxy_protocol"],
+                        config_file=str(conf))
+    lst = relay.register("/tp/reload/")
+    xff = [("X-Forwarded-For", "203.0.113.7")]
+    ip, c = ipaddr_seen(relay, lst, relay.addrs[0], TRUSTED, xff)
+    assert ip == peer_of(c), ip
+    conf.write_text("trusted_proxies 127.0.0.1\n")
+    relay.signal(signal.SIGHUP)
+    wait_until(lambda: relay.stderr().count("reloaded configuration") == 1, 3 * SLOW,
+               what="the reload")
+    ip, _ = ipaddr_seen(relay, lst, relay.addrs[0], TRUSTED, xff)
+    assert ip == "203.0.113.7:0"
+    conf.write_text("# nobody trusted\n")
+    relay.signal(signal.SIGHUP)
+    wait_until(lambda: "has proxy_protocol but trusted_proxies is empty" in relay.stderr(),
+               3 * SLOW, what="the refused reload")
+    ip, _ = ipaddr_seen(relay, lst, relay.addrs[1], TRUSTED, prefix=v1("TCP4", "203.0.113.9", 9))
+    assert ip == "203.0.113.9:9"

@@ -337,9 +337,9 @@ Test(conf, trusted_proxies_list)
 
 Test(conf, trusted_proxies_bad_values_keep_the_list)
 {
-    static const char *const bad[] = {"10.0.0.0/33", "::1/129", "host.example", "10.0.0.1,",
-                                      "10.0.0.1,,10.0.0.2", "10.0.0.1/", "10.0.0.1/8x",
-                                      "1.2.3.4 5.6.7.8", "*"};
+    static const char *const bad[] = {
+        "10.0.0.0/33", "::1/129",     "host.example",    "10.0.0.1,", "10.0.0.1,,10.0.0.2",
+        "10.0.0.1/",   "10.0.0.1/8x", "1.2.3.4 5.6.7.8", "*"};
 
     cr_assert_eq(set("trusted_proxies", "10.0.0.1"), 0, "%s", err);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
