@@ -86,6 +86,7 @@ struct pending {
     size_t len, cap, last_len;
     bool admin;     /* came in on the admin address */
     bool proxy_hdr; /* PROXY header phase: its header not read yet */
+    bool hup;       /* the peer shut down or failed: no more bytes will come */
     /* The peer, or the client a trusted front end named (engine/peeraddr.h) */
     struct sockaddr_storage sa;
     char peer[ADDR_STR_MAX];
@@ -388,14 +389,17 @@ static int pending_read(struct pending *p)
     }
 }
 
-/* The PROXY header phase (P-FWD-2): a trusted front end's header first,
- * then the request head. Returns 1 when p is gone, 0 to wait for bytes. */
-static int pending_proxy(struct pending *p, bool hup)
+/* ------------------------------------------------------------ PROXY header */
+
+/* The PROXY header phase of a proxy_protocol socket (P-FWD-2), first of
+ * all, under the head's deadline. 2: done, 0: waits for bytes, 1: p is
+ * gone. */
+static int pending_proxy(struct pending *p)
 {
     struct proxyproto pp;
     int r = peeraddr_proxy_read(p->c.fd, recv, &pp);
 
-    if (r == 0 && hup)
+    if (r == 0 && p->hup)
         r = -EPIPE; /* a partial header and nothing more will come */
     if (r == 0)
         return 0;
@@ -412,17 +416,24 @@ static int pending_proxy(struct pending *p, bool hup)
     p->proxy_hdr = false;
     if (!pp.local) /* LOCAL (health checks): the front end speaks for itself */
         pending_set_peer(p, (struct sockaddr *)&pp.src, "PROXY header");
-    return pending_read(p);
+    return 2;
+}
+
+/* Whatever phase the connection is in. 1 when p is gone, 0 when waiting. */
+static int pending_step(struct pending *p)
+{
+    int r = p->proxy_hdr ? pending_proxy(p) : 2;
+
+    return r == 2 ? pending_read(p) : r;
 }
 
 static void pending_event(void *arg, uint32_t events)
 {
     struct pending *p = arg;
 
-    if (p->proxy_hdr)
-        (void)pending_proxy(p, (events & (EV_RDHUP | EV_HUP | EV_ERR)) != 0);
-    else
-        (void)pending_read(p);
+    if (events & (EV_RDHUP | EV_HUP | EV_ERR))
+        p->hup = true;
+    (void)pending_step(p);
 }
 
 static void pending_timeout(struct timer *t)
@@ -475,10 +486,11 @@ static bool proxy_untrusted(struct relay *r, struct xconn *c, const struct socka
     return true;
 }
 
-static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, bool admin,
-                        unsigned flags)
+static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa,
+                        const struct lsock *ls)
 {
     struct relay *r = a->relay;
+    bool admin = ls->admin, proxy = (ls->flags & LISTEN_F_PROXY) != 0;
     struct pending *p;
     struct xconn c;
 
@@ -489,7 +501,7 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
         conn_reject(r, &c, 503, "too_many_connections", "Too many connections");
         return;
     }
-    if ((flags & LISTEN_F_PROXY) && proxy_untrusted(r, &c, sa))
+    if (proxy && proxy_untrusted(r, &c, sa))
         return;
     p = calloc(1, sizeof(*p));
     if (p)
@@ -504,7 +516,7 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
     p->a = a;
     p->c = c;
     p->admin = admin;
-    p->proxy_hdr = (flags & LISTEN_F_PROXY) != 0;
+    p->proxy_hdr = proxy;
     p->cap = HEAD_INITIAL;
     pending_set_peer(p, sa, NULL);
     p->next = a->pend;
@@ -515,7 +527,7 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
               pending_timeout);
     /* Most clients send their head right after the connect: try it before
      * paying for a watch, which only slow heads need. */
-    if ((p->proxy_hdr ? pending_proxy(p, false) : pending_read(p)) == 0 &&
+    if (pending_step(p) == 0 &&
         ev_add(a->loop, fd, EV_IN | EV_RDHUP, pending_event, p, &p->tok) < 0) {
         pending_free(p, true);
         return;
@@ -526,15 +538,17 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
 
 static void accept_retry(struct timer *t);
 
-static void accept_all(struct acceptor *a, int lfd, bool admin, unsigned flags)
+static void accept_all(struct acceptor *a, const struct lsock *ls)
 {
+    int lfd = ls->fd;
+
     for (;;) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd >= 0) {
-            pending_new(a, fd, (struct sockaddr *)&ss, admin, flags);
+            pending_new(a, fd, (struct sockaddr *)&ss, ls);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
@@ -555,16 +569,16 @@ static void accept_retry(struct timer *t)
 
     for (int i = 0; i < a->nls; i++)
         if (a->ls[i].fd >= 0)
-            accept_all(a, a->ls[i].fd, false, a->ls[i].flags);
+            accept_all(a, &a->ls[i]);
     if (a->admin.fd >= 0)
-        accept_all(a, a->admin.fd, true, 0);
+        accept_all(a, &a->admin);
 }
 
 static void listen_event(void *arg, uint32_t events)
 {
     struct lsock *ls = arg;
 
-    accept_all(ls->a, ls->fd, ls->admin, ls->flags);
+    accept_all(ls->a, ls);
 }
 
 /* ------------------------------------------------------------ signals */

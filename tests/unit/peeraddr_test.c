@@ -87,8 +87,8 @@ Test(peeraddr, v1_split_then_exactly_its_bytes_taken)
 
 Test(peeraddr, v2_local_and_tlv)
 {
-    static const unsigned char v2[] = {'\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T',
-                                       '\n', 0x20, 0x00, 0x00, 0x03, 1, 2, 3, 'x'};
+    static const unsigned char v2[] = {'\r', '\n', '\r', '\n', 0,    '\r', '\n', 'Q', 'U', 'I',
+                                       'T',  '\n', 0x20, 0x00, 0x00, 0x03, 1,    2,   3,   'x'};
     struct proxyproto pp;
 
     put(v2, sizeof(v2));
@@ -99,8 +99,8 @@ Test(peeraddr, v2_local_and_tlv)
 
 Test(peeraddr, v2_announcing_too_much_refused_at_once)
 {
-    unsigned char v2[16] = {'\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T', '\n', 0x21,
-                            0x11};
+    unsigned char v2[16] = {'\r', '\n', '\r', '\n', 0,    '\r', '\n',
+                            'Q',  'U',  'I',  'T',  '\n', 0x21, 0x11};
     struct proxyproto pp;
     size_t body = PEERADDR_PROXY_MAX - PROXYPROTO_V2_HDR;
 
@@ -168,7 +168,10 @@ static const char *fwd(struct http1_header *h, size_t n)
     return txt;
 }
 
-#define H(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+#define H(n, v)                                                                                    \
+    {                                                                                              \
+        n, sizeof(n) - 1, v, sizeof(v) - 1                                                         \
+    }
 
 Test(peeraddr, xff_lines_joined_in_order)
 {
