@@ -15,6 +15,7 @@
 #include "engine/conn.h"
 #include "engine/log.h"
 #include "engine/notify.h"
+#include "engine/peeraddr.h"
 #include "engine/shard.h"
 #include "engine/timer.h"
 #include "engine/xprt_tls.h"
@@ -87,8 +88,12 @@ struct pending {
     struct timer timer;
     char *buf;
     size_t len, cap, last_len;
-    bool admin;  /* came in on the admin address */
-    bool tls_hs; /* a TLS listener's socket whose handshake is not done */
+    bool admin;     /* came in on the admin address */
+    bool tls_hs;    /* a TLS listener's socket whose handshake is not done */
+    bool proxy_hdr; /* PROXY header phase: its header not read yet */
+    bool hup;       /* the peer shut down or failed: no more bytes will come */
+    /* The peer, or the client a trusted front end named (engine/peeraddr.h) */
+    struct sockaddr_storage sa;
     char peer[ADDR_STR_MAX];
     struct authlimit_src src; /* the peer, for the failed-authentication limit */
 };
@@ -233,6 +238,38 @@ static struct handoff *handoff_make(struct pending *p, const struct wr_request *
     return h;
 }
 
+/* The address everything after this sees: the notification's ipaddr,
+ * logs, the failed-authentication limit. */
+static void pending_set_peer(struct pending *p, const struct sockaddr *sa, const char *how)
+{
+    char was[ADDR_STR_MAX];
+
+    memcpy(was, p->peer, sizeof(was));
+    peeraddr_store(&p->sa, sa);
+    addr_format(sa, p->peer, sizeof(p->peer));
+    authlimit_src_of(sa, &p->src);
+    if (how)
+        log_debug("peer %s is client %s (%s)", was, p->peer, how);
+}
+
+static bool peer_trusted(const struct conf *c, const struct sockaddr_storage *sa)
+{
+    return c->ntrusted > 0 &&
+           fwd_trusted(c->trusted_proxies, (size_t)c->ntrusted, (const struct sockaddr *)sa);
+}
+
+/* From a trusted peer only, X-Forwarded-For / Forwarded name the client
+ * (P-FWD-3); anyone else's are ignored (P-FWD-4). */
+static void pending_forwarded(struct pending *p, const struct http1_request *req)
+{
+    const struct conf *c = &p->a->relay->conf;
+    struct sockaddr_storage ss;
+
+    if (peer_trusted(c, &p->sa) &&
+        peeraddr_forwarded(req, c->trusted_proxies, (size_t)c->ntrusted, &ss) == 0)
+        pending_set_peer(p, (struct sockaddr *)&ss, "forwarded header");
+}
+
 /* A source over its failed-authentication burst is answered 429 before its
  * key is even looked at (P-KEY-5): otherwise 429 against 403 would still
  * tell a guesser which key is right. Returns true when p is gone. */
@@ -263,6 +300,7 @@ static void pending_dispatch(struct pending *p, const struct http1_request *req,
     struct wr_error err;
     struct handoff *h;
 
+    pending_forwarded(p, req);
     if (pending_throttled(p))
         return;
     role = k ? keys_role(a->keys, k->value, k->value_len) : KEY_NONE;
@@ -455,17 +493,53 @@ static int pending_handshake(struct pending *p)
     return 2;
 }
 
+/* ------------------------------------------------------------ PROXY header */
+
+/* The PROXY header phase of a proxy_protocol socket (P-FWD-2), first of
+ * all, under the head's deadline. 2: done, 0: waits for bytes, 1: p is
+ * gone. */
+static int pending_proxy(struct pending *p)
+{
+    struct proxyproto pp;
+    int r = peeraddr_proxy_read(p->c.fd, recv, &pp);
+
+    if (r == 0 && p->hup)
+        r = -EPIPE; /* a partial header and nothing more will come */
+    if (r == 0)
+        return 0;
+    if (r < 0) {
+        if (r == -EPROTO) {
+            STAT_ADD(p->a->relay->stats.proxy_bad, 1);
+            log_reject("close %s: not a valid PROXY header", p->peer);
+        } else {
+            log_debug("%s went away before its PROXY header was complete", p->peer);
+        }
+        pending_free(p, true);
+        return 1;
+    }
+    p->proxy_hdr = false;
+    if (!pp.local) /* LOCAL (health checks): the front end speaks for itself */
+        pending_set_peer(p, (struct sockaddr *)&pp.src, "PROXY header");
+    return 2;
+}
+
 /* Whatever phase the connection is in. 1 when p is gone, 0 when waiting. */
 static int pending_step(struct pending *p)
 {
-    int r = p->tls_hs ? pending_handshake(p) : 2;
+    int r = p->proxy_hdr ? pending_proxy(p) : 2; /* the PROXY header comes first */
 
+    if (r == 2 && p->tls_hs)
+        r = pending_handshake(p);
     return r == 2 ? pending_read(p) : r; /* bytes may wait in the session: read now */
 }
 
 static void pending_event(void *arg, uint32_t events)
 {
-    (void)pending_step(arg);
+    struct pending *p = arg;
+
+    if (events & (EV_RDHUP | EV_HUP | EV_ERR))
+        p->hup = true;
+    (void)pending_step(p);
 }
 
 static void pending_timeout(struct timer *t)
@@ -505,11 +579,30 @@ static bool conn_over_limit(struct relay *r, bool admin)
     return false;
 }
 
+/* On a proxy_protocol socket only trusted_proxies may speak (P-FWD-2): a
+ * PROXY header from anyone else must never be believed, so the connection
+ * is closed before a byte is read. */
+static bool proxy_untrusted(struct relay *r, struct xconn *c, const struct sockaddr *sa)
+{
+    struct sockaddr_storage ss;
+    char peer[ADDR_STR_MAX];
+
+    peeraddr_store(&ss, sa);
+    if (peer_trusted(&r->conf, &ss))
+        return false;
+    STAT_ADD(r->stats.proxy_untrusted, 1);
+    addr_format(sa, peer, sizeof(peer));
+    log_reject("close %s: not in trusted_proxies (proxy_protocol socket)", peer);
+    conn_close(r, c, false);
+    return true;
+}
+
 static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa,
                         const struct lsock *ls)
 {
     struct relay *r = a->relay;
     bool admin = ls->admin, tls = (ls->flags & LISTEN_F_TLS) != 0;
+    bool proxy = (ls->flags & LISTEN_F_PROXY) != 0;
     uint32_t mask = EV_IN | EV_RDHUP | (tls ? EV_OUT : 0); /* a handshake may wait for room */
     struct pending *p;
     struct xconn c;
@@ -524,6 +617,8 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa,
             conn_reject(r, &c, 503, "too_many_connections", "Too many connections");
         return;
     }
+    if (proxy && proxy_untrusted(r, &c, sa))
+        return;
     p = calloc(1, sizeof(*p));
     if (p)
         p->buf = malloc(HEAD_INITIAL);
@@ -538,9 +633,9 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa,
     p->c = c;
     p->admin = admin;
     p->tls_hs = tls;
+    p->proxy_hdr = proxy;
     p->cap = HEAD_INITIAL;
-    addr_format(sa, p->peer, sizeof(p->peer));
-    authlimit_src_of(sa, &p->src);
+    pending_set_peer(p, sa, NULL);
     p->next = a->pend;
     if (a->pend)
         a->pend->prev = p;
@@ -681,6 +776,13 @@ static void acceptor_reload(struct acceptor *a)
     c.nlisten = r->conf.nlisten;
     c.workers = r->conf.workers;
     c.io = r->conf.io;
+    /* The sockets kept may need what the new file dropped (trusted_proxies
+     * for a proxy_protocol socket). */
+    if (conf_validate(&c, err, sizeof(err)) < 0) {
+        log_error("reload failed, keeping the running configuration: %s", err);
+        keys_wipe(&k);
+        return;
+    }
     tls_reload(a, &c);
     r->conf = c;
     *a->keys = k;

@@ -143,6 +143,14 @@ static void render_metrics(struct relay *r, struct out *o)
            "Connections closed because their request head was not complete in time.",
            STAT_GET(r->stats.header_timeouts));
     render_tls(r, o);
+    put(o,
+        "# HELP rapi_proxy_rejects_total Connections closed on proxy_protocol sockets: a peer "
+        "outside trusted_proxies, or a header that is not PROXY v1/v2.\n"
+        "# TYPE rapi_proxy_rejects_total counter\n"
+        "rapi_proxy_rejects_total{reason=\"untrusted\"} %llu\n"
+        "rapi_proxy_rejects_total{reason=\"bad_header\"} %llu\n",
+        (unsigned long long)STAT_GET(r->stats.proxy_untrusted),
+        (unsigned long long)STAT_GET(r->stats.proxy_bad));
     put(o, "# HELP rapi_error_answers_total Error answers sent, by HTTP status.\n"
            "# TYPE rapi_error_answers_total counter\n");
     for (int i = 0; i < STATS_NSTATUS; i++) {

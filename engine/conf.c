@@ -40,6 +40,7 @@ enum conf_type {
     T_ADDR,   /* "off" or one "a.b.c.d:port" | "[v6]:port", char[ADDR_STR_MAX] */
     T_FILES,  /* a file name, repeatable, struct conf_files */
     T_TLSVER, /* "1.2" | "1.3", int 12 | 13 */
+    T_CIDRS,  /* "CIDR[,CIDR...]" or "", struct fwd_cidr[] and its count ntrusted */
 };
 
 struct conf_row {
@@ -84,7 +85,8 @@ struct conf_row {
     X(tls_cert, T_FILES, 0, CONF_TLS_PAIRS, "")                                                    \
     X(tls_key, T_FILES, 0, CONF_TLS_PAIRS, "")                                                     \
     X(tls_min_version, T_TLSVER, 12, 13, "1.2")                                                    \
-    X(tls_ciphers, T_PATH, 0, 0, "")
+    X(tls_ciphers, T_PATH, 0, 0, "")                                                               \
+    X(trusted_proxies, T_CIDRS, 0, CONF_MAX_TRUSTED, "")
 
 #define CONF_ROW(f, t, lo, hi, d)                                                                  \
     {#f, t, offsetof(struct conf, f), sizeof(((struct conf *)0)->f), lo, hi, d},
@@ -360,6 +362,27 @@ static int set_tlsver(struct conf *c, const struct conf_row *r, const char *v, c
     return -EINVAL;
 }
 
+/* "CIDR[,CIDR...]": the whole list at once (a later line replaces it); ""
+ * trusts nobody. Parsed aside, so a bad list leaves the old one. */
+static int set_cidrs(struct conf *c, const struct conf_row *r, const char *v, char *err,
+                     size_t errlen)
+{
+    struct fwd_cidr l[CONF_MAX_TRUSTED];
+    int n = fwd_cidr_list_parse(v, l, CONF_MAX_TRUSTED);
+
+    if (n < 0) {
+        errbuf_set(err, errlen,
+                   "%s: '%.*s' is not a list of at most %d addresses or networks "
+                   "(a.b.c.d[/n], v6[/n], separated by commas)",
+                   r->name, ECHO_MAX, v, CONF_MAX_TRUSTED);
+        return -EINVAL;
+    }
+    memset(c->trusted_proxies, 0, sizeof(c->trusted_proxies));
+    memcpy(c->trusted_proxies, l, (size_t)n * sizeof(l[0]));
+    c->ntrusted = n;
+    return 0;
+}
+
 static int set_row(struct conf *c, const struct conf_row *r, const char *v, char *err,
                    size_t errlen)
 {
@@ -385,6 +408,8 @@ static int set_row(struct conf *c, const struct conf_row *r, const char *v, char
         return *v ? set_files(c, r, v, err, errlen) : 0; /* the default: none */
     case T_TLSVER:
         return set_tlsver(c, r, v, err, errlen);
+    case T_CIDRS:
+        return set_cidrs(c, r, v, err, errlen);
     }
     return -EINVAL;
 }
@@ -645,6 +670,11 @@ static int check_row(const struct conf *c, const struct conf_row *r, char *err, 
         errbuf_set(err, errlen, "%s: not off and not an address", r->name);
         return -EINVAL;
     }
+    case T_CIDRS:
+        if (c->ntrusted >= 0 && c->ntrusted <= r->max)
+            return 0;
+        errbuf_set(err, errlen, "%s: %d entries (0..%lld)", r->name, c->ntrusted, r->max);
+        return -EINVAL;
     case T_IO:
     case T_LOG:
         n = r->type == T_IO ? (int)c->io : (int)c->log_level;
@@ -715,6 +745,22 @@ static int tls_check(const struct conf *c, char *err, size_t errlen)
     return 0;
 }
 
+/* A proxy_protocol socket closes every peer outside trusted_proxies: with
+ * none trusted it could serve nobody, which is a mistake, not a choice. */
+static int proxy_check(const struct conf *c, char *err, size_t errlen)
+{
+    for (int i = 0; i < c->nlisten; i++) {
+        if ((c->listen_flags[i] & LISTEN_F_PROXY) && c->ntrusted == 0) {
+            errbuf_set(err, errlen,
+                       "listen: %s has proxy_protocol but trusted_proxies is empty: set "
+                       "trusted_proxies to the front ends' addresses",
+                       c->listen[i]);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 int conf_validate(const struct conf *c, char *err, size_t errlen)
 {
     for (size_t i = 0; i < CONF_NROWS; i++) {
@@ -722,7 +768,7 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
         if (rc != 0)
             return rc;
     }
-    if (tls_check(c, err, errlen) < 0)
+    if (tls_check(c, err, errlen) < 0 || proxy_check(c, err, errlen) < 0)
         return -EINVAL;
     return admin_check(c, err, errlen);
 }

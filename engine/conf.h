@@ -10,6 +10,7 @@
 
 #include "engine/log.h" /* enum log_level */
 #include "proto/addr.h"
+#include "proto/fwd.h"
 
 #define CONF_DEFAULT_PATH "/etc/rapi/rapi-server.conf"
 #define CONF_DEFAULT_KEYS "/etc/rapi/keys"
@@ -17,6 +18,7 @@
 #define CONF_MAX_LISTEN 16
 #define CONF_LINE_MAX 4096
 #define CONF_MAX_HEADERS_MAX 1024 /* highest "max_headers": the acceptor's array */
+#define CONF_MAX_TRUSTED 64       /* entries of "trusted_proxies" */
 
 #define CONF_TLS_PAIRS 16         /* tls_cert/tls_key pairs (== TLS_MAX_PAIRS) */
 #define CONF_TLS_PATH_MAX 1024    /* a certificate or key file name */
@@ -76,6 +78,10 @@ struct conf {
     struct conf_files tls_key;  /* "tls_key": PEM private key of the tls_cert at its rank */
     int tls_min_version;        /* "tls_min_version": 1.2 | 1.3, stored 12 | 13 (1.2) */
     char tls_ciphers[CONF_TLS_CIPHERS_MAX]; /* "tls_ciphers": wolfSSL list (built-in) */
+    /* "trusted_proxies": front ends whose PROXY header, X-Forwarded-For or
+     * Forwarded names the client (none) */
+    struct fwd_cidr trusted_proxies[CONF_MAX_TRUSTED];
+    int ntrusted;
 };
 
 /* Every keyword conf_set() accepts, NULL-terminated (the man page test walks

@@ -37,6 +37,9 @@ struct shard_stats {
 
 struct relay_stats {
     _Atomic uint64_t accepted, header_timeouts;
+    /* proxy_protocol sockets: peers outside trusted_proxies closed, and
+     * PROXY headers that were not one (acceptor thread) */
+    _Atomic uint64_t proxy_untrusted, proxy_bad;
     /* admin connections open: written by the acceptor thread only; they are
      * in relay.nconn too, and the client limit and rapi_connections leave
      * them out */

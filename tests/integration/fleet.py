@@ -52,7 +52,9 @@ RELAY_HOSTS = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
 NGINX_EXAMPLE_RELAYS = ("10.0.0.11:37791", "10.0.0.12:37791", "10.0.0.13:37791")
 NGINX_EXAMPLE_LISTEN = "listen 80;"
 
-RELAY_OPTIONS = {"log_level": "info", "drain_timeout": 3}
+# The front end reaches the relays from a loopback address: trust those
+# (haproxy.cfg sends a PROXY v2 header, nginx.conf an X-Forwarded-For).
+RELAY_OPTIONS = {"log_level": "info", "drain_timeout": 3, "trusted_proxies": "127.0.0.0/8"}
 
 
 def _bindable(host, port):
@@ -82,10 +84,12 @@ def common_free_port(hosts, avoid=()):
 class FleetRelay:
     """One relay of the fleet at host:port, admin endpoint at host:admin_port."""
 
-    def __init__(self, binary, workdir, name, host, port, admin_port, key_file, backend):
+    def __init__(self, binary, workdir, name, host, port, admin_port, key_file, backend,
+                 proxy_protocol=False):
         self.binary, self.workdir, self.name = binary, str(workdir), name
         self.host, self.port, self.admin_port = host, port, admin_port
         self.key_file, self.backend = key_file, backend
+        self.proxy_protocol = proxy_protocol  # behind haproxy.cfg (send-proxy-v2)
         self.relay = None
         self.dead = []  # Relay objects killed with -9 (their stderr is still checked)
 
@@ -96,7 +100,8 @@ class FleetRelay:
     def start(self):
         opts = dict(RELAY_OPTIONS, admin="%s:%d" % (self.host, self.admin_port))
         r = Relay(self.binary, os.path.join(self.workdir, "%s-%d" % (self.name, len(self.dead))),
-                  backend=self.backend, options=opts, listen=[self.addr], workers=1,
+                  backend=self.backend, options=opts,
+                  listen=[self.addr + (" proxy_protocol" if self.proxy_protocol else "")], workers=1,
                   key_file=self.key_file)
         # The port was free when chosen; a restart reuses it at once.
         deadline = time.monotonic() + 10 * SLOW

@@ -60,7 +60,8 @@ class Fleet:
         port = common_free_port(fleet.RELAY_HOSTS)
         admin = common_free_port(fleet.RELAY_HOSTS, avoid=(port,))
         self.relays = [FleetRelay(rapi_server, self.tmp, "relay%d" % (i + 1), h, port, admin,
-                                  self.key_file, None) for i, h in enumerate(fleet.RELAY_HOSTS)]
+                                  self.key_file, None, proxy_protocol=(kind == "haproxy"))
+                       for i, h in enumerate(fleet.RELAY_HOSTS)]
         front_port = common_free_port([fleet.FRONT_HOST])
         self.front = (HAProxyFront if kind == "haproxy" else NginxFront)(self.tmp, front_port)
         self.idents, self.exposes, self.tunnels = {}, {}, []

@@ -70,7 +70,7 @@ Test(conf, keywords_list_matches_table)
     for (; conf_keywords[n] != NULL; n++)
         cr_assert_str_eq(conf_keywords[n], conf_rows[n].name);
     cr_assert_eq(n, CONF_NROWS);
-    cr_assert_eq(n, 32);
+    cr_assert_eq(n, 33);
 }
 
 Test(conf, defaults_in_table_are_what_conf_defaults_sets)
@@ -327,6 +327,62 @@ Test(conf, listen_options)
     cr_assert(strstr(err, "unknown option 'tlsx'") != NULL, "%s", err);
     cr_assert_eq(set("listen", "127.0.0.1:443 proxy_protocol"), -EINVAL, "a duplicate address");
     cr_assert_eq(c.nlisten, 3);
+}
+
+Test(conf, trusted_proxies_list)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET};
+
+    cr_assert_eq(c.ntrusted, 0, "trust nobody by default");
+    cr_assert_eq(set("trusted_proxies", "127.0.0.1/32, 10.0.0.0/8,::1,2001:db8::/32"), 0, "%s",
+                 err);
+    cr_assert_eq(c.ntrusted, 4);
+    cr_assert_eq(c.trusted_proxies[1].prefix, 8);
+    cr_assert_eq(c.trusted_proxies[2].family, AF_INET6);
+    cr_assert_eq(c.trusted_proxies[2].prefix, 128);
+    inet_pton(AF_INET, "10.9.8.7", &sin.sin_addr);
+    cr_assert(fwd_trusted(c.trusted_proxies, (size_t)c.ntrusted, (struct sockaddr *)&sin));
+    cr_assert_eq(parse("trusted_proxies 192.168.0.0/16\n"), 0, "%s", err);
+    cr_assert_eq(c.ntrusted, 1, "a later line replaces the list");
+    cr_assert_eq(set("trusted_proxies", ""), 0, "%s", err);
+    cr_assert_eq(c.ntrusted, 0);
+    cr_assert_eq(conf_validate(&c, err, sizeof err), 0, "%s", err);
+}
+
+Test(conf, trusted_proxies_bad_values_keep_the_list)
+{
+    static const char *const bad[] = {
+        "10.0.0.0/33", "::1/129",     "host.example",    "10.0.0.1,", "10.0.0.1,,10.0.0.2",
+        "10.0.0.1/",   "10.0.0.1/8x", "1.2.3.4 5.6.7.8", "*"};
+
+    cr_assert_eq(set("trusted_proxies", "10.0.0.1"), 0, "%s", err);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(set("trusted_proxies", bad[i]), -EINVAL, "%s", bad[i]);
+        cr_assert(strstr(err, "trusted_proxies: ") == err, "%s", err);
+        cr_assert_eq(c.ntrusted, 1, "%s: the list is kept", bad[i]);
+    }
+}
+
+Test(conf, trusted_proxies_at_most_64)
+{
+    char v[64 * 16 + 16] = "";
+
+    for (int i = 0; i < 65; i++)
+        snprintf(v + strlen(v), sizeof v - strlen(v), "%s10.0.0.%d", i ? "," : "", i);
+    cr_assert_eq(set("trusted_proxies", v), -EINVAL);
+    *strrchr(v, ',') = '\0';
+    cr_assert_eq(set("trusted_proxies", v), 0, "%s", err);
+    cr_assert_eq(c.ntrusted, 64);
+}
+
+Test(conf, proxy_protocol_needs_trusted_proxies)
+{
+    cr_assert_eq(set("listen", "127.0.0.1:444 proxy_protocol"), 0, "%s", err);
+    cr_assert_eq(conf_validate(&c, err, sizeof err), -EINVAL);
+    cr_assert_str_eq(err, "listen: 127.0.0.1:444 has proxy_protocol but trusted_proxies is empty: "
+                          "set trusted_proxies to the front ends' addresses");
+    cr_assert_eq(set("trusted_proxies", "127.0.0.1"), 0, "%s", err);
+    cr_assert_eq(conf_validate(&c, err, sizeof err), 0, "%s", err);
 }
 
 Test(conf, listen_replaces_default_then_accumulates)
