@@ -313,6 +313,14 @@ static void pending_dispatch(struct pending *p, const struct http1_request *req,
         pending_free(p, false);
         return;
     }
+    /* [ext] A dial-back asking to be parked (P-PARK-1, P-PARK-2). */
+    if (a->relay->conf.max_parked > 0 && wr_wants_park(req)) {
+        if (wr.kind != WR_DIALBACK) {
+            pending_reject(p, 400, "invalid_request", "Only a server key may park");
+            return;
+        }
+        wr.kind = WR_PARK;
+    }
     h = handoff_make(p, &wr, head);
     if (!h) {
         pending_reject(p, 400, "invalid_request", "Bad request");

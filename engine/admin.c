@@ -137,6 +137,14 @@ static void render_metrics(struct relay *r, struct out *o)
     metric(o, "rapi_grace_expiries_total", "counter",
            "Clients answered 502 because no listener came back within listener_grace.",
            SUM(grace_expiries));
+    metric(o, "rapi_parked", "gauge", "Parked dial-backs waiting for a client.", SUM(parked));
+    metric(o, "rapi_park_links_total", "counter",
+           "Clients linked at once to a parked dial-back (no notification).", SUM(park_links));
+    metric(o, "rapi_park_expiries_total", "counter",
+           "Parked dial-backs closed unused after park_timeout.", SUM(park_expiries));
+    metric(o, "rapi_park_drops_total", "counter",
+           "Parked dial-backs closed because they sent bytes, hung up or their path closed.",
+           SUM(park_drops));
     metric(o, "rapi_accepted_total", "counter", "Connections accepted.",
            STAT_GET(r->stats.accepted));
     metric(o, "rapi_header_timeouts_total", "counter",

@@ -75,6 +75,8 @@ struct conf_row {
     X(listeners_per_path, T_LONG, 1, LISTENERS_PER_PATH_MAX, "1")                                  \
     X(listener_grace, T_LONG, 0, SEC_MAX, "5")                                                     \
     X(offer_timeout, T_LONG, 1, SEC_MAX, "5")                                                      \
+    X(max_parked, T_LONG, 0, COUNT_MAX, "16")                                                      \
+    X(park_timeout, T_LONG, 1, SEC_MAX, "60")                                                      \
     X(pipe_size, T_SIZE, 4 * KIB, 16 * MIB, "262144")                                              \
     X(max_pipes, T_LONG, 0, COUNT_MAX, "4096")                                                     \
     X(log_level, T_LOG, 0, 0, "info")                                                              \

@@ -66,6 +66,8 @@ struct conf {
                                  back after a path's last one went, s, 0 = off (5) */
     long offer_timeout;       /* "offer_timeout": a notified listener has this long to dial back
                                  before its client goes to another listener of the path, s (5) */
+    long max_parked;          /* "max_parked": parked dial-backs per path, 0 = no parking (16) */
+    long park_timeout;        /* "park_timeout": a parked dial-back is closed after this, s (60) */
     size_t pipe_size;         /* "pipe_size": splice pipe size, bytes (262144) */
     long max_pipes;           /* "max_pipes": pooled+active pipes per shard, 0 = copy only (4096) */
     enum log_level log_level; /* "log_level": error | warn | info | debug (info) */

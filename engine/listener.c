@@ -16,6 +16,7 @@
 
 #define WS_READ_CHUNK 4096
 #define HEAD_101_MAX 256
+#define HEAD_PARK_MAX (HEAD_101_MAX + 3 * 32 + ADDR_STR_MAX + WEBROUTE_ID_MAX)
 #define WAITER_TAIL_MAX (16u << 10) /* one TLS record: a hung-up client's last bytes */
 #define OUT_FRAME_MAX NOTIFY_MAX    /* the largest frame payload we send */
 _Static_assert(OUT_FRAME_MAX >= WS_MAX_CONTROL, "a pong or close frame fits");
@@ -24,6 +25,8 @@ static void listener_event(void *arg, uint32_t events);
 static void listener_ka_cb(struct timer *t);
 static void waiter_timer_cb(struct timer *t);
 static void listener_unlive(struct listener *l);
+static void lpath_close_parked(struct lpath *p, const char *why);
+static void client_link_parked(struct lpath *p, struct handoff *h);
 
 /* ------------------------------------------------------------ output */
 
@@ -144,6 +147,7 @@ static struct lpath *lpath_get(struct shard *sh, const char *path, size_t len)
     dlist_init(&p->listeners);
     dlist_init(&p->told);
     dlist_init(&p->queue);
+    dlist_init(&p->parked);
     if (map_put(&sh->paths, &p->me) < 0) {
         free(p);
         return NULL;
@@ -155,7 +159,8 @@ static struct lpath *lpath_get(struct shard *sh, const char *path, size_t len)
  * left, no walk under way. Callers do not touch p afterwards. */
 static void lpath_put(struct lpath *p)
 {
-    if (p->pins > 0 || p->nlisteners > 0 || p->nwaiting > 0 || timer_armed(&p->grace))
+    if (p->pins > 0 || p->nlisteners > 0 || p->nwaiting > 0 || p->nparked > 0 ||
+        timer_armed(&p->grace))
         return;
     map_del(&p->sh->paths, &p->me);
     free(p);
@@ -190,7 +195,8 @@ static struct listener *lpath_pick(struct lpath *p, const struct listener *avoid
 }
 
 /* l no longer takes new clients. When it was the path's last live one the
- * grace starts (listener_grace; none while draining). */
+ * grace starts (listener_grace; none while draining), else the path's
+ * parked dial-backs are closed (P-PARK-6). */
 static void listener_unlive(struct listener *l)
 {
     struct lpath *p = l->p;
@@ -199,8 +205,12 @@ static void listener_unlive(struct listener *l)
     if (!l->live)
         return;
     l->live = false;
-    if (--p->nlive > 0 || sh->conf.listener_grace <= 0 || sh->draining)
+    if (--p->nlive > 0)
         return;
+    if (sh->conf.listener_grace <= 0 || sh->draining) {
+        lpath_close_parked(p, "no listener left on the path");
+        return;
+    }
     timer_set(&sh->wheel, &p->grace, sh->now + (uint64_t)sh->conf.listener_grace * 1000, grace_cb);
 }
 
@@ -416,6 +426,8 @@ static void grace_cb(struct timer *t)
         waiter_fail(CONTAINER(n, struct waiter, node), 502, "missing_destination",
                     "No listener came back to this path in time");
     }
+    if (p->nlive == 0)
+        lpath_close_parked(p, "no listener came back to the path");
     p->pins--;
     lpath_put(p);
 }
@@ -511,6 +523,7 @@ void lpath_drain(struct lpath *p, bool now)
     timer_del(&sh->wheel, &p->grace);
     fail_list(&p->queue, 503, "shutting_down", "The relay is shutting down");
     fail_list(&p->told, 503, "shutting_down", "The relay is shutting down");
+    lpath_close_parked(p, "shutting down");
     for (n = p->listeners.next; n != &p->listeners; n = n->next)
         fail_list(&CONTAINER(n, struct listener, node)->waiters, 503, "shutting_down",
                   "The relay is shutting down");
@@ -719,7 +732,9 @@ void listener_register(struct shard *sh, struct handoff *h)
     }
     p = lpath_get(sh, h->path, h->path_len);
     l = p ? calloc(1, sizeof(*l)) : NULL;
-    n = wr_build_ws_101(head, sizeof(head), h->ws_accept);
+    /* [ext] The 101 advertises parking when the relay allows it (P-PARK-1). */
+    n = wr_build_ws_101_ext(head, sizeof(head), h->ws_accept,
+                            sh->conf.max_parked > 0 ? "park" : NULL);
     if (!l || n < 0 || out_append(l, head, (size_t)n) < 0) {
         atomic_fetch_sub(&r->nlisteners, 1);
         if (l)
@@ -803,6 +818,10 @@ void client_arrive(struct shard *sh, struct handoff *h)
     if (map_get(&sh->waiters, key, h->path_len + 1 + h->id_len)) {
         log_reject("reject %s: duplicate id on %s", h->peer, h->path);
         conn_reject(r, &h->conn, 409, "duplicate_id", "A client with this WebRoute-ID is waiting");
+        return;
+    }
+    if (p->nparked > 0) {
+        client_link_parked(p, h);
         return;
     }
     if (p->nwaiting >= sh->conf.max_waiting) {
@@ -900,3 +919,211 @@ void dialback_arrive(struct shard *sh, struct handoff *h)
     free(w);
     lpath_put(p);
 }
+
+/* ------------------------------------------------------------ parked */
+
+/* Close a parked dial-back (its path is put by the caller). */
+static void parked_close(struct parked *k, const char *why)
+{
+    struct shard *sh = k->sh;
+
+    dlist_del(&k->node);
+    k->p->nparked--;
+    sh->nparked--;
+    timer_del(&sh->wheel, &k->timer);
+    ev_del_closing(&sh->loop, k->tok);
+    conn_close(sh->relay, &k->c, false);
+    log_info("unpark path=%s server=%s (%s)", k->p->path, k->peer, why);
+    free(k);
+}
+
+static void lpath_close_parked(struct lpath *p, const char *why)
+{
+    while (!dlist_empty(&p->parked)) {
+        STAT_ADD(p->sh->stats.park_drops, 1);
+        parked_close(CONTAINER(p->parked.next, struct parked, node), why);
+    }
+}
+
+/* Bytes or a hang-up before it was linked: it goes (P-PARK-5). */
+static void parked_event(void *arg, uint32_t events)
+{
+    struct parked *k = arg;
+    struct lpath *p = k->p;
+
+    STAT_ADD(k->sh->stats.park_drops, 1);
+    parked_close(k, (events & EV_IN) && !(events & (EV_RDHUP | EV_HUP | EV_ERR))
+                        ? "sent bytes while parked"
+                        : "hung up while parked");
+    lpath_put(p);
+}
+
+static void parked_timer_cb(struct timer *t)
+{
+    struct parked *k = CONTAINER(t, struct parked, timer);
+    struct lpath *p = k->p;
+
+    STAT_ADD(k->sh->stats.park_expiries, 1);
+    parked_close(k, "park_timeout");
+    lpath_put(p);
+}
+
+/* The client side of a link to a parked dial-back. */
+struct park_client {
+    struct xconn c;
+    uint64_t tok; /* its watch, taken over; 0: none */
+    const char *peer, *id, *early, *path;
+    size_t id_len, early_len, path_len;
+    long timeout; /* effective, seconds */
+};
+
+/* Join k (off its path's list, unwatched) and a client: the client gets
+ * its 101 as from a dial-back, k a 101 naming the client (P-PARK-3). k is
+ * freed; on failure both are answered 503. */
+static void park_link(struct parked *k, const struct park_client *pc)
+{
+    struct shard *sh = k->sh;
+    char acc[WEBROUTE_ACCEPT_LEN + 1], hc[HEAD_101_MAX], hs[HEAD_PARK_MAX];
+    int nc = -1, ns = -1;
+    struct link_args la = {.client = pc->c,
+                           .client_tok = pc->tok,
+                           .server = k->c,
+                           .path = pc->path,
+                           .path_len = pc->path_len,
+                           .peer = pc->peer};
+
+    if (wr_accept(pc->id, pc->id_len, acc) == 0) {
+        nc = wr_build_wr_101(hc, sizeof(hc), acc);
+        ns = wr_build_park_101(hs, sizeof(hs), acc, pc->peer, pc->id, pc->id_len, pc->timeout);
+    }
+    if (nc > 0 && ns > 0) {
+        la.to_client = head_for(hc, (size_t)nc, NULL, 0, &la.to_client_len);
+        la.to_server = head_for(hs, (size_t)ns, pc->early, pc->early_len, &la.to_server_len);
+    }
+    la.timeout_s = k->timeout < pc->timeout ? k->timeout : pc->timeout;
+    log_info("link path=%.*s client=%s server=%s timeout=%lds (parked)", (int)pc->path_len,
+             pc->path, pc->peer, k->peer, la.timeout_s);
+    if (!la.to_client || !la.to_server || link_new(sh, &la) < 0) {
+        free(la.to_client);
+        free(la.to_server);
+        ev_del_closing(&sh->loop, pc->tok); /* no-op when link_new already let go */
+        conn_reject(sh->relay, &la.client, 503, "too_many_connections", "Out of resources");
+        conn_reject(sh->relay, &la.server, 503, "too_many_connections", "Out of resources");
+    } else {
+        STAT_ADD(sh->stats.park_links, 1);
+    }
+    free(k);
+}
+
+/* The oldest parked dial-back of p, off the list and unwatched. */
+static struct parked *park_take(struct lpath *p)
+{
+    struct parked *k = CONTAINER(p->parked.next, struct parked, node);
+
+    dlist_del(&k->node);
+    p->nparked--;
+    k->sh->nparked--;
+    timer_del(&k->sh->wheel, &k->timer);
+    ev_del(&k->sh->loop, k->tok);
+    k->tok = 0;
+    return k;
+}
+
+/* A client arriving on a path with a parked dial-back: linked at once, no
+ * notification (P-PARK-3). */
+static void client_link_parked(struct lpath *p, struct handoff *h)
+{
+    struct park_client pc = {.c = h->conn,
+                             .peer = h->peer,
+                             .id = h->id,
+                             .id_len = h->id_len,
+                             .early = h->early,
+                             .early_len = h->early_len,
+                             .path = h->path,
+                             .path_len = h->path_len,
+                             .timeout = side_timeout(p->sh, h->timeout)};
+
+    park_link(park_take(p), &pc);
+    lpath_put(p);
+}
+
+/* A dial-back parked while a client waits in the queue (grace): linked to
+ * the oldest at once (P-PARK-7). */
+static void park_link_waiter(struct parked *k, struct waiter *w)
+{
+    struct lpath *p = w->p;
+    struct park_client pc = {.c = w->c,
+                             .tok = w->tok,
+                             .peer = w->peer,
+                             .id = w->key + w->path_len + 1,
+                             .id_len = w->id_len,
+                             .early = w->early,
+                             .early_len = w->early_len,
+                             .path = w->key,
+                             .path_len = w->path_len,
+                             .timeout = w->timeout};
+
+    waiter_unlink(w);
+    park_link(k, &pc);
+    free(w->early);
+    free(w);
+    lpath_put(p);
+}
+
+static int park_refuse(struct shard *sh, struct handoff *h, int status, const char *code,
+                       const char *msg)
+{
+    log_reject("reject %s: park on %s: %d %s", h->peer, h->path, status, code);
+    conn_reject(sh->relay, &h->conn, status, code, msg);
+    return -1;
+}
+
+/* Whether p takes one more parked dial-back (P-PARK-2, P-PARK-4, P-PARK-5);
+ * -1 when h was refused. */
+static int park_admit(struct shard *sh, struct lpath *p, struct handoff *h)
+{
+    if (!lpath_open(p))
+        return park_refuse(sh, h, 502, "missing_destination", "No listener on this path");
+    if (h->early_len || xconn_pending(&h->conn))
+        return park_refuse(sh, h, 400, "invalid_request",
+                           "A parked dial-back sends nothing before it is linked");
+    if (p->nparked >= sh->conf.max_parked)
+        return park_refuse(sh, h, 503, "too_many_connections",
+                           "Too many parked dial-backs on this path");
+    return 0;
+}
+
+void park_arrive(struct shard *sh, struct handoff *h)
+{
+    struct lpath *p = lpath_find(sh, h->path, h->path_len);
+    struct parked *k;
+
+    if (park_admit(sh, p, h) < 0)
+        return;
+    k = calloc(1, sizeof(*k));
+    if (!k) {
+        park_refuse(sh, h, 503, "too_many_connections", "Out of memory");
+        return;
+    }
+    k->sh = sh;
+    k->p = p;
+    k->c = h->conn;
+    k->timeout = side_timeout(sh, h->timeout);
+    snprintf(k->peer, sizeof(k->peer), "%s", h->peer);
+    if (!dlist_empty(&p->queue)) {
+        park_link_waiter(k, CONTAINER(p->queue.next, struct waiter, node));
+        return;
+    }
+    if (ev_add(&sh->loop, k->c.fd, EV_IN | EV_RDHUP, parked_event, k, &k->tok) < 0) {
+        free(k);
+        park_refuse(sh, h, 503, "too_many_connections", "Cannot watch");
+        return;
+    }
+    dlist_add_tail(&p->parked, &k->node);
+    p->nparked++;
+    sh->nparked++;
+    timer_set(&sh->wheel, &k->timer, sh->now + (uint64_t)sh->conf.park_timeout * 1000,
+              parked_timer_cb);
+    log_debug("park path=%s server=%s (%ld on the path)", p->path, k->peer, p->nparked);
+}
+

@@ -84,16 +84,33 @@ struct listener {
     char peer[ADDR_STR_MAX];
 };
 
-/* A path's pool: its listeners (up to listeners_per_path live ones) and
- * the clients not offered to one of them. In the shard's path map under
- * the path; lives while it has a listener, a waiter or grace left (later
- * parked dial-backs would hang here too). */
+/* [ext] A parked dial-back (docs/PROTOCOL.md P-PARK-*): a server-side
+ * connection held unanswered on its path's list until a client arrives
+ * (then linked at once), it sends a byte or hangs up, its path closes, or
+ * park_timeout passes. */
+struct parked {
+    struct dlist node; /* its path's parked list, oldest first */
+    struct lpath *p;
+    struct shard *sh;
+    struct xconn c;
+    uint64_t tok;
+    long timeout;       /* effective, seconds (its WebRoute-Timeout) */
+    struct timer timer; /* park_timeout */
+    char peer[ADDR_STR_MAX];
+};
+
+/* A path's pool: its listeners (up to listeners_per_path live ones), the
+ * clients not offered to one of them, and its parked dial-backs. In the
+ * shard's path map under the path; lives while it has a listener, a
+ * waiter, a parked dial-back or grace left. */
 struct lpath {
     struct map_entry me;
     struct shard *sh;
     struct dlist listeners; /* struct listener.node, oldest first */
     struct dlist told;      /* W_TOLD waiters */
     struct dlist queue;     /* W_QUEUED waiters, in arrival order */
+    struct dlist parked;    /* struct parked.node, oldest first */
+    long nparked;           /* on the list (max_parked) */
     int nlisteners, nlive;
     long nwaiting; /* all its waiters, whatever their state (max_waiting) */
     uint64_t picks;
@@ -109,6 +126,7 @@ struct lpath {
 void listener_register(struct shard *sh, struct handoff *h);
 void client_arrive(struct shard *sh, struct handoff *h);
 void dialback_arrive(struct shard *sh, struct handoff *h);
+void park_arrive(struct shard *sh, struct handoff *h);
 
 /* Close now: its waiters go to the path's other listeners, else wait for
  * one within the grace, else get 502; frees l. */

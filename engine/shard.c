@@ -86,6 +86,8 @@ static void shard_handle(struct shard *s, struct handoff *h)
             listener_register(s, h);
         else if (h->kind == WR_CLIENT)
             client_arrive(s, h);
+        else if (h->kind == WR_PARK)
+            park_arrive(s, h);
         else
             dialback_arrive(s, h);
         break;
@@ -174,6 +176,7 @@ bool shard_turn(struct shard *s)
     STAT_SET(s->stats.listeners, (uint64_t)s->nlisteners);
     STAT_SET(s->stats.waiting, (uint64_t)s->waiters.count);
     STAT_SET(s->stats.pipes, (uint64_t)s->pool.live);
+    STAT_SET(s->stats.parked, (uint64_t)s->nparked);
     pathstat_tick(s);
     return s->draining && ((s->nlinks == 0 && s->paths.count == 0) || s->now >= s->drain_deadline);
 }

@@ -36,6 +36,7 @@ struct shard {
     struct handoff *qhead, *qtail;
     struct map paths; /* struct lpath by path: listeners and waiting clients */
     long nlisteners;
+    long nparked; /* parked dial-backs on all its paths */
     struct map waiters;
     struct pipepool pool;
     struct dlist links;

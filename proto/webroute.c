@@ -210,6 +210,39 @@ int wr_build_wr_101(char *out, size_t cap, const char *wr_accept)
     return build_101(out, cap, "webroute", "Sec-WebRoute-Accept", wr_accept);
 }
 
+int wr_build_ws_101_ext(char *out, size_t cap, const char *ws_accept, const char *ext)
+{
+    int n;
+
+    if (!ext)
+        return wr_build_ws_101(out, cap, ws_accept);
+    n = snprintf(out, cap,
+                 "HTTP/1.1 101 Switching Protocols\r\n"
+                 "Upgrade: websocket\r\n"
+                 "Connection: Upgrade\r\n"
+                 "Sec-WebSocket-Accept: %s\r\n" WR_EXT_HEADER ": %s\r\n\r\n",
+                 ws_accept, ext);
+    return (n < 0 || (size_t)n >= cap) ? -1 : n;
+}
+
+int wr_build_park_101(char *out, size_t cap, const char *wr_accept, const char *addr,
+                      const char *id, size_t id_len, long timeout)
+{
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: webroute\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebRoute-Accept: %s\r\n" WR_CLIENT_ADDR_HEADER ": %s\r\n"
+                     WR_CLIENT_ID_HEADER ": %.*s\r\n" WR_CLIENT_TIMEOUT_HEADER ": %ld\r\n\r\n",
+                     wr_accept, addr, (int)id_len, id, timeout);
+    return (n < 0 || (size_t)n >= cap) ? -1 : n;
+}
+
+int wr_wants_park(const struct http1_request *req)
+{
+    return header_is(req, WR_PARK_HEADER, "1");
+}
+
 int wr_build_error(char *out, size_t cap, const struct wr_error *err)
 {
     char msg[WR_ERROR_TEXT_MAX];

@@ -23,7 +23,15 @@ enum wr_kind {
     WR_LISTENER = 1, /* server key + WebSocket upgrade */
     WR_CLIENT,       /* client key + WebRoute upgrade */
     WR_DIALBACK,     /* server key + WebRoute upgrade */
+    WR_PARK,         /* [ext] a dial-back with X-Rapi-Park: 1, parked for the next client
+                        (docs/PROTOCOL.md P-PARK-*); wr_classify never returns it */
 };
+
+#define WR_PARK_HEADER "X-Rapi-Park"     /* [ext] on a dial-back head: "1" parks it */
+#define WR_EXT_HEADER "X-Rapi-Ext"       /* [ext] on the listener's 101: "park" */
+#define WR_CLIENT_ADDR_HEADER "X-Rapi-Client-Addr" /* [ext] on a parked 101 */
+#define WR_CLIENT_ID_HEADER "X-Rapi-Client-Id"
+#define WR_CLIENT_TIMEOUT_HEADER "X-Rapi-Client-Timeout"
 
 struct wr_request {
     enum wr_kind kind;
@@ -97,6 +105,16 @@ long wr_effective_timeout(long header_timeout, long relay_default, long floor);
  *    Connection: Upgrade\r\nSec-WebRoute-Accept: <accept>\r\n\r\n" */
 int wr_build_ws_101(char *out, size_t cap, const char *ws_accept);
 int wr_build_wr_101(char *out, size_t cap, const char *wr_accept);
+/* [ext] The listener's 101 with "X-Rapi-Ext: <ext>" before the blank line
+ * (ext NULL: wr_build_ws_101), and a parked connection's 101 (P-PARK-3):
+ * wr_build_wr_101's head plus "X-Rapi-Client-Addr: <addr>",
+ * "X-Rapi-Client-Id: <id>" and "X-Rapi-Client-Timeout: <timeout>". Same
+ * contract as above. */
+int wr_build_ws_101_ext(char *out, size_t cap, const char *ws_accept, const char *ext);
+int wr_build_park_101(char *out, size_t cap, const char *wr_accept, const char *addr,
+                      const char *id, size_t id_len, long timeout);
+/* [ext] Whether a head asks to be parked: X-Rapi-Park present once, "1". */
+int wr_wants_park(const struct http1_request *req);
 
 /* What one of our request heads carries (SDK and rapi-bench build them).
  * Strings are NUL-terminated, except key (key_len bytes, a secret). */

@@ -55,6 +55,8 @@ Test(conf, defaults)
     cr_assert_eq(c.listeners_per_path, 1);
     cr_assert_eq(c.listener_grace, 5);
     cr_assert_eq(c.offer_timeout, 5);
+    cr_assert_eq(c.max_parked, 16);
+    cr_assert_eq(c.park_timeout, 60);
     cr_assert_eq(c.pipe_size, 262144);
     cr_assert_eq(c.max_pipes, 4096);
     cr_assert_eq(c.log_level, LOG_INFO);
@@ -70,7 +72,7 @@ Test(conf, keywords_list_matches_table)
     for (; conf_keywords[n] != NULL; n++)
         cr_assert_str_eq(conf_keywords[n], conf_rows[n].name);
     cr_assert_eq(n, CONF_NROWS);
-    cr_assert_eq(n, 33);
+    cr_assert_eq(n, 35);
 }
 
 Test(conf, defaults_in_table_are_what_conf_defaults_sets)
@@ -132,6 +134,9 @@ Test(conf, good_values)
         {"listener_grace", "30", 30},
         {"offer_timeout", "1", 1},
         {"offer_timeout", "86400", 86400},
+        {"max_parked", "0", 0},
+        {"max_parked", "64", 64},
+        {"park_timeout", "1", 1},
         {"pipe_size", "4096", 4096},
         {"pipe_size", "4k", 4096},
         {"pipe_size", "65537", 65537},
@@ -183,6 +188,8 @@ Test(conf, bad_values)
         {"listener_grace", "-1", 0},
         {"listener_grace", "86401", 0},
         {"offer_timeout", "0", 0},
+        {"max_parked", "-1", 0},
+        {"park_timeout", "0", 0},
         {"max_headers", "1k", 0},
         {"auth_fail_rate", "0", 0},
         {"auth_fail_rate", "1000001", 0},

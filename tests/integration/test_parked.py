@@ -1,0 +1,194 @@
+"""Parked dial-backs, 0-RTT linking (docs/PROTOCOL.md P-PARK-*;
+rapi-server.conf(5) max_parked, park_timeout; librapi(3) rapi_listener_park;
+rapi(1) expose --park)."""
+
+import time
+
+import pytest
+
+from relay import (SLOW, assert_wr_101, build_request, expect_error, listener_headers, new_ws_key,
+                   random_token, wait_until, webroute_headers, wr_accept)
+from test_admin import admin_addr, metrics
+
+PARK = ("X-Rapi-Park", "1")
+
+
+def park(relay, path, key=None, timeout=None, extra=b""):
+    """Send a park request (a dial-back head with X-Rapi-Park: 1). No answer
+    is read: a parked connection gets none until a client comes."""
+    h = webroute_headers(key or relay.server_key, "park-" + random_token(16), timeout) + [PARK]
+    return relay.request(build_request(path, h) + extra)
+
+
+def nparked(relay):
+    return metrics(admin_addr(relay))["rapi_parked"]
+
+
+def wait_parked(relay, n):
+    wait_until(lambda: nparked(relay) == n, 3.0 * SLOW, what="%d parked" % n)
+
+
+def assert_park_101(resp, conn, wrid, timeout):
+    """The parked connection's answer: the dial-back 101 plus the client's
+    address, ID and timeout (P-PARK-3)."""
+    assert resp.status == 101, resp
+    assert resp.header("Sec-WebRoute-Accept") == wr_accept(wrid), resp
+    assert resp.header("X-Rapi-Client-Addr") == conn.local_addr(), resp
+    assert resp.header("X-Rapi-Client-Id") == wrid, resp
+    assert resp.header("X-Rapi-Client-Timeout") == str(timeout), resp
+
+
+@pytest.mark.all_modes
+def test_parked_links_at_once_without_notification(start_relay):
+    """P-PARK-1, P-PARK-3: the listener's 101 advertises parking; a client
+    on a path with a parked dial-back is linked at once, the listener gets
+    no notification, the parked side learns the client; bytes both ways
+    are exact, and half-close is carried."""
+    relay = start_relay(admin="127.0.0.1:0")
+    ws_key = new_ws_key()
+    c = relay.request(build_request("/pk/", listener_headers(relay.server_key, ws_key)))
+    resp = c.read_head()
+    assert resp.header("X-Rapi-Ext") == "park", resp
+    from relay import WSConn
+    lst = WSConn(c, "/pk/")
+    s = park(relay, "/pk/")
+    wait_parked(relay, 1)
+    s.expect_silence(0.2)
+    client, wrid = relay.client("/pk/", timeout=90, extra=b"early")
+    assert_wr_101(client.read_head(), wrid)
+    assert_park_101(s.read_head(), client, wrid, 90)
+    assert s.recv_exact(5) == b"early"
+    data = bytes(range(256)) * 400
+    client.send(data)
+    assert s.recv_exact(len(data)) == data
+    s.send(data[::-1])
+    assert client.recv_exact(len(data)) == data[::-1]
+    client.shutdown_wr()
+    s.expect_eof()
+    s.send(b"tail")
+    assert client.recv_exact(4) == b"tail"
+    s.shutdown_wr()
+    client.expect_eof()
+    lst.expect_no_frame(0.3)
+    m = metrics(admin_addr(relay))
+    assert m["rapi_park_links_total"] == 1 and m["rapi_parked"] == 0
+
+
+def test_parked_oldest_first_then_notification(start_relay):
+    """P-PARK-3: parked dial-backs are used oldest first; once none is left
+    a client is notified as usual."""
+    relay = start_relay(admin="127.0.0.1:0")
+    lst = relay.register("/pk2/")
+    s1, s2 = park(relay, "/pk2/"), park(relay, "/pk2/")
+    wait_parked(relay, 2)
+    c1, id1 = relay.client("/pk2/")
+    assert_park_101(s1.read_head(), c1, id1, 60)
+    c2, id2 = relay.client("/pk2/")
+    assert_park_101(s2.read_head(), c2, id2, 60)
+    c3, id3 = relay.client("/pk2/")
+    _, note = lst.notification()
+    assert note["id"] == id3
+    d = relay.dialback("/pk2/", id3)
+    assert_wr_101(d.read_head(), id3)
+    assert_wr_101(c3.read_head(), id3)
+
+
+def test_park_expires(start_relay):
+    """P-PARK-4: a parked dial-back unused for park_timeout is closed and
+    counted."""
+    relay = start_relay(admin="127.0.0.1:0", park_timeout=1)
+    relay.register("/exp/")
+    s = park(relay, "/exp/")
+    wait_parked(relay, 1)
+    s.expect_eof(timeout=3.0 * SLOW)
+    wait_parked(relay, 0)
+    assert metrics(admin_addr(relay))["rapi_park_expiries_total"] == 1
+
+
+def test_park_caps(start_relay):
+    """P-PARK-4: beyond max_parked on a path: 503; other paths unaffected;
+    parked connections count against max_connections."""
+    relay = start_relay(admin="127.0.0.1:0", max_parked=2, max_connections=5)
+    relay.register("/cap/")
+    relay.register("/cap2/")
+    park(relay, "/cap/"), park(relay, "/cap/")
+    wait_parked(relay, 2)
+    expect_error(park(relay, "/cap/"), 503, "too_many_connections")
+    park(relay, "/cap2/")
+    wait_parked(relay, 3)
+    # 2 listeners + 3 parked = max_connections: the next socket is refused.
+    c, _ = relay.client("/cap/")
+    expect_error(c, 503, "too_many_connections")
+
+
+def test_park_bytes_before_link_closed(start_relay):
+    """P-PARK-5: a parked dial-back that sends anything, with its head or
+    later, is closed."""
+    relay = start_relay(admin="127.0.0.1:0")
+    relay.register("/bytes/")
+    expect_error(park(relay, "/bytes/", extra=b"x"), 400, "invalid_request")
+    s = park(relay, "/bytes/")
+    wait_parked(relay, 1)
+    s.send(b"x")
+    s.expect_eof()
+    wait_parked(relay, 0)
+    assert metrics(admin_addr(relay))["rapi_park_drops_total"] == 1
+    c, wrid = relay.client("/bytes/")
+    c.expect_silence(0.2)   # notified as usual, not linked to the dropped one
+
+
+def test_park_refusals(start_relay):
+    """P-PARK-2: only the server key parks (the client key: 400); no
+    listener on the path: 502; a wrong key: 403."""
+    relay = start_relay()
+    relay.register("/ref/")
+    expect_error(park(relay, "/ref/", key=relay.client_key), 400, "invalid_request")
+    expect_error(park(relay, "/none/"), 502, "missing_destination")
+    expect_error(park(relay, "/ref/", key="wrong" + random_token(8)), 403,
+                 "invalid_missing_apikey")
+
+
+@pytest.mark.parametrize("how", ["ws-close", "tcp-close"])
+def test_listener_leaves_parked_closed(start_relay, how):
+    """P-PARK-6: when the path's last listener goes (no grace), its parked
+    dial-backs are closed."""
+    relay = start_relay(admin="127.0.0.1:0", listener_grace=0)
+    lst = relay.register("/lv/")
+    s = park(relay, "/lv/")
+    wait_parked(relay, 1)
+    if how == "ws-close":
+        lst.send_frame(0x8, b"\x03\xe8")
+        lst.expect_closed()
+    else:
+        lst.close()
+    s.expect_eof()
+    wait_parked(relay, 0)
+
+
+def test_grace_queued_client_linked_to_new_park(start_relay):
+    """P-PARK-7: during a grace, a dial-back parked on the path is linked at
+    once to the oldest waiting client; with no listener back by the grace's
+    end the parked ones are closed."""
+    relay = start_relay(admin="127.0.0.1:0", listener_grace=2)
+    lst = relay.register("/gr/")
+    lst.close()
+    c, wrid = relay.client("/gr/")
+    c.expect_silence(0.3)
+    s = park(relay, "/gr/")
+    assert_park_101(s.read_head(), c, wrid, 60)
+    assert_wr_101(c.read_head(), wrid)
+    c.send(b"hi")
+    assert s.recv_exact(2) == b"hi"
+    s2 = park(relay, "/gr/")
+    s2.expect_eof(timeout=4.0 * SLOW)
+
+
+def test_park_off_is_the_original_relay(start_relay):
+    """P-PARK-8: with max_parked 0 nothing is advertised and a park request
+    is an ordinary dial-back (404 unknown_route)."""
+    relay = start_relay(max_parked=0)
+    ws_key = new_ws_key()
+    c = relay.request(build_request("/off/", listener_headers(relay.server_key, ws_key)))
+    assert c.read_head().header("X-Rapi-Ext") is None
+    expect_error(park(relay, "/off/"), 404, "unknown_route")
+    time.sleep(0)
