@@ -31,7 +31,7 @@ struct connect_conn {
 static void connect_usage(FILE *f)
 {
     fprintf(f, "usage: rapi connect URL [URL...] [--listen ADDR:PORT] [options]\n"
-               "  URL is rwr://[KEY@]relay[:port]/path, or a space-separated chain.\n"
+               "  URL is rwr[s]://[KEY@]relay[:port]/path, or a space-separated chain.\n"
                "  Several URLs are alternatives, tried in random order until one\n"
                "  connects (failing over on no answer, 502 and 503).\n"
                "  Without --listen, stdin/stdout are the tunnel (ssh ProxyCommand).\n"
@@ -40,6 +40,7 @@ static void connect_usage(FILE *f)
                "  --timeout SECONDS       WebRoute-Timeout sent to the relay\n"
                "  --connect-timeout SECS  give up setting a tunnel up after this (75)\n"
                "  --attempt-timeout SECS  move on from a relay silent this long (10)\n"
+               "  --ca FILE               CA bundle for rwrs:// (else $RAPI_CA_FILE, system CAs)\n"
                "  -v, -q                  more / less logging\n"
                "  -h                      this help\n"
                "Keys: --key-file, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n");
@@ -156,6 +157,7 @@ int cli_connect(int argc, char **argv)
                                        {"timeout", required_argument, NULL, 'T'},
                                        {"connect-timeout", required_argument, NULL, 'C'},
                                        {"attempt-timeout", required_argument, NULL, 'A'},
+                                       {"ca", required_argument, NULL, 'c'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     static struct connect_cfg cfg; /* shared with the connection threads */
@@ -168,6 +170,9 @@ int cli_connect(int argc, char **argv)
         switch (c) {
         case 'l':
             listen_at = optarg;
+            break;
+        case 'c':
+            cfg.o.ca_file = optarg;
             break;
         case 'C':
             cfg.o.timeout_ms = (int)(strtol(optarg, NULL, 10) * 1000);

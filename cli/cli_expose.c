@@ -29,13 +29,14 @@ struct expose_conn {
 static void expose_usage(FILE *f)
 {
     fprintf(f, "usage: rapi expose URL [URL...] --to HOST:PORT [options]\n"
-               "  URL is rws://[KEY@]relay[:port]/path; every client of that path is\n"
+               "  URL is rws[s]://[KEY@]relay[:port]/path; every client of that path is\n"
                "  joined to a new connection to HOST:PORT. Several URLs (and every\n"
                "  address of a relay name) are all registered: no relay is needed alone.\n"
                "  --to HOST:PORT          the local server (required)\n"
                "  --proxy-protocol v2     send a PROXY v2 header with the client's address\n"
                "  --key-file FILE         server key (relay key file or bare key)\n"
                "  --timeout SECONDS       WebRoute-Timeout sent on dial-backs\n"
+               "  --ca FILE               CA bundle for rwss:// (else $RAPI_CA_FILE, system CAs)\n"
                "  -v, -q                  more / less logging\n"
                "  -h                      this help\n"
                "Keys: --key-file, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n");
@@ -134,6 +135,7 @@ static int expose_parse(int argc, char **argv, struct expose_cfg *cfg, struct ra
                                        {"proxy-protocol", required_argument, NULL, 'p'},
                                        {"key-file", required_argument, NULL, 'k'},
                                        {"timeout", required_argument, NULL, 'T'},
+                                       {"ca", required_argument, NULL, 'c'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     int c;
@@ -144,6 +146,9 @@ static int expose_parse(int argc, char **argv, struct expose_cfg *cfg, struct ra
         switch (c) {
         case 't':
             cfg->to = optarg;
+            break;
+        case 'c':
+            o->ca_file = optarg;
             break;
         case 'p':
             if (strcmp(optarg, "v2") != 0)
@@ -187,7 +192,7 @@ int cli_expose(int argc, char **argv)
     rc = rapi_listen_multi(&l, urls, (size_t)n, key[0] ? key : NULL, &o, &err);
     explicit_bzero(key, sizeof(key));
     if (rc < 0) {
-        fprintf(stderr, "rapi: expose: %s\n", err.message);
+        fprintf(stderr, "rapi: expose: %s (%s)\n", err.message, rapi_code_name(err.code));
         return 2;
     }
     cli_urls_safe(urls, n, safe, sizeof(safe));

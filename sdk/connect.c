@@ -40,8 +40,9 @@ struct rapi_connector {
     const char *chain;     /* alts[cands[cur].alt] */
     size_t chain_len, pos;
     struct rapi_url hop;
-    char key[URL_KEY_MAX]; /* for hops without their own key */
-    struct rapi_connect_opts o;
+    char key[URL_KEY_MAX];      /* for hops without their own key */
+    struct rapi_connect_opts o; /* o.ca_file points at ca_copy */
+    char *ca_copy;
     char id[WR_ID_LEN + 1];
     uint64_t deadline;     /* 0: none */
     uint64_t try_deadline; /* this candidate's, 0: none */
@@ -86,8 +87,11 @@ static int cn_next_hop(struct rapi_connector *c)
     }
     if (url_parse(elem, elen, &c->hop) < 0)
         return cn_fail_code(c, RAPI_E_URL, "malformed rwr:// URL in the chain");
-    if (c->hop.tls)
-        return cn_fail_code(c, RAPI_E_UNSUPPORTED, "rwrs:// (TLS) is not supported by this build");
+    if (c->hop.tls && c->m.tls == NULL) {
+        int rc = sdktls_new(c->o.ca_file, &c->m.tls, &c->err);
+        if (rc < 0)
+            return cn_fail(c, rc);
+    }
     return 1;
 }
 
@@ -155,6 +159,8 @@ static void cn_opts(struct rapi_connector *c, const char *key, const struct rapi
 {
     if (opts)
         c->o = *opts;
+    if (c->o.ca_file) /* a chain's later TLS hop needs it after start returns */
+        c->o.ca_file = c->ca_copy = strdup(c->o.ca_file);
     if (c->o.timeout_ms == 0)
         c->o.timeout_ms = CONNECT_DEFAULT_TIMEOUT_MS;
     if (c->o.attempt_timeout_ms == 0)
@@ -415,6 +421,8 @@ RAPI_API void rapi_connector_free(struct rapi_connector *c)
     if (c == NULL)
         return;
     hsm_clear(&c->m);
+    sdktls_unref(c->m.tls);
+    free(c->ca_copy);
     for (i = 0; i < c->nalts; i++) {
         explicit_bzero(c->alts[i], strlen(c->alts[i]));
         free(c->alts[i]);

@@ -3,6 +3,7 @@
  * librapi. Acts on one struct hsm / struct hs and its fd only. */
 #define RAPI_BUILDING 1
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,10 +215,59 @@ static int hs_check_wr(const struct hs *h, const char *id, struct rapi_error *er
 
 /* ------------------------------------------------------------ machine */
 
+/* Start the TLS handshake on the connected fd. */
+static int hsm_tls_begin(struct hsm *m, struct rapi_error *err)
+{
+    int rc;
+
+    if (m->tls == NULL) {
+        err_set(err, RAPI_E_UNSUPPORTED, 0, "TLS relay URL without a TLS context");
+        return -EPROTONOSUPPORT;
+    }
+    rc = sdktls_conn(m->tls, m->fd, m->host, m->port, &m->tc);
+    if (rc < 0) {
+        err_set(err, RAPI_E_SYSTEM, -rc, "TLS: %s", strerror(-rc));
+        return rc;
+    }
+    m->tls_want = TLS_WANT_OUT;
+    m->st = HSM_TLS;
+    return 0;
+}
+
+/* Drive the TLS handshake; once done, a pump thread takes the TLS
+ * connection and its fd, and the machine goes on over the pump's
+ * socketpair end as over a plain socket. */
+static int hsm_tls_step(struct hsm *m, struct rapi_error *err)
+{
+    int rc = tls_conn_handshake(m->tc, &m->tls_want), fd, dupfd;
+
+    if (rc == -EAGAIN)
+        return rc;
+    if (rc < 0)
+        return sdktls_fail(m->tc, rc, m->where, err);
+    if ((dupfd = fcntl(m->fd, F_DUPFD_CLOEXEC, 0)) == -1) {
+        err_set(err, RAPI_E_SYSTEM, errno, "dup: %s", strerror(errno));
+        return -errno;
+    }
+    tls_conn_set_fd(m->tc, dupfd);
+    fd = sdktls_pump(m->tls, m->tc, m->host, m->port, err);
+    if (fd < 0) {
+        tls_conn_set_fd(m->tc, m->fd);
+        close(dupfd);
+        return fd;
+    }
+    m->tc = NULL; /* the pump owns it and dupfd now */
+    m->hold = m->fd;
+    m->fd = fd;
+    m->st = HSM_SEND;
+    return 0;
+}
+
 void hsm_init(struct hsm *m)
 {
     memset(m, 0, sizeof(*m));
     m->fd = -1;
+    m->hold = -1;
     m->st = HSM_IDLE;
 }
 
@@ -235,7 +285,17 @@ static int hsm_prepared(struct hsm *m, int n, struct rapi_error *err)
     m->req_off = 0;
     hs_init(&m->hs);
     m->st = m->fd >= 0 ? HSM_SEND : HSM_IDLE;
+    if (m->fd >= 0 && m->use_tls) /* the next hop inside a tunnel, over TLS */
+        return hsm_tls_begin(m, err);
     return 0;
+}
+
+/* The relay u names: TLS or not, and the name to check its certificate against. */
+static void hsm_target(struct hsm *m, const struct rapi_url *u)
+{
+    m->use_tls = u->tls;
+    m->port = u->port;
+    snprintf(m->host, sizeof(m->host), "%s", u->host);
 }
 
 int hsm_ws_request(struct hsm *m, const struct rapi_url *u, const char *key, struct rapi_error *err)
@@ -247,6 +307,7 @@ int hsm_ws_request(struct hsm *m, const struct rapi_url *u, const char *key, str
         return -EIO;
     }
     m->kind = HSM_WS;
+    hsm_target(m, u);
     snprintf(m->proof, sizeof(m->proof), "%s", ws_key);
     return hsm_prepared(m, wire_ws_request(m->req, sizeof(m->req), u, key, ws_key), err);
 }
@@ -255,6 +316,7 @@ int hsm_wr_request(struct hsm *m, const struct rapi_url *u, const char *key, con
                    long timeout, struct rapi_error *err)
 {
     m->kind = HSM_WR;
+    hsm_target(m, u);
     if (strlen(id) >= sizeof(m->proof)) {
         err_set(err, RAPI_E_PROTOCOL, 0, "WebRoute-ID too long");
         return -EINVAL;
@@ -335,6 +397,12 @@ int hsm_step(struct hsm *m, struct rapi_error *err)
         if ((rc = hsm_connected(m, err)) < 0)
             return rc == -EAGAIN ? rc : hsm_fail(m, rc);
         m->st = HSM_SEND;
+        if (m->use_tls && (rc = hsm_tls_begin(m, err)) < 0)
+            return hsm_fail(m, rc);
+        /* fall through */
+    case HSM_TLS:
+        if (m->st == HSM_TLS && (rc = hsm_tls_step(m, err)) < 0)
+            return rc == -EAGAIN ? rc : hsm_fail(m, rc);
         /* fall through */
     case HSM_SEND:
         rc = anet_send_nb(m->fd, m->req, m->req_len, &m->req_off);
@@ -366,7 +434,16 @@ int hsm_step(struct hsm *m, struct rapi_error *err)
 
 int hsm_events(const struct hsm *m)
 {
+    if (m->st == HSM_TLS)
+        return (m->tls_want & TLS_WANT_OUT) ? POLLOUT : POLLIN;
     return m->st == HSM_CONNECT || m->st == HSM_SEND ? POLLOUT : POLLIN;
+}
+
+static void hsm_drop_hold(struct hsm *m)
+{
+    if (m->hold >= 0)
+        close(m->hold);
+    m->hold = -1;
 }
 
 int hsm_take(struct hsm *m)
@@ -377,11 +454,15 @@ int hsm_take(struct hsm *m)
         return -EINVAL;
     m->fd = -1;
     m->st = HSM_IDLE;
+    hsm_drop_hold(m);
     return fd;
 }
 
 void hsm_close(struct hsm *m)
 {
+    tls_conn_free(m->tc);
+    m->tc = NULL;
+    hsm_drop_hold(m);
     if (m->fd >= 0)
         close(m->fd);
     m->fd = -1;

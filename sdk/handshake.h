@@ -13,10 +13,12 @@
 #include "proto/webroute.h"
 #include "proto/ws.h"
 #include "sdk/sdk_int.h"
+#include "sdk/sdktls.h"
 
 enum hsm_state {
     HSM_IDLE,    /* no request prepared yet (or taken) */
     HSM_CONNECT, /* TCP connect in progress (poll for writable) */
+    HSM_TLS,     /* TLS handshake (rwss/rwrs); when done, fd becomes a pump's socketpair end */
     HSM_SEND,    /* request head being sent */
     HSM_READ,    /* answer head (and an error answer's body) being read */
     HSM_DONE,    /* a valid 101: the fd is a WebSocket / WebRoute tunnel */
@@ -29,7 +31,15 @@ enum hsm_kind {
 };
 
 struct hsm {
-    int fd; /* -1 when none */
+    int fd; /* -1 when none; a TLS relay's: the pump's socketpair end once past HSM_TLS */
+    struct sdktls *tls;  /* set by the owner for TLS URLs (borrowed); NULL: plain */
+    struct tls_conn *tc; /* during HSM_TLS */
+    unsigned tls_want;   /* TLS_WANT_* during HSM_TLS */
+    int hold;      /* past HSM_TLS: the relay socket's original fd (the pump has a dup), kept open
+                      until hsm_take/hsm_close so that an owner's epoll entry for it stays valid */
+    bool use_tls;  /* the request's URL is rwss/rwrs/wrs */
+    unsigned port; /* the relay's port, for the TLS session cache */
+    char host[URL_HOST_MAX]; /* the relay's host name: TLS SNI and name check */
     enum hsm_state st;
     enum hsm_kind kind;
     char proof[WEBROUTE_ID_MAX + 1]; /* the WebRoute-ID or Sec-WebSocket-Key sent */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sdk/handshake.c"
+#include "sdk/sdktls.c"
 #include "sdk/sdkerr.c"
 #include "sdk/wire.c"
 
