@@ -398,10 +398,8 @@ RAPI_API int rapi_connect_step(struct rapi_connector *c, struct rapi_error *err)
     return rc;
 }
 
-RAPI_API int rapi_connector_take(struct rapi_connector *c, char *rest, size_t rest_cap)
+static int cn_take_rest(struct rapi_connector *c, char *rest, size_t rest_cap)
 {
-    int rc;
-
     if (c->st != CN_DONE || c->m.fd < 0)
         return -EINVAL;
     if (rest != NULL && rest_cap > 0) {
@@ -410,8 +408,29 @@ RAPI_API int rapi_connector_take(struct rapi_connector *c, char *rest, size_t re
         memcpy(rest, c->rest, c->rest_len);
         rest[c->rest_len] = '\0';
     }
-    rc = anet_set_nonblock(c->m.fd, false); /* the user's socket blocks */
-    return rc < 0 ? rc : hsm_take(&c->m);
+    return 0;
+}
+
+RAPI_API int rapi_connector_take(struct rapi_connector *c, char *rest, size_t rest_cap)
+{
+    int rc = cn_take_rest(c, rest, rest_cap), fd;
+
+    if (rc < 0)
+        return rc;
+    fd = hsm_take(&c->m, &c->err); /* over TLS: a pump's socketpair end */
+    if (fd < 0)
+        return fd;
+    rc = anet_set_nonblock(fd, false); /* the user's socket blocks */
+    if (rc < 0)
+        close(fd);
+    return rc < 0 ? rc : fd;
+}
+
+int cn_take_raw(struct rapi_connector *c, char *rest, size_t rest_cap, struct tls_conn **tc)
+{
+    int rc = cn_take_rest(c, rest, rest_cap);
+
+    return rc < 0 ? rc : hsm_take_raw(&c->m, tc);
 }
 
 RAPI_API void rapi_connector_free(struct rapi_connector *c)
@@ -432,9 +451,9 @@ RAPI_API void rapi_connector_free(struct rapi_connector *c)
     free(c);
 }
 
-RAPI_API int rapi_connect_multi(const char *const *urls, size_t nurls, const char *key,
-                                const struct rapi_connect_opts *opts, char *rest, size_t rest_cap,
-                                struct rapi_error *err)
+int cn_connect_raw(const char *const *urls, size_t nurls, const char *key,
+                   const struct rapi_connect_opts *opts, char *rest, size_t rest_cap,
+                   struct rapi_error *err, struct tls_conn **tc)
 {
     struct rapi_connector *c;
     struct pollfd p;
@@ -453,12 +472,22 @@ RAPI_API int rapi_connect_multi(const char *const *urls, size_t nurls, const cha
         }
     }
     if (rc == 0) {
-        rc = rapi_connector_take(c, rest, rest_cap);
-        if (rc < 0)
-            err_set(err, RAPI_E_SYSTEM, -rc, "rest of the chain does not fit");
+        err_set(&c->err, RAPI_E_NONE, 0, "ok");
+        rc = tc ? cn_take_raw(c, rest, rest_cap, tc) : rapi_connector_take(c, rest, rest_cap);
+        if (rc == -ENOSPC)
+            err_set(err, RAPI_E_SYSTEM, ENOSPC, "rest of the chain does not fit");
+        else if (rc < 0 && err)
+            *err = c->err; /* the pump could not start */
     }
     rapi_connector_free(c);
     return rc;
+}
+
+RAPI_API int rapi_connect_multi(const char *const *urls, size_t nurls, const char *key,
+                                const struct rapi_connect_opts *opts, char *rest, size_t rest_cap,
+                                struct rapi_error *err)
+{
+    return cn_connect_raw(urls, nurls, key, opts, rest, rest_cap, err, NULL);
 }
 
 RAPI_API int rapi_connect(const char *url, const char *key, const struct rapi_connect_opts *opts,

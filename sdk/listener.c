@@ -101,6 +101,7 @@ struct dial {
 struct ready {
     struct ready *next;
     int fd;
+    struct tls_conn *tc; /* rwss://: the session on fd, pumped at rapi_accept */
     struct rapi_peer peer;
 };
 
@@ -401,14 +402,14 @@ static void ready_push(struct rapi_listener *l, struct dial *d)
     uint64_t one = 1;
 
     ep_del(l, &d->ep);
-    if (r == NULL || anet_set_nonblock(d->m.fd, false) < 0) {
+    if (r == NULL || (d->m.tc == NULL && anet_set_nonblock(d->m.fd, false) < 0)) {
         free(r);
         lst_log(l, RAPI_LOG_ERROR, "out of memory: dropping %s", d->peer.addr);
         dial_free(l, d);
         return;
     }
     r->next = NULL;
-    r->fd = hsm_take(&d->m);
+    r->fd = hsm_take_raw(&d->m, &r->tc);
     r->peer = d->peer;
     if (l->rq_tail)
         l->rq_tail->next = r;
@@ -595,7 +596,7 @@ static void ctl_io(struct rapi_listener *l, struct ctl *c)
         rc = hsm_step(&c->m, &c->last_err);
         if (rc == -EAGAIN)
             break;
-        if (rc < 0)
+        if (rc < 0 || hsm_pump(&c->m, &c->last_err) < 0)
             return ctl_fail_err(l, c);
         ctl_opened(l, c);
         /* bytes after the 101 may be waiting already */
@@ -938,11 +939,13 @@ RAPI_API int rapi_listener_registrations(const struct rapi_listener *l, int *tot
     return lst_open_count(l, total);
 }
 
-static int ready_pop(struct rapi_listener *l, struct rapi_peer *peer)
+static int ready_pop(struct rapi_listener *l, struct rapi_peer *peer, struct tls_conn **tc)
 {
     struct ready *r = l->rq_head;
     uint64_t junk;
     int fd = r->fd;
+
+    *tc = r->tc;
 
     l->rq_head = r->next;
     if (l->rq_head == NULL)
@@ -957,13 +960,34 @@ static int ready_pop(struct rapi_listener *l, struct rapi_peer *peer)
 
 RAPI_API int rapi_accept(struct rapi_listener *l, struct rapi_peer *peer, int timeout_ms)
 {
+    struct tls_conn *tc;
+    int fd = lst_accept_raw(l, peer, timeout_ms, &tc), pfd;
+
+    if (fd < 0 || tc == NULL)
+        return fd;
+    pfd = sdktls_pump(tc, NULL); /* takes tc and fd */
+    if (pfd < 0) {
+        tls_conn_free(tc);
+        close(fd);
+        return pfd;
+    }
+    if (anet_set_nonblock(pfd, false) < 0) {
+        close(pfd);
+        return -EIO;
+    }
+    return pfd;
+}
+
+int lst_accept_raw(struct rapi_listener *l, struct rapi_peer *peer, int timeout_ms,
+                   struct tls_conn **tc)
+{
     uint64_t end = anet_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     uint64_t now;
     int rc, wait;
 
     for (;;) {
         if (l->rq_head)
-            return ready_pop(l, peer);
+            return ready_pop(l, peer, tc);
         now = anet_now_ms();
         wait = timeout_ms < 0 ? -1 : (now >= end ? 0 : (int)(end - now));
         rc = lst_poll(l, wait);
@@ -996,6 +1020,7 @@ RAPI_API void rapi_listener_close(struct rapi_listener *l)
     l->dials = NULL;
     while ((r = l->rq_head) != NULL) {
         l->rq_head = r->next;
+        tls_conn_free(r->tc);
         close(r->fd);
         free(r);
     }

@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #include "net/anet.h"
 #include "proto/url.h"
@@ -139,6 +141,17 @@ int sdktls_fail(struct tls_conn *c, int rc, const char *where, struct rapi_error
     return rc;
 }
 
+void sdktls_keep(struct sdktls *t, struct tls_conn *c, const char *host, unsigned port)
+{
+    struct tls_session *s = tls_conn_session(c);
+    char key[SESS_KEY_MAX];
+
+    if (s == NULL)
+        return;
+    sess_key(key, host, port);
+    sess_store(t, key, s);
+}
+
 /* ------------------------------------------------------------ pump */
 
 /* One direction's buffer: bytes [off, len) wait to be written. */
@@ -148,38 +161,21 @@ struct pbuf {
 };
 
 struct pump {
-    struct sdktls *t;
     struct tls_conn *c;
-    int net, app;          /* the relay's socket (TLS), our socketpair end */
-    struct pbuf down, up;  /* relay -> app, app -> relay */
-    bool net_eof, app_eof; /* read side ended */
-    bool net_shut, app_shut;
-    bool kept; /* session stored */
+    int net, app_rd, app_wr; /* the relay's socket (TLS); the application side */
+    bool app_sock;           /* app_wr is a socket: send(MSG_NOSIGNAL), shutdown */
+    struct pbuf down, up;    /* relay -> app, app -> relay */
+    bool net_eof, app_eof;   /* read side ended */
+    bool net_shut, app_shut; /* write side ended (FIN / close_notify sent) */
     unsigned rd_want, wr_want;
-    short app_ev;
-    char key[SESS_KEY_MAX];
+    short rd_ev, wr_ev; /* poll events wanted on app_rd / app_wr */
+    struct sdktls_stats *st;
 };
 
-static void pump_free(struct pump *p, bool reset)
+static ssize_t app_write(struct pump *p, const void *b, size_t n)
 {
-    if (reset)
-        (void)anet_linger_zero(p->net);
-    tls_conn_free(p->c);
-    close(p->net);
-    close(p->app);
-    sdktls_unref(p->t);
-    free(p->down.p);
-    free(p->up.p);
-    free(p);
-}
-
-static void pump_keep_session(struct pump *p)
-{
-    struct tls_session *s;
-
-    p->kept = true;
-    if ((s = tls_conn_session(p->c)) != NULL)
-        sess_store(p->t, p->key, s);
+    return p->app_sock ? send(p->app_wr, b, n, MSG_NOSIGNAL | MSG_DONTWAIT)
+                       : write(p->app_wr, b, n);
 }
 
 /* Relay -> app. 1 progress, 0 none (waits set), -errno: give up. */
@@ -194,28 +190,27 @@ static int pump_down(struct pump *p)
             return 0;
         if (n < 0)
             return (int)n;
-        if (n == 0)
-            p->net_eof = true;
+        p->net_eof = n == 0;
         b->len = (size_t)n;
         b->off = 0;
-        if (n > 0 && !p->kept)
-            pump_keep_session(p);
         return 1;
     }
     if (b->off < b->len) {
-        n = send(p->app, b->p + b->off, b->len - b->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        n = app_write(p, b->p + b->off, b->len - b->off);
         if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-            p->app_ev |= POLLOUT;
+            p->wr_ev = POLLOUT;
             return 0;
         }
         if (n == -1)
             return -errno;
         b->off += (size_t)n;
+        p->st->down += (uint64_t)n;
         return 1;
     }
     if (p->net_eof && !p->app_shut) {
         p->app_shut = true;
-        (void)shutdown(p->app, SHUT_WR);
+        if (p->app_sock)
+            (void)shutdown(p->app_wr, SHUT_WR);
         return 1;
     }
     return 0;
@@ -229,9 +224,9 @@ static int pump_up(struct pump *p)
     int rc;
 
     if (b->off == b->len && !p->app_eof) {
-        n = recv(p->app, b->p, SDKTLS_BUF, MSG_DONTWAIT);
+        n = read(p->app_rd, b->p, SDKTLS_BUF);
         if (n == -1 && (errno == EAGAIN || errno == EINTR)) {
-            p->app_ev |= POLLIN;
+            p->rd_ev = POLLIN;
             return 0;
         }
         if (n == -1)
@@ -248,6 +243,7 @@ static int pump_up(struct pump *p)
         if (n < 0)
             return (int)n;
         b->off += (size_t)n;
+        p->st->up += (uint64_t)n;
         return 1;
     }
     if (p->app_eof && !p->net_shut) {
@@ -265,29 +261,36 @@ static int pump_up(struct pump *p)
 /* Wait for what the last round could not do. */
 static int pump_wait(struct pump *p)
 {
-    struct pollfd f[2] = {{.fd = p->app, .events = p->app_ev}, {.fd = p->net}};
+    struct pollfd f[3] = {{.fd = p->app_rd, .events = p->rd_ev},
+                          {.fd = p->app_wr, .events = p->wr_ev},
+                          {.fd = p->net}};
 
     if (p->rd_want)
-        f[1].events |= (p->rd_want & TLS_WANT_OUT) ? POLLOUT : POLLIN;
+        f[2].events |= (p->rd_want & TLS_WANT_OUT) ? POLLOUT : POLLIN;
     if (p->wr_want)
-        f[1].events |= (p->wr_want & TLS_WANT_IN) ? POLLIN : POLLOUT;
-    if (f[1].events == 0)
-        f[1].fd = -1;
-    if (f[0].events == 0)
-        f[0].fd = -1;
-    if (poll(f, 2, -1) == -1 && errno != EINTR)
+        f[2].events |= (p->wr_want & TLS_WANT_IN) ? POLLIN : POLLOUT;
+    for (size_t i = 0; i < 3; i++)
+        if (f[i].events == 0)
+            f[i].fd = -1;
+    if (poll(f, 3, -1) == -1 && errno != EINTR)
         return -errno;
     return 0;
 }
 
-static void *pump_main(void *arg)
+static bool pump_done(const struct pump *p, bool stop_on_relay_eof)
 {
-    struct pump *p = arg;
+    if (stop_on_relay_eof && p->app_shut)
+        return true;
+    return p->net_shut && p->app_shut;
+}
+
+static int pump_loop(struct pump *p, bool stop_on_relay_eof)
+{
     int d, u, rc = 0;
 
-    while (!(p->net_shut && p->app_shut)) {
+    while (!pump_done(p, stop_on_relay_eof)) {
         p->rd_want = p->wr_want = 0;
-        p->app_ev = 0;
+        p->rd_ev = p->wr_ev = 0;
         d = pump_down(p);
         u = pump_up(p);
         if (d < 0 || u < 0) {
@@ -297,11 +300,75 @@ static void *pump_main(void *arg)
         if (d == 0 && u == 0 && (rc = pump_wait(p)) < 0)
             break;
     }
-    pump_free(p, rc < 0);
+    if (rc < 0) { /* abortive on both sides: no FIN may read as a clean end */
+        p->st->reset = true;
+        (void)anet_linger_zero(p->net);
+        if (p->app_sock)
+            (void)anet_linger_zero(p->app_wr);
+    }
+    return rc;
+}
+
+static bool fd_is_sock(int fd)
+{
+    struct stat st;
+
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+static int set_flags(int fd, int *old)
+{
+    int fl = fcntl(fd, F_GETFL);
+
+    if (fl == -1)
+        return -errno;
+    *old = fl;
+    return fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1 ? -errno : 0;
+}
+
+int sdktls_pump_run(struct tls_conn *c, int app_rd, int app_wr, bool stop_on_relay_eof,
+                    struct sdktls_stats *st)
+{
+    struct pump p = {.c = c, .net = tls_conn_fd(c), .app_rd = app_rd, .app_wr = app_wr, .st = st};
+    int rc = -ENOMEM, fl_rd = -1, fl_wr = -1, fl_net = -1;
+
+    p.app_sock = fd_is_sock(app_wr);
+    if ((p.down.p = malloc(SDKTLS_BUF)) == NULL || (p.up.p = malloc(SDKTLS_BUF)) == NULL)
+        goto out;
+    if ((rc = set_flags(app_rd, &fl_rd)) < 0 || (rc = set_flags(app_wr, &fl_wr)) < 0 ||
+        (rc = set_flags(p.net, &fl_net)) < 0)
+        goto out;
+    rc = pump_loop(&p, stop_on_relay_eof);
+out:
+    if (fl_rd != -1)
+        (void)fcntl(app_rd, F_SETFL, fl_rd); /* stdin/stdout are shared with others */
+    if (fl_wr != -1)
+        (void)fcntl(app_wr, F_SETFL, fl_wr);
+    free(p.down.p);
+    free(p.up.p);
+    return rc;
+}
+
+/* The pump thread's: the connection, its fd and our socketpair end. */
+struct pump_job {
+    struct tls_conn *c;
+    int app;
+};
+
+static void *pump_main(void *arg)
+{
+    struct pump_job *j = arg;
+    struct sdktls_stats st = {0};
+
+    (void)sdktls_pump_run(j->c, j->app, j->app, false, &st);
+    close(tls_conn_fd(j->c));
+    tls_conn_free(j->c);
+    close(j->app);
+    free(j);
     return NULL;
 }
 
-static int pump_start(struct pump *p)
+static int pump_start(struct pump_job *j)
 {
     sigset_t all, old;
     pthread_attr_t a;
@@ -314,34 +381,27 @@ static int pump_start(struct pump *p)
     (void)pthread_attr_setstacksize(&a, SDKTLS_STACK);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* the pump takes no signal */
-    rc = pthread_create(&th, &a, pump_main, p);
+    rc = pthread_create(&th, &a, pump_main, j);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&a);
     return -rc;
 }
 
-int sdktls_pump(struct sdktls *t, struct tls_conn *c, const char *host, unsigned port,
-                struct rapi_error *err)
+int sdktls_pump(struct tls_conn *c, struct rapi_error *err)
 {
-    struct pump *p = calloc(1, sizeof(*p));
+    struct pump_job *j = calloc(1, sizeof(*j));
     int sv[2] = {-1, -1}, rc = -ENOMEM;
 
-    if (p == NULL || (p->down.p = malloc(SDKTLS_BUF)) == NULL ||
-        (p->up.p = malloc(SDKTLS_BUF)) == NULL)
+    if (j == NULL)
         goto fail;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == -1) {
         rc = -errno;
         goto fail;
     }
-    p->c = c;
-    p->net = tls_conn_fd(c);
-    p->app = sv[1];
-    sess_key(p->key, host, port);
-    p->t = sdktls_ref(t);
-    if ((rc = pump_start(p)) < 0) {
-        sdktls_unref(t);
+    j->c = c;
+    j->app = sv[1];
+    if ((rc = pump_start(j)) < 0)
         goto fail;
-    }
     return sv[0];
 fail:
     err_set(err, RAPI_E_SYSTEM, -rc, "TLS pump: %s", strerror(-rc));
@@ -349,10 +409,6 @@ fail:
         close(sv[0]);
         close(sv[1]);
     }
-    if (p) {
-        free(p->down.p);
-        free(p->up.p);
-    }
-    free(p);
+    free(j);
     return rc;
 }

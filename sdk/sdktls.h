@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sdk/rapi.h"
 #include "tls/tls_ctx.h"
@@ -39,11 +40,31 @@ int sdktls_conn(struct sdktls *t, int fd, const char *host, unsigned port, struc
  * Returns the -errno to hand back. */
 int sdktls_fail(struct tls_conn *c, int rc, const char *where, struct rapi_error *err);
 
-/* Hand a finished connection (and its fd) to a pump thread; the session is
- * kept for host:port once the first bytes arrive. Returns the caller's end
- * of a socketpair (close-on-exec, non-blocking), or -errno with err filled;
- * on failure c and its fd are still the caller's. */
-int sdktls_pump(struct sdktls *t, struct tls_conn *c, const char *host, unsigned port,
-                struct rapi_error *err);
+/* Keep c's session (ticket) for host:port, for the next connection's
+ * sdktls_conn: call it once data was read (TLS 1.3 tickets follow the
+ * handshake). */
+void sdktls_keep(struct sdktls *t, struct tls_conn *c, const char *host, unsigned port);
+
+struct sdktls_stats {
+    uint64_t up, down; /* bytes app -> relay, relay -> app */
+    bool reset;        /* a side failed: ended abortively, not with a FIN */
+};
+
+/* Move bytes between the TLS connection c and the application side (app_rd
+ * and app_wr: one socket, or two fds such as stdin/stdout, made
+ * non-blocking for the run) in this thread, until both directions ended,
+ * or with stop_on_relay_eof once the relay's stream ended and was
+ * delivered. Half-closes cross both ways (app EOF -> close_notify + FIN;
+ * relay EOF -> shutdown(app_wr, SHUT_WR)); an error on either side ends
+ * both and leaves SO_LINGER 0 on the sockets (their close is a reset). The
+ * caller keeps c and every fd. 0 or -errno (st says what moved). */
+int sdktls_pump_run(struct tls_conn *c, int app_rd, int app_wr, bool stop_on_relay_eof,
+                    struct sdktls_stats *st);
+
+/* The same on a detached thread that takes c and its fd over: returns the
+ * caller's end of a socketpair (close-on-exec, non-blocking) standing for
+ * the connection, or -errno with err filled (c and its fd are then still
+ * the caller's). */
+int sdktls_pump(struct tls_conn *c, struct rapi_error *err);
 
 #endif
