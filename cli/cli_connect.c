@@ -9,8 +9,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/addr.h"
 #include "cli/cli.h"
+#include "net/anet.h"
+#include "proto/addr.h"
+#include "sdk/sdk_int.h"
+#include "tls/tls_ctx.h"
 
 #define ACCEPT_ERROR_PAUSE_US 100000
 
@@ -46,14 +49,16 @@ static void connect_usage(FILE *f)
                "Keys: --key-file, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n");
 }
 
-static int tunnel(const struct connect_cfg *cfg, const char *who)
+/* A tunnel: the relay socket, and its TLS session in *tc for rwrs:// (the
+ * CLI pumps it itself, see pump_run_tls). */
+static int tunnel(const struct connect_cfg *cfg, const char *who, struct tls_conn **tc)
 {
     struct rapi_error err;
     char rest[256];
     int fd;
 
-    fd = rapi_connect_multi(cfg->urls, (size_t)cfg->nurls, cfg->key[0] ? cfg->key : NULL, &cfg->o,
-                            rest, sizeof(rest), &err);
+    fd = cn_connect_raw(cfg->urls, (size_t)cfg->nurls, cfg->key[0] ? cfg->key : NULL, &cfg->o,
+                        rest, sizeof(rest), &err, tc);
     if (fd < 0) {
         cli_log(RAPI_LOG_WARN, "%s: %s: %s (%s)", who, cfg->safe, err.message,
                 rapi_code_name(err.code));
@@ -61,18 +66,35 @@ static int tunnel(const struct connect_cfg *cfg, const char *who)
     }
     if (rest[0])
         cli_log(RAPI_LOG_DEBUG, "%s: chain rest ignored by the CLI", who);
+    if (*tc == NULL && anet_set_nonblock(fd, false) < 0) { /* pump_run blocks */
+        close(fd);
+        return -EIO;
+    }
     return fd;
+}
+
+/* Bytes between the application side and the tunnel, plain or TLS. */
+static void tunnel_pump(int a_rd, int a_wr, int fd, struct tls_conn *tc, bool stop,
+                        struct pump_stats *st)
+{
+    if (tc != NULL) {
+        pump_run_tls(a_rd, a_wr, tc, stop, st);
+        tls_conn_free(tc);
+    } else {
+        pump_run(a_rd, a_wr, fd, stop, st);
+    }
 }
 
 static void *connect_conn_run(void *arg)
 {
     struct connect_conn *c = arg;
     struct pump_stats st = {0};
+    struct tls_conn *tc = NULL;
     double t0 = cli_now();
-    int fd = tunnel(c->cfg, c->addr);
+    int fd = tunnel(c->cfg, c->addr, &tc);
 
     if (fd >= 0) {
-        pump_run(c->fd, c->fd, fd, false, &st);
+        tunnel_pump(c->fd, c->fd, fd, tc, false, &st);
         cli_log(RAPI_LOG_INFO, "client %s -> %s: out %llu in %llu bytes, %.3f s%s", c->addr,
                 c->cfg->safe, (unsigned long long)st.a_to_b, (unsigned long long)st.b_to_a,
                 cli_now() - t0, st.reset ? ", reset" : "");
@@ -139,11 +161,12 @@ static int connect_listen(const struct connect_cfg *cfg, const char *listen_at)
 static int connect_stdio(const struct connect_cfg *cfg)
 {
     struct pump_stats st = {0};
-    int fd = tunnel(cfg, "stdio");
+    struct tls_conn *tc = NULL;
+    int fd = tunnel(cfg, "stdio", &tc);
 
     if (fd < 0)
         return 1;
-    pump_run(STDIN_FILENO, STDOUT_FILENO, fd, true, &st);
+    tunnel_pump(STDIN_FILENO, STDOUT_FILENO, fd, tc, true, &st);
     cli_log(st.reset ? RAPI_LOG_WARN : RAPI_LOG_DEBUG, "stdio -> %s: in %llu bytes%s", cfg->safe,
             (unsigned long long)st.b_to_a, st.reset ? ", reset" : "");
     close(fd);

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "sdk/sdk_int.h"
+#include "tls/tls_ctx.h"
 
 #define ACCEPT_ERROR_PAUSE_US 100000
 #define EXPOSE_BACKOFF_MAX_MS 3000
@@ -23,6 +25,7 @@ struct expose_cfg {
 struct expose_conn {
     const struct expose_cfg *cfg;
     int fd;
+    struct tls_conn *tc; /* rwss://: the session on fd, pumped here */
     struct rapi_peer peer;
 };
 
@@ -77,7 +80,10 @@ static void *expose_conn_run(void *arg)
         cli_log(RAPI_LOG_WARN, "client %s: PROXY header not sent", c->peer.addr);
         goto out;
     }
-    pump_run(local, local, c->fd, false, &st);
+    if (c->tc != NULL)
+        pump_run_tls(local, local, c->tc, false, &st);
+    else
+        pump_run(local, local, c->fd, false, &st);
     /* in: bytes from the client; out: bytes to it. */
     cli_log(RAPI_LOG_INFO, "client %s -> %s: in %llu out %llu bytes, %.3f s%s", c->peer.addr,
             c->cfg->to, (unsigned long long)st.b_to_a, (unsigned long long)st.a_to_b,
@@ -85,24 +91,29 @@ static void *expose_conn_run(void *arg)
 out:
     if (local >= 0)
         close(local);
+    tls_conn_free(c->tc);
     close(c->fd);
     free(c);
     return NULL;
 }
 
-static void expose_spawn(const struct expose_cfg *cfg, int fd, const struct rapi_peer *peer)
+static void expose_spawn(const struct expose_cfg *cfg, int fd, struct tls_conn *tc,
+                         const struct rapi_peer *peer)
 {
     struct expose_conn *c = malloc(sizeof(*c));
 
     if (c == NULL) {
+        tls_conn_free(tc);
         close(fd);
         return;
     }
     c->cfg = cfg;
     c->fd = fd;
+    c->tc = tc;
     c->peer = *peer;
     if (cli_spawn(expose_conn_run, c) < 0) {
         cli_log(RAPI_LOG_ERROR, "client %s: no thread", peer->addr);
+        tls_conn_free(tc);
         close(fd);
         free(c);
     }
@@ -111,12 +122,13 @@ static void expose_spawn(const struct expose_cfg *cfg, int fd, const struct rapi
 static int expose_loop(struct rapi_listener *l, const struct expose_cfg *cfg)
 {
     struct rapi_peer peer;
+    struct tls_conn *tc;
     int fd;
 
     while (!cli_stop) {
-        fd = rapi_accept(l, &peer, -1);
+        fd = lst_accept_raw(l, &peer, -1, &tc);
         if (fd >= 0) {
-            expose_spawn(cfg, fd, &peer);
+            expose_spawn(cfg, fd, tc, &peer);
             continue;
         }
         if (fd != -EINTR && fd != -EAGAIN) {
