@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -209,6 +210,41 @@ def test_connect_stdio_through_nginx(sdk, origin, nginx, certs):
     p.stderr.close()
     assert bytes(got) == data, err
     assert p.returncode == 0, err
+
+
+def test_expose_pumps_the_tls_socket_itself(sdk, origin, nginx, certs):
+    """rapi expose keeps the relay's TCP socket (no local socketpair hop):
+    its PROXY v2 header names the TLS front it dialled back to."""
+    ng = nginx()
+    _, pport = origin.start("proxy")
+    sdk.spawn(["expose", ng.url("rwss", "/tls-pp"), "--to", "127.0.0.1:%d" % pport,
+               "--proxy-protocol", "v2", "--ca", certs.ca],
+              "expose").wait_log(r"registered /tls-pp", timeout=10)
+    _, lport = sdk.connect_listen("/tls-pp", extra=["--ca", certs.ca],
+                                  url=ng.url("rwrs", "/tls-pp"))
+    s = socket.create_connection(("127.0.0.1", lport), timeout=10 * SLOW)
+    line = b""
+    while not line.endswith(b"\n"):
+        d = s.recv(1)
+        assert d, "no PROXY header echoed"
+        line += d
+    hdr = bytes.fromhex(line.strip().decode())
+    assert hdr[12:14] == b"\x21\x11"  # PROXY, TCP over IPv4
+    assert hdr[16 + 4:16 + 8] == socket.inet_aton("127.0.0.1")
+    assert struct.unpack("!H", hdr[16 + 10:16 + 12])[0] == ng.port
+    s.sendall(b"after the header")
+    assert read_exact(s, 16) == b"after the header"
+    s.close()
+
+
+def read_exact(s, n):
+    got = b""
+    while len(got) < n:
+        d = s.recv(n - len(got))
+        if not d:
+            break
+        got += d
+    return got
 
 
 # A librapi client that does not half-close (nginx 1.22 ends an upgraded
