@@ -360,3 +360,40 @@ def test_bad_ca_file_is_refused_before_any_connection(sdk, tmp_path):
     r = sdk.run(["expose", "rwss://localhost:1/x", "--to", "127.0.0.1:1",
                  "--ca", str(tmp_path / "nothing.pem")])
     assert r.returncode == 2 and b"RAPI_E_TLS" in r.stderr and b"nothing.pem" in r.stderr
+
+
+# ------------------------------------------------------------ rapi-bench
+
+BENCH_MODES = [
+    ("setup", ["-c", "4"], "tunnels_per_s"),
+    ("throughput", ["-c", "2", "--direction", "both"], "gbit_s"),
+    ("latency", ["-c", "2"], "round_trips_per_s"),
+    ("hold", ["-c", "20"], "tunnels"),
+]
+
+
+@pytest.mark.parametrize("mode,args,metric", BENCH_MODES, ids=[m[0] for m in BENCH_MODES])
+def test_bench_tls_through_nginx(nginx, certs, relay, mode, args, metric):
+    """rapi-bench --tls --ca, every relay mode, through nginx: runs, counts
+    something, and a bad CA fails the run with the reason."""
+    ng = nginx()
+    binary = os.path.join(build_dir(), "rapi-bench")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAPI_")}
+    argv = [binary, mode, "--relay", "127.0.0.1:%d" % ng.port, "--tls", "--ca", certs.ca,
+            "--server-key-file", relay.key_file, "--client-key-file", relay.key_file,
+            "--threads", "1", "-d", "0.6", "--json"] + args
+    if mode != "hold":
+        argv += ["--warmup", "0.2"]
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                       timeout=60 * SLOW, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+    doc = json.loads(r.stdout)
+    m = doc["targets"][0]["median"]
+    assert m[metric] > 0, m
+    if mode == "setup":  # a wrong CA: the run fails with the reason
+        bad = [a if a != certs.ca else certs.otherca for a in argv]
+        r = subprocess.run(bad, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                           timeout=60 * SLOW, text=True)
+        assert r.returncode != 0
+        assert "trusted CA" in r.stdout + r.stderr, r.stderr[-2000:]
