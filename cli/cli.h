@@ -77,8 +77,7 @@ int pump_run(int a_rd, int a_wr, int b, bool stop_on_b_eof, struct pump_stats *s
  * inside): one thread, bytes go through the session (cli_tls.c). The
  * caller frees b and closes the fds. */
 struct tls_conn;
-int pump_run_tls(int a_rd, int a_wr, struct tls_conn *b, bool stop_on_b_eof,
-                 struct pump_stats *st);
+int pump_run_tls(int a_rd, int a_wr, struct tls_conn *b, bool stop_on_b_eof, struct pump_stats *st);
 
 int cli_expose(int argc, char **argv);
 int cli_connect(int argc, char **argv);

@@ -57,8 +57,8 @@ static int tunnel(const struct connect_cfg *cfg, const char *who, struct tls_con
     char rest[256];
     int fd;
 
-    fd = cn_connect_raw(cfg->urls, (size_t)cfg->nurls, cfg->key[0] ? cfg->key : NULL, &cfg->o,
-                        rest, sizeof(rest), &err, tc);
+    fd = cn_connect_raw(cfg->urls, (size_t)cfg->nurls, cfg->key[0] ? cfg->key : NULL, &cfg->o, rest,
+                        sizeof(rest), &err, tc);
     if (fd < 0) {
         cli_log(RAPI_LOG_WARN, "%s: %s: %s (%s)", who, cfg->safe, err.message,
                 rapi_code_name(err.code));

@@ -4,8 +4,7 @@
 #include "cli/cli.h"
 #include "sdk/sdktls.h"
 
-int pump_run_tls(int a_rd, int a_wr, struct tls_conn *b, bool stop_on_b_eof,
-                 struct pump_stats *st)
+int pump_run_tls(int a_rd, int a_wr, struct tls_conn *b, bool stop_on_b_eof, struct pump_stats *st)
 {
     struct sdktls_stats ts = {0};
     int rc = sdktls_pump_run(b, a_rd, a_wr, stop_on_b_eof, &ts);
