@@ -5,6 +5,7 @@
 #   make run        build, create dev keys on first run, start the relay in the foreground
 #   make test       unit + integration tests, then the same again under ASan+UBSan (clang)
 #   make lint       clang-tidy and cppcheck
+#   make tls-audit  testssl.sh against a TLS listener (TLS_MIN=1.2|1.3)
 #   make format     clang-format -i on all C
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS each
 #   make install    install everything (PREFIX=/usr/local, DESTDIR=)
@@ -74,8 +75,9 @@ $(LIBENGINE): $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# $(LIBTLS) is added to the prerequisites by tls/tls.mk (defined there).
 $(SERVER): $(BUILD)/obj/engine/main.o $(LIBENGINE) $(LIBAUTH) $(LIBPROTO)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(TLS_LDLIBS) $(PKG_LDLIBS)
 
 include net/net.mk
 include sdk/sdk.mk
@@ -142,7 +144,7 @@ DEB_PKGS := build-essential pkg-config clang clang-tidy clang-format cppcheck \
             python3 python3-pytest python3-websockets curl procps iproute2 \
             haproxy nginx gnuplot-nox iperf3 man-db groff-base \
             debhelper dpkg-dev fakeroot lintian rpm rpmlint systemd adduser util-linux \
-            chromium
+            chromium testssl.sh
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -167,6 +169,15 @@ run: deps
 	@echo "  reach it:               RAPI_KEY_FILE=$(DEV_KEYS) $(BUILD)/rapi connect rwr://127.0.0.1:37791/demo --listen 127.0.0.1:9090"
 	@echo "  (the CLI picks the server or client key from the key file by role)"
 	exec $(SERVER) -k $(DEV_KEYS) -l 127.0.0.1:37791
+
+# ---------------------------------------------------------------- tls-audit
+# testssl.sh (protocols, cipher categories, vulnerabilities) against a TLS
+# listener on 127.0.0.1 with test certificates; fails on any finding rated
+# LOW or worse and on anything below tls_min_version (TLS_MIN=1.2 or 1.3).
+TLS_MIN ?= 1.2
+.PHONY: tls-audit
+tls-audit: build-all
+	/usr/bin/python3 tests/integration/tls_audit.py $(SERVER) --min $(TLS_MIN)
 
 # ---------------------------------------------------------------- lint/format
 C_SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)

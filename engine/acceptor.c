@@ -17,6 +17,7 @@
 #include "engine/notify.h"
 #include "engine/shard.h"
 #include "engine/timer.h"
+#include "engine/xprt_tls.h"
 #include "proto/http1.h"
 #include "net/anet.h"
 
@@ -27,6 +28,7 @@
 #define ADMIN_SNDBUF_MIN 16384       /* answers above this size the send buffer first */
 #define STOP_WAIT_MS 50              /* loop wake-up while shards drain */
 #define RETRY_AFTER_MAX 48           /* "Retry-After: " and a long */
+#define TLS_RECORD_HANDSHAKE 0x16    /* first byte of a TLS ClientHello */
 
 struct pending;
 
@@ -65,6 +67,7 @@ struct acceptor {
     char admin_out[ADMIN_ANSWER_MAX];
     char *admin_token; /* ADMIN_TOKEN_MAX bytes on the keys' page; empty: none asked */
     size_t admin_token_len;
+    struct tls_server *tls; /* TLS listeners' context (one reference); NULL: none */
 };
 
 /* Wipe what the keys' page holds: the keys and the admin token. */
@@ -83,12 +86,14 @@ struct pending {
     struct timer timer;
     char *buf;
     size_t len, cap, last_len;
-    bool admin; /* came in on the admin address */
+    bool admin;  /* came in on the admin address */
+    bool tls_hs; /* a TLS listener's socket whose handshake is not done */
     char peer[ADDR_STR_MAX];
     struct authlimit_src src; /* the peer, for the failed-authentication limit */
 };
 
-static int listen_one(const char *spec, const char *what, char *err, size_t errlen)
+static int listen_one(const char *spec, const char *what, const char *note, char *err,
+                      size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -106,7 +111,7 @@ static int listen_one(const char *spec, const char *what, char *err, size_t errl
         return fd;
     }
     addr_format((struct sockaddr *)&ss, actual, sizeof(actual));
-    log_notice("%s on %s", what, actual);
+    log_notice("%s on %s%s", what, actual, note);
     return fd;
 }
 
@@ -125,14 +130,23 @@ int acceptor_listen(struct acceptor *a, char *err, size_t errlen)
             return r;
     }
     for (int i = 0; i < c->nlisten; i++) {
-        int fd = listen_one(c->listen[i], "listening", err, errlen);
+        int fd;
+
+        if ((c->listen_flags[i] & LISTEN_F_TLS) && !a->tls) {
+            int r = xprt_tls_server_new(c, &a->tls, err, errlen);
+
+            if (r < 0)
+                return r;
+        }
+        fd = listen_one(c->listen[i], "listening",
+                        c->listen_flags[i] & LISTEN_F_TLS ? " (tls)" : "", err, errlen);
 
         if (fd < 0)
             return fd;
         a->ls[a->nls++] = (struct lsock){.a = a, .fd = fd, .flags = c->listen_flags[i]};
     }
     if (strcmp(c->admin, "off") != 0) {
-        int fd = listen_one(c->admin, "admin endpoint", err, errlen);
+        int fd = listen_one(c->admin, "admin endpoint", "", err, errlen);
 
         if (fd < 0)
             return fd;
@@ -351,16 +365,105 @@ static int pending_read(struct pending *p)
     }
 }
 
+/* ------------------------------------------------------------ TLS handshake */
+
+/* A TLS listener's socket before its session: its first byte must start a
+ * TLS handshake record; plain HTTP gets a plain-text 400 instead of a
+ * stall. 2: session started, 0: nothing to read yet, 1: p is gone. */
+static int tls_start(struct pending *p)
+{
+    struct relay_stats *st = &p->a->relay->stats;
+    unsigned char b;
+    ssize_t n;
+
+    do
+        n = recv(p->c.fd, &b, 1, MSG_PEEK);
+    while (n == -1 && errno == EINTR);
+    if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 0;
+    if (n <= 0) {
+        log_debug("%s went away before its TLS handshake", p->peer);
+        STAT_ADD(st->tls_failures[n == 0 ? TLS_ERR_CLOSED : TLS_ERR_IO], 1);
+        pending_free(p, true);
+        return 1;
+    }
+    if (b != TLS_RECORD_HANDSHAKE) {
+        STAT_ADD(st->tls_failures[TLS_ERR_NOT_TLS], 1);
+        pending_reject(p, 400, "invalid_request", "This port speaks TLS");
+        return 1;
+    }
+    if (xconn_init_tls(&p->c, p->c.fd, p->a->tls) < 0) {
+        pending_free(p, true);
+        return 1;
+    }
+    return 2;
+}
+
+/* Count and log a completed handshake. */
+static void tls_done(struct pending *p)
+{
+    struct relay_stats *st = &p->a->relay->stats;
+    struct tls_conn *t = xconn_tls(&p->c);
+    const char *v = tls_conn_version(t);
+    const char *sni = tls_conn_sni(t);
+    bool v13 = strcmp(v, "TLSv1.3") == 0;
+
+    STAT_ADD(st->tls_versions[v13], 1);
+    if (tls_conn_resumed(t))
+        STAT_ADD(st->tls_resumed, 1);
+    log_debug("tls %s: %s %s sni=%s%s", p->peer, v, tls_conn_cipher(t), sni ? sni : "-",
+              tls_conn_resumed(t) ? " resumed" : "");
+}
+
+/* The handshake phase of a TLS listener's socket, before its head and under
+ * the same deadline. 2: done, 0: waits for readiness, 1: p is gone. */
+static int pending_handshake(struct pending *p)
+{
+    struct tls_conn *t;
+    int r = xconn_tls(&p->c) ? 2 : tls_start(p);
+
+    if (r != 2)
+        return r;
+    t = xconn_tls(&p->c);
+    r = xprt_tls_handshake(&p->c);
+    if (r == -EAGAIN)
+        return 0;
+    if (r < 0) {
+        enum tls_err e = tls_conn_err(t) == TLS_ERR_NONE ? TLS_ERR_OTHER : tls_conn_err(t);
+
+        STAT_ADD(p->a->relay->stats.tls_failures[e], 1);
+        log_reject("close %s: TLS handshake failed: %s", p->peer, tls_conn_reason(t));
+        pending_free(p, true);
+        return 1;
+    }
+    p->tls_hs = false;
+    tls_done(p);
+    return 2;
+}
+
+/* Whatever phase the connection is in. 1 when p is gone, 0 when waiting. */
+static int pending_step(struct pending *p)
+{
+    int r = p->tls_hs ? pending_handshake(p) : 2;
+
+    return r == 2 ? pending_read(p) : r; /* bytes may wait in the session: read now */
+}
+
 static void pending_event(void *arg, uint32_t events)
 {
-    (void)pending_read(arg);
+    (void)pending_step(arg);
 }
 
 static void pending_timeout(struct timer *t)
 {
     struct pending *p = (struct pending *)((char *)t - offsetof(struct pending, timer));
 
-    log_reject("close %s: request head not complete in time", p->peer);
+    if (p->tls_hs) {
+        log_reject("close %s: TLS handshake not complete in time", p->peer);
+        STAT_ADD(p->a->relay->stats.tls_failures[STATS_TLS_TIMEOUT], 1);
+    } else {
+        log_reject("close %s: request head not complete in time", p->peer);
+    }
     STAT_ADD(p->a->relay->stats.header_timeouts, 1);
     pending_free(p, true);
 }
@@ -388,9 +491,12 @@ static bool conn_over_limit(struct relay *r, bool admin)
     return false;
 }
 
-static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, bool admin)
+static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa,
+                        const struct lsock *ls)
 {
     struct relay *r = a->relay;
+    bool admin = ls->admin, tls = (ls->flags & LISTEN_F_TLS) != 0;
+    uint32_t mask = EV_IN | EV_RDHUP | (tls ? EV_OUT : 0); /* a handshake may wait for room */
     struct pending *p;
     struct xconn c;
 
@@ -398,7 +504,10 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
     if (!admin)
         STAT_ADD(r->stats.accepted, 1);
     if (conn_over_limit(r, admin)) {
-        conn_reject(r, &c, 503, "too_many_connections", "Too many connections");
+        if (tls) /* no session yet: a plain-text answer would be noise */
+            conn_close(r, &c, false);
+        else
+            conn_reject(r, &c, 503, "too_many_connections", "Too many connections");
         return;
     }
     p = calloc(1, sizeof(*p));
@@ -414,6 +523,7 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
     p->a = a;
     p->c = c;
     p->admin = admin;
+    p->tls_hs = tls;
     p->cap = HEAD_INITIAL;
     addr_format(sa, p->peer, sizeof(p->peer));
     authlimit_src_of(sa, &p->src);
@@ -425,8 +535,7 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
               pending_timeout);
     /* Most clients send their head right after the connect: try it before
      * paying for a watch, which only slow heads need. */
-    if (pending_read(p) == 0 &&
-        ev_add(a->loop, fd, EV_IN | EV_RDHUP, pending_event, p, &p->tok) < 0) {
+    if (pending_step(p) == 0 && ev_add(a->loop, fd, mask, pending_event, p, &p->tok) < 0) {
         pending_free(p, true);
         return;
     }
@@ -436,15 +545,17 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa, b
 
 static void accept_retry(struct timer *t);
 
-static void accept_all(struct acceptor *a, int lfd, bool admin)
+static void accept_all(struct acceptor *a, const struct lsock *ls)
 {
+    int lfd = ls->fd;
+
     for (;;) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd >= 0) {
-            pending_new(a, fd, (struct sockaddr *)&ss, admin);
+            pending_new(a, fd, (struct sockaddr *)&ss, ls);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
@@ -465,16 +576,16 @@ static void accept_retry(struct timer *t)
 
     for (int i = 0; i < a->nls; i++)
         if (a->ls[i].fd >= 0)
-            accept_all(a, a->ls[i].fd, false);
+            accept_all(a, &a->ls[i]);
     if (a->admin.fd >= 0)
-        accept_all(a, a->admin.fd, true);
+        accept_all(a, &a->admin);
 }
 
 static void listen_event(void *arg, uint32_t events)
 {
     struct lsock *ls = arg;
 
-    accept_all(ls->a, ls->fd, ls->admin);
+    accept_all(ls->a, ls);
 }
 
 /* ------------------------------------------------------------ signals */
@@ -508,6 +619,30 @@ static void acceptor_stop(struct acceptor *a)
     }
 }
 
+/* New handshakes use the new certificates; sessions keep their context
+ * (each holds a reference). A bad new pair keeps the running context and
+ * its settings in c. */
+static void tls_reload(struct acceptor *a, struct conf *c)
+{
+    const struct conf *old = &a->relay->conf;
+    struct tls_server *s;
+    char err[TLS_ERR_MAX];
+
+    if (!a->tls)
+        return; /* no TLS listener: a new one needs a restart anyway */
+    if (xprt_tls_server_new(c, &s, err, sizeof(err)) < 0) {
+        log_error("reload: keeping the running TLS certificates: %s", err);
+        c->tls_cert = old->tls_cert;
+        c->tls_key = old->tls_key;
+        c->tls_min_version = old->tls_min_version;
+        memcpy(c->tls_ciphers, old->tls_ciphers, sizeof(c->tls_ciphers));
+        return;
+    }
+    tls_server_unref(a->tls);
+    a->tls = s;
+    log_info("reloaded TLS certificates (%d pairs)", c->tls_cert.n);
+}
+
 static void acceptor_reload(struct acceptor *a)
 {
     struct relay *r = a->relay;
@@ -532,6 +667,7 @@ static void acceptor_reload(struct acceptor *a)
     c.nlisten = r->conf.nlisten;
     c.workers = r->conf.workers;
     c.io = r->conf.io;
+    tls_reload(a, &c);
     r->conf = c;
     *a->keys = k;
     keys_wipe(&k);
@@ -726,6 +862,7 @@ void acceptor_free(struct acceptor *a)
     if (a->admin.fd >= 0)
         close(a->admin.fd);
     secrets_wipe(a);
+    tls_server_unref(a->tls);
     munmap(a->keys, a->keys_len);
     authlimit_free(a->authlim);
     free(a);

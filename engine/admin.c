@@ -83,6 +83,28 @@ static uint64_t client_conns(struct relay *r)
     return (uint64_t)(atomic_load(&r->nconn) - (long)STAT_GET(r->stats.admin_conns));
 }
 
+/* TLS listeners: completed handshakes by version, resumptions, failures
+ * by reason (tls_err_name(), and "timeout" for header_timeout). */
+static void render_tls(struct relay *r, struct out *o)
+{
+    static const char *const versions[STATS_TLS_NVERSIONS] = {"TLSv1.2", "TLSv1.3"};
+
+    put(o, "# HELP rapi_tls_handshakes_total TLS handshakes completed, by version.\n"
+           "# TYPE rapi_tls_handshakes_total counter\n");
+    for (int i = 0; i < STATS_TLS_NVERSIONS; i++)
+        put(o, "rapi_tls_handshakes_total{version=\"%s\"} %llu\n", versions[i],
+            (unsigned long long)STAT_GET(r->stats.tls_versions[i]));
+    metric(o, "rapi_tls_resumed_total", "counter",
+           "TLS handshakes completed by resuming a session (ticket).",
+           STAT_GET(r->stats.tls_resumed));
+    put(o, "# HELP rapi_tls_handshake_failures_total TLS handshakes failed, by reason.\n"
+           "# TYPE rapi_tls_handshake_failures_total counter\n");
+    for (int i = TLS_ERR_NONE + 1; i < STATS_TLS_NFAILURES; i++)
+        put(o, "rapi_tls_handshake_failures_total{reason=\"%s\"} %llu\n",
+            i == STATS_TLS_TIMEOUT ? "timeout" : tls_err_name((enum tls_err)i),
+            (unsigned long long)STAT_GET(r->stats.tls_failures[i]));
+}
+
 static void render_metrics(struct relay *r, struct out *o)
 {
     metric(o, "rapi_connections", "gauge", "Open client and server sockets.", client_conns(r));
@@ -111,6 +133,7 @@ static void render_metrics(struct relay *r, struct out *o)
     metric(o, "rapi_header_timeouts_total", "counter",
            "Connections closed because their request head was not complete in time.",
            STAT_GET(r->stats.header_timeouts));
+    render_tls(r, o);
     put(o, "# HELP rapi_error_answers_total Error answers sent, by HTTP status.\n"
            "# TYPE rapi_error_answers_total counter\n");
     for (int i = 0; i < STATS_NSTATUS; i++) {

@@ -37,6 +37,8 @@ enum conf_type {
     T_IO,     /* enum conf_io by name */
     T_LOG,    /* enum log_level by name */
     T_ADDR,   /* "off" or one "a.b.c.d:port" | "[v6]:port", char[ADDR_STR_MAX] */
+    T_FILES,  /* a file name, repeatable, struct conf_files */
+    T_TLSVER, /* "1.2" | "1.3", int 12 | 13 */
 };
 
 struct conf_row {
@@ -74,7 +76,11 @@ struct conf_row {
     X(admin, T_ADDR, 0, 0, "off")                                                                  \
     X(admin_max_connections, T_LONG, 1, ADMIN_CONN_MAX, "16")                                      \
     X(status_top_paths, T_LONG, 0, PATHSTAT_TOP_MAX, "20")                                         \
-    X(admin_token_file, T_PATH, 0, 0, "")
+    X(admin_token_file, T_PATH, 0, 0, "")                                                          \
+    X(tls_cert, T_FILES, 0, CONF_TLS_PAIRS, "")                                                    \
+    X(tls_key, T_FILES, 0, CONF_TLS_PAIRS, "")                                                     \
+    X(tls_min_version, T_TLSVER, 12, 13, "1.2")                                                    \
+    X(tls_ciphers, T_PATH, 0, 0, "")
 
 #define CONF_ROW(f, t, lo, hi, d)                                                                  \
     {#f, t, offsetof(struct conf, f), sizeof(((struct conf *)0)->f), lo, hi, d},
@@ -320,6 +326,36 @@ static int set_addr(struct conf *c, const struct conf_row *r, const char *v, cha
     return 0;
 }
 
+/* One more file for a repeatable keyword. */
+static int set_files(struct conf *c, const struct conf_row *r, const char *v, char *err,
+                     size_t errlen)
+{
+    struct conf_files *f = conf_field(c, r);
+    size_t n = strlen(v);
+
+    if (f->n >= r->max) {
+        errbuf_set(err, errlen, "%s: more than %lld files", r->name, r->max);
+        return -EINVAL;
+    }
+    if (n >= sizeof(f->path[0])) {
+        errbuf_set(err, errlen, "%s: path longer than %zu bytes", r->name, sizeof(f->path[0]) - 1);
+        return -EINVAL;
+    }
+    memcpy(f->path[f->n++], v, n + 1);
+    return 0;
+}
+
+static int set_tlsver(struct conf *c, const struct conf_row *r, const char *v, char *err,
+                      size_t errlen)
+{
+    if (strcmp(v, "1.2") == 0 || strcmp(v, "1.3") == 0) {
+        *(int *)conf_field(c, r) = v[2] == '2' ? 12 : 13;
+        return 0;
+    }
+    errbuf_set(err, errlen, "%s: '%.*s' is not one of 1.2, 1.3", r->name, ECHO_MAX, v);
+    return -EINVAL;
+}
+
 static int set_row(struct conf *c, const struct conf_row *r, const char *v, char *err,
                    size_t errlen)
 {
@@ -341,6 +377,10 @@ static int set_row(struct conf *c, const struct conf_row *r, const char *v, char
         return set_enum(c, r, v, err, errlen);
     case T_ADDR:
         return set_addr(c, r, v, err, errlen);
+    case T_FILES:
+        return *v ? set_files(c, r, v, err, errlen) : 0; /* the default: none */
+    case T_TLSVER:
+        return set_tlsver(c, r, v, err, errlen);
     }
     return -EINVAL;
 }
@@ -565,6 +605,23 @@ static int check_path(const struct conf *c, const struct conf_row *r, char *err,
     return -EINVAL;
 }
 
+static int check_files(const struct conf *c, const struct conf_row *r, char *err, size_t errlen)
+{
+    const struct conf_files *f = conf_cfield(c, r);
+
+    if (f->n < 0 || f->n > r->max) {
+        errbuf_set(err, errlen, "%s: %d files (0..%lld)", r->name, f->n, r->max);
+        return -EINVAL;
+    }
+    for (int i = 0; i < f->n; i++) {
+        if (f->path[i][0] == '\0' || memchr(f->path[i], '\0', sizeof(f->path[i])) == NULL) {
+            errbuf_set(err, errlen, "%s: empty or unterminated path", r->name);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static int check_row(const struct conf *c, const struct conf_row *r, char *err, size_t errlen)
 {
     long long v;
@@ -588,6 +645,14 @@ static int check_row(const struct conf *c, const struct conf_row *r, char *err, 
     case T_LOG:
         n = r->type == T_IO ? (int)c->io : (int)c->log_level;
         if (n >= 0 && n <= (r->type == T_IO ? IO_EPOLL : LOG_DEBUG))
+            return 0;
+        errbuf_set(err, errlen, "%s: invalid value %d", r->name, n);
+        return -EINVAL;
+    case T_FILES:
+        return check_files(c, r, err, errlen);
+    case T_TLSVER:
+        n = *(const int *)conf_cfield(c, r);
+        if (n == 12 || n == 13)
             return 0;
         errbuf_set(err, errlen, "%s: invalid value %d", r->name, n);
         return -EINVAL;
@@ -628,6 +693,24 @@ static int admin_check(const struct conf *c, char *err, size_t errlen)
     return -EINVAL;
 }
 
+/* Certificates and keys go by pairs; a TLS listener needs one. */
+static int tls_check(const struct conf *c, char *err, size_t errlen)
+{
+    if (c->tls_cert.n != c->tls_key.n) {
+        errbuf_set(err, errlen, "tls_cert/tls_key: %d certificates but %d keys (they go by pairs)",
+                   c->tls_cert.n, c->tls_key.n);
+        return -EINVAL;
+    }
+    for (int i = 0; i < c->nlisten; i++) {
+        if ((c->listen_flags[i] & LISTEN_F_TLS) && c->tls_cert.n == 0) {
+            errbuf_set(err, errlen, "listen %s tls: no certificate (set tls_cert and tls_key)",
+                       c->listen[i]);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 int conf_validate(const struct conf *c, char *err, size_t errlen)
 {
     for (size_t i = 0; i < CONF_NROWS; i++) {
@@ -635,6 +718,8 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
         if (rc != 0)
             return rc;
     }
+    if (tls_check(c, err, errlen) < 0)
+        return -EINVAL;
     return admin_check(c, err, errlen);
 }
 

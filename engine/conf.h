@@ -18,7 +18,17 @@
 #define CONF_LINE_MAX 4096
 #define CONF_MAX_HEADERS_MAX 1024 /* highest "max_headers": the acceptor's array */
 
+#define CONF_TLS_PAIRS 16         /* tls_cert/tls_key pairs (== TLS_MAX_PAIRS) */
+#define CONF_TLS_PATH_MAX 1024    /* a certificate or key file name */
+#define CONF_TLS_CIPHERS_MAX 1024 /* a tls_ciphers list */
+
 enum conf_io { IO_AUTO = 0, IO_URING, IO_EPOLL };
+
+/* A repeatable file keyword: tls_cert, tls_key (pairs by position). */
+struct conf_files {
+    char path[CONF_TLS_PAIRS][CONF_TLS_PATH_MAX];
+    int n;
+};
 
 /* Options after a listen address ("listen ADDR:PORT [option...]"). */
 #define LISTEN_F_TLS 1u   /* "tls": a TLS listener */
@@ -55,7 +65,12 @@ struct conf {
     char admin[ADDR_STR_MAX];        /* "admin": /metrics and /healthz listener, "off" (off) */
     long admin_max_connections;      /* "admin_max_connections": open admin sockets (16) */
     char admin_token_file[PATH_MAX]; /* "admin_token_file": bearer token for admin (none) */
-    long status_top_paths; /* "status_top_paths": per-path entries on the status page (20) */
+    long status_top_paths;      /* "status_top_paths": per-path entries on the status page (20) */
+    struct conf_files tls_cert; /* "tls_cert": PEM certificate (+chain), repeatable; the
+                                   first is the default, the others chosen by SNI */
+    struct conf_files tls_key;  /* "tls_key": PEM private key of the tls_cert at its rank */
+    int tls_min_version;        /* "tls_min_version": 1.2 | 1.3, stored 12 | 13 (1.2) */
+    char tls_ciphers[CONF_TLS_CIPHERS_MAX]; /* "tls_ciphers": wolfSSL list (built-in) */
 };
 
 /* Every keyword conf_set() accepts, NULL-terminated (the man page test walks

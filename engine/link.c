@@ -2,8 +2,10 @@
  * transport: by the kernel with nonblocking splice through a pooled pipe
  * when both transports can splice, else copied through a buffer; driven by
  * edge-triggered readiness. One symmetric pump per direction (nginx's stream
- * proxy): the direction is an argument, never duplicated code. Shard thread
- * only. */
+ * proxy): the direction is an argument, never duplicated code. An end stays
+ * readable until its transport answers -EAGAIN (which implies nothing is
+ * pending inside it, engine/xprt.h), so bytes a TLS session holds are read
+ * before the pump waits. Shard thread only. */
 #include "engine/link.h"
 
 #include <errno.h>
@@ -165,13 +167,19 @@ static int dir_pump(struct link *l, int di)
         if (r <= 0)
             return r;
         if (d->eof) {
-            if (!d->shut && (r = dst->c.ops->shutw(&dst->c)) < 0 && r != -ENOTCONN)
+            r = d->shut ? 0 : dst->c.ops->shutw(&dst->c);
+            if (r == -EAGAIN) { /* a close_notify waiting for room: again on readiness */
+                end_blocked(dst);
+                return 0;
+            }
+            if (r < 0 && r != -ENOTCONN)
                 return r;
             d->shut = true;
             dir_release(l->sh, d, false);
             return 0;
         }
-        if (!src->readable) {
+        /* Bytes inside the source's transport (TLS) come with no event. */
+        if (!src->readable && xconn_pending(&src->c) == 0) {
             dir_release(l->sh, d, false);
             return 0;
         }
@@ -285,6 +293,9 @@ int link_new(struct shard *sh, const struct link_args *a)
      * read the watch reports at once (it checks readiness when added), so no
      * speculative read here. */
     l->end[0].writable = l->end[1].writable = true;
+    /* The dial-back's transport may hold bytes read with its head (TLS),
+     * which no readiness event will announce. */
+    l->end[1].readable = xconn_pending(&l->end[1].c) > 0;
     link_pump(l);
     return 0;
 }

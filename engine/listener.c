@@ -139,9 +139,8 @@ void waiter_fail(struct waiter *w, int status, const char *code, const char *msg
  * that sent bytes after its head is kept (they are delivered once linked,
  * then its FIN is forwarded: nothing is dropped); one that sent nothing has
  * nothing to wait for and its place (max_waiting, max_connections) is freed
- * now rather than at the dial-back timeout. (Unread bytes are counted in the
- * socket: exact for the raw transport; a TLS one would also ask its own
- * buffer.) */
+ * now rather than at the dial-back timeout. (Unread bytes are those in the
+ * socket and those inside the transport: a TLS session's.) */
 static void waiter_event(void *arg, uint32_t events)
 {
     struct waiter *w = arg;
@@ -149,8 +148,8 @@ static void waiter_event(void *arg, uint32_t events)
 
     if (!(events & (EV_RDHUP | EV_HUP | EV_ERR)))
         return;
-    if (!(events & (EV_HUP | EV_ERR)) &&
-        (w->early_len > 0 || (ioctl(w->c.fd, FIONREAD, &pending) == 0 && pending > 0)))
+    if (!(events & (EV_HUP | EV_ERR)) && (w->early_len > 0 || xconn_pending(&w->c) > 0 ||
+                                          (ioctl(w->c.fd, FIONREAD, &pending) == 0 && pending > 0)))
         return;
     waiter_unlink(w);
     ev_del_closing(&w->sh->loop, w->tok);
@@ -400,7 +399,8 @@ void listener_register(struct shard *sh, struct handoff *h)
             return;
         }
     }
-    listener_event(l, EV_OUT);
+    /* Frames the transport read with the head (TLS) come with no event. */
+    listener_event(l, EV_OUT | (xconn_pending(&l->c) ? EV_IN : 0));
 }
 
 /* ------------------------------------------------------------ clients */

@@ -14,6 +14,7 @@
 #include "engine/log.h"
 #include "engine/notify.h"
 #include "engine/relay.h"
+#include "engine/xprt_tls.h"
 #include "net/anet.h"
 
 #define MAX_SETS 64
@@ -104,6 +105,23 @@ static int reload(void *arg, struct conf *c, struct keys *k, char *err, size_t e
     if (r == 0)
         warn_short_keys(k);
     notify_reloaded(&notify_main); /* applied or refused: running either way */
+    return r;
+}
+
+/* -t: a TLS listener's certificates and keys must load (files, modes,
+ * pairs), as they would at start. */
+static int check_tls(const struct conf *c, char *err, size_t errlen)
+{
+    struct tls_server *s;
+    int r = 0;
+
+    for (int i = 0; i < c->nlisten; i++) {
+        if (c->listen_flags[i] & LISTEN_F_TLS) {
+            r = xprt_tls_server_new(c, &s, err, errlen);
+            tls_server_unref(s);
+            break;
+        }
+    }
     return r;
 }
 
@@ -358,6 +376,12 @@ int main(int argc, char **argv)
         return 1;
     }
     warn_short_keys(&k);
+    if (o.check && check_tls(&relay.conf, err, sizeof(err)) < 0) {
+        keys_wipe(&k);
+        fprintf(stderr, "rapi-server: %s\n", err);
+        printf("configuration invalid\n");
+        return 1;
+    }
     if (o.check) {
         keys_wipe(&k);
         printf("configuration ok\n");

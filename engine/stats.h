@@ -8,6 +8,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "tls/tls_ctx.h" /* TLS_ERR_COUNT */
+
 #define STAT_ADD(x, n)                                                                             \
     atomic_store_explicit(&(x), atomic_load_explicit(&(x), memory_order_relaxed) + (n),            \
                           memory_order_relaxed)
@@ -29,6 +31,10 @@ struct shard_stats {
     }
 #define STATS_NSTATUS 12 /* the eleven above and "other" */
 
+#define STATS_TLS_NVERSIONS 2
+#define STATS_TLS_TIMEOUT TLS_ERR_COUNT /* a handshake not done by header_timeout */
+#define STATS_TLS_NFAILURES (TLS_ERR_COUNT + 1)
+
 struct relay_stats {
     _Atomic uint64_t accepted, header_timeouts;
     /* admin connections open: written by the acceptor thread only; they are
@@ -37,6 +43,10 @@ struct relay_stats {
     _Atomic uint64_t admin_conns;
     _Atomic uint64_t started_ms; /* monotonic, set once when the acceptor listens */
     _Atomic uint64_t rejects[STATS_NSTATUS];
+    /* TLS listeners, written by the acceptor thread only */
+    _Atomic uint64_t tls_resumed;
+    _Atomic uint64_t tls_versions[STATS_TLS_NVERSIONS]; /* TLSv1.2, TLSv1.3 */
+    _Atomic uint64_t tls_failures[STATS_TLS_NFAILURES]; /* by enum tls_err, then timeout */
 };
 
 /* Index of a status in STATS_STATUSES, or the "other" slot. */

@@ -1,11 +1,13 @@
 /* The transport seam (haproxy's xprt_ops, redis's ConnectionType): every
  * byte the engine reads from or writes to an accepted connection goes
- * through the connection's operations table. The raw socket is the only
- * transport today; the table is shaped for TLS as the next one: a transport
- * that cannot splice leaves rcv_pipe/snd_pipe NULL (the caller then copies),
- * a read may need the socket writable first (and a write readable: the
- * -EAGAIN answer says which in xconn.want), and close has its own work
- * (close_notify).
+ * through the connection's operations table: the raw socket
+ * (engine/xprt_raw.c) and TLS (engine/xprt_tls.c). A transport that cannot
+ * splice leaves rcv_pipe/snd_pipe NULL (the caller then copies), a read may
+ * need the socket writable first (and a write readable: the -EAGAIN answer
+ * says which in xconn.want; every watch of a TLS connection includes both
+ * EV_IN and EV_OUT, edge-triggered, so either readiness comes back), data
+ * may wait inside the transport (pending), and shutw/close have their own
+ * work (close_notify).
  *
  * An xconn is owned by whoever owns the connection (acceptor, then the
  * shard it is handed to); it is moved by value. One thread at a time. */
@@ -38,6 +40,12 @@ struct xprt_ops {
     /* Release the transport and close the fd; reset: abort (RST) rather
      * than end cleanly. */
     void (*close)(struct xconn *c, bool reset);
+    /* Bytes rcv can make progress on without the socket (a TLS session's
+     * decrypted or read-ahead data): a reader that stops before -EAGAIN
+     * and then waits for readiness must read again first while this is
+     * nonzero, since no event will come for them. NULL: none (raw). An
+     * -EAGAIN from rcv implies none. */
+    size_t (*pending)(struct xconn *c);
 };
 
 /* One connection as the engine sees it. */
@@ -57,6 +65,12 @@ static inline void xconn_init_raw(struct xconn *c, int fd)
     c->want = 0;
     c->ops = &xprt_raw;
     c->ctx = NULL;
+}
+
+/* What the transport holds for rcv beyond the socket's own bytes. */
+static inline size_t xconn_pending(struct xconn *c)
+{
+    return c->ops->pending ? c->ops->pending(c) : 0;
 }
 
 static inline bool xconn_can_splice(const struct xconn *src, const struct xconn *dst)

@@ -28,3 +28,12 @@ $(BUILD)/tests/tls_%: tests/unit/tls_%.c $(LIBTLS) $(LIBPROTO)
 	  $(CRITERION_LDLIBS) $(TLS_LDLIBS) $(PKG_LDLIBS) $(ALL_LDFLAGS)
 
 build-all: $(LIBTLS) $(TLS_SPEED)
+
+# rapi-server's TLS listeners (engine/xprt_tls.c): after libengine on its link line.
+$(SERVER): $(LIBTLS)
+
+# libengine's admin and acceptor use the TLS library: unit tests linking
+# libengine link it too (after it), and libcrypto + wolfSSL at the end.
+TEST_LIBS += $(LIBTLS)
+$(UNIT_BIN): $(LIBTLS)
+$(UNIT_BIN): LDFLAGS += $(TLS_LDLIBS)

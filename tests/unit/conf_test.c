@@ -67,7 +67,7 @@ Test(conf, keywords_list_matches_table)
     for (; conf_keywords[n] != NULL; n++)
         cr_assert_str_eq(conf_keywords[n], conf_rows[n].name);
     cr_assert_eq(n, CONF_NROWS);
-    cr_assert_eq(n, 25);
+    cr_assert_eq(n, 29);
 }
 
 Test(conf, defaults_in_table_are_what_conf_defaults_sets)
@@ -580,6 +580,43 @@ Test(conf, validate)
     v = c, v.keys[0] = '\0';
     cr_assert_eq(conf_validate(&v, err, sizeof err), -EINVAL);
     cr_assert_str_eq(err, "keys: empty or unterminated path");
+}
+
+Test(conf, tls_keywords)
+{
+    cr_assert_eq(c.tls_cert.n, 0);
+    cr_assert_eq(c.tls_min_version, 12);
+    cr_assert_eq(c.tls_ciphers[0], '\0');
+    cr_assert_eq(parse("tls_cert /a/one.pem\ntls_key /a/one.key\n"
+                       "tls_cert /a/two.pem\ntls_key /a/two.key\n"
+                       "tls_min_version 1.3\ntls_ciphers TLS13-AES128-GCM-SHA256\n"),
+                 0, "%s", err);
+    cr_assert_eq(c.tls_cert.n, 2);
+    cr_assert_str_eq(c.tls_cert.path[1], "/a/two.pem");
+    cr_assert_str_eq(c.tls_key.path[0], "/a/one.key");
+    cr_assert_eq(c.tls_min_version, 13);
+    cr_assert_str_eq(c.tls_ciphers, "TLS13-AES128-GCM-SHA256");
+    cr_assert_eq(conf_validate(&c, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(set("tls_min_version", "1.1"), -EINVAL);
+    cr_assert_str_eq(err, "tls_min_version: '1.1' is not one of 1.2, 1.3");
+    cr_assert_eq(set("tls_min_version", "1.2"), 0);
+    cr_assert_eq(c.tls_min_version, 12);
+}
+
+Test(conf, tls_pairs_and_listeners_checked)
+{
+    cr_assert_eq(set("listen", "127.0.0.1:8443 tls"), 0, "%s", err);
+    cr_assert_eq(conf_validate(&c, err, sizeof err), -EINVAL);
+    cr_assert_str_eq(err, "listen 127.0.0.1:8443 tls: no certificate (set tls_cert and tls_key)");
+    cr_assert_eq(set("tls_cert", "/a/c.pem"), 0);
+    cr_assert_eq(conf_validate(&c, err, sizeof err), -EINVAL);
+    cr_assert_str_eq(err, "tls_cert/tls_key: 1 certificates but 0 keys (they go by pairs)");
+    cr_assert_eq(set("tls_key", "/a/k.pem"), 0);
+    cr_assert_eq(conf_validate(&c, err, sizeof err), 0, "%s", err);
+    for (int i = 1; i < CONF_TLS_PAIRS; i++)
+        cr_assert_eq(set("tls_cert", "/a/c.pem"), 0);
+    cr_assert_eq(set("tls_cert", "/a/c.pem"), -EINVAL);
+    cr_assert_str_eq(err, "tls_cert: more than 16 files");
 }
 
 /* ---- conf_keywords[] against rapi-server.conf(5) ---- */
