@@ -397,3 +397,127 @@ def test_bench_tls_through_nginx(nginx, certs, relay, mode, args, metric):
                            timeout=60 * SLOW, text=True)
         assert r.returncode != 0
         assert "trusted CA" in r.stdout + r.stderr, r.stderr[-2000:]
+
+
+# ------------------------------------------------ rapi-server's TLS listener
+
+@pytest.fixture
+def tls_relay_sdk(start_relay, certs, tmp_path):
+    """(Sdk, relay): a rapi-server listening with TLS only (server.pem)."""
+    from sdk_helpers import Sdk
+    relay = start_relay(listen=("127.0.0.1:0 tls",), tls_cert=certs.server,
+                        tls_key=certs.server_key)
+    s = Sdk(relay, tmp_path)
+    yield s, relay
+    errs = s.finish()
+    if errs:
+        pytest.fail("\n".join(errs), pytrace=False)
+
+
+def own_url(relay, scheme, path, host="localhost"):
+    return "%s://%s:%d%s" % (scheme, host, relay.addrs[0][1], path)
+
+
+def test_own_listener_half_close_both_ways(tls_relay_sdk, origin, certs):
+    """Against rapi-server's TLS listener (no nginx in between) a client's
+    half-close crosses both TLS hops: the echo comes back whole, then EOF."""
+    sdk, relay = tls_relay_sdk
+    _, eport = origin.start("echo")
+    sdk.spawn(["expose", own_url(relay, "rwss", "/hc"), "--to", "127.0.0.1:%d" % eport,
+               "--ca", certs.ca], "expose").wait_log(r"registered /hc", timeout=10)
+    _, lport = sdk.connect_listen("/hc", extra=["--ca", certs.ca],
+                                  url=own_url(relay, "rwrs", "/hc"))
+    data = os.urandom(3 << 20)
+    s = socket.create_connection(("127.0.0.1", lport), timeout=10 * SLOW)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    got = read_all(s, 30 * SLOW)
+    s.close()
+    assert got == data
+    # stdio mode: stdin's end is a half-close too
+    r = sdk.run(["connect", own_url(relay, "rwrs", "/hc"), "--ca", certs.ca], input=data[:100000])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == data[:100000]
+
+
+def test_own_listener_reset_crosses_tls(tls_relay_sdk, certs):
+    """A local server's reset behind rapi expose reaches the client behind
+    rapi connect as a reset through two TLS sessions."""
+    from test_sdk_cli import OneShot, read_end, reset_close
+    sdk, relay = tls_relay_sdk
+    data_read = threading.Event()
+    chunk = os.urandom(64 * 1024)
+
+    def serve(c):
+        c.sendall(chunk)
+        assert data_read.wait(10 * SLOW)
+        reset_close(c)
+        return "reset sent"
+
+    backend = OneShot(serve)
+    sdk.spawn(["expose", own_url(relay, "rwss", "/rst"), "--to", "127.0.0.1:%d" % backend.port,
+               "--ca", certs.ca], "expose").wait_log(r"registered /rst", timeout=10)
+    _, lport = sdk.connect_listen("/rst", extra=["--ca", certs.ca],
+                                  url=own_url(relay, "rwrs", "/rst"))
+    s = socket.create_connection(("127.0.0.1", lport), timeout=10 * SLOW)
+    got = b""
+    while len(got) < len(chunk):
+        d = s.recv(65536)
+        assert d, "tunnel ended before the data arrived"
+        got += d
+    data_read.set()
+    end = read_end(s)
+    s.close()
+    assert backend.join() == "reset sent"
+    assert end == "reset", "the backend's reset reached the client as a clean EOF"
+
+
+def test_own_listener_librapi_examples(tls_relay_sdk, certs):
+    """The librapi(3) examples, unchanged (the client half-closes), over
+    rwss/rwrs to rapi-server's TLS listener with RAPI_CA_FILE."""
+    sdk, relay = tls_relay_sdk
+    ex = manpage_examples(os.path.join(REPO, "man", "librapi.3"))
+    server, client = sdk.cc(ex["server"], "example_server"), sdk.cc(ex["client"], "example_client")
+    env_s = sdk.env(RAPI_KEY=relay.server_key, RAPI_KEY_FILE=None, RAPI_CA_FILE=certs.ca)
+    env_c = sdk.env(RAPI_KEY=relay.client_key, RAPI_KEY_FILE=None, RAPI_CA_FILE=certs.ca)
+    srv = sdk.start([server, own_url(relay, "rwss", "/example")], "example-server", env=env_s)
+    sdk.expected_exit[srv.pid] = (-15,)
+    srv.wait_log("registered", timeout=10)
+    for msg in ("hello", "z" * 100000):
+        r = subprocess.run([client, own_url(relay, "rwrs", "/example"), msg],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30 * SLOW,
+                           env=env_c)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == msg.encode()
+    srv.wait_log(r"client 127\.0\.0\.1:\d+", count=2)
+
+
+def test_own_listener_dialbacks_resume(start_relay, certs, tmp_path, origin):
+    """rapi expose resumes its TLS session on dial-backs: the relay's
+    /metrics counts resumed handshakes."""
+    import re
+    import urllib.request
+    from sdk_helpers import Sdk
+    relay = start_relay(listen=("127.0.0.1:0 tls",), tls_cert=certs.server,
+                        tls_key=certs.server_key, admin="127.0.0.1:0")
+    m = wait_until(lambda: re.search(r"admin endpoint on 127\.0\.0\.1:(\d+)", relay.stderr()),
+                   3.0, what="admin endpoint")
+    sdk = Sdk(relay, tmp_path)
+    try:
+        _, eport = origin.start("echo")
+        sdk.spawn(["expose", own_url(relay, "rwss", "/res"), "--to", "127.0.0.1:%d" % eport,
+                   "--ca", certs.ca], "expose").wait_log(r"registered /res", timeout=10)
+        for i in range(3):
+            r = sdk.run(["connect", own_url(relay, "rwrs", "/res"), "--ca", certs.ca],
+                        input=b"x%d" % i)
+            assert r.returncode == 0 and r.stdout == b"x%d" % i, r.stderr
+        url = "http://127.0.0.1:%s/metrics" % m.group(1)
+        with urllib.request.urlopen(url, timeout=5) as f:
+            text = f.read().decode()
+        resumed = int(re.search(r"^rapi_tls_resumed_total (\d+)$", text, re.M).group(1))
+        # 3 dial-backs after the registration: each resumes (the clients,
+        # one process each, cannot)
+        assert resumed >= 3, text
+    finally:
+        errs = sdk.finish()
+    assert not errs, errs
