@@ -54,7 +54,7 @@ $(LIBRAPI_PC): sdk/sdk.mk VERSION
 
 # librapi's TLS uses libcrypto: programs linking librapi.a (the unit tests'
 # generic rule links $(PKG_LDLIBS)) need it too.
-PKG_LIBS += libcrypto
+override PKG_LIBS += libcrypto
 
 # handshake_test includes sdk/handshake.c (and sdktls.c), which reach tls/:
 # it links the non-localized TLS archive as well.

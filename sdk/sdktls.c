@@ -368,7 +368,9 @@ static void *pump_main(void *arg)
     return NULL;
 }
 
-static int pump_start(struct pump_job *j)
+/* A detached thread with no signal and a small stack, running fn(arg);
+ * 0 or -errno. */
+static int pump_thread(void *(*fn)(void *), void *arg)
 {
     sigset_t all, old;
     pthread_attr_t a;
@@ -381,10 +383,10 @@ static int pump_start(struct pump_job *j)
     (void)pthread_attr_setstacksize(&a, SDKTLS_STACK);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* the pump takes no signal */
-    rc = pthread_create(&th, &a, pump_main, j);
+    rc = pthread_create(&th, &a, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&a);
-    return -rc;
+    return rc == 0 ? 0 : -rc;
 }
 
 int sdktls_pump(struct tls_conn *c, struct rapi_error *err)
@@ -400,9 +402,11 @@ int sdktls_pump(struct tls_conn *c, struct rapi_error *err)
     }
     j->c = c;
     j->app = sv[1];
-    if ((rc = pump_start(j)) < 0)
+    if ((rc = pump_thread(pump_main, j)) != 0)
         goto fail;
-    return sv[0];
+    /* j belongs to the detached thread now (the analyzer cannot see
+     * pthread_create pass it on) */
+    return sv[0]; // NOLINT(clang-analyzer-unix.Malloc)
 fail:
     err_set(err, RAPI_E_SYSTEM, -rc, "TLS pump: %s", strerror(-rc));
     if (sv[0] >= 0) {
