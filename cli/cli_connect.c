@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "net/anet.h"
 #include "proto/addr.h"
 #include "sdk/sdk_int.h"
+#include "sdk/sdktls.h"
 #include "tls/tls_ctx.h"
 
 #define ACCEPT_ERROR_PAUSE_US 100000
@@ -23,6 +25,7 @@ struct connect_cfg {
     char key[CLI_KEY_MAX];
     char safe[1024]; /* the URLs without their keys, for log lines */
     struct rapi_connect_opts o;
+    struct sdktls *tls; /* rwrs://: one CA load and session cache for every tunnel */
 };
 
 struct connect_conn {
@@ -58,7 +61,7 @@ static int tunnel(const struct connect_cfg *cfg, const char *who, struct tls_con
     int fd;
 
     fd = cn_connect_raw(cfg->urls, (size_t)cfg->nurls, cfg->key[0] ? cfg->key : NULL, &cfg->o, rest,
-                        sizeof(rest), &err, tc);
+                        sizeof(rest), &err, tc, cfg->tls);
     if (fd < 0) {
         cli_log(RAPI_LOG_WARN, "%s: %s: %s (%s)", who, cfg->safe, err.message,
                 rapi_code_name(err.code));
@@ -173,6 +176,23 @@ static int connect_stdio(const struct connect_cfg *cfg)
     return st.reset ? 1 : 0; /* a truncated stream is not a success */
 }
 
+/* With an rwrs:// first hop, one TLS context for the process: the CA
+ * bundle is read once (a bad one is an error before any connection) and
+ * every tunnel after the first resumes the relay's session. */
+static int connect_tls_setup(struct connect_cfg *cfg)
+{
+    struct rapi_error err;
+    int i;
+
+    for (i = 0; i < cfg->nurls; i++)
+        if (strncasecmp(cfg->urls[i], "rwrs://", strlen("rwrs://")) == 0)
+            break;
+    if (i == cfg->nurls || sdktls_new(cfg->o.ca_file, &cfg->tls, &err) == 0)
+        return 0;
+    fprintf(stderr, "rapi: connect: %s (%s)\n", err.message, rapi_code_name(err.code));
+    return -1;
+}
+
 int cli_connect(int argc, char **argv)
 {
     static const struct option lo[] = {{"listen", required_argument, NULL, 'l'},
@@ -220,6 +240,8 @@ int cli_connect(int argc, char **argv)
     if (cli_key(RAPI_ROLE_CLIENT, key_file, cfg.urls, cfg.nurls, cfg.key) < 0)
         return 2;
     cli_urls_safe(cfg.urls, cfg.nurls, cfg.safe, sizeof(cfg.safe));
+    if (connect_tls_setup(&cfg) < 0)
+        return 2;
     rc = listen_at ? connect_listen(&cfg, listen_at) : connect_stdio(&cfg);
     explicit_bzero(cfg.key, sizeof(cfg.key));
     return rc;

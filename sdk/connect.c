@@ -264,11 +264,12 @@ static int cn_failover(struct rapi_connector *c)
 }
 
 static int cn_init(struct rapi_connector *c, const char *const *urls, size_t n, const char *key,
-                   const struct rapi_connect_opts *opts)
+                   const struct rapi_connect_opts *opts, struct sdktls *tls)
 {
     int rc;
 
     hsm_init(&c->m);
+    c->m.tls = tls ? sdktls_ref(tls) : NULL;
     cn_opts(c, key, opts);
     if ((rc = cn_alts(c, urls, n)) < 0)
         return rc;
@@ -277,9 +278,11 @@ static int cn_init(struct rapi_connector *c, const char *const *urls, size_t n, 
     return 0;
 }
 
-RAPI_API int rapi_connect_start_multi(struct rapi_connector **out, const char *const *urls,
-                                      size_t nurls, const char *key,
-                                      const struct rapi_connect_opts *opts, struct rapi_error *err)
+/* rapi_connect_start_multi with a TLS context to share (NULL: the
+ * connector makes its own when a hop needs one). */
+static int cn_start(struct rapi_connector **out, const char *const *urls, size_t nurls,
+                    const char *key, const struct rapi_connect_opts *opts, struct sdktls *tls,
+                    struct rapi_error *err)
 {
     struct rapi_connector *c = calloc(1, sizeof(*c));
     int rc;
@@ -289,7 +292,7 @@ RAPI_API int rapi_connect_start_multi(struct rapi_connector **out, const char *c
         err_set(err, RAPI_E_SYSTEM, ENOMEM, "out of memory");
         return -ENOMEM;
     }
-    rc = cn_init(c, urls, nurls, key, opts);
+    rc = cn_init(c, urls, nurls, key, opts, tls);
     if (rc < 0) {
         if (err)
             *err = c->err;
@@ -298,6 +301,13 @@ RAPI_API int rapi_connect_start_multi(struct rapi_connector **out, const char *c
     }
     *out = c;
     return 0;
+}
+
+RAPI_API int rapi_connect_start_multi(struct rapi_connector **out, const char *const *urls,
+                                      size_t nurls, const char *key,
+                                      const struct rapi_connect_opts *opts, struct rapi_error *err)
+{
+    return cn_start(out, urls, nurls, key, opts, NULL, err);
 }
 
 RAPI_API int rapi_connect_start(struct rapi_connector **out, const char *url, const char *key,
@@ -453,13 +463,13 @@ RAPI_API void rapi_connector_free(struct rapi_connector *c)
 
 int cn_connect_raw(const char *const *urls, size_t nurls, const char *key,
                    const struct rapi_connect_opts *opts, char *rest, size_t rest_cap,
-                   struct rapi_error *err, struct tls_conn **tc)
+                   struct rapi_error *err, struct tls_conn **tc, struct sdktls *tls)
 {
     struct rapi_connector *c;
     struct pollfd p;
     int rc;
 
-    rc = rapi_connect_start_multi(&c, urls, nurls, key, opts, err);
+    rc = cn_start(&c, urls, nurls, key, opts, tls, err);
     if (rc < 0)
         return rc;
     while ((rc = rapi_connect_step(c, err)) == -EAGAIN) {
@@ -487,7 +497,7 @@ RAPI_API int rapi_connect_multi(const char *const *urls, size_t nurls, const cha
                                 const struct rapi_connect_opts *opts, char *rest, size_t rest_cap,
                                 struct rapi_error *err)
 {
-    return cn_connect_raw(urls, nurls, key, opts, rest, rest_cap, err, NULL);
+    return cn_connect_raw(urls, nurls, key, opts, rest, rest_cap, err, NULL, NULL);
 }
 
 RAPI_API int rapi_connect(const char *url, const char *key, const struct rapi_connect_opts *opts,

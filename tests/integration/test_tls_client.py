@@ -356,7 +356,7 @@ def test_verified_names_reach_the_relay(sdk, nginx, certs, host):
 
 def test_bad_ca_file_is_refused_before_any_connection(sdk, tmp_path):
     r = sdk.run(["connect", "rwrs://localhost:1/x", "--ca", str(tmp_path / "nothing.pem")])
-    assert r.returncode == 1 and b"RAPI_E_TLS" in r.stderr and b"nothing.pem" in r.stderr
+    assert r.returncode == 2 and b"RAPI_E_TLS" in r.stderr and b"nothing.pem" in r.stderr
     r = sdk.run(["expose", "rwss://localhost:1/x", "--to", "127.0.0.1:1",
                  "--ca", str(tmp_path / "nothing.pem")])
     assert r.returncode == 2 and b"RAPI_E_TLS" in r.stderr and b"nothing.pem" in r.stderr
@@ -493,8 +493,9 @@ def test_own_listener_librapi_examples(tls_relay_sdk, certs):
 
 
 def test_own_listener_dialbacks_resume(start_relay, certs, tmp_path, origin):
-    """rapi expose resumes its TLS session on dial-backs: the relay's
-    /metrics counts resumed handshakes."""
+    """rapi expose resumes its TLS session on dial-backs, and rapi connect
+    --listen on every tunnel after its first: the relay's /metrics counts
+    resumed handshakes."""
     import re
     import urllib.request
     from sdk_helpers import Sdk
@@ -512,12 +513,25 @@ def test_own_listener_dialbacks_resume(start_relay, certs, tmp_path, origin):
                         input=b"x%d" % i)
             assert r.returncode == 0 and r.stdout == b"x%d" % i, r.stderr
         url = "http://127.0.0.1:%s/metrics" % m.group(1)
-        with urllib.request.urlopen(url, timeout=5) as f:
-            text = f.read().decode()
-        resumed = int(re.search(r"^rapi_tls_resumed_total (\d+)$", text, re.M).group(1))
+
+        def resumed():
+            with urllib.request.urlopen(url, timeout=5) as f:
+                text = f.read().decode()
+            return int(re.search(r"^rapi_tls_resumed_total (\d+)$", text, re.M).group(1))
         # 3 dial-backs after the registration: each resumes (the clients,
         # one process each, cannot)
-        assert resumed >= 3, text
+        before = resumed()
+        assert before >= 3, before
+        # one rapi connect --listen, 3 tunnels: the 2nd and 3rd resume too
+        _, lport = sdk.connect_listen("/res", extra=["--ca", certs.ca],
+                                      url=own_url(relay, "rwrs", "/res"))
+        for i in range(3):
+            s = socket.create_connection(("127.0.0.1", lport), timeout=10 * SLOW)
+            s.sendall(b"y%d" % i)
+            assert read_exact(s, 2) == b"y%d" % i
+            s.close()
+        # 3 more dial-backs + 2 client tunnels
+        wait_until(lambda: resumed() >= before + 5, 5 * SLOW, what="resumed handshakes")
     finally:
         errs = sdk.finish()
     assert not errs, errs
