@@ -26,6 +26,7 @@ import pytest
 from relay import SLOW, wait_until
 from sdk_helpers import (PYTHON, REPO, build_dir, manpage_examples, origin, read_all,  # noqa: F401
                          sdk)
+from test_bench_smoke import free_port
 from tlscerts import make_certs
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -42,14 +43,6 @@ pytestmark = pytest.mark.skipif(not os.access(NGINX, os.X_OK), reason="nginx not
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Nginx:
