@@ -23,6 +23,8 @@ enum bdir { DIR_UP = 1, DIR_DOWN = 2, DIR_BOTH = 3 };
 #define BENCH_PATH_MAX 200
 #define BENCH_ERR_MAX 160
 
+struct tls_client;
+
 struct bench_cfg {
     enum bmode mode;
     enum tkind kind;
@@ -41,12 +43,14 @@ struct bench_cfg {
     unsigned inflight; /* handshakes in flight per thread while opening */
     unsigned size;     /* bytes echoed per tunnel (setup) / message (latency) */
     enum bdir dir;
-    double rate;            /* latency: messages/s over all tunnels, 0 = flat out */
-    size_t block;           /* throughput write size */
-    int trunc;              /* sinks discard with MSG_TRUNC instead of copying */
-    int kernel_ports;       /* let connect() pick source ports */
-    uint64_t timeout_ns;    /* handshake limit for one tunnel */
-    const int *backend_fds; /* per-thread listen sockets, or NULL */
+    double rate;                 /* latency: messages/s over all tunnels, 0 = flat out */
+    size_t block;                /* throughput write size */
+    int trunc;                   /* sinks discard with MSG_TRUNC instead of copying */
+    int kernel_ports;            /* let connect() pick source ports */
+    uint64_t timeout_ns;         /* handshake limit for one tunnel */
+    const int *backend_fds;      /* per-thread listen sockets, or NULL */
+    struct tls_client *tls;      /* --tls: every relay connection is TLS; NULL: plain */
+    char tls_host[ADDR_STR_MAX]; /* name checked (and SNI) on the relay's certificate */
 };
 
 struct run_ctl {

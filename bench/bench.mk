@@ -5,7 +5,8 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH     := $(BUILD)/rapi-bench
 
-$(BENCH): $(BENCH_OBJ) $(LIBAUTH) $(LIBPROTO)
+# --tls: the TLS archive (wolfSSL, AES-GCM through libcrypto: PKG_LDLIBS).
+$(BENCH): $(BENCH_OBJ) $(BUILD)/libtls.a $(LIBAUTH) $(LIBPROTO)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LDLIBS) -lm
 
 ALL_TARGETS += $(BENCH)

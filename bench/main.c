@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bench/run.h"
+#include "tls/tls_ctx.h"
 
 #define KEY_ERR_MAX 512
 #define BACKLOG 4096
@@ -35,7 +36,7 @@ static void usage(FILE *out)
           "         [-n COUNT] [--warmup SECS] [--rounds N] [--size BYTES] [--rate N]\n"
           "         [--direction up|down|both] [--block BYTES] [--timeout SECS]\n"
           "         [--inflight N] [--sources N] [--kernel-ports] [--path PREFIX] [--discard]\n"
-          "         [--json] [-q]\n"
+          "         [--tls [--ca FILE] [--tls-name NAME]] [--json] [-q]\n"
           "       rapi-bench echo|sink --listen HOST:PORT [-t N] [-d SECS]\n"
           "See rapi-bench(1).\n",
           out);
@@ -180,7 +181,10 @@ enum {
     OPT_JSON,
     OPT_VERSION,
     OPT_TRUNC,
-    OPT_KPORTS
+    OPT_KPORTS,
+    OPT_TLS,
+    OPT_CA,
+    OPT_TLS_NAME
 };
 
 static const struct option longopts[] = {
@@ -211,6 +215,9 @@ static const struct option longopts[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"discard", no_argument, NULL, OPT_TRUNC},
     {"kernel-ports", no_argument, NULL, OPT_KPORTS},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"ca", required_argument, NULL, OPT_CA},
+    {"tls-name", required_argument, NULL, OPT_TLS_NAME},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -370,6 +377,15 @@ static void parse_args(int argc, char **argv, struct opts *o, const char **skf, 
         case OPT_KPORTS:
             o->kernel_ports = 1;
             break;
+        case OPT_TLS:
+            o->tls_on = 1;
+            break;
+        case OPT_CA:
+            o->ca_file = optarg;
+            break;
+        case OPT_TLS_NAME:
+            o->tls_name = optarg;
+            break;
         case 'q':
             o->quiet = 1;
             break;
@@ -405,6 +421,19 @@ static void parse_args(int argc, char **argv, struct opts *o, const char **skf, 
         o->t[0].kind = TK_DIRECT;
         snprintf(o->t[0].label, sizeof(o->t[0].label), "direct");
     }
+}
+
+/* --tls: one client context for every relay connection (CA file: --ca,
+ * else $RAPI_CA_FILE, else the system store), AES-GCM accelerated. */
+static void tls_setup(struct opts *o)
+{
+    struct tls_client_conf conf = {.ca_file = o->ca_file, .accel = true};
+    char err[TLS_ERR_MAX];
+
+    if (conf.ca_file == NULL)
+        conf.ca_file = getenv("RAPI_CA_FILE");
+    if (tls_client_new(&conf, &o->tls, err, sizeof(err)) < 0)
+        die("--tls: %s", err);
 }
 
 /* ------------------------------------------------------------ modes */
@@ -530,7 +559,10 @@ int main(int argc, char **argv)
             snprintf(o.t[0].addr, sizeof(o.t[0].addr), "%s", actual);
         }
     }
+    if (o.tls_on)
+        tls_setup(&o);
     int rc = bench(&o, need_backend ? fds : NULL);
+    tls_client_unref(o.tls);
     explicit_bzero(o.server_key, sizeof(o.server_key));
     explicit_bzero(o.client_key, sizeof(o.client_key));
     return rc;

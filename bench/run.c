@@ -3,6 +3,8 @@
  * mode's figures. Main thread only. */
 #include "bench/run.h"
 
+#include <arpa/inet.h>
+
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -381,6 +383,23 @@ static unsigned sources_needed(const struct opts *o, const struct target *t)
     return n > 250 ? 250 : n;
 }
 
+/* The name the relay's certificate must carry: --tls-name, else the
+ * target's address without its port (an IP literal, checked against the
+ * certificate's IP names). */
+static void tls_host(const struct target *t, const char *name, char *out, size_t cap)
+{
+    const void *a = &((const struct sockaddr_in *)&t->ss)->sin_addr;
+
+    if (name != NULL) {
+        snprintf(out, cap, "%s", name);
+        return;
+    }
+    if (t->ss.ss_family == AF_INET6)
+        a = &((const struct sockaddr_in6 *)&t->ss)->sin6_addr;
+    if (inet_ntop(t->ss.ss_family, a, out, (socklen_t)cap) == NULL)
+        snprintf(out, cap, "%s", t->addr);
+}
+
 static void fill_cfg(const struct opts *o, const struct target *t, const int *backend_fds,
                      struct bench_cfg *cfg)
 {
@@ -409,6 +428,10 @@ static void fill_cfg(const struct opts *o, const struct target *t, const int *ba
     cfg->kernel_ports = o->kernel_ports;
     cfg->timeout_ns = (uint64_t)(o->timeout * 1e9);
     cfg->backend_fds = backend_fds;
+    if (o->tls != NULL && t->kind == TK_RELAY) {
+        cfg->tls = o->tls;
+        tls_host(t, o->tls_name, cfg->tls_host, sizeof(cfg->tls_host));
+    }
 }
 
 int run_target(const struct opts *o, struct target *t, unsigned round, const int *backend_fds)

@@ -43,6 +43,10 @@ struct opts {
     size_t block;
     uint64_t count;
     int json, quiet, cpus, duration_given, trunc, kernel_ports;
+    int tls_on;             /* --tls: relay targets are reached over TLS */
+    const char *ca_file;    /* --ca */
+    const char *tls_name;   /* --tls-name: certificate name (default: the address) */
+    struct tls_client *tls; /* made from the above before the runs */
 };
 
 struct metric_def {

@@ -29,6 +29,7 @@
 #include "proto/webroute.h"
 #include "proto/ws.h"
 #include "proto/wsread.h"
+#include "tls/tls_ctx.h"
 
 #define CONN_BUF 512          /* response head, or echo data in flight */
 #define LAT_RING 32           /* messages in flight per tunnel at a rate */
@@ -57,9 +58,10 @@ enum ckind { CK_CLIENT, CK_SERVER, CK_LISTENER, CK_ACCEPT };
 /* Connection states:
  *   CS_FREE       no socket (slot idle, pool entry free or stale event)
  *   CS_CONNECTING non-blocking connect in progress, waiting for EPOLLOUT
+ *   CS_TLS        --tls: TLS handshake with the relay in progress
  *   CS_HEAD       request head sent, waiting for the relay's answer
  *   CS_OPEN       data phase: the workload runs */
-enum cstate { CS_FREE, CS_CONNECTING, CS_HEAD, CS_OPEN };
+enum cstate { CS_FREE, CS_CONNECTING, CS_TLS, CS_HEAD, CS_OPEN };
 
 struct bconn {
     int fd;
@@ -74,6 +76,7 @@ struct bconn {
     size_t hlast;  /* head parser last_len */
     struct bconn *next_free;
     struct bconn *next_again;
+    struct tls_conn *tc; /* --tls: the session on fd (relay connections) */
     char buf[CONN_BUF];
 };
 
@@ -119,6 +122,7 @@ struct worker {
     uint64_t last_scan;
     unsigned srcn;
     unsigned port_next;
+    struct tls_session *sess; /* --tls: resumed by this thread's next handshakes */
 };
 
 /* Same bytes for every bulk write, echo probe and latency message. */
@@ -222,6 +226,8 @@ static void conn_close(struct worker *w, struct bconn *c)
 {
     if (c->state == CS_FREE)
         return;
+    tls_conn_free(c->tc);
+    c->tc = NULL;
     close(c->fd);
     c->fd = -1;
     c->state = CS_FREE;
@@ -384,10 +390,41 @@ static int conn_connect(struct worker *w, struct bconn *c)
     return 0;
 }
 
+/* send(2)/recv(2) on c, through its TLS session when it has one (errno
+ * set the same way; a TLS write that returns EAGAIN is retried with the
+ * same bytes, which every caller here does). */
+static ssize_t bc_send(struct bconn *c, const void *buf, size_t len)
+{
+    unsigned want;
+    ssize_t n;
+
+    if (c->tc == NULL)
+        return send(c->fd, buf, len, MSG_NOSIGNAL);
+    n = tls_conn_write(c->tc, buf, len < TLS_WRITE_MAX ? len : TLS_WRITE_MAX, &want);
+    if (n >= 0)
+        return n;
+    errno = (int)-n;
+    return -1;
+}
+
+static ssize_t bc_recv(struct bconn *c, void *buf, size_t len, int flags)
+{
+    unsigned want;
+    ssize_t n;
+
+    if (c->tc == NULL)
+        return recv(c->fd, buf, len, flags);
+    n = tls_conn_read(c->tc, buf, len, &want);
+    if (n >= 0)
+        return n;
+    errno = (int)-n;
+    return -1;
+}
+
 /* Send all of buf (small heads and messages: a partial write is an error). */
 static int send_all(struct bconn *c, const void *buf, size_t len)
 {
-    ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+    ssize_t n = bc_send(c, buf, len);
     if (n == (ssize_t)len)
         return 0;
     return n == -1 ? -errno : -EAGAIN;
@@ -434,7 +471,7 @@ static void write_bulk(struct worker *w, struct bconn *c)
             io_again(w, c, EPOLLOUT);
             return;
         }
-        ssize_t n = send(c->fd, bulk, block, MSG_NOSIGNAL);
+        ssize_t n = bc_send(c, bulk, block);
         if (n > 0)
             continue;
         if (n == -1 && (errno == EAGAIN || errno == EINTR))
@@ -456,7 +493,7 @@ static ssize_t sink_read(struct worker *w, struct bconn *c)
             io_again(w, c, EPOLLIN);
             return total;
         }
-        ssize_t n = recv(c->fd, w->scratch, SCRATCH_SIZE, flags);
+        ssize_t n = bc_recv(c, w->scratch, SCRATCH_SIZE, flags);
         if (n > 0) {
             total += n;
             continue;
@@ -471,7 +508,7 @@ static ssize_t sink_read(struct worker *w, struct bconn *c)
 static void echo_flush(struct worker *w, struct bconn *c)
 {
     while (c->boff < c->blen) {
-        ssize_t n = send(c->fd, c->buf + c->boff, c->blen - c->boff, MSG_NOSIGNAL);
+        ssize_t n = bc_send(c, c->buf + c->boff, c->blen - c->boff);
         if (n > 0) {
             c->boff += (uint16_t)n;
             continue;
@@ -493,7 +530,7 @@ static void echo_read(struct worker *w, struct bconn *c)
             c->rblocked = 1;
             return;
         }
-        ssize_t n = recv(c->fd, c->buf + c->blen, CONN_BUF - c->blen, MSG_DONTWAIT);
+        ssize_t n = bc_recv(c, c->buf + c->blen, CONN_BUF - c->blen, MSG_DONTWAIT);
         if (n > 0) {
             c->blen += (uint16_t)n;
             echo_flush(w, c);
@@ -602,7 +639,7 @@ static void client_read(struct worker *w, struct tunnel *t)
         return;
     }
     while (c->state == CS_OPEN) {
-        ssize_t n = recv(c->fd, w->scratch, SCRATCH_SIZE, MSG_DONTWAIT);
+        ssize_t n = bc_recv(c, w->scratch, SCRATCH_SIZE, MSG_DONTWAIT);
         if (n > 0) {
             if (m == BM_SETUP || m == BM_LATENCY)
                 client_got(w, t, (size_t)n);
@@ -726,7 +763,7 @@ static void head_read(struct worker *w, struct bconn *c)
             conn_fail(w, c, "answer head too large");
             return;
         }
-        ssize_t n = recv(c->fd, c->buf + c->blen, CONN_BUF - c->blen, MSG_DONTWAIT);
+        ssize_t n = bc_recv(c, c->buf + c->blen, CONN_BUF - c->blen, MSG_DONTWAIT);
         if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR)) {
             /* an error answer may be complete before the close */
             conn_fail(w, c, n == 0 ? "closed before answering" : strerror(errno));
@@ -753,6 +790,8 @@ static void head_read(struct worker *w, struct bconn *c)
             conn_fail(w, c, "101 with a wrong accept value");
             return;
         }
+        if (c->tc != NULL && w->sess == NULL) /* its ticket came before the 101 */
+            w->sess = tls_conn_session(c->tc);
         c->blen -= (uint16_t)hl;
         memmove(c->buf, c->buf + hl, c->blen);
         if (c->kind == CK_LISTENER) {
@@ -822,7 +861,7 @@ static void listener_feed(struct worker *w, uint8_t *p, size_t n)
 static void listener_read(struct worker *w)
 {
     for (;;) {
-        ssize_t n = recv(w->lis.fd, w->lbuf, LBUF_SIZE, MSG_DONTWAIT);
+        ssize_t n = bc_recv(&w->lis, w->lbuf, LBUF_SIZE, MSG_DONTWAIT);
         if (n > 0) {
             listener_feed(w, w->lbuf, (size_t)n);
             if (w->lis.state != CS_OPEN)
@@ -967,6 +1006,46 @@ static void do_accept(struct worker *w)
     }
 }
 
+static int head_start(struct worker *w, struct bconn *c)
+{
+    int r = send_head(w, c);
+
+    if (r < 0)
+        conn_fail(w, c, strerror(-r));
+    return r;
+}
+
+static int tls_step(struct worker *w, struct bconn *c);
+
+/* --tls: a session on the connected socket (resuming this thread's last
+ * one), then the handshake; the request head follows it. */
+static int tls_start(struct worker *w, struct bconn *c)
+{
+    if (tls_conn_client(w->cfg->tls, c->fd, w->cfg->tls_host, &c->tc) < 0) {
+        conn_fail(w, c, "out of memory");
+        return -1;
+    }
+    if (w->sess)
+        (void)tls_conn_resume(c->tc, w->sess);
+    c->state = CS_TLS;
+    return tls_step(w, c);
+}
+
+static int tls_step(struct worker *w, struct bconn *c)
+{
+    unsigned want;
+    int rc = tls_conn_handshake(c->tc, &want);
+
+    if (rc == -EAGAIN)
+        return 0;
+    if (rc < 0) {
+        conn_fail(w, c, rc == -EPROTO ? tls_conn_reason(c->tc) : strerror(-rc));
+        return -1;
+    }
+    c->state = CS_CONNECTING; /* for send_head's caller: the head goes out now */
+    return head_start(w, c);
+}
+
 static void on_event(struct worker *w, struct bconn *c, uint32_t ev)
 {
     if (c->kind == CK_ACCEPT) {
@@ -989,11 +1068,15 @@ static void on_event(struct worker *w, struct bconn *c, uint32_t ev)
             client_open(w, &w->t[c->slot]);
             return;
         }
-        int r = send_head(w, c);
-        if (r < 0) {
-            conn_fail(w, c, strerror(-r));
+        if (w->cfg->tls != NULL && tls_start(w, c) < 0)
             return;
-        }
+        if (c->state == CS_CONNECTING && head_start(w, c) < 0)
+            return;
+        ev |= EPOLLIN;
+    }
+    if (c->state == CS_TLS) {
+        if (tls_step(w, c) < 0 || c->state == CS_TLS)
+            return;
         ev |= EPOLLIN;
     }
     if (c->state == CS_HEAD) {
@@ -1156,21 +1239,27 @@ struct wstats *worker_stats(struct worker *w)
     return &w->st;
 }
 
+static void conn_drop(struct bconn *c)
+{
+    tls_conn_free(c->tc);
+    c->tc = NULL;
+    if (c->state != CS_FREE)
+        close(c->fd);
+}
+
 void worker_free(struct worker *w)
 {
     if (!w)
         return;
     for (unsigned i = 0; i < w->nt; i++)
-        if (w->t[i].c.state != CS_FREE)
-            close(w->t[i].c.fd);
+        conn_drop(&w->t[i].c);
     for (unsigned k = 0; k < w->nchunks; k++) {
         for (unsigned i = 0; i < POOL_CHUNK; i++)
-            if (w->chunks[k][i].state != CS_FREE)
-                close(w->chunks[k][i].fd);
+            conn_drop(&w->chunks[k][i]);
         free(w->chunks[k]);
     }
-    if (w->lis.state != CS_FREE)
-        close(w->lis.fd);
+    conn_drop(&w->lis);
+    tls_session_free(w->sess);
     if (w->ep != -1)
         close(w->ep);
     free(w->chunks);

@@ -73,6 +73,12 @@ struct pump_stats {
  * (stdio mode). The caller closes the fds. */
 int pump_run(int a_rd, int a_wr, int b, bool stop_on_b_eof, struct pump_stats *st);
 
+/* The same when b is a relay connection with a TLS session (its socket
+ * inside): one thread, bytes go through the session (cli_tls.c). The
+ * caller frees b and closes the fds. */
+struct tls_conn;
+int pump_run_tls(int a_rd, int a_wr, struct tls_conn *b, bool stop_on_b_eof, struct pump_stats *st);
+
 int cli_expose(int argc, char **argv);
 int cli_connect(int argc, char **argv);
 

@@ -6,11 +6,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/addr.h"
 #include "cli/cli.h"
+#include "net/anet.h"
+#include "proto/addr.h"
+#include "sdk/sdk_int.h"
+#include "sdk/sdktls.h"
+#include "tls/tls_ctx.h"
 
 #define ACCEPT_ERROR_PAUSE_US 100000
 
@@ -20,6 +25,7 @@ struct connect_cfg {
     char key[CLI_KEY_MAX];
     char safe[1024]; /* the URLs without their keys, for log lines */
     struct rapi_connect_opts o;
+    struct sdktls *tls; /* rwrs://: one CA load and session cache for every tunnel */
 };
 
 struct connect_conn {
@@ -31,7 +37,7 @@ struct connect_conn {
 static void connect_usage(FILE *f)
 {
     fprintf(f, "usage: rapi connect URL [URL...] [--listen ADDR:PORT] [options]\n"
-               "  URL is rwr://[KEY@]relay[:port]/path, or a space-separated chain.\n"
+               "  URL is rwr[s]://[KEY@]relay[:port]/path, or a space-separated chain.\n"
                "  Several URLs are alternatives, tried in random order until one\n"
                "  connects (failing over on no answer, 502 and 503).\n"
                "  Without --listen, stdin/stdout are the tunnel (ssh ProxyCommand).\n"
@@ -40,19 +46,22 @@ static void connect_usage(FILE *f)
                "  --timeout SECONDS       WebRoute-Timeout sent to the relay\n"
                "  --connect-timeout SECS  give up setting a tunnel up after this (75)\n"
                "  --attempt-timeout SECS  move on from a relay silent this long (10)\n"
+               "  --ca FILE               CA bundle for rwrs:// (else $RAPI_CA_FILE, system CAs)\n"
                "  -v, -q                  more / less logging\n"
                "  -h                      this help\n"
                "Keys: --key-file, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n");
 }
 
-static int tunnel(const struct connect_cfg *cfg, const char *who)
+/* A tunnel: the relay socket, and its TLS session in *tc for rwrs:// (the
+ * CLI pumps it itself, see pump_run_tls). */
+static int tunnel(const struct connect_cfg *cfg, const char *who, struct tls_conn **tc)
 {
     struct rapi_error err;
     char rest[256];
     int fd;
 
-    fd = rapi_connect_multi(cfg->urls, (size_t)cfg->nurls, cfg->key[0] ? cfg->key : NULL, &cfg->o,
-                            rest, sizeof(rest), &err);
+    fd = cn_connect_raw(cfg->urls, (size_t)cfg->nurls, cfg->key[0] ? cfg->key : NULL, &cfg->o, rest,
+                        sizeof(rest), &err, tc, cfg->tls);
     if (fd < 0) {
         cli_log(RAPI_LOG_WARN, "%s: %s: %s (%s)", who, cfg->safe, err.message,
                 rapi_code_name(err.code));
@@ -60,18 +69,35 @@ static int tunnel(const struct connect_cfg *cfg, const char *who)
     }
     if (rest[0])
         cli_log(RAPI_LOG_DEBUG, "%s: chain rest ignored by the CLI", who);
+    if (*tc == NULL && anet_set_nonblock(fd, false) < 0) { /* pump_run blocks */
+        close(fd);
+        return -EIO;
+    }
     return fd;
+}
+
+/* Bytes between the application side and the tunnel, plain or TLS. */
+static void tunnel_pump(int a_rd, int a_wr, int fd, struct tls_conn *tc, bool stop,
+                        struct pump_stats *st)
+{
+    if (tc != NULL) {
+        pump_run_tls(a_rd, a_wr, tc, stop, st);
+        tls_conn_free(tc);
+    } else {
+        pump_run(a_rd, a_wr, fd, stop, st);
+    }
 }
 
 static void *connect_conn_run(void *arg)
 {
     struct connect_conn *c = arg;
     struct pump_stats st = {0};
+    struct tls_conn *tc = NULL;
     double t0 = cli_now();
-    int fd = tunnel(c->cfg, c->addr);
+    int fd = tunnel(c->cfg, c->addr, &tc);
 
     if (fd >= 0) {
-        pump_run(c->fd, c->fd, fd, false, &st);
+        tunnel_pump(c->fd, c->fd, fd, tc, false, &st);
         cli_log(RAPI_LOG_INFO, "client %s -> %s: out %llu in %llu bytes, %.3f s%s", c->addr,
                 c->cfg->safe, (unsigned long long)st.a_to_b, (unsigned long long)st.b_to_a,
                 cli_now() - t0, st.reset ? ", reset" : "");
@@ -138,15 +164,33 @@ static int connect_listen(const struct connect_cfg *cfg, const char *listen_at)
 static int connect_stdio(const struct connect_cfg *cfg)
 {
     struct pump_stats st = {0};
-    int fd = tunnel(cfg, "stdio");
+    struct tls_conn *tc = NULL;
+    int fd = tunnel(cfg, "stdio", &tc);
 
     if (fd < 0)
         return 1;
-    pump_run(STDIN_FILENO, STDOUT_FILENO, fd, true, &st);
+    tunnel_pump(STDIN_FILENO, STDOUT_FILENO, fd, tc, true, &st);
     cli_log(st.reset ? RAPI_LOG_WARN : RAPI_LOG_DEBUG, "stdio -> %s: in %llu bytes%s", cfg->safe,
             (unsigned long long)st.b_to_a, st.reset ? ", reset" : "");
     close(fd);
     return st.reset ? 1 : 0; /* a truncated stream is not a success */
+}
+
+/* With an rwrs:// first hop, one TLS context for the process: the CA
+ * bundle is read once (a bad one is an error before any connection) and
+ * every tunnel after the first resumes the relay's session. */
+static int connect_tls_setup(struct connect_cfg *cfg)
+{
+    struct rapi_error err;
+    int i;
+
+    for (i = 0; i < cfg->nurls; i++)
+        if (strncasecmp(cfg->urls[i], "rwrs://", strlen("rwrs://")) == 0)
+            break;
+    if (i == cfg->nurls || sdktls_new(cfg->o.ca_file, &cfg->tls, &err) == 0)
+        return 0;
+    fprintf(stderr, "rapi: connect: %s (%s)\n", err.message, rapi_code_name(err.code));
+    return -1;
 }
 
 int cli_connect(int argc, char **argv)
@@ -156,6 +200,7 @@ int cli_connect(int argc, char **argv)
                                        {"timeout", required_argument, NULL, 'T'},
                                        {"connect-timeout", required_argument, NULL, 'C'},
                                        {"attempt-timeout", required_argument, NULL, 'A'},
+                                       {"ca", required_argument, NULL, 'c'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     static struct connect_cfg cfg; /* shared with the connection threads */
@@ -168,6 +213,9 @@ int cli_connect(int argc, char **argv)
         switch (c) {
         case 'l':
             listen_at = optarg;
+            break;
+        case 'c':
+            cfg.o.ca_file = optarg;
             break;
         case 'C':
             cfg.o.timeout_ms = (int)(strtol(optarg, NULL, 10) * 1000);
@@ -192,6 +240,8 @@ int cli_connect(int argc, char **argv)
     if (cli_key(RAPI_ROLE_CLIENT, key_file, cfg.urls, cfg.nurls, cfg.key) < 0)
         return 2;
     cli_urls_safe(cfg.urls, cfg.nurls, cfg.safe, sizeof(cfg.safe));
+    if (connect_tls_setup(&cfg) < 0)
+        return 2;
     rc = listen_at ? connect_listen(&cfg, listen_at) : connect_stdio(&cfg);
     explicit_bzero(cfg.key, sizeof(cfg.key));
     return rc;

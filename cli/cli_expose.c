@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "sdk/sdk_int.h"
+#include "tls/tls_ctx.h"
 
 #define ACCEPT_ERROR_PAUSE_US 100000
 #define EXPOSE_BACKOFF_MAX_MS 3000
@@ -31,19 +33,21 @@ struct expose_cfg {
 struct expose_conn {
     const struct expose_cfg *cfg;
     int fd;
+    struct tls_conn *tc; /* rwss://: the session on fd, pumped here */
     struct rapi_peer peer;
 };
 
 static void expose_usage(FILE *f)
 {
     fprintf(f, "usage: rapi expose URL [URL...] --to HOST:PORT [options]\n"
-               "  URL is rws://[KEY@]relay[:port]/path; every client of that path is\n"
+               "  URL is rws[s]://[KEY@]relay[:port]/path; every client of that path is\n"
                "  joined to a new connection to HOST:PORT. Several URLs (and every\n"
                "  address of a relay name) are all registered: no relay is needed alone.\n"
                "  --to HOST:PORT          the local server (required)\n"
                "  --proxy-protocol v2     send a PROXY v2 header with the client's address\n"
                "  --key-file FILE         server key (relay key file or bare key)\n"
                "  --timeout SECONDS       WebRoute-Timeout sent on dial-backs\n"
+               "  --ca FILE               CA bundle for rwss:// (else $RAPI_CA_FILE, system CAs)\n"
                "  -v, -q                  more / less logging\n"
                "  -h                      this help\n"
                "Keys: --key-file, else KEY@ in the URL, else $RAPI_KEY, else $RAPI_KEY_FILE.\n");
@@ -84,7 +88,10 @@ static void *expose_conn_run(void *arg)
         cli_log(RAPI_LOG_WARN, "client %s: PROXY header not sent", c->peer.addr);
         goto out;
     }
-    pump_run(local, local, c->fd, false, &st);
+    if (c->tc != NULL)
+        pump_run_tls(local, local, c->tc, false, &st);
+    else
+        pump_run(local, local, c->fd, false, &st);
     /* in: bytes from the client; out: bytes to it. */
     cli_log(RAPI_LOG_INFO, "client %s -> %s: in %llu out %llu bytes, %.3f s%s", c->peer.addr,
             c->cfg->to, (unsigned long long)st.b_to_a, (unsigned long long)st.a_to_b,
@@ -92,27 +99,32 @@ static void *expose_conn_run(void *arg)
 out:
     if (local >= 0)
         close(local);
+    tls_conn_free(c->tc);
     close(c->fd);
     free(c);
     atomic_fetch_sub(&expose_active, 1);
     return NULL;
 }
 
-static void expose_spawn(const struct expose_cfg *cfg, int fd, const struct rapi_peer *peer)
+static void expose_spawn(const struct expose_cfg *cfg, int fd, struct tls_conn *tc,
+                         const struct rapi_peer *peer)
 {
     struct expose_conn *c = malloc(sizeof(*c));
 
     if (c == NULL) {
+        tls_conn_free(tc);
         close(fd);
         return;
     }
     c->cfg = cfg;
     c->fd = fd;
+    c->tc = tc;
     c->peer = *peer;
     atomic_fetch_add(&expose_active, 1);
     if (cli_spawn(expose_conn_run, c) < 0) {
         atomic_fetch_sub(&expose_active, 1);
         cli_log(RAPI_LOG_ERROR, "client %s: no thread", peer->addr);
+        tls_conn_free(tc);
         close(fd);
         free(c);
     }
@@ -121,12 +133,13 @@ static void expose_spawn(const struct expose_cfg *cfg, int fd, const struct rapi
 static int expose_loop(struct rapi_listener *l, const struct expose_cfg *cfg)
 {
     struct rapi_peer peer;
+    struct tls_conn *tc;
     int fd;
 
     while (!cli_stop) {
-        fd = rapi_accept(l, &peer, -1);
+        fd = lst_accept_raw(l, &peer, -1, &tc);
         if (fd >= 0) {
-            expose_spawn(cfg, fd, &peer);
+            expose_spawn(cfg, fd, tc, &peer);
             continue;
         }
         if (fd != -EINTR && fd != -EAGAIN) {
@@ -164,6 +177,7 @@ static int expose_parse(int argc, char **argv, struct expose_cfg *cfg, struct ra
                                        {"proxy-protocol", required_argument, NULL, 'p'},
                                        {"key-file", required_argument, NULL, 'k'},
                                        {"timeout", required_argument, NULL, 'T'},
+                                       {"ca", required_argument, NULL, 'c'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     int c;
@@ -174,6 +188,9 @@ static int expose_parse(int argc, char **argv, struct expose_cfg *cfg, struct ra
         switch (c) {
         case 't':
             cfg->to = optarg;
+            break;
+        case 'c':
+            o->ca_file = optarg;
             break;
         case 'p':
             if (strcmp(optarg, "v2") != 0)
@@ -217,7 +234,7 @@ int cli_expose(int argc, char **argv)
     rc = rapi_listen_multi(&l, urls, (size_t)n, key[0] ? key : NULL, &o, &err);
     explicit_bzero(key, sizeof(key));
     if (rc < 0) {
-        fprintf(stderr, "rapi: expose: %s\n", err.message);
+        fprintf(stderr, "rapi: expose: %s (%s)\n", err.message, rapi_code_name(err.code));
         return 2;
     }
     cli_urls_safe(urls, n, safe, sizeof(safe));

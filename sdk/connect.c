@@ -40,8 +40,9 @@ struct rapi_connector {
     const char *chain;     /* alts[cands[cur].alt] */
     size_t chain_len, pos;
     struct rapi_url hop;
-    char key[URL_KEY_MAX]; /* for hops without their own key */
-    struct rapi_connect_opts o;
+    char key[URL_KEY_MAX];      /* for hops without their own key */
+    struct rapi_connect_opts o; /* o.ca_file points at ca_copy */
+    char *ca_copy;
     char id[WR_ID_LEN + 1];
     uint64_t deadline;     /* 0: none */
     uint64_t try_deadline; /* this candidate's, 0: none */
@@ -86,8 +87,11 @@ static int cn_next_hop(struct rapi_connector *c)
     }
     if (url_parse(elem, elen, &c->hop) < 0)
         return cn_fail_code(c, RAPI_E_URL, "malformed rwr:// URL in the chain");
-    if (c->hop.tls)
-        return cn_fail_code(c, RAPI_E_UNSUPPORTED, "rwrs:// (TLS) is not supported by this build");
+    if (c->hop.tls && c->m.tls == NULL) {
+        int rc = sdktls_new(c->o.ca_file, &c->m.tls, &c->err);
+        if (rc < 0)
+            return cn_fail(c, rc);
+    }
     return 1;
 }
 
@@ -155,6 +159,8 @@ static void cn_opts(struct rapi_connector *c, const char *key, const struct rapi
 {
     if (opts)
         c->o = *opts;
+    if (c->o.ca_file) /* a chain's later TLS hop needs it after start returns */
+        c->o.ca_file = c->ca_copy = strdup(c->o.ca_file);
     if (c->o.timeout_ms == 0)
         c->o.timeout_ms = CONNECT_DEFAULT_TIMEOUT_MS;
     if (c->o.attempt_timeout_ms == 0)
@@ -258,11 +264,12 @@ static int cn_failover(struct rapi_connector *c)
 }
 
 static int cn_init(struct rapi_connector *c, const char *const *urls, size_t n, const char *key,
-                   const struct rapi_connect_opts *opts)
+                   const struct rapi_connect_opts *opts, struct sdktls *tls)
 {
     int rc;
 
     hsm_init(&c->m);
+    c->m.tls = tls ? sdktls_ref(tls) : NULL;
     cn_opts(c, key, opts);
     if ((rc = cn_alts(c, urls, n)) < 0)
         return rc;
@@ -271,9 +278,11 @@ static int cn_init(struct rapi_connector *c, const char *const *urls, size_t n, 
     return 0;
 }
 
-RAPI_API int rapi_connect_start_multi(struct rapi_connector **out, const char *const *urls,
-                                      size_t nurls, const char *key,
-                                      const struct rapi_connect_opts *opts, struct rapi_error *err)
+/* rapi_connect_start_multi with a TLS context to share (NULL: the
+ * connector makes its own when a hop needs one). */
+static int cn_start(struct rapi_connector **out, const char *const *urls, size_t nurls,
+                    const char *key, const struct rapi_connect_opts *opts, struct sdktls *tls,
+                    struct rapi_error *err)
 {
     struct rapi_connector *c = calloc(1, sizeof(*c));
     int rc;
@@ -283,7 +292,7 @@ RAPI_API int rapi_connect_start_multi(struct rapi_connector **out, const char *c
         err_set(err, RAPI_E_SYSTEM, ENOMEM, "out of memory");
         return -ENOMEM;
     }
-    rc = cn_init(c, urls, nurls, key, opts);
+    rc = cn_init(c, urls, nurls, key, opts, tls);
     if (rc < 0) {
         if (err)
             *err = c->err;
@@ -292,6 +301,13 @@ RAPI_API int rapi_connect_start_multi(struct rapi_connector **out, const char *c
     }
     *out = c;
     return 0;
+}
+
+RAPI_API int rapi_connect_start_multi(struct rapi_connector **out, const char *const *urls,
+                                      size_t nurls, const char *key,
+                                      const struct rapi_connect_opts *opts, struct rapi_error *err)
+{
+    return cn_start(out, urls, nurls, key, opts, NULL, err);
 }
 
 RAPI_API int rapi_connect_start(struct rapi_connector **out, const char *url, const char *key,
@@ -392,10 +408,8 @@ RAPI_API int rapi_connect_step(struct rapi_connector *c, struct rapi_error *err)
     return rc;
 }
 
-RAPI_API int rapi_connector_take(struct rapi_connector *c, char *rest, size_t rest_cap)
+static int cn_take_rest(struct rapi_connector *c, char *rest, size_t rest_cap)
 {
-    int rc;
-
     if (c->st != CN_DONE || c->m.fd < 0)
         return -EINVAL;
     if (rest != NULL && rest_cap > 0) {
@@ -404,8 +418,29 @@ RAPI_API int rapi_connector_take(struct rapi_connector *c, char *rest, size_t re
         memcpy(rest, c->rest, c->rest_len);
         rest[c->rest_len] = '\0';
     }
-    rc = anet_set_nonblock(c->m.fd, false); /* the user's socket blocks */
-    return rc < 0 ? rc : hsm_take(&c->m);
+    return 0;
+}
+
+RAPI_API int rapi_connector_take(struct rapi_connector *c, char *rest, size_t rest_cap)
+{
+    int rc = cn_take_rest(c, rest, rest_cap), fd;
+
+    if (rc < 0)
+        return rc;
+    fd = hsm_take(&c->m, &c->err); /* over TLS: a pump's socketpair end */
+    if (fd < 0)
+        return fd;
+    rc = anet_set_nonblock(fd, false); /* the user's socket blocks */
+    if (rc < 0)
+        close(fd);
+    return rc < 0 ? rc : fd;
+}
+
+int cn_take_raw(struct rapi_connector *c, char *rest, size_t rest_cap, struct tls_conn **tc)
+{
+    int rc = cn_take_rest(c, rest, rest_cap);
+
+    return rc < 0 ? rc : hsm_take_raw(&c->m, tc);
 }
 
 RAPI_API void rapi_connector_free(struct rapi_connector *c)
@@ -415,6 +450,8 @@ RAPI_API void rapi_connector_free(struct rapi_connector *c)
     if (c == NULL)
         return;
     hsm_clear(&c->m);
+    sdktls_unref(c->m.tls);
+    free(c->ca_copy);
     for (i = 0; i < c->nalts; i++) {
         explicit_bzero(c->alts[i], strlen(c->alts[i]));
         free(c->alts[i]);
@@ -424,15 +461,15 @@ RAPI_API void rapi_connector_free(struct rapi_connector *c)
     free(c);
 }
 
-RAPI_API int rapi_connect_multi(const char *const *urls, size_t nurls, const char *key,
-                                const struct rapi_connect_opts *opts, char *rest, size_t rest_cap,
-                                struct rapi_error *err)
+int cn_connect_raw(const char *const *urls, size_t nurls, const char *key,
+                   const struct rapi_connect_opts *opts, char *rest, size_t rest_cap,
+                   struct rapi_error *err, struct tls_conn **tc, struct sdktls *tls)
 {
     struct rapi_connector *c;
     struct pollfd p;
     int rc;
 
-    rc = rapi_connect_start_multi(&c, urls, nurls, key, opts, err);
+    rc = cn_start(&c, urls, nurls, key, opts, tls, err);
     if (rc < 0)
         return rc;
     while ((rc = rapi_connect_step(c, err)) == -EAGAIN) {
@@ -445,12 +482,22 @@ RAPI_API int rapi_connect_multi(const char *const *urls, size_t nurls, const cha
         }
     }
     if (rc == 0) {
-        rc = rapi_connector_take(c, rest, rest_cap);
-        if (rc < 0)
-            err_set(err, RAPI_E_SYSTEM, -rc, "rest of the chain does not fit");
+        err_set(&c->err, RAPI_E_NONE, 0, "ok");
+        rc = tc ? cn_take_raw(c, rest, rest_cap, tc) : rapi_connector_take(c, rest, rest_cap);
+        if (rc == -ENOSPC)
+            err_set(err, RAPI_E_SYSTEM, ENOSPC, "rest of the chain does not fit");
+        else if (rc < 0 && err)
+            *err = c->err; /* the pump could not start */
     }
     rapi_connector_free(c);
     return rc;
+}
+
+RAPI_API int rapi_connect_multi(const char *const *urls, size_t nurls, const char *key,
+                                const struct rapi_connect_opts *opts, char *rest, size_t rest_cap,
+                                struct rapi_error *err)
+{
+    return cn_connect_raw(urls, nurls, key, opts, rest, rest_cap, err, NULL, NULL);
 }
 
 RAPI_API int rapi_connect(const char *url, const char *key, const struct rapi_connect_opts *opts,

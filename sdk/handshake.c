@@ -3,6 +3,7 @@
  * librapi. Acts on one struct hsm / struct hs and its fd only. */
 #define RAPI_BUILDING 1
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +117,59 @@ static int hs_read_body(struct hs *h, int fd)
     return 0;
 }
 
+/* Over TLS there is no peek: the head is read one byte at a time out of
+ * the decrypted record (no system call per byte), so that what follows it
+ * stays in the session for whoever takes the tunnel. */
+static int hs_read_head_tls(struct hs *h, struct tls_conn *tc, unsigned *want,
+                            struct rapi_error *err)
+{
+    ssize_t n;
+
+    while (h->len < HS_MAX - 1) {
+        n = tls_conn_read(tc, h->buf + h->len, 1, want);
+        if (n == -EAGAIN)
+            return -EAGAIN;
+        if (n <= 0) {
+            err_set(err, RAPI_E_CLOSED, n < 0 && n != -EPROTO ? (int)-n : 0,
+                    "relay closed the connection before answering");
+            return n < 0 ? (int)n : -ECONNRESET;
+        }
+        h->len++;
+        h->buf[h->len] = '\0';
+        if (head_end(h->buf, h->len - 1, h->len))
+            return hs_head_done(h, err);
+    }
+    err_set(err, RAPI_E_PROTOCOL, 0, "relay answer head too large");
+    return -EPROTO;
+}
+
+static int hs_read_body_tls(struct hs *h, struct tls_conn *tc, unsigned *want)
+{
+    size_t end = h->head_len + h->body_want;
+    ssize_t n;
+
+    while (h->len < end && !h->eof) {
+        n = tls_conn_read(tc, h->buf + h->len, end - h->len, want);
+        if (n == -EAGAIN)
+            return -EAGAIN;
+        if (n <= 0)
+            h->eof = true;
+        else
+            h->len += (size_t)n;
+    }
+    h->buf[h->len] = '\0';
+    return 0;
+}
+
+static int hs_read_tls(struct hs *h, struct tls_conn *tc, unsigned *want, struct rapi_error *err)
+{
+    int rc;
+
+    if (h->head_len == 0 && (rc = hs_read_head_tls(h, tc, want, err)) < 0)
+        return rc;
+    return h->status == 101 ? 0 : hs_read_body_tls(h, tc, want);
+}
+
 static int hs_read(struct hs *h, int fd, struct rapi_error *err)
 {
     int rc;
@@ -214,10 +268,74 @@ static int hs_check_wr(const struct hs *h, const char *id, struct rapi_error *er
 
 /* ------------------------------------------------------------ machine */
 
+/* Start the TLS handshake on the connected fd. */
+static int hsm_tls_begin(struct hsm *m, struct rapi_error *err)
+{
+    int rc;
+
+    if (m->tls == NULL) {
+        err_set(err, RAPI_E_UNSUPPORTED, 0, "TLS relay URL without a TLS context");
+        return -EPROTONOSUPPORT;
+    }
+    rc = sdktls_conn(m->tls, m->fd, m->host, m->port, &m->tc);
+    if (rc < 0) {
+        err_set(err, RAPI_E_SYSTEM, -rc, "TLS: %s", strerror(-rc));
+        return rc;
+    }
+    m->tls_want = TLS_WANT_OUT;
+    m->tls_kept = false;
+    m->st = HSM_TLS;
+    return 0;
+}
+
+/* Drive the TLS handshake; the request and the answer then go through the
+ * session (hsm_send/hsm_read), on the same fd. */
+static int hsm_tls_step(struct hsm *m, struct rapi_error *err)
+{
+    int rc = tls_conn_handshake(m->tc, &m->tls_want);
+
+    if (rc == -EAGAIN)
+        return rc;
+    if (rc < 0)
+        return sdktls_fail(m->tc, rc, m->where, err);
+    m->st = HSM_SEND;
+    return 0;
+}
+
+static int hsm_send(struct hsm *m)
+{
+    ssize_t n;
+
+    if (m->tc == NULL)
+        return anet_send_nb(m->fd, m->req, m->req_len, &m->req_off);
+    while (m->req_off < m->req_len) {
+        n = tls_conn_write(m->tc, m->req + m->req_off, m->req_len - m->req_off, &m->tls_want);
+        if (n < 0)
+            return (int)n;
+        m->req_off += (size_t)n;
+    }
+    return 0;
+}
+
+static int hsm_read(struct hsm *m, struct rapi_error *err)
+{
+    int rc;
+
+    if (m->tc == NULL)
+        return hs_read(&m->hs, m->fd, err);
+    rc = hs_read_tls(&m->hs, m->tc, &m->tls_want, err);
+    if (m->hs.head_len && !m->tls_kept) { /* a ticket, if any, came before the head */
+        m->tls_kept = true;
+        sdktls_keep(m->tls, m->tc, m->host, m->port);
+    }
+    return rc;
+}
+
 void hsm_init(struct hsm *m)
 {
     memset(m, 0, sizeof(*m));
     m->fd = -1;
+    m->hold = -1;
     m->st = HSM_IDLE;
 }
 
@@ -235,7 +353,19 @@ static int hsm_prepared(struct hsm *m, int n, struct rapi_error *err)
     m->req_off = 0;
     hs_init(&m->hs);
     m->st = m->fd >= 0 ? HSM_SEND : HSM_IDLE;
+    if (m->fd >= 0 && m->use_tls) { /* the next hop, TLS inside the tunnel */
+        int rc = hsm_pump(m, err);  /* an outer TLS session moves behind a pump */
+        return rc < 0 ? rc : hsm_tls_begin(m, err);
+    }
     return 0;
+}
+
+/* The relay u names: TLS or not, and the name to check its certificate against. */
+static void hsm_target(struct hsm *m, const struct rapi_url *u)
+{
+    m->use_tls = u->tls;
+    m->port = u->port;
+    snprintf(m->host, sizeof(m->host), "%s", u->host);
 }
 
 int hsm_ws_request(struct hsm *m, const struct rapi_url *u, const char *key, struct rapi_error *err)
@@ -247,6 +377,7 @@ int hsm_ws_request(struct hsm *m, const struct rapi_url *u, const char *key, str
         return -EIO;
     }
     m->kind = HSM_WS;
+    hsm_target(m, u);
     snprintf(m->proof, sizeof(m->proof), "%s", ws_key);
     return hsm_prepared(m, wire_ws_request(m->req, sizeof(m->req), u, key, ws_key), err);
 }
@@ -255,6 +386,7 @@ int hsm_wr_request(struct hsm *m, const struct rapi_url *u, const char *key, con
                    long timeout, struct rapi_error *err)
 {
     m->kind = HSM_WR;
+    hsm_target(m, u);
     if (strlen(id) >= sizeof(m->proof)) {
         err_set(err, RAPI_E_PROTOCOL, 0, "WebRoute-ID too long");
         return -EINVAL;
@@ -335,9 +467,15 @@ int hsm_step(struct hsm *m, struct rapi_error *err)
         if ((rc = hsm_connected(m, err)) < 0)
             return rc == -EAGAIN ? rc : hsm_fail(m, rc);
         m->st = HSM_SEND;
+        if (m->use_tls && (rc = hsm_tls_begin(m, err)) < 0)
+            return hsm_fail(m, rc);
+        /* fall through */
+    case HSM_TLS:
+        if (m->st == HSM_TLS && (rc = hsm_tls_step(m, err)) < 0)
+            return rc == -EAGAIN ? rc : hsm_fail(m, rc);
         /* fall through */
     case HSM_SEND:
-        rc = anet_send_nb(m->fd, m->req, m->req_len, &m->req_off);
+        rc = hsm_send(m);
         if (rc == -EAGAIN)
             return rc;
         if (rc < 0) {
@@ -347,7 +485,7 @@ int hsm_step(struct hsm *m, struct rapi_error *err)
         m->st = HSM_READ;
         /* fall through */
     case HSM_READ:
-        rc = hs_read(&m->hs, m->fd, err);
+        rc = hsm_read(m, err);
         if (rc == -EAGAIN)
             return rc;
         if (rc == 0)
@@ -366,22 +504,77 @@ int hsm_step(struct hsm *m, struct rapi_error *err)
 
 int hsm_events(const struct hsm *m)
 {
+    if (m->tc != NULL && (m->st == HSM_TLS || m->st == HSM_SEND || m->st == HSM_READ))
+        return (m->tls_want & TLS_WANT_OUT) ? POLLOUT : POLLIN;
     return m->st == HSM_CONNECT || m->st == HSM_SEND ? POLLOUT : POLLIN;
 }
 
-int hsm_take(struct hsm *m)
+static void hsm_drop_hold(struct hsm *m)
+{
+    if (m->hold >= 0)
+        close(m->hold);
+    m->hold = -1;
+}
+
+int hsm_take_raw(struct hsm *m, struct tls_conn **tc)
 {
     int fd = m->fd;
 
     if (m->st != HSM_DONE || fd < 0)
         return -EINVAL;
+    *tc = m->tc;
+    m->tc = NULL;
     m->fd = -1;
     m->st = HSM_IDLE;
+    hsm_drop_hold(m);
     return fd;
+}
+
+int hsm_take(struct hsm *m, struct rapi_error *err)
+{
+    struct tls_conn *tc;
+    int fd, pfd;
+
+    if (m->st != HSM_DONE || m->fd < 0)
+        return -EINVAL;
+    if (m->tc == NULL)
+        return hsm_take_raw(m, &tc);
+    pfd = sdktls_pump(m->tc, err);
+    if (pfd < 0)
+        return pfd;
+    fd = hsm_take_raw(m, &tc); /* tc and fd are the pump's now */
+    (void)fd;
+    return pfd;
+}
+
+int hsm_pump(struct hsm *m, struct rapi_error *err)
+{
+    int pfd, dupfd;
+
+    if (m->tc == NULL)
+        return 0;
+    if ((dupfd = fcntl(m->fd, F_DUPFD_CLOEXEC, 0)) == -1) {
+        err_set(err, RAPI_E_SYSTEM, errno, "dup: %s", strerror(errno));
+        return -errno;
+    }
+    tls_conn_set_fd(m->tc, dupfd);
+    pfd = sdktls_pump(m->tc, err);
+    if (pfd < 0) {
+        tls_conn_set_fd(m->tc, m->fd);
+        close(dupfd);
+        return pfd;
+    }
+    m->tc = NULL; /* the pump owns it and dupfd now */
+    m->hold = m->fd;
+    m->fd = pfd;
+    return 0;
 }
 
 void hsm_close(struct hsm *m)
 {
+    tls_conn_free(m->tc);
+    m->tc = NULL;
+    hsm_drop_hold(m);
     if (m->fd >= 0)
         close(m->fd);
     m->fd = -1;

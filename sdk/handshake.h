@@ -13,10 +13,12 @@
 #include "proto/webroute.h"
 #include "proto/ws.h"
 #include "sdk/sdk_int.h"
+#include "sdk/sdktls.h"
 
 enum hsm_state {
     HSM_IDLE,    /* no request prepared yet (or taken) */
     HSM_CONNECT, /* TCP connect in progress (poll for writable) */
+    HSM_TLS,     /* TLS handshake (rwss/rwrs); request and answer then go through tc */
     HSM_SEND,    /* request head being sent */
     HSM_READ,    /* answer head (and an error answer's body) being read */
     HSM_DONE,    /* a valid 101: the fd is a WebSocket / WebRoute tunnel */
@@ -29,7 +31,16 @@ enum hsm_kind {
 };
 
 struct hsm {
-    int fd; /* -1 when none */
+    int fd;              /* -1 when none */
+    struct sdktls *tls;  /* set by the owner for TLS URLs (borrowed); NULL: plain */
+    struct tls_conn *tc; /* the TLS session on fd (rwss/rwrs), NULL: plain */
+    bool tls_kept;       /* its session was stored for resumption */
+    unsigned tls_want;   /* TLS_WANT_* while tc is driven here */
+    int hold;      /* after hsm_pump: the relay socket's fd (the pump has a dup), kept open until
+                      hsm_take/hsm_close so that an owner's epoll entry for it stays valid */
+    bool use_tls;  /* the request's URL is rwss/rwrs/wrs */
+    unsigned port; /* the relay's port, for the TLS session cache */
+    char host[URL_HOST_MAX]; /* the relay's host name: TLS SNI and name check */
     enum hsm_state st;
     enum hsm_kind kind;
     char proof[WEBROUTE_ID_MAX + 1]; /* the WebRoute-ID or Sec-WebSocket-Key sent */
@@ -61,8 +72,17 @@ int hsm_step(struct hsm *m, struct rapi_error *err);
 /* POLLIN or POLLOUT (equal to EPOLLIN/EPOLLOUT) for the current state. */
 int hsm_events(const struct hsm *m);
 /* The fd of a finished handshake (still non-blocking), handed to the
- * caller; -EINVAL when the handshake is not done. */
-int hsm_take(struct hsm *m);
+ * caller; -EINVAL when the handshake is not done. Over TLS, the fd is a
+ * pump's socketpair end (sdktls_pump), or -errno with err filled. */
+int hsm_take(struct hsm *m, struct rapi_error *err);
+/* The same without a pump: the relay socket, and in *tc its TLS session
+ * (NULL for a plain relay), both the caller's. */
+int hsm_take_raw(struct hsm *m, struct tls_conn **tc);
+/* Past the handshake, keep the fd but move a TLS session behind a pump
+ * (the listener's control connection, which reads frames with recv): the
+ * relay socket's fd number stays open (m->hold) until hsm_close, so an
+ * epoll entry for it can still be removed. 0 (also when plain) or -errno. */
+int hsm_pump(struct hsm *m, struct rapi_error *err);
 /* Close the fd (if any) and go back to HSM_IDLE. The request stays, so
  * hsm_connect can try it again. */
 void hsm_close(struct hsm *m);

@@ -39,6 +39,12 @@
 /* What an epoll tag points at: the first member of struct ctl / dial. */
 enum tag_kind { TAG_CTL = 1, TAG_DIAL };
 
+/* An fd in the epoll set and what it is registered for (0: not in it). */
+struct epw {
+    int fd;
+    uint32_t events;
+};
+
 /* One URL given to rapi_listen_multi. Lives as long as the listener. */
 struct relay {
     struct rapi_url url; /* its key wiped: key holds the one in use */
@@ -60,7 +66,7 @@ struct ctl {
     bool fresh;            /* resolved just now: the next attempt need not */
     struct hsm m;          /* the handshake; m.fd is the control socket, -1 when none */
     enum ctl_state st;
-    uint32_t events; /* what the fd is registered for, 0 when not */
+    struct epw ep; /* what is registered in the epoll set */
     char out[CTL_OUT_MAX];
     size_t out_len, out_off;
     struct wsread rd;         /* frames from the relay, set up at CTL_OPEN */
@@ -87,7 +93,7 @@ struct dial {
     struct relay_addr a; /* the relay address the notification came on */
     struct hsm m;        /* request built once, tried again on each retry */
     enum dial_state st;
-    uint32_t events;
+    struct epw ep;
     unsigned tries;
     uint64_t deadline;
     struct rapi_peer peer;
@@ -96,6 +102,7 @@ struct dial {
 struct ready {
     struct ready *next;
     int fd;
+    struct tls_conn *tc; /* rwss://: the session on fd, pumped at rapi_accept */
     struct rapi_peer peer;
 };
 
@@ -103,6 +110,7 @@ struct rapi_listener {
     int epfd, tfd, efd;
     struct relay *relays;
     size_t nrelays;
+    struct sdktls *tls; /* for rwss:// relays, NULL when none */
     struct rapi_listen_opts o;
     struct ctl *ctls; /* every control connection */
     size_t nctls;
@@ -134,23 +142,30 @@ static void lst_log(struct rapi_listener *l, int level, const char *fmt, ...)
     l->o.log(l->o.log_arg, level, msg);
 }
 
-static int ep_set(struct rapi_listener *l, int fd, void *tag, uint32_t want, uint32_t *cur)
+/* Registers fd (a TLS handshake swaps the machine's fd for a pump's
+ * socketpair end: the old one, now the pump's, leaves the set first). */
+static int ep_set(struct rapi_listener *l, int fd, void *tag, uint32_t want, struct epw *w)
 {
     struct epoll_event ev = {.events = want, .data.ptr = tag};
 
-    if (want == *cur)
+    if (w->events && w->fd != fd) {
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+        w->events = 0;
+    }
+    if (want == w->events)
         return 0;
-    if (epoll_ctl(l->epfd, *cur ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == -1)
+    if (epoll_ctl(l->epfd, w->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == -1)
         return -errno;
-    *cur = want;
+    w->events = want;
+    w->fd = fd;
     return 0;
 }
 
-static void ep_del(struct rapi_listener *l, int fd, uint32_t *cur)
+static void ep_del(struct rapi_listener *l, struct epw *w)
 {
-    if (*cur)
-        epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
-    *cur = 0;
+    if (w->events)
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+    w->events = 0;
 }
 
 /* ------------------------------------------------------------ control */
@@ -175,6 +190,7 @@ static struct ctl *ctl_new(struct rapi_listener *l, struct relay *r, const struc
     }
     wire_where(&r->url, &c->a, c->where, sizeof(c->where));
     hsm_init(&c->m);
+    c->m.tls = l->tls;
     c->st = CTL_WAIT;
     c->deadline = anet_now_ms();
     c->next = l->ctls;
@@ -185,8 +201,7 @@ static struct ctl *ctl_new(struct rapi_listener *l, struct relay *r, const struc
 
 static void ctl_close_fd(struct rapi_listener *l, struct ctl *c)
 {
-    if (c->m.fd >= 0)
-        ep_del(l, c->m.fd, &c->events);
+    ep_del(l, &c->ep);
     hsm_close(&c->m);
     c->out_len = c->out_off = 0;
 }
@@ -236,8 +251,11 @@ static void ctl_fail(struct rapi_listener *l, struct ctl *c, const char *what)
 
 static void ctl_fail_err(struct rapi_listener *l, struct ctl *c)
 {
+    char what[sizeof(c->last_err.message) + 32];
+
     l->last_err = c->last_err;
-    ctl_fail(l, c, c->last_err.message);
+    snprintf(what, sizeof(what), "%s (%s)", c->last_err.message, rapi_code_name(c->last_err.code));
+    ctl_fail(l, c, what);
 }
 
 static void ctl_want(struct rapi_listener *l, struct ctl *c)
@@ -248,7 +266,7 @@ static void ctl_want(struct rapi_listener *l, struct ctl *c)
         ev = (uint32_t)hsm_events(&c->m);
     else if (c->out_off < c->out_len)
         ev = EPOLLIN | EPOLLOUT;
-    if (ep_set(l, c->m.fd, c, ev, &c->events) < 0)
+    if (ep_set(l, c->m.fd, c, ev, &c->ep) < 0)
         ctl_fail(l, c, "epoll_ctl failed");
 }
 
@@ -357,8 +375,7 @@ static void ctl_opened(struct rapi_listener *l, struct ctl *c)
 
 static void dial_free(struct rapi_listener *l, struct dial *d)
 {
-    if (d->m.fd >= 0)
-        ep_del(l, d->m.fd, &d->events);
+    ep_del(l, &d->ep);
     hsm_clear(&d->m);
     if (d->prev)
         d->prev->next = d->next;
@@ -374,8 +391,7 @@ static void dial_retry(struct rapi_listener *l, struct dial *d, const char *why)
 {
     int delay;
 
-    if (d->m.fd >= 0)
-        ep_del(l, d->m.fd, &d->events);
+    ep_del(l, &d->ep);
     hsm_close(&d->m);
     if (d->tries >= DIAL_RETRIES) {
         lst_log(l, RAPI_LOG_WARN, "dial-back for %s failed: %s; giving up", d->peer.addr, why);
@@ -394,15 +410,15 @@ static void ready_push(struct rapi_listener *l, struct dial *d)
     struct ready *r = malloc(sizeof(*r));
     uint64_t one = 1;
 
-    ep_del(l, d->m.fd, &d->events);
-    if (r == NULL || anet_set_nonblock(d->m.fd, false) < 0) {
+    ep_del(l, &d->ep);
+    if (r == NULL || (d->m.tc == NULL && anet_set_nonblock(d->m.fd, false) < 0)) {
         free(r);
         lst_log(l, RAPI_LOG_ERROR, "out of memory: dropping %s", d->peer.addr);
         dial_free(l, d);
         return;
     }
     r->next = NULL;
-    r->fd = hsm_take(&d->m);
+    r->fd = hsm_take_raw(&d->m, &r->tc);
     r->peer = d->peer;
     if (l->rq_tail)
         l->rq_tail->next = r;
@@ -416,7 +432,7 @@ static void ready_push(struct rapi_listener *l, struct dial *d)
 
 static void dial_want(struct rapi_listener *l, struct dial *d)
 {
-    if (ep_set(l, d->m.fd, d, (uint32_t)hsm_events(&d->m), &d->events) < 0)
+    if (ep_set(l, d->m.fd, d, (uint32_t)hsm_events(&d->m), &d->ep) < 0)
         dial_retry(l, d, "epoll_ctl failed");
 }
 
@@ -451,6 +467,7 @@ static void dial_start(struct rapi_listener *l, const struct ctl *c, const struc
     d->r = c->r;
     d->a = c->a;
     hsm_init(&d->m);
+    d->m.tls = l->tls; /* dial-backs follow the listener's scheme */
     snprintf(d->peer.addr, sizeof(d->peer.addr), "%s", n->ipaddr);
     d->peer.timeout = n->timeout;
     if (addr_parse(n->ipaddr, &d->peer.sa, &d->peer.salen) < 0) {
@@ -589,7 +606,7 @@ static void ctl_io(struct rapi_listener *l, struct ctl *c)
         rc = hsm_step(&c->m, &c->last_err);
         if (rc == -EAGAIN)
             break;
-        if (rc < 0)
+        if (rc < 0 || hsm_pump(&c->m, &c->last_err) < 0)
             return ctl_fail_err(l, c);
         ctl_opened(l, c);
         /* bytes after the 101 may be waiting already */
@@ -750,10 +767,6 @@ static int relay_setup(struct relay *r, const char *url, const char *key, struct
         err_set(err, RAPI_E_URL, 0, "not a listener URL (rws://[KEY@]host[:port]/path)");
         return -EINVAL;
     }
-    if (r->url.tls) {
-        err_set(err, RAPI_E_UNSUPPORTED, 0, "rwss:// (TLS) is not supported by this build");
-        return -EPROTONOSUPPORT;
-    }
     snprintf(r->key, sizeof(r->key), "%s", key && *key ? key : r->url.key);
     explicit_bzero(r->url.key, sizeof(r->url.key));
     if (r->key[0] == '\0') {
@@ -779,9 +792,13 @@ static int lst_relays(struct rapi_listener *l, const char *const *urls, size_t n
         return -ENOMEM;
     }
     l->nrelays = n;
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
         if ((rc = relay_setup(&l->relays[i], urls[i], key, err)) < 0)
             return rc;
+        if (l->relays[i].url.tls && l->tls == NULL &&
+            (rc = sdktls_new(l->o.ca_file, &l->tls, err)) < 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -932,11 +949,13 @@ RAPI_API int rapi_listener_registrations(const struct rapi_listener *l, int *tot
     return lst_open_count(l, total);
 }
 
-static int ready_pop(struct rapi_listener *l, struct rapi_peer *peer)
+static int ready_pop(struct rapi_listener *l, struct rapi_peer *peer, struct tls_conn **tc)
 {
     struct ready *r = l->rq_head;
     uint64_t junk;
     int fd = r->fd;
+
+    *tc = r->tc;
 
     l->rq_head = r->next;
     if (l->rq_head == NULL)
@@ -951,13 +970,34 @@ static int ready_pop(struct rapi_listener *l, struct rapi_peer *peer)
 
 RAPI_API int rapi_accept(struct rapi_listener *l, struct rapi_peer *peer, int timeout_ms)
 {
+    struct tls_conn *tc;
+    int fd = lst_accept_raw(l, peer, timeout_ms, &tc), pfd;
+
+    if (fd < 0 || tc == NULL)
+        return fd;
+    pfd = sdktls_pump(tc, NULL); /* takes tc and fd */
+    if (pfd < 0) {
+        tls_conn_free(tc);
+        close(fd);
+        return pfd;
+    }
+    if (anet_set_nonblock(pfd, false) < 0) {
+        close(pfd);
+        return -EIO;
+    }
+    return pfd;
+}
+
+int lst_accept_raw(struct rapi_listener *l, struct rapi_peer *peer, int timeout_ms,
+                   struct tls_conn **tc)
+{
     uint64_t end = anet_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     uint64_t now;
     int rc, wait;
 
     for (;;) {
         if (l->rq_head)
-            return ready_pop(l, peer);
+            return ready_pop(l, peer, tc);
         now = anet_now_ms();
         wait = timeout_ms < 0 ? -1 : (now >= end ? 0 : (int)(end - now));
         rc = lst_poll(l, wait);
@@ -1028,6 +1068,7 @@ RAPI_API void rapi_listener_close(struct rapi_listener *l)
     l->dials = NULL;
     while ((r = l->rq_head) != NULL) {
         l->rq_head = r->next;
+        tls_conn_free(r->tc);
         close(r->fd);
         free(r);
     }
@@ -1040,5 +1081,6 @@ RAPI_API void rapi_listener_close(struct rapi_listener *l)
     if (l->relays)
         explicit_bzero(l->relays, l->nrelays * sizeof(*l->relays));
     free(l->relays);
+    sdktls_unref(l->tls);
     free(l);
 }

@@ -32,7 +32,7 @@ enum rapi_code {
     RAPI_E_SYSTEM,           /* a system call failed: see sys_errno */
     RAPI_E_URL,              /* malformed URL or chain */
     RAPI_E_KEY,              /* no key given, or a bad key file */
-    RAPI_E_UNSUPPORTED,      /* rwss/rwrs: TLS is not in this build */
+    RAPI_E_UNSUPPORTED,      /* a feature this build lacks */
     RAPI_E_TIMEOUT,          /* our own deadline passed */
     RAPI_E_CONNECT,          /* TCP connection to the relay failed */
     RAPI_E_CLOSED,           /* the relay closed during the handshake */
@@ -48,6 +48,7 @@ enum rapi_code {
     RAPI_E_METHOD,           /* 405 */
     RAPI_E_TOO_LARGE,        /* 431 */
     RAPI_E_HTTP,             /* any other non-101 status */
+    RAPI_E_TLS,              /* TLS failed: the message says why (unknown CA, expired, name...) */
 };
 
 struct rapi_error {
@@ -97,6 +98,8 @@ struct rapi_listen_opts {
     long webroute_timeout; /* WebRoute-Timeout on dial-backs, 0: none sent */
     rapi_log_fn log;       /* NULL: silent */
     void *log_arg;
+    const char *ca_file; /* rwss://: PEM CA bundle to trust (NULL: $RAPI_CA_FILE, else the
+                            system store); read by rapi_listen only */
 };
 
 /* The client behind an accepted connection (from the relay's notification). */
@@ -161,6 +164,8 @@ struct rapi_connect_opts {
     int timeout_ms;         /* whole connect (0: 75000; < 0: none) */
     long webroute_timeout;  /* WebRoute-Timeout header in seconds, 0: none sent */
     int attempt_timeout_ms; /* one relay, while another is left (0: 10000; < 0: none) */
+    const char *ca_file;    /* rwrs://: PEM CA bundle to trust (NULL: $RAPI_CA_FILE, else the
+                               system store) */
 };
 
 /* Connect through url ("rwr://[KEY@]host[:port]/path", or a space-separated

@@ -5,9 +5,14 @@
 # that a program linking librapi.a never clashes with url_parse & co).
 
 SDK_LIB_SRC := sdk/listener.c sdk/connect.c sdk/handshake.c sdk/wire.c sdk/backoff.c sdk/proxyv2.c \
-               sdk/sdkerr.c
-SDK_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(SDK_LIB_SRC) $(PROTO_SRC) $(AUTH_SRC) $(NET_SRC))
-SDK_LIBS    := $(shell pkg-config --libs wolfssl 2>/dev/null) -pthread
+               sdk/sdkerr.c sdk/sdktls.c
+# rwss/rwrs/wrs: librapi carries its own PIC copy of tls/ (tls/tls.mk is
+# included later, so the list is taken here: every tls/*.c but the benchmark).
+SDK_TLS_SRC := $(filter-out tls/tls_speed.c,$(wildcard tls/*.c))
+SDK_PIC_OBJ := $(patsubst %.c,$(BUILD)/pic/%.o,$(SDK_LIB_SRC) $(SDK_TLS_SRC) $(PROTO_SRC) \
+                 $(AUTH_SRC) $(NET_SRC))
+# wolfSSL is the TLS stack; libcrypto (OpenSSL 3) does AES-GCM for it (tls/aead_accel.c).
+SDK_LIBS    := $(shell pkg-config --libs wolfssl libcrypto 2>/dev/null) -pthread
 SDK_SOVER   := 0
 
 LIBRAPI    := $(BUILD)/librapi.a
@@ -46,3 +51,14 @@ $(LIBRAPI_PC): sdk/sdk.mk VERSION
 	  'Cflags: -I$${includedir}' > $@
 
 # `make install` (top-level Makefile) installs the SDK and the CLI with the rest.
+
+# librapi's TLS uses libcrypto: programs linking librapi.a (the unit tests'
+# generic rule links $(PKG_LDLIBS)) need it too.
+override PKG_LIBS += libcrypto
+
+# handshake_test includes sdk/handshake.c (and sdktls.c), which reach tls/:
+# it links the non-localized TLS archive as well.
+$(BUILD)/tests/handshake_test: tests/unit/handshake_test.c $(LIBRAPI) $(BUILD)/libtls.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -o $@ $< $(BUILD)/libtls.a $(TEST_LIBS) \
+	  $(CRITERION_LDLIBS) $(PKG_LDLIBS) $(ALL_LDFLAGS)

@@ -90,4 +90,21 @@ struct hs {
     bool eof;
 };
 
+/* ---- for the rapi CLI, which pumps TLS itself (connect.c, listener.c) */
+struct tls_conn;
+struct rapi_connector;
+struct sdktls;
+/* rapi_connect_multi, handing out the relay socket (non-blocking) and, for
+ * rwrs://, its TLS session in *tc (NULL when plain), both the caller's.
+ * tls: a TLS context (and session cache) shared by every call, so that
+ * later tunnels resume (NULL: one of its own per call). */
+int cn_connect_raw(const char *const *urls, size_t nurls, const char *key,
+                   const struct rapi_connect_opts *opts, char *rest, size_t rest_cap,
+                   struct rapi_error *err, struct tls_conn **tc, struct sdktls *tls);
+int cn_take_raw(struct rapi_connector *c, char *rest, size_t rest_cap, struct tls_conn **tc);
+/* rapi_accept, the same way: a blocking socket when plain; a non-blocking
+ * one and its TLS session in *tc for rwss://. */
+int lst_accept_raw(struct rapi_listener *l, struct rapi_peer *peer, int timeout_ms,
+                   struct tls_conn **tc);
+
 #endif

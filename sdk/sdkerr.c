@@ -32,6 +32,7 @@ static const char *const code_names[] = {
     [RAPI_E_METHOD] = "RAPI_E_METHOD",
     [RAPI_E_TOO_LARGE] = "RAPI_E_TOO_LARGE",
     [RAPI_E_HTTP] = "RAPI_E_HTTP",
+    [RAPI_E_TLS] = "RAPI_E_TLS",
 };
 
 RAPI_API const char *rapi_code_name(int code)

@@ -363,6 +363,11 @@ int tls_conn_fd(const struct tls_conn *c)
     return c->fd;
 }
 
+void tls_conn_set_fd(struct tls_conn *c, int fd)
+{
+    c->fd = fd;
+}
+
 enum tls_err tls_conn_err(const struct tls_conn *c)
 {
     return c->err;

@@ -133,6 +133,8 @@ int tls_conn_shutdown(struct tls_conn *c, unsigned *want);
  * before waiting for readiness. */
 size_t tls_conn_pending(struct tls_conn *c);
 int tls_conn_fd(const struct tls_conn *c);
+/* Go on over fd, a dup() of the same socket (the caller owns both). */
+void tls_conn_set_fd(struct tls_conn *c, int fd);
 enum tls_err tls_conn_err(const struct tls_conn *c);
 const char *tls_conn_reason(const struct tls_conn *c); /* "" when none */
 bool tls_conn_truncated(const struct tls_conn *c);     /* EOF without close_notify */

@@ -183,7 +183,7 @@ class Sdk:
         if shared:
             argv += ["-L" + bd, "-lrapi", "-pthread"]
         else:
-            argv += [os.path.join(bd, "librapi.a"), "-lwolfssl", "-pthread"]
+            argv += [os.path.join(bd, "librapi.a"), "-lwolfssl", "-lcrypto", "-pthread"]
         if SAN:
             argv[1:1] = SAN_CFLAGS
         r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)

@@ -163,12 +163,14 @@ def _rapi(args, env_key):
 
 @pytest.mark.parametrize("args", [["connect", "rwrs://127.0.0.1:1/tls"],
                                   ["expose", "rwss://127.0.0.1:1/tls", "--to", "127.0.0.1:1"]])
-def test_tls_urls_refused_by_this_build(args):
-    """P-URL-1: the TLS schemes parse, and are refused by name."""
+def test_tls_urls_take_the_tls_path(args, tmp_path):
+    """P-URL-1: the TLS schemes parse and go through TLS: a CA file that
+    cannot be read is a named TLS error before any connection (the
+    handshakes themselves: test_tls_client.py)."""
     key = "k" * 64
-    r = _rapi(args, key)
+    r = _rapi(args + ["--ca", str(tmp_path / "missing-ca.pem")], key)
     assert r.returncode != 0
-    assert b"not supported" in r.stderr, r.stderr
+    assert b"RAPI_E_TLS" in r.stderr and b"missing-ca.pem" in r.stderr, r.stderr
     assert key.encode() not in r.stderr
 
 

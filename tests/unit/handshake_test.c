@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "sdk/handshake.c"
+#include "sdk/sdktls.c"
 #include "sdk/sdkerr.c"
 #include "sdk/wire.c"
 
@@ -104,7 +105,7 @@ Test(handshake, webroute_on_an_open_fd_leaves_the_tunnel_bytes)
     cr_expect_eq(hsm_step(&r.m, &r.e), 0, "%s", r.e.message);
     cr_expect_eq(r.m.st, HSM_DONE);
     cr_expect_eq(hsm_step(&r.m, &r.e), 0, "done stays done");
-    fd = hsm_take(&r.m);
+    fd = hsm_take(&r.m, NULL);
     cr_assert_geq(fd, 0);
     cr_expect_eq(r.m.fd, -1);
     cr_expect_eq(recv(fd, tail, sizeof(tail), 0), 4, "bytes after the 101 are the tunnel's");
@@ -171,7 +172,7 @@ Test(handshake, wrong_accept_fails)
     cr_expect_eq(hsm_step(&r.m, &r.e), -EPROTO);
     cr_expect_eq(r.m.st, HSM_FAILED);
     cr_expect_eq(r.e.code, RAPI_E_PROTOCOL);
-    cr_expect_eq(hsm_take(&r.m), -EINVAL, "a failed handshake has no fd to take");
+    cr_expect_eq(hsm_take(&r.m, NULL), -EINVAL, "a failed handshake has no fd to take");
     rig_close(&r);
 }
 

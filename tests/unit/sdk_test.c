@@ -311,7 +311,6 @@ Test(sdk_connect, url_rejects)
         {"rwr://k@127.0.0.1:65536/p", -EINVAL, RAPI_E_URL},
         {"rwr://k@/p", -EINVAL, RAPI_E_URL},
         {"rwr://127.0.0.1:1/p", -EINVAL, RAPI_E_KEY}, /* no key anywhere */
-        {"rwrs://k@127.0.0.1/p", -EPROTONOSUPPORT, RAPI_E_UNSUPPORTED},
     };
     struct rapi_error e;
     size_t i;
@@ -320,6 +319,12 @@ Test(sdk_connect, url_rejects)
         cr_expect_eq(rapi_connect(t[i].url, NULL, &quick, NULL, 0, &e), t[i].rc, "%s", t[i].url);
         cr_expect_eq(e.code, t[i].code, "%s: %s", t[i].url, rapi_code_name(e.code));
     }
+    /* rwrs: a CA file that cannot be read fails before any connection */
+    struct rapi_connect_opts o = quick;
+    o.ca_file = "/nonexistent/ca.pem";
+    cr_expect_lt(rapi_connect("rwrs://k@127.0.0.1:1/p", NULL, &o, NULL, 0, &e), 0);
+    cr_expect_eq(e.code, RAPI_E_TLS, "%s", rapi_code_name(e.code));
+    cr_expect(strstr(e.message, "/nonexistent/ca.pem") != NULL, "%s", e.message);
 }
 
 Test(sdk_connect, refused_connection)
@@ -348,8 +353,12 @@ Test(sdk_listen, rejects_before_any_io)
     cr_expect_null(l);
     cr_expect_eq(rapi_listen(&l, "rws://127.0.0.1/p", NULL, NULL, &e), -EINVAL);
     cr_expect_eq(e.code, RAPI_E_KEY);
-    cr_expect_eq(rapi_listen(&l, "rwss://k@127.0.0.1/p", NULL, NULL, &e), -EPROTONOSUPPORT);
-    cr_expect_eq(e.code, RAPI_E_UNSUPPORTED);
+    /* rwss: the CA file is loaded before any I/O; a missing one is a TLS error */
+    struct rapi_listen_opts lo = {.ca_file = "/nonexistent/ca.pem"};
+    cr_expect_lt(rapi_listen(&l, "rwss://k@127.0.0.1/p", NULL, &lo, &e), 0);
+    cr_expect_eq(e.code, RAPI_E_TLS);
+    cr_expect(strstr(e.message, "/nonexistent/ca.pem") != NULL, "%s", e.message);
+    cr_expect_null(l);
     rapi_listener_close(NULL);
     rapi_connector_free(NULL);
 }

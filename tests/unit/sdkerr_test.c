@@ -49,7 +49,8 @@ Test(sdkerr, names)
     cr_expect_str_eq(rapi_code_name(RAPI_E_NONE), "RAPI_E_NONE");
     cr_expect_str_eq(rapi_code_name(RAPI_E_HTTP), "RAPI_E_HTTP");
     cr_expect_str_eq(rapi_code_name(-1), "RAPI_E_?");
-    cr_expect_str_eq(rapi_code_name(RAPI_E_HTTP + 1), "RAPI_E_?");
+    cr_expect_str_eq(rapi_code_name(RAPI_E_TLS), "RAPI_E_TLS");
+    cr_expect_str_eq(rapi_code_name(RAPI_E_TLS + 1), "RAPI_E_?");
 }
 
 Test(sdkerr, answer_fills_status_errorcode_and_text)
