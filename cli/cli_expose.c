@@ -22,6 +22,7 @@
 #define EXPOSE_LEAVE_MS 10000 /* on a stop: the dial-backs in flight finish */
 #define EXPOSE_DRAIN_MS 5000  /* then the open connections may finish */
 #define EXPOSE_DRAIN_STEP_US 20000
+#define EXPOSE_PARK_MAX 256 /* --park: librapi's cap */
 
 static atomic_int expose_active; /* connection threads running */
 
@@ -47,6 +48,7 @@ static void expose_usage(FILE *f)
                "  --proxy-protocol v2     send a PROXY v2 header with the client's address\n"
                "  --key-file FILE         server key (relay key file or bare key)\n"
                "  --timeout SECONDS       WebRoute-Timeout sent on dial-backs\n"
+               "  --park K                keep K dial-backs parked at each relay that offers it\n"
                "  --ca FILE               CA bundle for rwss:// (else $RAPI_CA_FILE, system CAs)\n"
                "  -v, -q                  more / less logging\n"
                "  -h                      this help\n"
@@ -179,8 +181,11 @@ static int expose_parse(int argc, char **argv, struct expose_cfg *cfg, struct ra
                                        {"key-file", required_argument, NULL, 'k'},
                                        {"timeout", required_argument, NULL, 'T'},
                                        {"ca", required_argument, NULL, 'c'},
+                                       {"park", required_argument, NULL, 'P'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
+    char *end;
+    long park;
     int c;
 
     while ((c = getopt_long(argc, argv, "t:p:k:T:vqh", lo, NULL)) != -1) {
@@ -192,6 +197,12 @@ static int expose_parse(int argc, char **argv, struct expose_cfg *cfg, struct ra
             break;
         case 'c':
             o->ca_file = optarg;
+            break;
+        case 'P':
+            park = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || park < 0 || park > EXPOSE_PARK_MAX)
+                return fprintf(stderr, "rapi: --park: 0 to %d\n", EXPOSE_PARK_MAX), 2;
+            o->park = (int)park;
             break;
         case 'p':
             if (strcmp(optarg, "v2") != 0)

@@ -395,6 +395,26 @@ int hsm_wr_request(struct hsm *m, const struct rapi_url *u, const char *key, con
     return hsm_prepared(m, wire_wr_request(m->req, sizeof(m->req), u, key, id, timeout), err);
 }
 
+int hsm_park_request(struct hsm *m, const struct rapi_url *u, const char *key, const char *id,
+                     long timeout, struct rapi_error *err)
+{
+    static const char hdr[] = WR_PARK_HEADER ": 1\r\n";
+    int rc = hsm_wr_request(m, u, key, id, timeout, err);
+
+    if (rc < 0)
+        return rc;
+    if (m->req_len < 2 || m->req_len + sizeof(hdr) - 1 > sizeof(m->req)) {
+        err_set(err, RAPI_E_PROTOCOL, 0, "request head too long");
+        return -ENOSPC;
+    }
+    /* Before the blank line that ends the head. */
+    memmove(m->req + m->req_len - 2 + sizeof(hdr) - 1, m->req + m->req_len - 2, 2);
+    memcpy(m->req + m->req_len - 2, hdr, sizeof(hdr) - 1);
+    m->req_len += sizeof(hdr) - 1;
+    m->park = true;
+    return 0;
+}
+
 int hsm_connect_addr(struct hsm *m, const struct rapi_url *u, const struct relay_addr *a,
                      struct rapi_error *err)
 {
@@ -450,8 +470,31 @@ static int hsm_connected(struct hsm *m, struct rapi_error *err)
     return 0;
 }
 
-static int hsm_check(const struct hsm *m, struct rapi_error *err)
+int hsm_header(const struct hsm *m, const char *name, char *out, size_t cap)
 {
+    struct http1_header hdr[HS_HEADERS];
+    struct http1_response res;
+    const struct http1_header *x;
+
+    if (m->hs.head_len == 0 || hs_parse_again(&m->hs, &res, hdr) < 0)
+        return -EPROTO;
+    x = http1_find(hdr, res.num_headers, name);
+    if (x == NULL || http1_count(hdr, res.num_headers, name) != 1)
+        return -ENOENT;
+    if (x->value_len >= cap)
+        return -ENOSPC;
+    memcpy(out, x->value, x->value_len);
+    out[x->value_len] = '\0';
+    return (int)x->value_len;
+}
+
+static int hsm_check(struct hsm *m, struct rapi_error *err)
+{
+    /* [ext] A parked dial-back's 101 answers the client's ID, which it
+     * names (docs/PROTOCOL.md P-PARK-3). */
+    if (m->park && m->hs.status == 101 &&
+        hsm_header(m, WR_CLIENT_ID_HEADER, m->proof, sizeof(m->proof)) <= 0)
+        return bad_101(err, "parked 101 without a client ID");
     return m->kind == HSM_WS ? hs_check_ws(&m->hs, m->proof, err)
                              : hs_check_wr(&m->hs, m->proof, err);
 }

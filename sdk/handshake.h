@@ -44,6 +44,7 @@ struct hsm {
     enum hsm_state st;
     enum hsm_kind kind;
     char proof[WEBROUTE_ID_MAX + 1]; /* the WebRoute-ID or Sec-WebSocket-Key sent */
+    bool park; /* [ext] a parked dial-back: the 101 names the client's ID */
     char where[WHERE_MAX];           /* host:port being connected to, for errors */
     char req[REQ_MAX];
     size_t req_len, req_off;
@@ -59,6 +60,14 @@ int hsm_ws_request(struct hsm *m, const struct rapi_url *u, const char *key,
                    struct rapi_error *err);
 int hsm_wr_request(struct hsm *m, const struct rapi_url *u, const char *key, const char *id,
                    long timeout, struct rapi_error *err);
+/* [ext] A dial-back to park (docs/PROTOCOL.md P-PARK-*): the WebRoute
+ * request with "X-Rapi-Park: 1"; its 101 is checked against the client ID
+ * it names (X-Rapi-Client-Id). */
+int hsm_park_request(struct hsm *m, const struct rapi_url *u, const char *key, const char *id,
+                     long timeout, struct rapi_error *err);
+/* A header of the answer head, NUL-terminated into out: its length,
+ * -ENOENT when absent or repeated, -ENOSPC, -EPROTO (no head). */
+int hsm_header(const struct hsm *m, const char *name, char *out, size_t cap);
 /* Start (or start again, closing any previous fd) the TCP connect to u's
  * relay (its first address) for the prepared request. 0 or -errno with err
  * filled. */

@@ -35,6 +35,9 @@
 #define EP_BATCH 32
 #define LOG_MAX 512
 #define CTLS_MAX (RAPI_RELAYS_MAX * RELAY_ADDRS_MAX)
+#define PARK_MAX 256         /* rapi_listen_opts.park is capped at this */
+#define PARK_HOLD_MS 1000    /* a park refused or lost at once: wait before the next */
+#define PARK_QUICK_MS 1000   /* a park that ended sooner than this counts as refused */
 
 /* What an epoll tag points at: the first member of struct ctl / dial. */
 enum tag_kind { TAG_CTL = 1, TAG_DIAL };
@@ -76,6 +79,7 @@ struct ctl {
     uint64_t last_rx, next_ping;
     uint64_t opened_at; /* when the current registration succeeded */
     bool bye;           /* our close frame is sent: leaving (rapi_listener_leave) */
+    bool can_park;      /* [ext] the relay's 101 said X-Rapi-Ext: park */
     unsigned attempt;   /* reconnect attempts since the last stable registration */
     unsigned failures;  /* attempts failed since rapi_listen */
     struct rapi_error last_err;
@@ -96,6 +100,8 @@ struct dial {
     struct epw ep;
     unsigned tries;
     uint64_t deadline;
+    bool park;          /* [ext] parked ahead of a client (P-PARK-*) */
+    uint64_t parked_at; /* park: when it was sent */
     struct rapi_peer peer;
 };
 
@@ -122,10 +128,12 @@ struct rapi_listener {
     uint64_t armed; /* deadline the timerfd is set for, 0 when disarmed */
     uint32_t rng;
     bool leaving; /* rapi_listener_leave: no more registrations */
+    uint64_t park_hold; /* no new park before this (a park was refused) */
 };
 
 static void ctl_attempt(struct rapi_listener *l, struct ctl *c);
 static void dial_attempt(struct rapi_listener *l, struct dial *d);
+static int park_peer(struct dial *d);
 
 static void lst_log(struct rapi_listener *l, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -243,6 +251,7 @@ static void ctl_fail(struct rapi_listener *l, struct ctl *c, const char *what)
                              backoff_rand(&l->rng));
 
     ctl_close_fd(l, c);
+    c->can_park = false; /* learned again from the next 101 */
     c->failures++;
     c->st = CTL_WAIT;
     c->deadline = anet_now_ms() + (uint64_t)delay;
@@ -358,6 +367,15 @@ static void ctl_attempt(struct rapi_listener *l, struct ctl *c)
     ctl_want(l, c);
 }
 
+/* [ext] Whether the relay's 101 offered parked dial-backs (P-PARK-1). */
+static bool ctl_advertises_park(const struct ctl *c)
+{
+    char v[64];
+    int n = hsm_header(&c->m, WR_EXT_HEADER, v, sizeof(v));
+
+    return n > 0 && http1_has_token(v, (size_t)n, "park");
+}
+
 /* The relay answered a valid 101: the path is ours. */
 static void ctl_opened(struct rapi_listener *l, struct ctl *c)
 {
@@ -369,6 +387,7 @@ static void ctl_opened(struct rapi_listener *l, struct ctl *c)
     c->last_rx = now;
     c->next_ping = now + (uint64_t)l->o.keepalive_s * 1000u;
     lst_log(l, RAPI_LOG_INFO, "registered %s at %s", c->r->url.path, c->where);
+    c->can_park = l->o.park > 0 && ctl_advertises_park(c);
 }
 
 /* ------------------------------------------------------------ dial-backs */
@@ -393,6 +412,13 @@ static void dial_retry(struct rapi_listener *l, struct dial *d, const char *why)
 
     ep_del(l, &d->ep);
     hsm_close(&d->m);
+    if (d->park) { /* not retried: the pool is topped up instead */
+        if (anet_now_ms() < d->parked_at + PARK_QUICK_MS)
+            l->park_hold = anet_now_ms() + PARK_HOLD_MS;
+        lst_log(l, RAPI_LOG_DEBUG, "parked dial-back ended: %s", why);
+        dial_free(l, d);
+        return;
+    }
     if (d->tries >= DIAL_RETRIES) {
         lst_log(l, RAPI_LOG_WARN, "dial-back for %s failed: %s; giving up", d->peer.addr, why);
         dial_free(l, d);
@@ -497,16 +523,117 @@ static void dial_io(struct rapi_listener *l, struct dial *d)
     if (d->st != DIAL_HANDSHAKE)
         return;
     rc = hsm_step(&d->m, &e);
-    if (rc == -EAGAIN)
+    if (rc == -EAGAIN) {
+        if (d->park && d->m.st == HSM_READ)
+            d->deadline = UINT64_MAX; /* parked: the relay's park_timeout ends it */
         return dial_want(l, d);
+    }
+    if (rc == 0 && d->park && park_peer(d) < 0)
+        return dial_retry(l, d, "parked 101 without the client's details");
     if (rc == 0)
         return ready_push(l, d);
+    if (d->park)
+        return dial_retry(l, d, e.message);
     if (d->m.hs.status >= 400 && d->m.hs.status < 500) {
         lst_log(l, RAPI_LOG_WARN, "dial-back for %s refused: %s", d->peer.addr, e.message);
         dial_free(l, d);
         return;
     }
     dial_retry(l, d, e.message);
+}
+
+/* ------------------------------------------------------------ parked */
+
+/* The client a parked dial-back was linked to, from its 101 (P-PARK-3). */
+static int park_peer(struct dial *d)
+{
+    char t[24], *end;
+
+    if (hsm_header(&d->m, WR_CLIENT_ADDR_HEADER, d->peer.addr, sizeof(d->peer.addr)) <= 0)
+        return -EPROTO;
+    if (addr_parse(d->peer.addr, &d->peer.sa, &d->peer.salen) < 0) {
+        d->peer.sa.ss_family = AF_UNSPEC;
+        d->peer.salen = 0;
+    }
+    d->peer.timeout = -1;
+    if (hsm_header(&d->m, WR_CLIENT_TIMEOUT_HEADER, t, sizeof(t)) > 0) {
+        long v = strtol(t, &end, 10);
+
+        if (*end == '\0' && v >= 0)
+            d->peer.timeout = v;
+    }
+    return 0;
+}
+
+/* Parked (or being parked) dial-backs to c's relay address. */
+static size_t park_count(const struct rapi_listener *l, const struct ctl *c)
+{
+    size_t n = 0;
+
+    for (const struct dial *d = l->dials; d != NULL; d = d->next)
+        if (d->park && d->r == c->r && wire_addr_eq(&d->a, &c->a))
+            n++;
+    return n;
+}
+
+/* One more parked dial-back to c's relay address. 0 or -errno. */
+static int park_start(struct rapi_listener *l, const struct ctl *c)
+{
+    char id[WR_ID_LEN + 1];
+    struct rapi_error e;
+    struct dial *d = calloc(1, sizeof(*d));
+
+    if (d == NULL)
+        return -ENOMEM;
+    d->tag = TAG_DIAL;
+    d->r = c->r;
+    d->a = c->a;
+    d->park = true;
+    d->parked_at = anet_now_ms();
+    hsm_init(&d->m);
+    d->m.tls = l->tls;
+    snprintf(d->peer.addr, sizeof(d->peer.addr), "parked");
+    if (wire_new_id(id) < 0 ||
+        hsm_park_request(&d->m, &c->r->url, c->r->key, id, l->o.webroute_timeout, &e) < 0) {
+        hsm_clear(&d->m);
+        free(d);
+        return -EINVAL;
+    }
+    d->next = l->dials;
+    if (l->dials)
+        l->dials->prev = d;
+    l->dials = d;
+    l->ndials++;
+    dial_attempt(l, d);
+    return 0;
+}
+
+/* Keep o.park dial-backs parked at every registration whose relay offers
+ * it, within the backlog; none while leaving or after a refusal. */
+static void park_topup(struct rapi_listener *l)
+{
+    if (l->o.park <= 0 || l->leaving || anet_now_ms() < l->park_hold)
+        return;
+    for (const struct ctl *c = l->ctls; c != NULL; c = c->next) {
+        if (c->st != CTL_OPEN || !c->can_park || c->bye)
+            continue;
+        for (size_t n = park_count(l, c); n < (size_t)l->o.park; n++)
+            if (l->ndials + l->nready >= (size_t)l->o.backlog || park_start(l, c) < 0)
+                return;
+    }
+}
+
+/* Leaving: parked dial-backs not yet used are closed (the relay drops
+ * them; a client linked to one at that instant sees its server hang up). */
+static void park_close_all(struct rapi_listener *l)
+{
+    struct dial *d, *nx;
+
+    for (d = l->dials; d != NULL; d = nx) {
+        nx = d->next;
+        if (d->park && d->m.st != HSM_DONE)
+            dial_free(l, d);
+    }
 }
 
 /* ------------------------------------------------------------ frames */
@@ -737,6 +864,7 @@ static int lst_poll(struct rapi_listener *l, int timeout_ms)
             dial_io(l, tag);
         }
     }
+    park_topup(l);
     run_timers(l);
     return 0;
 }
@@ -757,6 +885,10 @@ static void opts_defaults(struct rapi_listen_opts *o)
         o->backoff_max_ms = 5000;
     if (o->backlog <= 0)
         o->backlog = 128;
+    if (o->park < 0)
+        o->park = 0;
+    if (o->park > PARK_MAX)
+        o->park = PARK_MAX;
 }
 
 /* One URL into r: a listener URL with a key (key overrides the URL's). */
@@ -1017,6 +1149,7 @@ static void lst_bye(struct rapi_listener *l)
     struct ctl *c;
 
     l->leaving = true;
+    park_close_all(l);
     for (c = l->ctls; c != NULL; c = c->next) {
         if (c->st != CTL_OPEN || c->m.fd < 0 || ctl_frame(c, WS_OP_CLOSE, normal, 2) < 0 ||
             ctl_flush(c) < 0) {
