@@ -2,12 +2,14 @@
 rapi-server.conf(5) max_parked, park_timeout; librapi(3) rapi_listener_park;
 rapi(1) expose --park)."""
 
-import time
+import os
+import socket
 
 import pytest
 
 from relay import (SLOW, assert_wr_101, build_request, expect_error, listener_headers, new_ws_key,
                    random_token, wait_until, webroute_headers, wr_accept)
+from sdk_helpers import origin, read_all, sdk  # noqa: F401
 from test_admin import admin_addr, metrics
 
 PARK = ("X-Rapi-Park", "1")
@@ -191,4 +193,59 @@ def test_park_off_is_the_original_relay(start_relay):
     c = relay.request(build_request("/off/", listener_headers(relay.server_key, ws_key)))
     assert c.read_head().header("X-Rapi-Ext") is None
     expect_error(park(relay, "/off/"), 404, "unknown_route")
-    time.sleep(0)
+
+
+# ---------------------------------------------------------------- librapi / rapi expose --park
+
+
+def _echo_through(sdk, path, n=3):
+    """n round trips through rapi connect -> relay -> rapi expose -> echo."""
+    _, lport = sdk.connect_listen(path)
+    for _ in range(n):
+        data = os.urandom(100000)
+        s = socket.create_connection(("127.0.0.1", lport), timeout=10)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        got = read_all(s, 10 * SLOW)
+        s.close()
+        assert got == data
+
+
+@pytest.mark.relay_options(admin="127.0.0.1:0")
+def test_sdk_parked_accept(sdk, origin, relay):
+    """P-PARK-3: rapi expose --park 2 keeps two parked; clients are linked
+    to them (no notification) byte-exact with half-close; the pool is
+    topped up after each use; the client's address reaches expose's log."""
+    _, eport = origin.start("echo")
+    exp = sdk.expose("/sp", "127.0.0.1:%d" % eport, extra=["--park", "2"])
+    wait_parked(relay, 2)
+    _echo_through(sdk, "/sp")
+    m = metrics(admin_addr(relay))
+    assert m["rapi_park_links_total"] == 3, m
+    wait_parked(relay, 2)
+    exp.wait_log(r"127\.0\.0\.1:\d+")
+
+
+@pytest.mark.relay_options(admin="127.0.0.1:0", park_timeout=1)
+def test_sdk_parked_expiry_replaced(sdk, origin, relay):
+    """P-PARK-4: parked dial-backs the relay expires are replaced."""
+    _, eport = origin.start("echo")
+    sdk.expose("/spx", "127.0.0.1:%d" % eport, extra=["--park", "1"])
+    wait_until(lambda: metrics(admin_addr(relay))["rapi_park_expiries_total"] >= 2,
+               5.0 * SLOW, what="two expiries")
+    wait_parked(relay, 1)
+    _echo_through(sdk, "/spx", 1)
+
+
+@pytest.mark.relay_options(admin="127.0.0.1:0", max_parked=0)
+def test_sdk_falls_back_without_advertisement(sdk, origin, relay):
+    """P-PARK-1: a relay that does not advertise parking (max_parked 0, as
+    the original relay) never sees a park request: rapi expose --park
+    serves its clients by notification and dial-back."""
+    _, eport = origin.start("echo")
+    sdk.expose("/fb", "127.0.0.1:%d" % eport, extra=["--park", "4"])
+    _echo_through(sdk, "/fb", 2)
+    m = metrics(admin_addr(relay))
+    assert m["rapi_park_links_total"] == 0 and m["rapi_parked"] == 0, m
+    assert m["rapi_links_total"] == 2, m
+    assert "unknown_route" not in relay.stderr()
