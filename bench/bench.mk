@@ -1,9 +1,14 @@
 # rapi-bench: the load generator (bench/*.c) and `make bench` (bench/run).
 # Included from the top-level Makefile.
 
-BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_SRC := $(sort $(filter-out bench/delayproxy.c,$(wildcard bench/*.c)))
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH     := $(BUILD)/rapi-bench
+# A fixed-delay TCP proxy for latency runs (bench/PARK.md, tests/integration/test_parked.py).
+DELAYPROXY := $(BUILD)/rapi-delayproxy
+$(DELAYPROXY): $(BUILD)/obj/bench/delayproxy.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^
+ALL_TARGETS += $(DELAYPROXY)
 
 # --tls: the TLS archive (wolfSSL, AES-GCM through libcrypto: PKG_LDLIBS).
 $(BENCH): $(BENCH_OBJ) $(BUILD)/libtls.a $(LIBAUTH) $(LIBPROTO)

@@ -3,13 +3,17 @@ rapi-server.conf(5) max_parked, park_timeout; librapi(3) rapi_listener_park;
 rapi(1) expose --park)."""
 
 import os
+import queue
 import socket
+import subprocess
+import threading
+import time
 
 import pytest
 
 from relay import (SLOW, assert_wr_101, build_request, expect_error, listener_headers, new_ws_key,
                    random_token, wait_until, webroute_headers, wr_accept)
-from sdk_helpers import origin, read_all, sdk  # noqa: F401
+from sdk_helpers import build_dir, origin, read_all, sdk  # noqa: F401
 from test_admin import admin_addr, metrics
 
 PARK = ("X-Rapi-Park", "1")
@@ -249,3 +253,112 @@ def test_sdk_falls_back_without_advertisement(sdk, origin, relay):
     assert m["rapi_park_links_total"] == 0 and m["rapi_parked"] == 0, m
     assert m["rapi_links_total"] == 2, m
     assert "unknown_route" not in relay.stderr()
+
+
+# ---------------------------------------------------------------- latency through a delay proxy
+
+DELAY_MS = int(os.environ.get("PARK_DELAY_MS", "20"))
+LAT_N = int(os.environ.get("PARK_N", "30"))
+
+
+class DelayProxy:
+    """build/rapi-delayproxy in front of target: (proc, port)."""
+
+    def __init__(self, target, delay_ms):
+        self.proc = subprocess.Popen([os.path.join(build_dir(), "rapi-delayproxy"), "0",
+                                      "%s:%d" % target, str(delay_ms)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        line = self.proc.stdout.readline().decode()
+        assert line.startswith("listening 127.0.0.1:"), line
+        self.port = int(line.rsplit(":", 1)[1])
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+class FirstByteOrigin:
+    """A local server that stamps the moment each connection's first byte
+    arrives (time.perf_counter) and puts it on a queue."""
+
+    def __init__(self):
+        self.stamps = queue.Queue()
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(c,), daemon=True).start()
+
+    def _one(self, c):
+        with c:
+            c.settimeout(10)
+            try:
+                if c.recv(1):
+                    self.stamps.put(time.perf_counter())
+                    c.sendall(b"k")
+            except OSError:
+                pass
+
+    def close(self):
+        self.lsock.close()
+
+
+def measure_setup(relay, path, origin, n):
+    """n client set-ups on path: from the start of the client's upgrade to the
+    server's first byte (the byte sent right behind the head), seconds."""
+    out = []
+    for _ in range(n):
+        wrid = random_token()
+        head = build_request(path, webroute_headers(relay.client_key, wrid)) + b"x"
+        t0 = time.perf_counter()
+        c = socket.create_connection(relay.addr, timeout=10)
+        c.sendall(head)
+        out.append(origin.stamps.get(timeout=10 * SLOW) - t0)
+        c.settimeout(10)
+        c.recv(4096)
+        c.close()
+        time.sleep(0.1)  # the pool is topped up meanwhile (one round trip)
+    return sorted(out)
+
+
+def _ms(xs, q):
+    return 1000 * xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+@pytest.mark.relay_options(admin="127.0.0.1:0")
+def test_park_latency_through_delay_proxy(sdk, relay, capsys):
+    """P-PARK-3, measured: with DELAY_MS each way between rapi expose and the
+    relay (build/rapi-delayproxy), a parked set-up reaches the server within
+    about one one-way delay; notification + dial-back takes three. Figures
+    are printed (bench/PARK.md: PARK_N=200 for the recorded run)."""
+    origin = FirstByteOrigin()
+    proxy = DelayProxy(relay.addr, DELAY_MS)
+    res = {}
+    try:
+        for park in (0, 4):
+            path = "/lat%d" % park
+            url = "rws://127.0.0.1:%d%s" % (proxy.port, path)
+            exp = sdk.spawn(["expose", url, "--to", "127.0.0.1:%d" % origin.port,
+                             "--park", str(park)], "expose")
+            exp.wait_log(r"registered %s" % path)
+            if park:
+                wait_parked(relay, park)
+            res[park] = measure_setup(relay, path, origin, LAT_N)
+            exp.stop()
+    finally:
+        proxy.stop()
+        origin.close()
+    with capsys.disabled():
+        for park, xs in res.items():
+            print("\nparked=%d delay=%dms n=%d: min %.1f ms, median %.1f ms, p90 %.1f ms, "
+                  "max %.1f ms" % (park, DELAY_MS, len(xs), _ms(xs, 0), _ms(xs, 0.5),
+                                   _ms(xs, 0.9), _ms(xs, 1.0)))
+    assert _ms(res[4], 0.5) <= DELAY_MS + 2 + 5 * (SLOW - 1) + 3, res[4]
+    assert _ms(res[0], 0.5) >= 3 * DELAY_MS, res[0]
+    assert metrics(admin_addr(relay))["rapi_park_links_total"] >= LAT_N
