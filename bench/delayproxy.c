@@ -279,7 +279,8 @@ int main(int argc, char **argv)
     long ms;
     int lfd;
 
-    if (argc != 4 || !(colon = strrchr(argv[2], ':')) || (size_t)(colon - argv[2]) >= sizeof(host)) {
+    if (argc != 4 || !(colon = strrchr(argv[2], ':')) ||
+        (size_t)(colon - argv[2]) >= sizeof(host)) {
         fprintf(stderr, "usage: rapi-delayproxy LISTEN_PORT TARGET_HOST:PORT DELAY_MS\n");
         return 2;
     }

@@ -939,9 +939,12 @@ static void parked_close(struct parked *k, const char *why)
 
 static void lpath_close_parked(struct lpath *p, const char *why)
 {
-    while (!dlist_empty(&p->parked)) {
+    struct dlist *n, *next;
+
+    for (n = p->parked.next; n != &p->parked; n = next) {
+        next = n->next;
         STAT_ADD(p->sh->stats.park_drops, 1);
-        parked_close(CONTAINER(p->parked.next, struct parked, node), why);
+        parked_close(CONTAINER(n, struct parked, node), why);
     }
 }
 
@@ -1126,4 +1129,3 @@ void park_arrive(struct shard *sh, struct handoff *h)
               parked_timer_cb);
     log_debug("park path=%s server=%s (%ld on the path)", p->path, k->peer, p->nparked);
 }
-

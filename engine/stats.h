@@ -21,8 +21,7 @@ struct shard_stats {
     _Atomic uint64_t links, listeners, waiting, pipes, parked;
     /* counters */
     _Atomic uint64_t links_total, bytes_up, bytes_down, copy_fallbacks, dialback_timeouts,
-        clients_left, reoffers, grace_waits, grace_expiries, park_links, park_expiries,
-        park_drops;
+        clients_left, reoffers, grace_waits, grace_expiries, park_links, park_expiries, park_drops;
 };
 
 /* The error answers counted by status; anything else counts as "other". */

@@ -228,13 +228,14 @@ int wr_build_ws_101_ext(char *out, size_t cap, const char *ws_accept, const char
 int wr_build_park_101(char *out, size_t cap, const char *wr_accept, const char *addr,
                       const char *id, size_t id_len, long timeout)
 {
-    int n = snprintf(out, cap,
-                     "HTTP/1.1 101 Switching Protocols\r\n"
-                     "Upgrade: webroute\r\n"
-                     "Connection: Upgrade\r\n"
-                     "Sec-WebRoute-Accept: %s\r\n" WR_CLIENT_ADDR_HEADER ": %s\r\n"
-                     WR_CLIENT_ID_HEADER ": %.*s\r\n" WR_CLIENT_TIMEOUT_HEADER ": %ld\r\n\r\n",
-                     wr_accept, addr, (int)id_len, id, timeout);
+    int n =
+        snprintf(out, cap,
+                 "HTTP/1.1 101 Switching Protocols\r\n"
+                 "Upgrade: webroute\r\n"
+                 "Connection: Upgrade\r\n"
+                 "Sec-WebRoute-Accept: %s\r\n" WR_CLIENT_ADDR_HEADER ": %s\r\n" WR_CLIENT_ID_HEADER
+                 ": %.*s\r\n" WR_CLIENT_TIMEOUT_HEADER ": %ld\r\n\r\n",
+                 wr_accept, addr, (int)id_len, id, timeout);
     return (n < 0 || (size_t)n >= cap) ? -1 : n;
 }
 

@@ -27,8 +27,8 @@ enum wr_kind {
                         (docs/PROTOCOL.md P-PARK-*); wr_classify never returns it */
 };
 
-#define WR_PARK_HEADER "X-Rapi-Park"     /* [ext] on a dial-back head: "1" parks it */
-#define WR_EXT_HEADER "X-Rapi-Ext"       /* [ext] on the listener's 101: "park" */
+#define WR_PARK_HEADER "X-Rapi-Park"               /* [ext] on a dial-back head: "1" parks it */
+#define WR_EXT_HEADER "X-Rapi-Ext"                 /* [ext] on the listener's 101: "park" */
 #define WR_CLIENT_ADDR_HEADER "X-Rapi-Client-Addr" /* [ext] on a parked 101 */
 #define WR_CLIENT_ID_HEADER "X-Rapi-Client-Id"
 #define WR_CLIENT_TIMEOUT_HEADER "X-Rapi-Client-Timeout"

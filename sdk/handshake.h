@@ -44,7 +44,7 @@ struct hsm {
     enum hsm_state st;
     enum hsm_kind kind;
     char proof[WEBROUTE_ID_MAX + 1]; /* the WebRoute-ID or Sec-WebSocket-Key sent */
-    bool park; /* [ext] a parked dial-back: the 101 names the client's ID */
+    bool park;                       /* [ext] a parked dial-back: the 101 names the client's ID */
     char where[WHERE_MAX];           /* host:port being connected to, for errors */
     char req[REQ_MAX];
     size_t req_len, req_off;

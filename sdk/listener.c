@@ -35,9 +35,9 @@
 #define EP_BATCH 32
 #define LOG_MAX 512
 #define CTLS_MAX (RAPI_RELAYS_MAX * RELAY_ADDRS_MAX)
-#define PARK_MAX 256         /* rapi_listen_opts.park is capped at this */
-#define PARK_HOLD_MS 1000    /* a park refused or lost at once: wait before the next */
-#define PARK_QUICK_MS 1000   /* a park that ended sooner than this counts as refused */
+#define PARK_MAX 256       /* rapi_listen_opts.park is capped at this */
+#define PARK_HOLD_MS 1000  /* a park refused or lost at once: wait before the next */
+#define PARK_QUICK_MS 1000 /* a park that ended sooner than this counts as refused */
 
 /* What an epoll tag points at: the first member of struct ctl / dial. */
 enum tag_kind { TAG_CTL = 1, TAG_DIAL };
@@ -127,7 +127,7 @@ struct rapi_listener {
     size_t nready;
     uint64_t armed; /* deadline the timerfd is set for, 0 when disarmed */
     uint32_t rng;
-    bool leaving; /* rapi_listener_leave: no more registrations */
+    bool leaving;       /* rapi_listener_leave: no more registrations */
     uint64_t park_hold; /* no new park before this (a park was refused) */
 };
 

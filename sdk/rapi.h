@@ -100,9 +100,9 @@ struct rapi_listen_opts {
     void *log_arg;
     const char *ca_file; /* rwss://: PEM CA bundle to trust (NULL: $RAPI_CA_FILE, else the
                             system store); read by rapi_listen only */
-    int park; /* [ext] dial-backs kept parked at each relay that offers it
-                 (X-Rapi-Ext: park): a client links with no round trip to
-                 us; 0: none (notifications only); capped at 256 */
+    int park;            /* [ext] dial-backs kept parked at each relay that offers it
+                            (X-Rapi-Ext: park): a client links with no round trip to
+                            us; 0: none (notifications only); capped at 256 */
 };
 
 /* The client behind an accepted connection (from the relay's notification). */

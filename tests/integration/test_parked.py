@@ -15,6 +15,7 @@ from relay import (SLOW, assert_wr_101, build_request, expect_error, listener_he
                    random_token, wait_until, webroute_headers, wr_accept)
 from sdk_helpers import build_dir, origin, read_all, sdk  # noqa: F401
 from test_admin import admin_addr, metrics
+from test_tls_client import certs  # noqa: F401
 
 PARK = ("X-Rapi-Park", "1")
 
@@ -362,3 +363,43 @@ def test_park_latency_through_delay_proxy(sdk, relay, capsys):
     assert _ms(res[4], 0.5) <= DELAY_MS + 2 + 5 * (SLOW - 1) + 3, res[4]
     assert _ms(res[0], 0.5) >= 3 * DELAY_MS, res[0]
     assert metrics(admin_addr(relay))["rapi_park_links_total"] >= LAT_N
+
+
+# ---------------------------------------------------------------- TLS
+
+
+@pytest.fixture
+def tls_park_sdk(start_relay, certs, tmp_path):
+    """(Sdk, relay): rapi-server with a TLS listener only, and /metrics."""
+    from sdk_helpers import Sdk
+    relay = start_relay(listen=("127.0.0.1:0 tls",), tls_cert=certs.server,
+                        tls_key=certs.server_key, admin="127.0.0.1:0")
+    s = Sdk(relay, tmp_path)
+    yield s, relay
+    errs = s.finish()
+    if errs:
+        pytest.fail("\n".join(errs), pytrace=False)
+
+
+def test_tls_parked_links(tls_park_sdk, origin, certs):
+    """P-PARK-3 over TLS: rapi expose rwss:// --park parks TLS connections
+    (their handshake done when parked); clients link to them byte-exact,
+    half-close included, and the pool is topped up."""
+    sdk, relay = tls_park_sdk
+    _, eport = origin.start("echo")
+    url = "rwss://localhost:%d/tp" % relay.addrs[0][1]
+    sdk.spawn(["expose", url, "--to", "127.0.0.1:%d" % eport, "--ca", certs.ca, "--park", "2"],
+              "expose").wait_log(r"registered /tp", timeout=10)
+    wait_parked(relay, 2)
+    _, lport = sdk.connect_listen("/tp", extra=["--ca", certs.ca],
+                                  url="rwrs://localhost:%d/tp" % relay.addrs[0][1])
+    for _ in range(3):
+        data = os.urandom(1 << 20)
+        s = socket.create_connection(("127.0.0.1", lport), timeout=10)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        got = read_all(s, 30 * SLOW)
+        s.close()
+        assert got == data
+    assert metrics(admin_addr(relay))["rapi_park_links_total"] == 3
+    wait_parked(relay, 2)
