@@ -475,6 +475,17 @@ static void dial_attempt(struct rapi_listener *l, struct dial *d)
     dial_want(l, d);
 }
 
+/* Onto the listener's list, and the first attempt. */
+static void dial_add(struct rapi_listener *l, struct dial *d)
+{
+    d->next = l->dials;
+    if (l->dials)
+        l->dials->prev = d;
+    l->dials = d;
+    l->ndials++;
+    dial_attempt(l, d);
+}
+
 /* A notification on control connection c: dial back to c's relay address
  * (not just its name, which may lead to another relay). */
 static void dial_start(struct rapi_listener *l, const struct ctl *c, const struct notify *n)
@@ -505,12 +516,7 @@ static void dial_start(struct rapi_listener *l, const struct ctl *c, const struc
         free(d);
         return;
     }
-    d->next = l->dials;
-    if (l->dials)
-        l->dials->prev = d;
-    l->dials = d;
-    l->ndials++;
-    dial_attempt(l, d);
+    dial_add(l, d);
 }
 
 /* A refused dial-back (4xx: the client is gone, or our key is wrong) will
@@ -599,12 +605,7 @@ static int park_start(struct rapi_listener *l, const struct ctl *c)
         free(d);
         return -EINVAL;
     }
-    d->next = l->dials;
-    if (l->dials)
-        l->dials->prev = d;
-    l->dials = d;
-    l->ndials++;
-    dial_attempt(l, d);
+    dial_add(l, d);
     return 0;
 }
 

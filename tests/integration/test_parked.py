@@ -203,15 +203,17 @@ def test_park_off_is_the_original_relay(start_relay):
 # ---------------------------------------------------------------- librapi / rapi expose --park
 
 
-def _echo_through(sdk, path, n=3):
-    """n round trips through rapi connect -> relay -> rapi expose -> echo."""
-    _, lport = sdk.connect_listen(path)
+def _echo_through(sdk, path, n=3, size=100000, lport=None):
+    """n round trips through rapi connect -> relay -> rapi expose -> echo,
+    each ended by a half-close."""
+    if lport is None:
+        _, lport = sdk.connect_listen(path)
     for _ in range(n):
-        data = os.urandom(100000)
+        data = os.urandom(size)
         s = socket.create_connection(("127.0.0.1", lport), timeout=10)
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
-        got = read_all(s, 10 * SLOW)
+        got = read_all(s, 30 * SLOW)
         s.close()
         assert got == data
 
@@ -393,13 +395,6 @@ def test_tls_parked_links(tls_park_sdk, origin, certs):
     wait_parked(relay, 2)
     _, lport = sdk.connect_listen("/tp", extra=["--ca", certs.ca],
                                   url="rwrs://localhost:%d/tp" % relay.addrs[0][1])
-    for _ in range(3):
-        data = os.urandom(1 << 20)
-        s = socket.create_connection(("127.0.0.1", lport), timeout=10)
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        got = read_all(s, 30 * SLOW)
-        s.close()
-        assert got == data
+    _echo_through(sdk, "/tp", 3, 1 << 20, lport)
     assert metrics(admin_addr(relay))["rapi_park_links_total"] == 3
     wait_parked(relay, 2)
