@@ -954,6 +954,8 @@ static void parked_event(void *arg, uint32_t events)
     struct parked *k = arg;
     struct lpath *p = k->p;
 
+    if (!(events & (EV_IN | EV_RDHUP | EV_HUP | EV_ERR)))
+        return; /* nothing read nor ended: it stays parked */
     STAT_ADD(k->sh->stats.park_drops, 1);
     parked_close(k, (events & EV_IN) && !(events & (EV_RDHUP | EV_HUP | EV_ERR))
                         ? "sent bytes while parked"
