@@ -344,6 +344,32 @@ Test(webroute, build_101)
                  (int)strlen(wr));
 }
 
+/* [ext] P-PARK-1, P-PARK-3: the advertisement and the parked 101. */
+Test(webroute, build_park_heads)
+{
+    char out[512];
+    const char *ws = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+                     "\r\nX-Rapi-Ext: park\r\n\r\n";
+    const char *pk = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: webroute\r\n"
+                     "Connection: Upgrade\r\nSec-WebRoute-Accept: rXt5egUsfgIKITj0B+ctYDbQWJ4="
+                     "\r\nX-Rapi-Client-Addr: 127.0.0.1:5000\r\nX-Rapi-Client-Id: abc\r\n"
+                     "X-Rapi-Client-Timeout: 90\r\n\r\n";
+
+    cr_assert_eq(wr_build_ws_101_ext(out, sizeof(out), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "park"),
+                 (int)strlen(ws));
+    cr_assert_str_eq(out, ws);
+    cr_assert_eq(wr_build_ws_101_ext(out, sizeof(out), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", NULL),
+                 wr_build_ws_101(out, sizeof(out), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    cr_assert_eq(wr_build_park_101(out, sizeof(out), "rXt5egUsfgIKITj0B+ctYDbQWJ4=",
+                                   "127.0.0.1:5000", "abcdef", 3, 90),
+                 (int)strlen(pk));
+    cr_assert_str_eq(out, pk);
+    cr_assert_eq(wr_build_park_101(out, strlen(pk),
+                                   "rXt5egUsfgIKITj0B+ctYDbQWJ4=", "127.0.0.1:5000", "abc", 3, 90),
+                 -1);
+}
+
 Test(webroute, build_error_exact)
 {
     char out[1024];
