@@ -156,13 +156,14 @@ static int expose_loop(struct rapi_listener *l, const struct expose_cfg *cfg)
 static void expose_leave(struct rapi_listener *l, const struct expose_cfg *cfg)
 {
     struct rapi_peer peer;
+    struct tls_conn *tc;
     int fd, waited = 0;
 
     cli_log(RAPI_LOG_INFO, "leaving: finishing dial-backs");
     if (rapi_listener_leave(l, EXPOSE_LEAVE_MS) < 0)
         cli_log(RAPI_LOG_WARN, "leaving: dial-backs still in flight");
-    while ((fd = rapi_accept(l, &peer, 0)) >= 0)
-        expose_spawn(cfg, fd, &peer);
+    while ((fd = lst_accept_raw(l, &peer, 0, &tc)) >= 0)
+        expose_spawn(cfg, fd, tc, &peer);
     while (atomic_load(&expose_active) > 0 && waited < EXPOSE_DRAIN_MS * 1000) {
         usleep(EXPOSE_DRAIN_STEP_US);
         waited += EXPOSE_DRAIN_STEP_US;
