@@ -317,11 +317,12 @@ FAILURES = [
     ("expired", True, "localhost", "expired", "expired"),
     ("wrong", True, "localhost", "does not match the host name", "name_mismatch"),
     ("other", True, "127.0.0.1", "does not match the host name", "name_mismatch"),
+    ("future", True, "localhost", "not valid yet", "not_yet_valid"),
 ]
 
 
 @pytest.mark.parametrize("which,give_ca,host,words,name", FAILURES,
-                         ids=["unknown_ca", "expired", "wrong_name", "wrong_ip"])
+                         ids=["unknown_ca", "expired", "wrong_name", "wrong_ip", "not_yet_valid"])
 def test_certificate_failures_are_named(sdk, nginx, certs, which, give_ca, host, words, name):
     ng = nginx(getattr(certs, which), getattr(certs, which + "_key"))
     ca = ["--ca", certs.ca] if give_ca else []
