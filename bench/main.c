@@ -574,6 +574,8 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
 
     tls_backend_setup(&o);
+    if (o.tls_srv && !helper && !o.tls_on && o.nt && o.t[0].kind == TK_DIRECT)
+        die("--direct to a TLS backend (--tls-cert) needs --tls%s", "");
     if (need_backend) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);

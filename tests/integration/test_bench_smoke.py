@@ -207,6 +207,13 @@ def test_tls_baseline_direct_and_proxy_full_and_resumed(rapi_bench, tmp_path):
             for t in doc["targets"]:
                 assert t["median"]["tunnels_per_s"] > 0, t
                 assert not any(rd["failed"] for rd in t["rounds"]), t
+        # half a pair, or plain clients to a TLS backend, are refused up front
+        for argv, words in ((["--tls-cert", certs.server], "go together"),
+                            (["--tls-cert", certs.server, "--tls-key", certs.server_key],
+                             "needs --tls")):
+            r = subprocess.run([rapi_bench, "setup", "--direct"] + argv, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, timeout=10)
+            assert r.returncode == 2 and words in r.stderr, r.stderr
         # a wrong CA fails the TLS tunnels with the reason, not a hang
         bad = tls[:]
         bad[2] = certs.otherca
