@@ -252,3 +252,27 @@ def start_tls_haproxy(tmp_path, certs, backend):
             time.sleep(0.05)
     p.terminate()
     pytest.fail("haproxy does not listen")
+
+
+def test_tls_echo_helper(rapi_bench, tmp_path):
+    """echo --tls-cert/--tls-key serves TLS (verified by python's ssl)."""
+    import ssl
+    from tlscerts import make_certs
+    certs = make_certs(tmp_path / "certs")
+    p = subprocess.Popen([rapi_bench, "echo", "--listen", "127.0.0.1:0", "-d", "5",
+                          "--tls-cert", certs.server, "--tls-key", certs.server_key],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", p.stderr.readline())
+        assert m
+        ctx = ssl.create_default_context(cafile=certs.ca)
+        with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10 * SLOW) as s:
+            with ctx.wrap_socket(s, server_hostname="localhost") as t:
+                t.sendall(b"hello tls bench")
+                got = b""
+                while len(got) < 15:
+                    got += t.recv(100)
+                assert got == b"hello tls bench"
+    finally:
+        p.send_signal(2)
+        assert p.wait(timeout=10 * SLOW) == 0
