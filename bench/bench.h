@@ -24,6 +24,7 @@ enum bdir { DIR_UP = 1, DIR_DOWN = 2, DIR_BOTH = 3 };
 #define BENCH_ERR_MAX 160
 
 struct tls_client;
+struct tls_server;
 
 struct bench_cfg {
     enum bmode mode;
@@ -51,6 +52,8 @@ struct bench_cfg {
     const int *backend_fds;      /* per-thread listen sockets, or NULL */
     struct tls_client *tls;      /* --tls: every relay connection is TLS; NULL: plain */
     char tls_host[ADDR_STR_MAX]; /* name checked (and SNI) on the relay's certificate */
+    struct tls_server *tls_srv;  /* --tls-cert: accepted backend connections are TLS */
+    int tls_no_resume;           /* --tls-no-resume: every handshake is a full one */
 };
 
 struct run_ctl {

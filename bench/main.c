@@ -36,8 +36,10 @@ static void usage(FILE *out)
           "         [-n COUNT] [--warmup SECS] [--rounds N] [--size BYTES] [--rate N]\n"
           "         [--direction up|down|both] [--block BYTES] [--timeout SECS]\n"
           "         [--inflight N] [--sources N] [--kernel-ports] [--path PREFIX] [--discard]\n"
-          "         [--tls [--ca FILE] [--tls-name NAME]] [--json] [-q]\n"
+          "         [--tls [--ca FILE] [--tls-name NAME] [--tls-no-resume]]\n"
+          "         [--tls-cert FILE --tls-key FILE] [--json] [-q]\n"
           "       rapi-bench echo|sink --listen HOST:PORT [-t N] [-d SECS]\n"
+          "         [--tls-cert FILE --tls-key FILE]\n"
           "See rapi-bench(1).\n",
           out);
 }
@@ -184,7 +186,10 @@ enum {
     OPT_KPORTS,
     OPT_TLS,
     OPT_CA,
-    OPT_TLS_NAME
+    OPT_TLS_NAME,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_TLS_NO_RESUME
 };
 
 static const struct option longopts[] = {
@@ -218,6 +223,9 @@ static const struct option longopts[] = {
     {"tls", no_argument, NULL, OPT_TLS},
     {"ca", required_argument, NULL, OPT_CA},
     {"tls-name", required_argument, NULL, OPT_TLS_NAME},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"tls-no-resume", no_argument, NULL, OPT_TLS_NO_RESUME},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
@@ -386,6 +394,15 @@ static void parse_args(int argc, char **argv, struct opts *o, const char **skf, 
         case OPT_TLS_NAME:
             o->tls_name = optarg;
             break;
+        case OPT_TLS_CERT:
+            o->tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            o->tls_key = optarg;
+            break;
+        case OPT_TLS_NO_RESUME:
+            o->tls_no_resume = 1;
+            break;
         case 'q':
             o->quiet = 1;
             break;
@@ -436,6 +453,22 @@ static void tls_setup(struct opts *o)
         die("--tls: %s", err);
 }
 
+/* --tls-cert/--tls-key: the backend (echo/sink, or what a --tcp-proxy
+ * forwards to) serves TLS with this pair, AES-GCM accelerated. */
+static void tls_backend_setup(struct opts *o)
+{
+    struct tls_pair pair = {.cert_file = o->tls_cert, .key_file = o->tls_key};
+    struct tls_server_conf conf = {.pairs = &pair, .n_pairs = 1, .accel = true};
+    char err[TLS_ERR_MAX];
+
+    if (!o->tls_cert != !o->tls_key)
+        die("--tls-cert and --tls-key go together%s", "");
+    if (!o->tls_cert)
+        return;
+    if (tls_server_new(&conf, &o->tls_srv, err, sizeof(err)) < 0)
+        die("--tls-cert: %s", err);
+}
+
 /* ------------------------------------------------------------ modes */
 
 static int serve(struct opts *o, const int *fds)
@@ -452,6 +485,7 @@ static int serve(struct opts *o, const int *fds)
     cfg.dir = DIR_UP;
     cfg.timeout_ns = (uint64_t)(o->timeout * 1e9);
     cfg.backend_fds = fds;
+    cfg.tls_srv = o->tls_srv;
     cfg.inflight = 1;
     ctl.go = 1;
     unsigned i;
@@ -539,6 +573,9 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    tls_backend_setup(&o);
+    if (o.tls_srv && !helper && !o.tls_on && o.nt && o.t[0].kind == TK_DIRECT)
+        die("--direct to a TLS backend (--tls-cert) needs --tls%s", "");
     if (need_backend) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
@@ -551,7 +588,9 @@ int main(int argc, char **argv)
         addr_format((struct sockaddr *)&ss, actual, sizeof(actual));
         if (helper) {
             fprintf(stderr, "listening on %s\n", actual);
-            return serve(&o, fds);
+            int rc = serve(&o, fds);
+            tls_server_unref(o.tls_srv);
+            return rc;
         }
         if (o.t[0].kind == TK_DIRECT) {
             o.t[0].ss = ss;
@@ -563,6 +602,7 @@ int main(int argc, char **argv)
         tls_setup(&o);
     int rc = bench(&o, need_backend ? fds : NULL);
     tls_client_unref(o.tls);
+    tls_server_unref(o.tls_srv);
     explicit_bzero(o.server_key, sizeof(o.server_key));
     explicit_bzero(o.client_key, sizeof(o.client_key));
     return rc;

@@ -428,10 +428,15 @@ static void fill_cfg(const struct opts *o, const struct target *t, const int *ba
     cfg->kernel_ports = o->kernel_ports;
     cfg->timeout_ns = (uint64_t)(o->timeout * 1e9);
     cfg->backend_fds = backend_fds;
-    if (o->tls != NULL && t->kind == TK_RELAY) {
+    /* TLS clients: relays and proxies with --tls; direct too when the
+     * backend itself serves TLS (--tls-cert) */
+    if (o->tls != NULL && (t->kind != TK_DIRECT || o->tls_srv != NULL)) {
         cfg->tls = o->tls;
         tls_host(t, o->tls_name, cfg->tls_host, sizeof(cfg->tls_host));
     }
+    if (t->kind != TK_RELAY)
+        cfg->tls_srv = o->tls_srv;
+    cfg->tls_no_resume = o->tls_no_resume;
 }
 
 int run_target(const struct opts *o, struct target *t, unsigned round, const int *backend_fds)

@@ -47,6 +47,10 @@ struct opts {
     const char *ca_file;    /* --ca */
     const char *tls_name;   /* --tls-name: certificate name (default: the address) */
     struct tls_client *tls; /* made from the above before the runs */
+    const char *tls_cert;   /* --tls-cert/--tls-key: the backend serves TLS */
+    const char *tls_key;
+    struct tls_server *tls_srv; /* made from them */
+    int tls_no_resume;          /* --tls-no-resume */
 };
 
 struct metric_def {

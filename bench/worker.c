@@ -613,6 +613,8 @@ static void client_got(struct worker *w, struct tunnel *t, size_t n)
         if (measuring(w))
             hist_add(&w->st.hist, now - t->c.t0);
         st_add(&w->st.done, 1);
+        if (t->c.tc != NULL && w->sess == NULL) /* a proxy's ticket came before the echo */
+            w->sess = tls_conn_session(t->c.tc);
         tunnel_end(w, t, now);
         return;
     }
@@ -974,6 +976,8 @@ static uint64_t send_due(struct worker *w, uint64_t now)
 
 /* ------------------------------------------------------------ loop */
 
+static int tls_accept(struct worker *w, struct bconn *c);
+
 static void do_accept(struct worker *w)
 {
     for (;;) {
@@ -1002,7 +1006,10 @@ static void do_accept(struct worker *w)
         c->kind = CK_SERVER;
         c->fd = fd;
         c->t0 = now_ns();
-        server_open(w, c);
+        if (w->cfg->tls_srv != NULL)
+            (void)tls_accept(w, c);
+        else
+            server_open(w, c);
     }
 }
 
@@ -1025,8 +1032,19 @@ static int tls_start(struct worker *w, struct bconn *c)
         conn_fail(w, c, "out of memory");
         return -1;
     }
-    if (w->sess)
+    if (w->sess && !w->cfg->tls_no_resume)
         (void)tls_conn_resume(c->tc, w->sess);
+    c->state = CS_TLS;
+    return tls_step(w, c);
+}
+
+/* --tls-cert: the server side of an accepted backend connection. */
+static int tls_accept(struct worker *w, struct bconn *c)
+{
+    if (tls_conn_server(w->cfg->tls_srv, c->fd, &c->tc) < 0) {
+        conn_fail(w, c, "out of memory");
+        return -1;
+    }
     c->state = CS_TLS;
     return tls_step(w, c);
 }
@@ -1041,6 +1059,13 @@ static int tls_step(struct worker *w, struct bconn *c)
     if (rc < 0) {
         conn_fail(w, c, rc == -EPROTO ? tls_conn_reason(c->tc) : strerror(-rc));
         return -1;
+    }
+    if (w->cfg->kind != TK_RELAY) { /* no head: straight to the workload */
+        if (c->kind == CK_CLIENT)
+            client_open(w, &w->t[c->slot]);
+        else
+            server_open(w, c);
+        return 0;
     }
     c->state = CS_CONNECTING; /* for send_head's caller: the head goes out now */
     return head_start(w, c);
@@ -1064,7 +1089,7 @@ static void on_event(struct worker *w, struct bconn *c, uint32_t ev)
         }
         if (!(ev & EPOLLOUT))
             return;
-        if (c->kind == CK_CLIENT && w->cfg->kind != TK_RELAY) {
+        if (c->kind == CK_CLIENT && w->cfg->kind != TK_RELAY && w->cfg->tls == NULL) {
             client_open(w, &w->t[c->slot]);
             return;
         }

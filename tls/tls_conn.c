@@ -393,6 +393,12 @@ const char *tls_conn_cipher(struct tls_conn *c)
     return wolfSSL_get_cipher_name(c->ssl);
 }
 
+const char *tls_conn_group(struct tls_conn *c)
+{
+    const char *g = wolfSSL_get_curve_name(c->ssl);
+    return g ? g : "";
+}
+
 const char *tls_conn_alpn(struct tls_conn *c)
 {
     char *name = NULL;

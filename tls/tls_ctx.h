@@ -140,8 +140,9 @@ const char *tls_conn_reason(const struct tls_conn *c); /* "" when none */
 bool tls_conn_truncated(const struct tls_conn *c);     /* EOF without close_notify */
 const char *tls_conn_version(struct tls_conn *c);      /* "TLSv1.3", "TLSv1.2" */
 const char *tls_conn_cipher(struct tls_conn *c);
-const char *tls_conn_alpn(struct tls_conn *c); /* NULL when none agreed */
-const char *tls_conn_sni(struct tls_conn *c);  /* server: name the client asked for */
+const char *tls_conn_group(struct tls_conn *c); /* key exchange: "X25519", ...; "" */
+const char *tls_conn_alpn(struct tls_conn *c);  /* NULL when none agreed */
+const char *tls_conn_sni(struct tls_conn *c);   /* server: name the client asked for */
 bool tls_conn_resumed(struct tls_conn *c);
 /* Server: index of the certificate pair used (0 = default). */
 int tls_conn_pair(const struct tls_conn *c);

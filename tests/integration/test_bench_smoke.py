@@ -10,6 +10,7 @@ rapi-bench; RAPI_SAN=1 in the ASan+UBSan pass.
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -176,3 +177,102 @@ def test_usage_errors(rapi_bench):
     r = subprocess.run([rapi_bench, "setup", "--relay", "127.0.0.1:9"], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=10)
     assert r.returncode == 2 and "server_key" in r.stderr
+
+
+def test_tls_baseline_direct_and_proxy_full_and_resumed(rapi_bench, tmp_path):
+    """The TLS baseline (issue 9): the backend serves TLS (--tls-cert/--tls-key),
+    a --tcp-proxy target pointed at it and --direct are reached over TLS and
+    verified against a private CA; --tls-no-resume runs full handshakes.
+    With HAProxy installed, the same through HAProxy terminating TLS on both
+    sides (bench/run --tls's setup)."""
+    from tlscerts import make_certs
+    certs = make_certs(tmp_path / "certs")
+    port = free_port()
+    tls = ["--tls", "--ca", certs.ca, "--tls-name", "localhost",
+           "--tls-cert", certs.server, "--tls-key", certs.server_key]
+    base = [rapi_bench, "setup", "--direct", "--threads", "1", "-c", "4", "-d", DURATION,
+            "--warmup", WARMUP, "--json", "--backend", "127.0.0.1:%d" % port]
+    hp = None
+    if shutil.which("haproxy"):
+        hp, hport = start_tls_haproxy(tmp_path, certs, port)
+        base += ["--tcp-proxy", "127.0.0.1:%d" % hport, "--label", "haproxy"]
+    else:  # the proxy row straight at the TLS backend
+        base += ["--tcp-proxy", "127.0.0.1:%d" % port, "--label", "haproxy"]
+    try:
+        for extra in (["--tls-no-resume"], []):
+            r = subprocess.run(base + tls + extra, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=RUN_LIMIT, text=True)
+            assert r.returncode == 0, r.stderr[-3000:]
+            doc = json.loads(r.stdout)
+            for t in doc["targets"]:
+                assert t["median"]["tunnels_per_s"] > 0, t
+                assert not any(rd["failed"] for rd in t["rounds"]), t
+        # half a pair, or plain clients to a TLS backend, are refused up front
+        for argv, words in ((["--tls-cert", certs.server], "go together"),
+                            (["--tls-cert", certs.server, "--tls-key", certs.server_key],
+                             "needs --tls")):
+            r = subprocess.run([rapi_bench, "setup", "--direct"] + argv, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, timeout=10)
+            assert r.returncode == 2 and words in r.stderr, r.stderr
+        # a wrong CA fails the TLS tunnels with the reason, not a hang
+        bad = tls[:]
+        bad[2] = certs.otherca
+        r = subprocess.run(base + bad + ["--rounds", "1"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=RUN_LIMIT, text=True)
+        assert r.returncode == 1, r.stderr[-3000:]
+        for t in json.loads(r.stdout)["targets"]:
+            assert all(rd["failed"] for rd in t["rounds"]) and t["error"], t
+    finally:
+        if hp is not None:
+            hp.terminate()
+            hp.wait(timeout=10 * SLOW)
+
+
+def start_tls_haproxy(tmp_path, certs, backend):
+    """HAProxy: bind ... ssl crt (front), server ... ssl verify required (back)."""
+    bundle = tmp_path / "haproxy.pem"
+    bundle.write_text(open(certs.server).read() + open(certs.server_key).read())
+    os.chmod(bundle, 0o600)
+    port = free_port()
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text("global\n    nbthread 1\ndefaults\n    mode tcp\n    timeout connect 5s\n"
+                   "    timeout client 30s\n    timeout server 30s\n"
+                   "frontend fe\n    bind 127.0.0.1:%d ssl crt %s\n    default_backend be\n"
+                   "backend be\n    server s1 127.0.0.1:%d ssl verify required ca-file %s "
+                   "sni str(localhost)\n" % (port, bundle, backend, certs.ca))
+    p = subprocess.Popen(["haproxy", "-f", str(cfg), "-db"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    end = time.time() + 10 * SLOW
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return p, port
+        except OSError:
+            assert p.poll() is None, "haproxy exited"
+            time.sleep(0.05)
+    p.terminate()
+    pytest.fail("haproxy does not listen")
+
+
+def test_tls_echo_helper(rapi_bench, tmp_path):
+    """echo --tls-cert/--tls-key serves TLS (verified by python's ssl)."""
+    import ssl
+    from tlscerts import make_certs
+    certs = make_certs(tmp_path / "certs")
+    p = subprocess.Popen([rapi_bench, "echo", "--listen", "127.0.0.1:0", "-d", "5",
+                          "--tls-cert", certs.server, "--tls-key", certs.server_key],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        m = re.search(r"listening on 127\.0\.0\.1:(\d+)", p.stderr.readline())
+        assert m
+        ctx = ssl.create_default_context(cafile=certs.ca)
+        with socket.create_connection(("127.0.0.1", int(m.group(1))), timeout=10 * SLOW) as s:
+            with ctx.wrap_socket(s, server_hostname="localhost") as t:
+                t.sendall(b"hello tls bench")
+                got = b""
+                while len(got) < 15:
+                    got += t.recv(100)
+                assert got == b"hello tls bench"
+    finally:
+        p.send_signal(2)
+        assert p.wait(timeout=10 * SLOW) == 0
