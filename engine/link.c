@@ -17,6 +17,12 @@
 #include "engine/log.h"
 #include "engine/shard.h"
 
+/* Small reads land here and are sent at once; bytes the destination cannot
+ * take yet move to a buffer of the direction's own (dir_keep), so a pump
+ * never returns with the scratch holding anything. Per thread: every shard
+ * runs on one thread at a time. */
+static _Thread_local char link_scratch[LINK_SMALL_BUF];
+
 static void link_timer_cb(struct timer *t);
 static void link_event(void *arg, uint32_t events, int side);
 
@@ -36,6 +42,10 @@ static void dir_release(struct shard *sh, struct link_dir *d, bool force)
 {
     if (d->pipe[0] >= 0 && (d->in_pipe == 0 || force))
         pipepool_put(&sh->pool, d->pipe, d->in_pipe == 0);
+    if (d->buf == link_scratch) {
+        d->buf = NULL;
+        d->buf_len = d->buf_off = 0;
+    }
     if (d->buf && (d->buf_off == d->buf_len || force)) {
         free(d->buf);
         d->buf = NULL;
@@ -48,7 +58,7 @@ static void dir_release(struct shard *sh, struct link_dir *d, bool force)
     }
 }
 
-/* Get somewhere to put bytes: a pipe when both transports can splice,
+/* Get somewhere to put bulk bytes: a pipe when both transports can splice,
  * else a copy buffer. */
 static int dir_acquire(struct shard *sh, struct link_dir *d, const struct link_end *src,
                        const struct link_end *dst)
@@ -121,23 +131,54 @@ static int dir_flush(struct link *l, struct link_dir *d, struct link_end *dst)
     return 1;
 }
 
-/* Read from src into the pipe or buffer. 1: got bytes or EOF, 0: src empty,
- * -errno: failure. */
-static int dir_fill(struct link *l, struct link_dir *d, struct link_end *src,
-                    const struct link_end *dst)
+/* Read bulk bytes from src into the pipe or the direction's buffer. */
+static ssize_t dir_read_bulk(struct link *l, struct link_dir *d, struct link_end *src,
+                             const struct link_end *dst)
 {
     struct xconn *c = &src->c;
-    ssize_t n;
     int r = dir_acquire(l->sh, d, src, dst);
 
     if (r < 0)
         return r;
     if (d->pipe[0] >= 0)
-        n = c->ops->rcv_pipe(c, d->pipe[1], l->sh->conf.pipe_size);
-    else
-        n = c->ops->rcv(c, d->buf, LINK_COPY_BUF);
+        return c->ops->rcv_pipe(c, d->pipe[1], l->sh->conf.pipe_size);
+    return c->ops->rcv(c, d->buf, LINK_COPY_BUF);
+}
+
+/* Read a small chunk into the scratch (or the buffer the direction kept).
+ * A read that fills it turns the direction to bulk for good. On a raw
+ * socket a short read took all there was: the next bytes (or the FIN) come
+ * with a new edge, so the end waits for it instead of probing for -EAGAIN,
+ * unless a FIN or an error may already be queued (drain). */
+static ssize_t dir_read_small(struct link_dir *d, struct link_end *src)
+{
+    struct xconn *c = &src->c;
+    size_t want = d->buf ? LINK_COPY_BUF : LINK_SMALL_BUF;
+    char *to = d->buf ? d->buf : link_scratch;
+    ssize_t n = c->ops->rcv(c, to, want);
+
+    if (n <= 0)
+        return n;
+    d->buf = to;
+    if ((size_t)n == want)
+        d->bulk = true;
+    else if (c->ops == &xprt_raw && !src->drain)
+        src->readable = false;
+    return n;
+}
+
+/* Read from src. 1: got bytes or EOF, 0: src empty, -errno: failure. */
+static int dir_fill(struct link *l, struct link_dir *d, struct link_end *src,
+                    const struct link_end *dst)
+{
+    ssize_t n;
+
+    if (d->buf == link_scratch) /* flushed: the scratch is free again */
+        d->buf = NULL;
+    n = d->bulk ? dir_read_bulk(l, d, src, dst) : dir_read_small(d, src);
     if (n == -EAGAIN) {
         end_blocked(src);
+        src->drain = false; /* nothing queued, no FIN: the next edge tells */
         return 0;
     }
     if (n < 0)
@@ -153,10 +194,33 @@ static int dir_fill(struct link *l, struct link_dir *d, struct link_end *src,
     return 1;
 }
 
+/* The pump is leaving with bytes in the scratch: move them to a buffer of
+ * the direction's own. 0 or -ENOMEM. */
+static int dir_keep(struct link_dir *d)
+{
+    char *b;
+
+    if (d->buf != link_scratch)
+        return 0;
+    if (d->buf_off == d->buf_len) {
+        d->buf = NULL;
+        d->buf_len = d->buf_off = 0;
+        return 0;
+    }
+    b = malloc(LINK_COPY_BUF);
+    if (!b)
+        return -ENOMEM;
+    d->buf_len -= d->buf_off;
+    memcpy(b, link_scratch + d->buf_off, d->buf_len);
+    d->buf = b;
+    d->buf_off = 0;
+    return 0;
+}
+
 /* Move bytes end[di] -> end[!di] until one side would block, the source
  * ended, or the budget is spent (then the link is queued to continue after
  * the other ready connections). Returns 0 or -errno. */
-static int dir_pump(struct link *l, int di)
+static int dir_pump_budget(struct link *l, int di)
 {
     struct link_dir *d = &l->dir[di];
     struct link_end *src = &l->end[di], *dst = &l->end[!di];
@@ -199,6 +263,14 @@ static int dir_pump(struct link *l, int di)
     return 0;
 }
 
+static int dir_pump(struct link *l, int di)
+{
+    int r = dir_pump_budget(l, di);
+    int k = dir_keep(&l->dir[di]);
+
+    return r < 0 ? r : k;
+}
+
 static void link_pump(struct link *l)
 {
     int r = dir_pump(l, 0);
@@ -220,6 +292,8 @@ static void link_event(void *arg, uint32_t events, int side)
 
     if (events & (EV_IN | EV_RDHUP | EV_HUP | EV_ERR))
         e->readable = true;
+    if (events & (EV_RDHUP | EV_HUP | EV_ERR))
+        e->drain = true;
     if (events & (EV_OUT | EV_HUP | EV_ERR))
         e->writable = true;
     link_pump(l);
@@ -271,7 +345,7 @@ int link_new(struct shard *sh, const struct link_args *a)
     if (a->client_tok) {
         ev_rebind(&sh->loop, a->client_tok, link_event0, l);
         l->end[0].tok = a->client_tok;
-        l->end[0].readable = true;
+        l->end[0].readable = l->end[0].drain = true;
     } else {
         r = ev_add(&sh->loop, a->client.fd, EV_IN | EV_OUT | EV_RDHUP, link_event0, l,
                    &l->end[0].tok);

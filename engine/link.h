@@ -15,7 +15,8 @@
 #include "engine/xprt.h"
 #include "proto/addr.h"
 
-#define LINK_COPY_BUF (64u * 1024) /* copy fallback buffer per busy direction */
+#define LINK_COPY_BUF (64u * 1024)  /* copy fallback buffer per busy direction */
+#define LINK_SMALL_BUF (16u * 1024) /* a read that fills this turns a direction to bulk */
 #define LINK_PUMP_BUDGET 16        /* transfers per direction per wake-up (fairness) */
 
 struct shard;
@@ -24,6 +25,7 @@ struct link_end {
     struct xconn c;
     uint64_t tok;
     bool readable, writable;
+    bool drain; /* a FIN or error may be queued: read until -EAGAIN or EOF */
 };
 
 /* Bytes flowing from end[d] to end[!d]. */
@@ -34,6 +36,7 @@ struct link_dir {
     size_t in_pipe;
     char *buf; /* copy fallback */
     size_t buf_len, buf_off;
+    bool bulk; /* a read filled LINK_SMALL_BUF: pipe (or buffer) from now on */
     bool eof;  /* source sent FIN */
     bool shut; /* FIN forwarded to the destination */
     uint64_t bytes;

@@ -147,12 +147,12 @@ Test(link, backpressure_no_read_while_the_other_side_is_full, .init = setup, .fi
     srv.room = head + 100;
     link_event(l, EV_OUT, 1);
     settle();
-    cr_assert_eq(cli.in_off, LINK_COPY_BUF, "one buffer read, no more");
+    cr_assert_eq(cli.in_off, LINK_SMALL_BUF, "one buffer read, no more");
     cr_assert_eq(srv.out_len, head + 100);
     /* The client stays readable, but there is nowhere to put bytes. */
     link_event(l, EV_IN, 0);
     settle();
-    cr_assert_eq(cli.in_off, LINK_COPY_BUF, "still no more read");
+    cr_assert_eq(cli.in_off, LINK_SMALL_BUF, "still no more read");
     srv.room = SIZE_MAX;
     link_event(l, EV_OUT, 1);
     settle();
@@ -298,10 +298,9 @@ static void raw_teardown(void)
     ev_fini(&sh.loop);
 }
 
-static void raw_pair_test(long max_pipes, bool want_splice)
+static void raw_pair_test(long max_pipes, bool want_splice, size_t N)
 {
-    enum { N = 3 << 20 };
-    static char up[N], got[N + 64];
+    static char up[3 << 20], got[(3 << 20) + 64];
     int ca, cb, sa, sb;
     struct link_args a = {.timeout_s = 60, .path = "/r", .path_len = 2, .peer = "127.0.0.1:2"};
     size_t n;
@@ -320,17 +319,24 @@ static void raw_pair_test(long max_pipes, bool want_splice)
     cr_assert_eq(n, N + 2, "got %zu", n);
     cr_assert(memcmp(got, "S|", 2) == 0 && memcmp(got + 2, up, N) == 0, "in order, none lost");
     cr_assert_eq(sh.pool.created > 0, want_splice, "spliced: %lu pipes", sh.pool.created);
-    cr_assert_eq(sh.stats.copy_fallbacks > 0, !want_splice);
+    cr_assert_eq(sh.stats.copy_fallbacks > 0, !want_splice && max_pipes == 0);
     close(cb);
     close(sb);
 }
 
 Test(link_raw, splices_between_sockets_and_forwards_fin, .init = raw_setup, .fini = raw_teardown)
 {
-    raw_pair_test(16, true);
+    raw_pair_test(16, true, 3 << 20);
+}
+
+/* Bytes that never fill LINK_SMALL_BUF in one read are copied: no pipe,
+ * and the FIN right behind them still comes through. */
+Test(link_raw, small_bytes_are_copied_without_a_pipe, .init = raw_setup, .fini = raw_teardown)
+{
+    raw_pair_test(16, false, 100);
 }
 
 Test(link_raw, copies_when_no_pipe_is_allowed, .init = raw_setup, .fini = raw_teardown)
 {
-    raw_pair_test(0, false);
+    raw_pair_test(0, false, 3 << 20);
 }
