@@ -340,12 +340,15 @@ int link_new(struct shard *sh, const struct link_args *a)
     l->dir[0].head_len = a->to_server_len;
     l->start = l->last = sh->now;
     l->timeout_ms = (uint64_t)a->timeout_s * 1000;
-    /* The client's watch has the link's mask already; the bytes it sent
-     * while waiting may have consumed the readable edge. */
+    /* The client's watch has the link's mask already; the edges its waiter
+     * consumed are not reported again: when one said input (or a hang-up),
+     * read until -EAGAIN; when none did, the next edge will (a TLS session
+     * may hold bytes of its own). */
     if (a->client_tok) {
         ev_rebind(&sh->loop, a->client_tok, link_event0, l);
         l->end[0].tok = a->client_tok;
-        l->end[0].readable = l->end[0].drain = true;
+        l->end[0].readable = a->client_input || xconn_pending(&l->end[0].c) > 0;
+        l->end[0].drain = l->end[0].readable;
     } else {
         r = ev_add(&sh->loop, a->client.fd, EV_IN | EV_OUT | EV_RDHUP, link_event0, l,
                    &l->end[0].tok);

@@ -61,6 +61,7 @@ struct link {
 struct link_args {
     struct xconn client;
     uint64_t client_tok; /* the waiting client's watch, taken over; 0: none */
+    bool client_input;   /* that watch reported input (or a hang-up) already */
     struct xconn server; /* the dial-back */
     char *to_client, *to_server;
     size_t to_client_len, to_server_len;

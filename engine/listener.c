@@ -369,6 +369,8 @@ static void waiter_event(void *arg, uint32_t events)
     struct waiter *w = arg;
     struct lpath *p = w->p;
 
+    if (events & (EV_IN | EV_RDHUP | EV_HUP | EV_ERR))
+        w->saw_in = true;
     if (!(events & (EV_RDHUP | EV_HUP | EV_ERR)))
         return;
     if (!(events & (EV_HUP | EV_ERR)) && waiter_has_input(w))
@@ -875,6 +877,7 @@ void dialback_arrive(struct shard *sh, struct handoff *h)
     }
     la = (struct link_args){.client = w->c,
                             .client_tok = w->tok,
+                            .client_input = w->saw_in || w->early_len > 0,
                             .server = h->conn,
                             .path = h->path,
                             .path_len = h->path_len,
