@@ -217,6 +217,15 @@ static int dir_keep(struct link_dir *d)
     return 0;
 }
 
+/* Whether the FIN of direction di can be left to close(): the other
+ * direction has ended too, so the pair closes right after, with both
+ * sockets' input read to the end (a raw socket's close then sends a FIN,
+ * not a reset). A transport with its own goodbye (TLS) still says it. */
+static bool fin_by_close(const struct link *l, int di)
+{
+    return l->dir[!di].shut && l->end[!di].c.ops == &xprt_raw;
+}
+
 /* Move bytes end[di] -> end[!di] until one side would block, the source
  * ended, or the budget is spent (then the link is queued to continue after
  * the other ready connections). Returns 0 or -errno. */
@@ -231,7 +240,7 @@ static int dir_pump_budget(struct link *l, int di)
         if (r <= 0)
             return r;
         if (d->eof) {
-            r = d->shut ? 0 : dst->c.ops->shutw(&dst->c);
+            r = d->shut || fin_by_close(l, di) ? 0 : dst->c.ops->shutw(&dst->c);
             if (r == -EAGAIN) { /* a close_notify waiting for room: again on readiness */
                 end_blocked(dst);
                 return 0;

@@ -340,3 +340,53 @@ Test(link_raw, copies_when_no_pipe_is_allowed, .init = raw_setup, .fini = raw_te
 {
     raw_pair_test(0, false, 3 << 20);
 }
+
+/* Read what peer fd has until its end; -1 on a reset or a timeout. */
+static ssize_t read_to_end(int fd, char *got, size_t cap)
+{
+    size_t n = 0;
+
+    for (int turn = 0; turn < 2000; turn++) {
+        ssize_t k = recv(fd, got + n, cap - n, 0);
+
+        if (k == 0)
+            return (ssize_t)n;
+        if (k > 0) {
+            n += (size_t)k;
+            continue;
+        }
+        if (errno != EAGAIN)
+            return -1;
+        cr_assert_eq(ev_wait(&sh.loop, 5), 0);
+        link_run_ready(&sh);
+    }
+    return -1;
+}
+
+/* Both sides end: the last FIN is left to close(), which must still be a
+ * clean end of stream (not a reset) after every byte, on both sides. */
+Test(link_raw, both_ends_finish_cleanly, .init = raw_setup, .fini = raw_teardown)
+{
+    int ca, cb, sa, sb;
+    char got[64];
+    struct link_args a = {.timeout_s = 60, .path = "/r", .path_len = 2, .peer = "127.0.0.1:3"};
+
+    tcp_pair(&ca, &cb);
+    tcp_pair(&sa, &sb);
+    xconn_init_raw(&a.client, ca);
+    xconn_init_raw(&a.server, sa);
+    a.to_client = dup_head("C|", &a.to_client_len);
+    a.to_server = dup_head("S|", &a.to_server_len);
+    cr_assert_eq(link_new(&sh, &a), 0);
+    cr_assert_eq(send(cb, "up", 2, 0), 2);
+    cr_assert_eq(shutdown(cb, SHUT_WR), 0);
+    cr_assert_eq(read_to_end(sb, got, sizeof(got)), 4, "the server got the head, up and a FIN");
+    cr_assert(memcmp(got, "S|up", 4) == 0);
+    cr_assert_eq(send(sb, "down", 4, 0), 4);
+    cr_assert_eq(shutdown(sb, SHUT_WR), 0);
+    cr_assert_eq(read_to_end(cb, got, sizeof(got)), 6, "the client got the head, down and a FIN");
+    cr_assert(memcmp(got, "C|down", 6) == 0);
+    cr_assert_eq(sh.nlinks, 0, "both ended: closed");
+    close(cb);
+    close(sb);
+}
