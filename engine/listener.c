@@ -774,7 +774,7 @@ static struct waiter *waiter_new(struct shard *sh, struct handoff *h)
     w->me.key = w->key;
     w->me.key_len = h->path_len + 1 + h->id_len;
     w->timeout = h->timeout;
-    snprintf(w->peer, sizeof(w->peer), "%s", h->peer);
+    memcpy(w->peer, h->peer, sizeof(w->peer)); /* both ADDR_STR_MAX, terminated */
     if (h->early_len) {
         w->early = malloc(h->early_len);
         if (!w->early) {
