@@ -17,7 +17,7 @@
 
 #define LINK_COPY_BUF (64u * 1024)  /* copy fallback buffer per busy direction */
 #define LINK_SMALL_BUF (16u * 1024) /* a read that fills this turns a direction to bulk */
-#define LINK_PUMP_BUDGET 16        /* transfers per direction per wake-up (fairness) */
+#define LINK_PUMP_BUDGET 16         /* transfers per direction per wake-up (fairness) */
 
 struct shard;
 
