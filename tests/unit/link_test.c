@@ -390,3 +390,41 @@ Test(link_raw, both_ends_finish_cleanly, .init = raw_setup, .fini = raw_teardown
     close(cb);
     close(sb);
 }
+
+/* A short read on a raw socket took all there was: the end waits for its
+ * next edge with no probe for -EAGAIN (issue 13: syscalls per tunnel), and
+ * bytes arriving later still come through. */
+Test(link_raw, short_read_needs_no_eagain_probe, .init = raw_setup, .fini = raw_teardown)
+{
+    int ca, cb, sa, sb;
+    char got[64];
+    struct link *l;
+    struct link_args a = {.timeout_s = 60, .path = "/r", .path_len = 2, .peer = "127.0.0.1:4"};
+    size_t n = 0;
+
+    tcp_pair(&ca, &cb);
+    tcp_pair(&sa, &sb);
+    xconn_init_raw(&a.client, ca);
+    xconn_init_raw(&a.server, sa);
+    a.to_client = dup_head("C|", &a.to_client_len);
+    a.to_server = dup_head("S|", &a.to_server_len);
+    cr_assert_eq(link_new(&sh, &a), 0);
+    l = CONTAINER(sh.links.next, struct link, node);
+    for (int round = 0; round < 2; round++) {
+        cr_assert_eq(send(cb, "ping", 4, 0), 4);
+        for (int turn = 0; turn < 200 && n < 2 + 4 * (size_t)(round + 1); turn++) {
+            ssize_t k;
+
+            cr_assert_eq(ev_wait(&sh.loop, 5), 0);
+            while ((k = recv(sb, got + n, sizeof(got) - n, 0)) > 0)
+                n += (size_t)k;
+        }
+        cr_assert_eq(n, 2 + 4 * (size_t)(round + 1), "round %d: got %zu", round, n);
+        cr_assert_not(l->end[0].readable, "a short read ends readability");
+        cr_assert_eq(l->end[0].c.want, 0, "without a read answered -EAGAIN");
+    }
+    cr_assert(memcmp(got, "S|pingping", 10) == 0);
+    cr_assert_eq(sh.pool.created, 0, "small chunks take no pipe");
+    close(cb);
+    close(sb);
+}
