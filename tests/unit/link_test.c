@@ -298,23 +298,32 @@ static void raw_teardown(void)
     ev_fini(&sh.loop);
 }
 
-static void raw_pair_test(long max_pipes, bool want_splice, size_t N)
+/* A link over two loopback pairs, heads "C|" and "S|"; *cb is the
+ * client's peer, *sb the server's. */
+static void raw_link(int *cb, int *sb)
 {
-    static char up[3 << 20], got[(3 << 20) + 64];
-    int ca, cb, sa, sb;
+    int ca, sa;
     struct link_args a = {.timeout_s = 60, .path = "/r", .path_len = 2, .peer = "127.0.0.1:2"};
-    size_t n;
 
-    sh.pool.max = max_pipes;
-    for (size_t i = 0; i < N; i++)
-        up[i] = (char)(i * 13 + i / 4093);
-    tcp_pair(&ca, &cb);
-    tcp_pair(&sa, &sb);
+    tcp_pair(&ca, cb);
+    tcp_pair(&sa, sb);
     xconn_init_raw(&a.client, ca);
     xconn_init_raw(&a.server, sa);
     a.to_client = dup_head("C|", &a.to_client_len);
     a.to_server = dup_head("S|", &a.to_server_len);
     cr_assert_eq(link_new(&sh, &a), 0);
+}
+
+static void raw_pair_test(long max_pipes, bool want_splice, size_t N)
+{
+    static char up[3 << 20], got[(3 << 20) + 64];
+    int cb, sb;
+    size_t n;
+
+    sh.pool.max = max_pipes;
+    for (size_t i = 0; i < N; i++)
+        up[i] = (char)(i * 13 + i / 4093);
+    raw_link(&cb, &sb);
     n = relay_through(cb, sb, up, N, got, sizeof(got));
     cr_assert_eq(n, N + 2, "got %zu", n);
     cr_assert(memcmp(got, "S|", 2) == 0 && memcmp(got + 2, up, N) == 0, "in order, none lost");
@@ -367,17 +376,10 @@ static ssize_t read_to_end(int fd, char *got, size_t cap)
  * clean end of stream (not a reset) after every byte, on both sides. */
 Test(link_raw, both_ends_finish_cleanly, .init = raw_setup, .fini = raw_teardown)
 {
-    int ca, cb, sa, sb;
+    int cb, sb;
     char got[64];
-    struct link_args a = {.timeout_s = 60, .path = "/r", .path_len = 2, .peer = "127.0.0.1:3"};
 
-    tcp_pair(&ca, &cb);
-    tcp_pair(&sa, &sb);
-    xconn_init_raw(&a.client, ca);
-    xconn_init_raw(&a.server, sa);
-    a.to_client = dup_head("C|", &a.to_client_len);
-    a.to_server = dup_head("S|", &a.to_server_len);
-    cr_assert_eq(link_new(&sh, &a), 0);
+    raw_link(&cb, &sb);
     cr_assert_eq(send(cb, "up", 2, 0), 2);
     cr_assert_eq(shutdown(cb, SHUT_WR), 0);
     cr_assert_eq(read_to_end(sb, got, sizeof(got)), 4, "the server got the head, up and a FIN");
@@ -396,19 +398,12 @@ Test(link_raw, both_ends_finish_cleanly, .init = raw_setup, .fini = raw_teardown
  * bytes arriving later still come through. */
 Test(link_raw, short_read_needs_no_eagain_probe, .init = raw_setup, .fini = raw_teardown)
 {
-    int ca, cb, sa, sb;
+    int cb, sb;
     char got[64];
     struct link *l;
-    struct link_args a = {.timeout_s = 60, .path = "/r", .path_len = 2, .peer = "127.0.0.1:4"};
     size_t n = 0;
 
-    tcp_pair(&ca, &cb);
-    tcp_pair(&sa, &sb);
-    xconn_init_raw(&a.client, ca);
-    xconn_init_raw(&a.server, sa);
-    a.to_client = dup_head("C|", &a.to_client_len);
-    a.to_server = dup_head("S|", &a.to_server_len);
-    cr_assert_eq(link_new(&sh, &a), 0);
+    raw_link(&cb, &sb);
     l = CONTAINER(sh.links.next, struct link, node);
     for (int round = 0; round < 2; round++) {
         cr_assert_eq(send(cb, "ping", 4, 0), 4);
