@@ -275,9 +275,9 @@ static int dir_pump_budget(struct link *l, int di)
 static int dir_pump(struct link *l, int di)
 {
     int r = dir_pump_budget(l, di);
-    int k = dir_keep(&l->dir[di]);
 
-    return r < 0 ? r : k;
+    /* On an error the pair closes and dir_release() lets the scratch go. */
+    return r < 0 ? r : dir_keep(&l->dir[di]);
 }
 
 static void link_pump(struct link *l)
