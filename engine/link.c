@@ -1,7 +1,8 @@
 /* Linked pairs: two connections joined, bytes moved through each end's
- * transport: by the kernel with nonblocking splice through a pooled pipe
- * when both transports can splice, else copied through a buffer; driven by
- * edge-triggered readiness. One symmetric pump per direction (nginx's stream
+ * transport: small chunks copied (recv/send through a scratch), and once a
+ * direction carries bulk, by the kernel with nonblocking splice through a
+ * pooled pipe when both transports can splice, else copied through a
+ * buffer; driven by edge-triggered readiness. One symmetric pump per direction (nginx's stream
  * proxy): the direction is an argument, never duplicated code. An end stays
  * readable until its transport answers -EAGAIN (which implies nothing is
  * pending inside it, engine/xprt.h), so bytes a TLS session holds are read

@@ -1,6 +1,7 @@
 /* Linked pairs: a waiting client and its dial-back joined, bytes moved
- * between them through each end's transport (splice through a pooled pipe
- * when both transports can, else a copy buffer). A link belongs to one
+ * between them through each end's transport: small chunks copied through a
+ * per-thread scratch, bulk spliced through a pooled pipe when both
+ * transports can, else copied through a buffer. A link belongs to one
  * shard and is touched by that shard's thread only; it owns both
  * connections and frees itself on close. */
 #ifndef RAPI_ENGINE_LINK_H
