@@ -2,11 +2,13 @@
  * transport: small chunks copied (recv/send through a scratch), and once a
  * direction carries bulk, by the kernel with nonblocking splice through a
  * pooled pipe when both transports can splice, else copied through a
- * buffer; driven by edge-triggered readiness. One symmetric pump per direction (nginx's stream
- * proxy): the direction is an argument, never duplicated code. An end stays
- * readable until its transport answers -EAGAIN (which implies nothing is
- * pending inside it, engine/xprt.h), so bytes a TLS session holds are read
- * before the pump waits. Shard thread only. */
+ * buffer; driven by edge-triggered readiness. One symmetric pump per
+ * direction (nginx's stream proxy): the direction is an argument, never
+ * duplicated code. An end stays readable until its transport answers
+ * -EAGAIN (which implies nothing is pending inside it, engine/xprt.h), so
+ * bytes a TLS session holds are read before the pump waits; a raw socket
+ * whose copy read came back short waits for its next edge at once, unless
+ * a FIN may be queued (link_end.drain). Shard thread only. */
 #include "engine/link.h"
 
 #include <errno.h>
