@@ -1,11 +1,14 @@
 /* Linked pairs: two connections joined, bytes moved through each end's
- * transport: by the kernel with nonblocking splice through a pooled pipe
- * when both transports can splice, else copied through a buffer; driven by
- * edge-triggered readiness. One symmetric pump per direction (nginx's stream
- * proxy): the direction is an argument, never duplicated code. An end stays
- * readable until its transport answers -EAGAIN (which implies nothing is
- * pending inside it, engine/xprt.h), so bytes a TLS session holds are read
- * before the pump waits. Shard thread only. */
+ * transport: small chunks copied (recv/send through a scratch), and once a
+ * direction carries bulk, by the kernel with nonblocking splice through a
+ * pooled pipe when both transports can splice, else copied through a
+ * buffer; driven by edge-triggered readiness. One symmetric pump per
+ * direction (nginx's stream proxy): the direction is an argument, never
+ * duplicated code. An end stays readable until its transport answers
+ * -EAGAIN (which implies nothing is pending inside it, engine/xprt.h), so
+ * bytes a TLS session holds are read before the pump waits; a raw socket
+ * whose copy read came back short waits for its next edge at once, unless
+ * a FIN may be queued (link_end.drain). Shard thread only. */
 #include "engine/link.h"
 
 #include <errno.h>
@@ -16,6 +19,12 @@
 #include "engine/conn.h"
 #include "engine/log.h"
 #include "engine/shard.h"
+
+/* Small reads land here and are sent at once; bytes the destination cannot
+ * take yet move to a buffer of the direction's own (dir_keep), so a pump
+ * never returns with the scratch holding anything. Per thread: every shard
+ * runs on one thread at a time. */
+static _Thread_local char link_scratch[LINK_SMALL_BUF];
 
 static void link_timer_cb(struct timer *t);
 static void link_event(void *arg, uint32_t events, int side);
@@ -36,6 +45,10 @@ static void dir_release(struct shard *sh, struct link_dir *d, bool force)
 {
     if (d->pipe[0] >= 0 && (d->in_pipe == 0 || force))
         pipepool_put(&sh->pool, d->pipe, d->in_pipe == 0);
+    if (d->buf == link_scratch) {
+        d->buf = NULL;
+        d->buf_len = d->buf_off = 0;
+    }
     if (d->buf && (d->buf_off == d->buf_len || force)) {
         free(d->buf);
         d->buf = NULL;
@@ -48,7 +61,7 @@ static void dir_release(struct shard *sh, struct link_dir *d, bool force)
     }
 }
 
-/* Get somewhere to put bytes: a pipe when both transports can splice,
+/* Get somewhere to put bulk bytes: a pipe when both transports can splice,
  * else a copy buffer. */
 static int dir_acquire(struct shard *sh, struct link_dir *d, const struct link_end *src,
                        const struct link_end *dst)
@@ -121,23 +134,54 @@ static int dir_flush(struct link *l, struct link_dir *d, struct link_end *dst)
     return 1;
 }
 
-/* Read from src into the pipe or buffer. 1: got bytes or EOF, 0: src empty,
- * -errno: failure. */
-static int dir_fill(struct link *l, struct link_dir *d, struct link_end *src,
-                    const struct link_end *dst)
+/* Read bulk bytes from src into the pipe or the direction's buffer. */
+static ssize_t dir_read_bulk(struct link *l, struct link_dir *d, struct link_end *src,
+                             const struct link_end *dst)
 {
     struct xconn *c = &src->c;
-    ssize_t n;
     int r = dir_acquire(l->sh, d, src, dst);
 
     if (r < 0)
         return r;
     if (d->pipe[0] >= 0)
-        n = c->ops->rcv_pipe(c, d->pipe[1], l->sh->conf.pipe_size);
-    else
-        n = c->ops->rcv(c, d->buf, LINK_COPY_BUF);
+        return c->ops->rcv_pipe(c, d->pipe[1], l->sh->conf.pipe_size);
+    return c->ops->rcv(c, d->buf, LINK_COPY_BUF);
+}
+
+/* Read a small chunk into the scratch (or the buffer the direction kept).
+ * A read that fills it turns the direction to bulk for good. On a raw
+ * socket a short read took all there was: the next bytes (or the FIN) come
+ * with a new edge, so the end waits for it instead of probing for -EAGAIN,
+ * unless a FIN or an error may already be queued (drain). */
+static ssize_t dir_read_small(struct link_dir *d, struct link_end *src)
+{
+    struct xconn *c = &src->c;
+    size_t want = d->buf ? LINK_COPY_BUF : LINK_SMALL_BUF;
+    char *to = d->buf ? d->buf : link_scratch;
+    ssize_t n = c->ops->rcv(c, to, want);
+
+    if (n <= 0)
+        return n;
+    d->buf = to;
+    if ((size_t)n == want)
+        d->bulk = true;
+    else if (c->ops == &xprt_raw && !src->drain)
+        src->readable = false;
+    return n;
+}
+
+/* Read from src. 1: got bytes or EOF, 0: src empty, -errno: failure. */
+static int dir_fill(struct link *l, struct link_dir *d, struct link_end *src,
+                    const struct link_end *dst)
+{
+    ssize_t n;
+
+    if (d->buf == link_scratch) /* flushed: the scratch is free again */
+        d->buf = NULL;
+    n = d->bulk ? dir_read_bulk(l, d, src, dst) : dir_read_small(d, src);
     if (n == -EAGAIN) {
         end_blocked(src);
+        src->drain = false; /* nothing queued, no FIN: the next edge tells */
         return 0;
     }
     if (n < 0)
@@ -153,10 +197,42 @@ static int dir_fill(struct link *l, struct link_dir *d, struct link_end *src,
     return 1;
 }
 
+/* The pump is leaving with bytes in the scratch: move them to a buffer of
+ * the direction's own. 0 or -ENOMEM. */
+static int dir_keep(struct link_dir *d)
+{
+    char *b;
+
+    if (d->buf != link_scratch)
+        return 0;
+    if (d->buf_off == d->buf_len) {
+        d->buf = NULL;
+        d->buf_len = d->buf_off = 0;
+        return 0;
+    }
+    b = malloc(LINK_COPY_BUF);
+    if (!b)
+        return -ENOMEM;
+    d->buf_len -= d->buf_off;
+    memcpy(b, link_scratch + d->buf_off, d->buf_len);
+    d->buf = b;
+    d->buf_off = 0;
+    return 0;
+}
+
+/* Whether the FIN of direction di can be left to close(): the other
+ * direction has ended too, so the pair closes right after, with both
+ * sockets' input read to the end (a raw socket's close then sends a FIN,
+ * not a reset). A transport with its own goodbye (TLS) still says it. */
+static bool fin_by_close(const struct link *l, int di)
+{
+    return l->dir[!di].shut && l->end[!di].c.ops == &xprt_raw;
+}
+
 /* Move bytes end[di] -> end[!di] until one side would block, the source
  * ended, or the budget is spent (then the link is queued to continue after
  * the other ready connections). Returns 0 or -errno. */
-static int dir_pump(struct link *l, int di)
+static int dir_pump_budget(struct link *l, int di)
 {
     struct link_dir *d = &l->dir[di];
     struct link_end *src = &l->end[di], *dst = &l->end[!di];
@@ -167,7 +243,7 @@ static int dir_pump(struct link *l, int di)
         if (r <= 0)
             return r;
         if (d->eof) {
-            r = d->shut ? 0 : dst->c.ops->shutw(&dst->c);
+            r = d->shut || fin_by_close(l, di) ? 0 : dst->c.ops->shutw(&dst->c);
             if (r == -EAGAIN) { /* a close_notify waiting for room: again on readiness */
                 end_blocked(dst);
                 return 0;
@@ -199,6 +275,14 @@ static int dir_pump(struct link *l, int di)
     return 0;
 }
 
+static int dir_pump(struct link *l, int di)
+{
+    int r = dir_pump_budget(l, di);
+
+    /* On an error the pair closes and dir_release() lets the scratch go. */
+    return r < 0 ? r : dir_keep(&l->dir[di]);
+}
+
 static void link_pump(struct link *l)
 {
     int r = dir_pump(l, 0);
@@ -220,6 +304,8 @@ static void link_event(void *arg, uint32_t events, int side)
 
     if (events & (EV_IN | EV_RDHUP | EV_HUP | EV_ERR))
         e->readable = true;
+    if (events & (EV_RDHUP | EV_HUP | EV_ERR))
+        e->drain = true;
     if (events & (EV_OUT | EV_HUP | EV_ERR))
         e->writable = true;
     link_pump(l);
@@ -246,6 +332,7 @@ void link_run_ready(struct shard *sh)
 int link_new(struct shard *sh, const struct link_args *a)
 {
     struct link *l = calloc(1, sizeof(*l) + a->path_len + 1);
+    size_t n;
     int r = 0;
 
     if (!l) {
@@ -254,7 +341,9 @@ int link_new(struct shard *sh, const struct link_args *a)
     }
     l->sh = sh;
     memcpy(l->path, a->path, a->path_len);
-    snprintf(l->peer, sizeof(l->peer), "%s", a->peer);
+    n = strnlen(a->peer, sizeof(l->peer) - 1); /* snprintf cost ~600 instructions */
+    memcpy(l->peer, a->peer, n);
+    l->peer[n] = '\0';
     l->end[0].c = a->client;
     l->end[1].c = a->server;
     for (int i = 0; i < 2; i++)
@@ -266,12 +355,15 @@ int link_new(struct shard *sh, const struct link_args *a)
     l->dir[0].head_len = a->to_server_len;
     l->start = l->last = sh->now;
     l->timeout_ms = (uint64_t)a->timeout_s * 1000;
-    /* The client's watch has the link's mask already; the bytes it sent
-     * while waiting may have consumed the readable edge. */
+    /* The client's watch has the link's mask already; the edges its waiter
+     * consumed are not reported again: when one said input (or a hang-up),
+     * read until -EAGAIN; when none did, the next edge will (a TLS session
+     * may hold bytes of its own). */
     if (a->client_tok) {
         ev_rebind(&sh->loop, a->client_tok, link_event0, l);
         l->end[0].tok = a->client_tok;
-        l->end[0].readable = true;
+        l->end[0].readable = a->client_input || xconn_pending(&l->end[0].c) > 0;
+        l->end[0].drain = l->end[0].readable;
     } else {
         r = ev_add(&sh->loop, a->client.fd, EV_IN | EV_OUT | EV_RDHUP, link_event0, l,
                    &l->end[0].tok);

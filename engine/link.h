@@ -1,6 +1,7 @@
 /* Linked pairs: a waiting client and its dial-back joined, bytes moved
- * between them through each end's transport (splice through a pooled pipe
- * when both transports can, else a copy buffer). A link belongs to one
+ * between them through each end's transport: small chunks copied through a
+ * per-thread scratch, bulk spliced through a pooled pipe when both
+ * transports can, else copied through a buffer. A link belongs to one
  * shard and is touched by that shard's thread only; it owns both
  * connections and frees itself on close. */
 #ifndef RAPI_ENGINE_LINK_H
@@ -15,8 +16,9 @@
 #include "engine/xprt.h"
 #include "proto/addr.h"
 
-#define LINK_COPY_BUF (64u * 1024) /* copy fallback buffer per busy direction */
-#define LINK_PUMP_BUDGET 16        /* transfers per direction per wake-up (fairness) */
+#define LINK_COPY_BUF (64u * 1024)  /* copy fallback buffer per busy direction */
+#define LINK_SMALL_BUF (16u * 1024) /* a read that fills this turns a direction to bulk */
+#define LINK_PUMP_BUDGET 16         /* transfers per direction per wake-up (fairness) */
 
 struct shard;
 
@@ -24,6 +26,7 @@ struct link_end {
     struct xconn c;
     uint64_t tok;
     bool readable, writable;
+    bool drain; /* a FIN or error may be queued: read until -EAGAIN or EOF */
 };
 
 /* Bytes flowing from end[d] to end[!d]. */
@@ -34,6 +37,7 @@ struct link_dir {
     size_t in_pipe;
     char *buf; /* copy fallback */
     size_t buf_len, buf_off;
+    bool bulk; /* a read filled LINK_SMALL_BUF: pipe (or buffer) from now on */
     bool eof;  /* source sent FIN */
     bool shut; /* FIN forwarded to the destination */
     uint64_t bytes;
@@ -58,6 +62,7 @@ struct link {
 struct link_args {
     struct xconn client;
     uint64_t client_tok; /* the waiting client's watch, taken over; 0: none */
+    bool client_input;   /* that watch reported input (or a hang-up) already */
     struct xconn server; /* the dial-back */
     char *to_client, *to_server;
     size_t to_client_len, to_server_len;

@@ -379,6 +379,8 @@ static void waiter_event(void *arg, uint32_t events)
     struct waiter *w = arg;
     struct lpath *p = w->p;
 
+    if (events & (EV_IN | EV_RDHUP | EV_HUP | EV_ERR))
+        w->saw_in = true;
     if (!(events & (EV_RDHUP | EV_HUP | EV_ERR)))
         return;
     if (!(events & (EV_HUP | EV_ERR)) && waiter_has_input(w))
@@ -787,7 +789,7 @@ static struct waiter *waiter_new(struct shard *sh, struct handoff *h)
     w->me.key = w->key;
     w->me.key_len = h->path_len + 1 + h->id_len;
     w->timeout = h->timeout;
-    snprintf(w->peer, sizeof(w->peer), "%s", h->peer);
+    memcpy(w->peer, h->peer, sizeof(w->peer)); /* both ADDR_STR_MAX, terminated */
     if (h->early_len) {
         w->early = malloc(h->early_len);
         if (!w->early) {
@@ -894,6 +896,7 @@ void dialback_arrive(struct shard *sh, struct handoff *h)
     }
     la = (struct link_args){.client = w->c,
                             .client_tok = w->tok,
+                            .client_input = w->saw_in || w->early_len > 0,
                             .server = h->conn,
                             .path = h->path,
                             .path_len = h->path_len,
@@ -979,7 +982,8 @@ struct park_client {
     uint64_t tok; /* its watch, taken over; 0: none */
     const char *peer, *id, *early, *path;
     size_t id_len, early_len, path_len;
-    long timeout; /* effective, seconds */
+    long timeout;      /* effective, seconds */
+    bool client_input; /* its taken-over watch already reported input */
 };
 
 /* Join k (off its path's list, unwatched) and a client: the client gets
@@ -992,6 +996,7 @@ static void park_link(struct parked *k, const struct park_client *pc)
     int nc = -1, ns = -1;
     struct link_args la = {.client = pc->c,
                            .client_tok = pc->tok,
+                           .client_input = pc->client_input,
                            .server = k->c,
                            .path = pc->path,
                            .path_len = pc->path_len,
@@ -1066,7 +1071,8 @@ static void park_link_waiter(struct parked *k, struct waiter *w)
                              .early_len = w->early_len,
                              .path = w->key,
                              .path_len = w->path_len,
-                             .timeout = w->timeout};
+                             .timeout = w->timeout,
+                             .client_input = w->saw_in || w->early_len > 0};
 
     waiter_unlink(w);
     park_link(k, &pc);

@@ -49,6 +49,7 @@ struct waiter {
     struct shard *sh;
     struct xconn c;
     uint64_t tok;       /* watched for the client hanging up while it waits */
+    bool saw_in;        /* its watch reported input: a link reads it first */
     long timeout;       /* effective, seconds */
     uint64_t deadline;  /* ms: dialback_timeout from its arrival (504) */
     uint64_t offer_end; /* ms: offered or told until then; then offered again */

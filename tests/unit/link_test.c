@@ -147,12 +147,12 @@ Test(link, backpressure_no_read_while_the_other_side_is_full, .init = setup, .fi
     srv.room = head + 100;
     link_event(l, EV_OUT, 1);
     settle();
-    cr_assert_eq(cli.in_off, LINK_COPY_BUF, "one buffer read, no more");
+    cr_assert_eq(cli.in_off, LINK_SMALL_BUF, "one buffer read, no more");
     cr_assert_eq(srv.out_len, head + 100);
     /* The client stays readable, but there is nowhere to put bytes. */
     link_event(l, EV_IN, 0);
     settle();
-    cr_assert_eq(cli.in_off, LINK_COPY_BUF, "still no more read");
+    cr_assert_eq(cli.in_off, LINK_SMALL_BUF, "still no more read");
     srv.room = SIZE_MAX;
     link_event(l, EV_OUT, 1);
     settle();
@@ -298,39 +298,128 @@ static void raw_teardown(void)
     ev_fini(&sh.loop);
 }
 
-static void raw_pair_test(long max_pipes, bool want_splice)
+/* A link over two loopback pairs, heads "C|" and "S|"; *cb is the
+ * client's peer, *sb the server's. */
+static void raw_link(int *cb, int *sb)
 {
-    enum { N = 3 << 20 };
-    static char up[N], got[N + 64];
-    int ca, cb, sa, sb;
+    int ca, sa;
     struct link_args a = {.timeout_s = 60, .path = "/r", .path_len = 2, .peer = "127.0.0.1:2"};
-    size_t n;
 
-    sh.pool.max = max_pipes;
-    for (size_t i = 0; i < N; i++)
-        up[i] = (char)(i * 13 + i / 4093);
-    tcp_pair(&ca, &cb);
-    tcp_pair(&sa, &sb);
+    tcp_pair(&ca, cb);
+    tcp_pair(&sa, sb);
     xconn_init_raw(&a.client, ca);
     xconn_init_raw(&a.server, sa);
     a.to_client = dup_head("C|", &a.to_client_len);
     a.to_server = dup_head("S|", &a.to_server_len);
     cr_assert_eq(link_new(&sh, &a), 0);
+}
+
+static void raw_pair_test(long max_pipes, bool want_splice, size_t N)
+{
+    static char up[3 << 20], got[(3 << 20) + 64];
+    int cb, sb;
+    size_t n;
+
+    sh.pool.max = max_pipes;
+    for (size_t i = 0; i < N; i++)
+        up[i] = (char)(i * 13 + i / 4093);
+    raw_link(&cb, &sb);
     n = relay_through(cb, sb, up, N, got, sizeof(got));
     cr_assert_eq(n, N + 2, "got %zu", n);
     cr_assert(memcmp(got, "S|", 2) == 0 && memcmp(got + 2, up, N) == 0, "in order, none lost");
     cr_assert_eq(sh.pool.created > 0, want_splice, "spliced: %lu pipes", sh.pool.created);
-    cr_assert_eq(sh.stats.copy_fallbacks > 0, !want_splice);
+    cr_assert_eq(sh.stats.copy_fallbacks > 0, !want_splice && max_pipes == 0);
     close(cb);
     close(sb);
 }
 
 Test(link_raw, splices_between_sockets_and_forwards_fin, .init = raw_setup, .fini = raw_teardown)
 {
-    raw_pair_test(16, true);
+    raw_pair_test(16, true, 3 << 20);
+}
+
+/* Bytes that never fill LINK_SMALL_BUF in one read are copied: no pipe,
+ * and the FIN right behind them still comes through. */
+Test(link_raw, small_bytes_are_copied_without_a_pipe, .init = raw_setup, .fini = raw_teardown)
+{
+    raw_pair_test(16, false, 100);
 }
 
 Test(link_raw, copies_when_no_pipe_is_allowed, .init = raw_setup, .fini = raw_teardown)
 {
-    raw_pair_test(0, false);
+    raw_pair_test(0, false, 3 << 20);
+}
+
+/* Read what peer fd has until its end; -1 on a reset or a timeout. */
+static ssize_t read_to_end(int fd, char *got, size_t cap)
+{
+    size_t n = 0;
+
+    for (int turn = 0; turn < 2000; turn++) {
+        ssize_t k = recv(fd, got + n, cap - n, 0);
+
+        if (k == 0)
+            return (ssize_t)n;
+        if (k > 0) {
+            n += (size_t)k;
+            continue;
+        }
+        if (errno != EAGAIN)
+            return -1;
+        cr_assert_eq(ev_wait(&sh.loop, 5), 0);
+        link_run_ready(&sh);
+    }
+    return -1;
+}
+
+/* Both sides end: the last FIN is left to close(), which must still be a
+ * clean end of stream (not a reset) after every byte, on both sides. */
+Test(link_raw, both_ends_finish_cleanly, .init = raw_setup, .fini = raw_teardown)
+{
+    int cb, sb;
+    char got[64];
+
+    raw_link(&cb, &sb);
+    cr_assert_eq(send(cb, "up", 2, 0), 2);
+    cr_assert_eq(shutdown(cb, SHUT_WR), 0);
+    cr_assert_eq(read_to_end(sb, got, sizeof(got)), 4, "the server got the head, up and a FIN");
+    cr_assert(memcmp(got, "S|up", 4) == 0);
+    cr_assert_eq(send(sb, "down", 4, 0), 4);
+    cr_assert_eq(shutdown(sb, SHUT_WR), 0);
+    cr_assert_eq(read_to_end(cb, got, sizeof(got)), 6, "the client got the head, down and a FIN");
+    cr_assert(memcmp(got, "C|down", 6) == 0);
+    cr_assert_eq(sh.nlinks, 0, "both ended: closed");
+    close(cb);
+    close(sb);
+}
+
+/* A short read on a raw socket took all there was: the end waits for its
+ * next edge with no probe for -EAGAIN (issue 13: syscalls per tunnel), and
+ * bytes arriving later still come through. */
+Test(link_raw, short_read_needs_no_eagain_probe, .init = raw_setup, .fini = raw_teardown)
+{
+    int cb, sb;
+    char got[64];
+    struct link *l;
+    size_t n = 0;
+
+    raw_link(&cb, &sb);
+    l = CONTAINER(sh.links.next, struct link, node);
+    for (int round = 0; round < 2; round++) {
+        cr_assert_eq(send(cb, "ping", 4, 0), 4);
+        for (int turn = 0; turn < 200 && n < 2 + 4 * (size_t)(round + 1); turn++) {
+            ssize_t k;
+
+            cr_assert_eq(ev_wait(&sh.loop, 5), 0);
+            while ((k = recv(sb, got + n, sizeof(got) - n, 0)) > 0)
+                n += (size_t)k;
+        }
+        cr_assert_eq(n, 2 + 4 * (size_t)(round + 1), "round %d: got %zu", round, n);
+        cr_assert_not(l->end[0].readable, "a short read ends readability");
+        cr_assert_eq(l->end[0].c.want, 0, "without a read answered -EAGAIN");
+    }
+    cr_assert(memcmp(got, "S|pingping", 10) == 0);
+    cr_assert_eq(sh.pool.created, 0, "small chunks take no pipe");
+    close(cb);
+    close(sb);
 }
