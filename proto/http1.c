@@ -11,13 +11,36 @@
 #define HTTP1_STATUS_DIGITS 3
 /* "\n\r\n" is the longest end-of-head marker: rescan that much below last_len. */
 #define HTTP1_MARKER_BACKTRACK 3
+/* ASCII upper and lower case letters differ in this bit only. */
+#define HTTP1_CASE_BIT 0x20
 
-/* RFC 9110 tchar: the bytes allowed in a method or header name. */
+/* RFC 9110 tchar: the bytes allowed in a method or header name. A switch,
+ * not strchr(): '-' is in most header names and the call cost more than the
+ * rest of the name's scan. */
 static int is_tchar(unsigned char c)
 {
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
         return 1;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 /* Visible ASCII: request target bytes. */
@@ -35,11 +58,6 @@ static int is_field_byte(unsigned char c)
 static int is_ows(char c)
 {
     return c == ' ' || c == '\t';
-}
-
-static char lower(char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
 }
 
 /* Consume CRLF or bare LF at *pos. A CR followed by anything but LF is a bare
@@ -258,21 +276,38 @@ int http1_parse_response(const char *buf, size_t len, size_t last_len, struct ht
     return finish(r, pos, len, orig_len);
 }
 
-int http1_eq(const char *s, size_t len, const char *lit)
+/* ASCII case-insensitive equality of a[0..n) and b[0..n): equal bytes, or
+ * bytes that differ only in bit 0x20 and fold to a letter. */
+static int fold_eq(const char *a, const char *b, size_t n)
 {
-    size_t i = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i];
+        unsigned char y = (unsigned char)b[i];
+        unsigned char lx = x | HTTP1_CASE_BIT;
 
-    for (; i < len; i++) {
-        if (lit[i] == '\0' || lower(s[i]) != lower(lit[i]))
+        if (x != y && ((x ^ y) != HTTP1_CASE_BIT || lx < 'a' || lx > 'z'))
             return 0;
     }
-    return lit[i] == '\0';
+    return 1;
+}
+
+/* Length first: most names differ in length, and those cost one compare. */
+static int name_is(const struct http1_header *h, const char *name, size_t name_len)
+{
+    return h->name_len == name_len && fold_eq(h->name, name, name_len);
+}
+
+int http1_eq(const char *s, size_t len, const char *lit)
+{
+    return strlen(lit) == len && fold_eq(s, lit, len);
 }
 
 const struct http1_header *http1_find(const struct http1_header *h, size_t n, const char *name)
 {
+    size_t name_len = strlen(name);
+
     for (size_t i = 0; i < n; i++) {
-        if (http1_eq(h[i].name, h[i].name_len, name))
+        if (name_is(&h[i], name, name_len))
             return &h[i];
     }
     return NULL;
@@ -280,11 +315,27 @@ const struct http1_header *http1_find(const struct http1_header *h, size_t n, co
 
 size_t http1_count(const struct http1_header *h, size_t n, const char *name)
 {
+    size_t name_len = strlen(name);
     size_t count = 0;
 
     for (size_t i = 0; i < n; i++)
-        count += (size_t)http1_eq(h[i].name, h[i].name_len, name);
+        count += (size_t)name_is(&h[i], name, name_len);
     return count;
+}
+
+const struct http1_header *http1_find_one(const struct http1_header *h, size_t n, const char *name)
+{
+    size_t name_len = strlen(name);
+    const struct http1_header *one = NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!name_is(&h[i], name, name_len))
+            continue;
+        if (one != NULL)
+            return NULL;
+        one = &h[i];
+    }
+    return one;
 }
 
 int http1_has_token(const char *value, size_t len, const char *token)

@@ -78,6 +78,10 @@ const struct http1_header *http1_find(const struct http1_header *h, size_t n, co
 /* Number of headers named name (to refuse duplicates of singleton headers). */
 size_t http1_count(const struct http1_header *h, size_t n, const char *name);
 
+/* The header named name when exactly one is present, else NULL (absent or
+ * repeated): http1_count() == 1 and http1_find() in one pass. */
+const struct http1_header *http1_find_one(const struct http1_header *h, size_t n, const char *name);
+
 /* 1 when the comma-separated list value[0..len) contains token
  * (case-insensitive, optional whitespace around elements), else 0.
  * "keep-alive, Upgrade" contains "upgrade". */

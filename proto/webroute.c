@@ -41,9 +41,7 @@ static int bad_request(struct wr_error *err)
 /* The header's value when it is present exactly once, else NULL. */
 static const struct http1_header *single(const struct http1_request *req, const char *name)
 {
-    if (http1_count(req->headers, req->num_headers, name) != 1)
-        return NULL;
-    return http1_find(req->headers, req->num_headers, name);
+    return http1_find_one(req->headers, req->num_headers, name);
 }
 
 const struct http1_header *wr_apikey(const struct http1_request *req)

@@ -372,7 +372,65 @@ Test(http1, eq)
     cr_assert_eq(http1_eq("Upgrade", 6, "upgrade"), 0);
     cr_assert_eq(http1_eq("Upgrades", 8, "upgrade"), 0);
     cr_assert_eq(http1_eq("", 0, ""), 1);
-    cr_assert_eq(http1_eq("[", 1, "{"), 0); /* case folding is ASCII letters only */
+    cr_assert_eq(http1_eq("[", 1, "{"), 0);  /* case folding is ASCII letters only */
+    cr_assert_eq(http1_eq("@", 1, "`"), 0);  /* 0x40/0x60: one case bit apart, not letters */
+    cr_assert_eq(http1_eq("-", 1, "\r"), 0); /* 0x2d/0x0d */
+    cr_assert_eq(http1_eq("z", 1, "Z"), 1);
+    cr_assert_eq(http1_eq("a", 1, "A"), 1);
+    cr_assert_eq(http1_eq("\xc1", 1, "\xe1"), 0); /* obs-text is not folded */
+    cr_assert_eq(http1_eq("ab", 2, "abc"), 0);
+    cr_assert_eq(http1_eq("a\0c", 3, "a"), 0); /* a NUL in s never matches the literal's end */
+}
+
+/* Every byte pair against the old definition: tolower on A-Z only. */
+Test(http1, eq_every_byte_pair)
+{
+    for (int x = 0; x < 256; x++) {
+        for (int y = 1; y < 256; y++) {
+            char s[1] = {(char)x};
+            char lit[2] = {(char)y, '\0'};
+            int lx = (x >= 'A' && x <= 'Z') ? x + ('a' - 'A') : x;
+            int ly = (y >= 'A' && y <= 'Z') ? y + ('a' - 'A') : y;
+            cr_assert_eq(http1_eq(s, 1, lit), lx == ly, "x=%d y=%d", x, y);
+        }
+    }
+}
+
+Test(http1, find_one)
+{
+    struct http1_header h[] = {
+        {"Host", 4, "a", 1},
+        {"X-Remoted-APIKey", 16, "k1", 2},
+        {"x-remoted-apikey", 16, "k2", 2},
+        {"Upgrade", 7, "webroute", 8},
+    };
+    cr_assert_eq(http1_find_one(h, 4, "HOST"), &h[0]);
+    cr_assert_eq(http1_find_one(h, 4, "upgrade"), &h[3]);
+    cr_assert_null(http1_find_one(h, 4, "X-Remoted-APIKey")); /* repeated */
+    cr_assert_eq(http1_find_one(h, 2, "X-Remoted-APIKey"), &h[1]);
+    cr_assert_null(http1_find_one(h, 4, "Hos"));
+    cr_assert_null(http1_find_one(h, 4, "Hosts"));
+    cr_assert_null(http1_find_one(h, 0, "Host"));
+}
+
+/* Method and header-name bytes: exactly RFC 9110's tchar. */
+Test(http1, tchar_every_byte)
+{
+    const char *specials = "!#$%&'*+-.^_`|~";
+
+    for (int c = 0; c < 256; c++) {
+        int want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   (c != 0 && strchr(specials, c) != NULL);
+        char head[] = "GET / HTTP/1.1\r\nX?: v\r\n\r\n";
+        struct http1_request req;
+        struct http1_header h[4];
+
+        if (c == ':')
+            continue; /* "X:" ends the name: valid either way */
+        head[17] = (char)c;
+        int r = parse_req(head, sizeof(head) - 1, 0, &req, h, 4);
+        cr_assert_eq(r > 0, want, "c=%d r=%d", c, r);
+    }
 }
 
 Test(http1, reason)
