@@ -350,10 +350,9 @@ bool admin_authorized(const struct http1_request *req, const char *tok, size_t l
 {
     static const char scheme[] = "Bearer ";
     const size_t slen = sizeof(scheme) - 1;
-    const struct http1_header *h = http1_find(req->headers, req->num_headers, "Authorization");
+    const struct http1_header *h = http1_find_one(req->headers, req->num_headers, "Authorization");
 
-    if (!h || http1_count(req->headers, req->num_headers, "Authorization") != 1 ||
-        h->value_len < slen || strncasecmp(h->value, scheme, slen) != 0)
+    if (!h || h->value_len < slen || strncasecmp(h->value, scheme, slen) != 0)
         return false;
     return ct_equal(h->value + slen, h->value_len - slen, tok, len);
 }

@@ -213,10 +213,9 @@ static int bad_101(struct rapi_error *err, const char *what)
 
 static int header_is(const struct http1_header *hdr, size_t n, const char *name, const char *want)
 {
-    const struct http1_header *h = http1_find(hdr, n, name);
+    const struct http1_header *h = http1_find_one(hdr, n, name);
 
-    return h != NULL && http1_count(hdr, n, name) == 1 && h->value_len == strlen(want) &&
-           memcmp(h->value, want, h->value_len) == 0;
+    return h != NULL && h->value_len == strlen(want) && memcmp(h->value, want, h->value_len) == 0;
 }
 
 static int hs_check_ws(const struct hs *h, const char *ws_key, struct rapi_error *err)
@@ -478,8 +477,8 @@ int hsm_header(const struct hsm *m, const char *name, char *out, size_t cap)
 
     if (m->hs.head_len == 0 || hs_parse_again(&m->hs, &res, hdr) < 0)
         return -EPROTO;
-    x = http1_find(hdr, res.num_headers, name);
-    if (x == NULL || http1_count(hdr, res.num_headers, name) != 1)
+    x = http1_find_one(hdr, res.num_headers, name);
+    if (x == NULL)
         return -ENOENT;
     if (x->value_len >= cap)
         return -ENOSPC;
