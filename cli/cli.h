@@ -18,6 +18,9 @@
 
 extern int cli_verbosity;              /* enum rapi_log_level: messages above are dropped */
 extern volatile sig_atomic_t cli_stop; /* set by SIGINT/SIGTERM */
+/* A stop signal that lands between the loop's check of cli_stop and its
+ * blocking wait is not lost: the waits of the accept loops end this often. */
+#define CLI_STOP_POLL_MS 200
 /* Handlers without SA_RESTART, so blocking accepts return EINTR. */
 void cli_install_stop(void);
 

@@ -2,7 +2,9 @@
  * local port (one tunnel per accepted connection) or on stdio, through one
  * relay or one of several (librapi picks and fails over). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,15 +142,22 @@ static int connect_listen(const struct connect_cfg *cfg, const char *listen_at)
         return 1;
     }
     cli_log(RAPI_LOG_INFO, "listening on %s for %s", bound, cfg->safe);
+    /* Non-blocking: a connection reset between poll and accept must not
+     * block the loop (accepted sockets do not inherit it). */
+    fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
     cli_install_stop();
     while (!cli_stop) {
+        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+
+        if (poll(&pfd, 1, CLI_STOP_POLL_MS) <= 0)
+            continue; /* EINTR, or time to look at cli_stop again */
         sl = sizeof(ss);
         fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
         if (fd >= 0) {
             connect_spawn(cfg, fd, (struct sockaddr *)&ss);
             continue;
         }
-        if (errno != EINTR && errno != ECONNABORTED) {
+        if (errno != EINTR && errno != ECONNABORTED && errno != EAGAIN) {
             cli_log(RAPI_LOG_ERROR, "accept: %s", strerror(errno));
             usleep(ACCEPT_ERROR_PAUSE_US);
         }

@@ -139,7 +139,7 @@ static int expose_loop(struct rapi_listener *l, const struct expose_cfg *cfg)
     int fd;
 
     while (!cli_stop) {
-        fd = lst_accept_raw(l, &peer, -1, &tc);
+        fd = lst_accept_raw(l, &peer, CLI_STOP_POLL_MS, &tc);
         if (fd >= 0) {
             expose_spawn(cfg, fd, tc, &peer);
             continue;
