@@ -19,7 +19,7 @@ BUILD    ?= build
 CC       ?= cc
 SAN      ?=
 OPT      ?= -O2
-PKG_LIBS := liburing jemalloc wolfssl libsystemd
+PKG_LIBS := liburing jemalloc wolfssl
 
 # The one version source: VERSION, passed to the code as RAPI_VERSION and
 # written into the pkg-config file, the packages and checked against the man
@@ -140,7 +140,7 @@ sdk-install: install
 # ---------------------------------------------------------------- packages
 # Every Debian package the build, the tests, the lint and the bench need.
 DEB_PKGS := build-essential pkg-config clang clang-tidy clang-format cppcheck \
-            liburing-dev libjemalloc-dev libwolfssl-dev libsystemd-dev libcriterion-dev \
+            liburing-dev libjemalloc-dev libwolfssl-dev libcriterion-dev \
             python3 python3-pytest python3-websockets curl procps iproute2 \
             haproxy nginx gnuplot-nox iperf3 man-db groff-base \
             debhelper dpkg-dev fakeroot lintian rpm rpmlint systemd adduser util-linux \
