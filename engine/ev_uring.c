@@ -234,7 +234,7 @@ static int ur_del(struct ev_loop *l, int fd, uint64_t token, bool closing)
     struct ur *u = l->priv;
     const struct ev_slot *s = ev_slot_of(l, token);
 
-    if (s && s->noref) {
+    if (s && (s->bits & EV_SLOT_NOREF)) {
         /* epoll forgets a closed file by itself; the slot is free now
          * (events already fetched no longer match its generation). */
         if (!closing)
@@ -259,7 +259,7 @@ static void ur_complete(struct ev_loop *l, struct ur *u, const struct io_uring_c
         uint64_t token = c->user_data & ~URING_REMOVE_TAG;
 
         s = ev_slot_of(l, token);
-        if (c->res == -EALREADY && s && s->state == SLOT_DYING)
+        if (c->res == -EALREADY && s && !s->cb) /* still dying */
             ur_retry_later(u, token);
         return;
     }
@@ -275,16 +275,16 @@ static void ur_complete(struct ev_loop *l, struct ur *u, const struct io_uring_c
     if (!(c->flags & IORING_CQE_F_MORE)) {
         /* The poll ended: after our remove (slot dying), or on its own
          * (error, overflow), in which case a live watch is armed again. */
-        if (s->state == SLOT_DYING) {
+        if (!s->cb) { /* dying */
             ev_slot_release(l, c->user_data);
             return;
         }
-        if (c->res >= 0 && ur_arm(u, s->fd, s->events, c->user_data) < 0)
+        if (c->res >= 0 && ur_arm(u, s->fd, ev_slot_events(s), c->user_data) < 0)
             ev_dispatch(l, c->user_data, EV_ERR);
     }
     if (c->res < 0)
         ev_dispatch(l, c->user_data, EV_ERR);
-    else if (s->state == SLOT_LIVE)
+    else if (s->cb)
         ev_dispatch(l, c->user_data, (uint32_t)c->res);
 }
 
