@@ -77,7 +77,7 @@ $(LIBENGINE): $(ENGINE_OBJ)
 
 # $(LIBTLS) is added to the prerequisites by tls/tls.mk (defined there).
 $(SERVER): $(BUILD)/obj/engine/main.o $(LIBENGINE) $(LIBAUTH) $(LIBPROTO)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(TLS_LDLIBS) $(SERVER_LDLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ -Wl,--as-needed $(TLS_LDLIBS) $(SERVER_LDLIBS)
 
 # rapi-server takes jemalloc from its static PIC archive where there is one:
 # the shared library needs libstdc++ (for operator new, which C never calls),
