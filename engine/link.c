@@ -465,7 +465,7 @@ static void dir_start(struct link *l, int di, char *head, size_t len)
 
 int link_new(struct shard *sh, const struct link_args *a)
 {
-    size_t n = strnlen(a->peer, ADDR_STR_MAX - 1); /* snprintf cost ~600 instructions */
+    size_t n = strnlen(a->peer, ADDR_STR_MAX - 1);     /* snprintf cost ~600 instructions */
     size_t size = offsetof(struct link, peer) + n + 1; /* not sizeof: no tail padding */
     long timeout_s = a->timeout_s < 0 ? 0 : a->timeout_s;
     struct link *l = calloc(1, size > sizeof(*l) ? size : sizeof(*l));

@@ -54,17 +54,17 @@ struct link_hold {
 /* An idle linked pair is this, its peer string and two event slots: 192
  * bytes (a jemalloc size class) with an IPv4 peer, 24 per slot. */
 struct link {
-    struct link_end end[2];      /* 0: client, 1: server (dial-back) */
-    struct link_hold *hold[2];   /* per direction; NULL while it holds nothing */
-    uint64_t bytes[2];           /* per direction, delivered */
-    struct timer timer;          /* inactivity */
-    struct dlist node;           /* shard's links list, or its ready list while queued */
-    struct lpath *p;             /* its path (a reference: lpath.nlinks), and shard */
-    uint64_t start;              /* ms */
-    uint32_t last;               /* ms, low 32 bits: the last byte moved */
-    uint32_t timeout_ms;         /* inactivity timeout */
-    uint16_t flags;              /* LF_* */
-    char peer[];                 /* the client's address, for logs */
+    struct link_end end[2];    /* 0: client, 1: server (dial-back) */
+    struct link_hold *hold[2]; /* per direction; NULL while it holds nothing */
+    uint64_t bytes[2];         /* per direction, delivered */
+    struct timer timer;        /* inactivity */
+    struct dlist node;         /* shard's links list, or its ready list while queued */
+    struct lpath *p;           /* its path (a reference: lpath.nlinks), and shard */
+    uint64_t start;            /* ms */
+    uint32_t last;             /* ms, low 32 bits: the last byte moved */
+    uint32_t timeout_ms;       /* inactivity timeout */
+    uint16_t flags;            /* LF_* */
+    char peer[];               /* the client's address, for logs */
 };
 
 /* What link_new joins. The heads are heap buffers the link takes over on
@@ -77,9 +77,9 @@ struct link_args {
     struct xconn server; /* the dial-back */
     char *to_client, *to_server;
     size_t to_client_len, to_server_len;
-    long timeout_s;    /* inactivity timeout of the pair */
-    struct lpath *p;   /* the path (on sh): the link takes a reference */
-    const char *peer;  /* the client's address, for logs */
+    long timeout_s;   /* inactivity timeout of the pair */
+    struct lpath *p;  /* the path (on sh): the link takes a reference */
+    const char *peer; /* the client's address, for logs */
 };
 
 /* 0, or -errno: then the caller still owns both connections and the heads,

@@ -155,12 +155,13 @@ static struct lpath *lpath_get(struct shard *sh, const char *path, size_t len)
     return p;
 }
 
-/* Free the pool once nothing holds it: no listener, no waiter, no grace
- * left, no walk under way. Callers do not touch p afterwards. */
+/* Free the pool once nothing holds it: no listener, no waiter, no parked
+ * dial-back, no linked pair, no grace left, no walk under way. Callers do
+ * not touch p afterwards. */
 static void lpath_put(struct lpath *p)
 {
-    if (p->pins > 0 || p->nlisteners > 0 || p->nwaiting > 0 || p->nparked > 0 ||
-        p->nlinks > 0 || timer_armed(&p->grace))
+    if (p->pins > 0 || p->nlisteners > 0 || p->nwaiting > 0 || p->nparked > 0 || p->nlinks > 0 ||
+        timer_armed(&p->grace))
         return;
     map_del(&p->sh->paths, &p->me);
     free(p);

@@ -22,7 +22,7 @@
 #define EVP_CHUNK (1 << 30) /* EVP lengths are int: feed at most this at once */
 
 static const struct ossl_dl *ossl; /* libcrypto, loaded by the registration */
-static EVP_CIPHER *gcm_cipher[3];   /* 128, 192, 256: fetched once, read-only after */
+static EVP_CIPHER *gcm_cipher[3];  /* 128, 192, 256: fetched once, read-only after */
 static int reg_result = -EIO;
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tl_key;
