@@ -20,10 +20,7 @@ static struct shard sh;
 static struct fake cli, srv; /* the client's and the server's side */
 /* The links' path: pinned, so that no link's close frees it (it is in no
  * map here); it counts their references. */
-static struct {
-    struct lpath p;
-    char path[4];
-} tpath;
+static struct lpath *tpath;
 
 static void setup(void)
 {
@@ -38,11 +35,12 @@ static void setup(void)
     wheel_init(&sh.wheel, sh.now);
     dlist_init(&sh.links);
     dlist_init(&sh.ready);
-    memset(&tpath, 0, sizeof(tpath));
-    tpath.p.sh = &sh;
-    tpath.p.pins = 1;
-    memcpy(tpath.p.path, "/t", 3);
-    tpath.p.path_len = 2;
+    tpath = calloc(1, sizeof(*tpath) + sizeof("/t"));
+    cr_assert_not_null(tpath);
+    tpath->sh = &sh;
+    tpath->pins = 1;
+    memcpy(tpath->path, "/t", sizeof("/t"));
+    tpath->path_len = 2;
     pipepool_init(&sh.pool, 16, sh.conf.pipe_size); /* splicing allowed */
     cr_assert_eq(ev_init(&sh.loop, &ev_backend_epoll), 0);
 }
@@ -50,7 +48,8 @@ static void setup(void)
 static void teardown(void)
 {
     link_close_all(&sh, "test over");
-    cr_assert_eq(tpath.p.nlinks, 0, "every link let go of its path");
+    cr_assert_eq(tpath->nlinks, 0, "every link let go of its path");
+    free(tpath);
     cr_assert_eq(sh.pool.live, 0, "a transport that cannot splice never takes a pipe");
     pipepool_fini(&sh.pool);
     ev_fini(&sh.loop);
@@ -77,7 +76,7 @@ static struct link *make_link(void)
     struct link_args a = {.client = fake_conn(&cli),
                           .server = fake_conn(&srv),
                           .timeout_s = 60,
-                          .p = &tpath.p,
+                          .p = tpath,
                           .peer = "127.0.0.1:1"};
 
     a.to_client = dup_head("C101|", &a.to_client_len);
@@ -191,7 +190,7 @@ Test(link, an_idle_pair_holds_nothing_but_itself, .init = setup, .fini = teardow
     cr_assert_null(l->hold[1]);
     cr_assert_leq(malloc_usable_size(l), 192, "%zu bytes", malloc_usable_size(l));
     cr_assert_str_eq(l->peer, "127.0.0.1:1");
-    cr_assert_eq(tpath.p.nlinks, 1, "the link holds its path");
+    cr_assert_eq(tpath->nlinks, 1, "the link holds its path");
 }
 
 Test(link, eagain_on_read_waits_for_the_next_event, .init = setup, .fini = teardown)
@@ -326,7 +325,8 @@ static void raw_setup(void)
 static void raw_teardown(void)
 {
     link_close_all(&sh, "test over");
-    cr_assert_eq(tpath.p.nlinks, 0, "every link let go of its path");
+    cr_assert_eq(tpath->nlinks, 0, "every link let go of its path");
+    free(tpath);
     pipepool_fini(&sh.pool);
     cr_assert_eq(sh.pool.live, 0, "every pipe came back");
     ev_fini(&sh.loop);
@@ -337,7 +337,7 @@ static void raw_teardown(void)
 static void raw_link(int *cb, int *sb)
 {
     int ca, sa;
-    struct link_args a = {.timeout_s = 60, .p = &tpath.p, .peer = "127.0.0.1:2"};
+    struct link_args a = {.timeout_s = 60, .p = tpath, .peer = "127.0.0.1:2"};
 
     tcp_pair(&ca, cb);
     tcp_pair(&sa, sb);
