@@ -3,7 +3,8 @@
  * per-thread scratch, bulk spliced through a pooled pipe when both
  * transports can, else copied through a buffer. A link belongs to one
  * shard and is touched by that shard's thread only; it owns both
- * connections and frees itself on close. */
+ * connections, holds a reference on its path (struct lpath.nlinks) and
+ * frees itself on close. */
 #ifndef RAPI_ENGINE_LINK_H
 #define RAPI_ENGINE_LINK_H
 
