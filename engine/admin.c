@@ -266,11 +266,28 @@ static int respond(char *out, size_t cap, int status, const char *ctype, const c
     return n + (int)body_len;
 }
 
+/* A 200 answer whose body render() builds, in a buffer made for the
+ * request (a thread-local one cost 64 KiB of memory in every thread, issue
+ * 13). -1 when it does not fit. */
+static int respond_rendered(struct relay *r, void (*render)(struct relay *, struct out *),
+                            const char *ctype, char *out, size_t cap)
+{
+    char *body = malloc(ADMIN_BODY_MAX);
+    struct out o = {.p = body, .cap = ADMIN_BODY_MAX};
+    int n = -1;
+
+    if (!body)
+        return respond(out, cap, 503, "text/plain", "out of memory\n", 14);
+    render(r, &o);
+    if (!o.overflow)
+        n = respond(out, cap, 200, ctype, body, o.len);
+    free(body);
+    return n;
+}
+
 int admin_answer(struct relay *r, const char *method, size_t method_len, const char *path,
                  size_t path_len, char *out, size_t cap)
 {
-    static _Thread_local char body[ADMIN_BODY_MAX];
-    struct out o = {.p = body, .cap = sizeof(body)};
     size_t plen = http1_path_len(path, path_len);
 
     if (method_len != 3 || memcmp(method, "GET", 3) != 0)
@@ -280,21 +297,13 @@ int admin_answer(struct relay *r, const char *method, size_t method_len, const c
             return respond(out, cap, 503, "text/plain", "draining\n", 9);
         return respond(out, cap, 200, "text/plain", "ok\n", 3);
     }
-    if (plen == 8 && memcmp(path, "/metrics", 8) == 0) {
-        render_metrics(r, &o);
-        if (o.overflow)
-            return -1;
-        return respond(out, cap, 200, "text/plain; version=0.0.4", body, o.len);
-    }
+    if (plen == 8 && memcmp(path, "/metrics", 8) == 0)
+        return respond_rendered(r, render_metrics, "text/plain; version=0.0.4", out, cap);
     if (plen == 1 && path[0] == '/')
         return respond(out, cap, 200, "text/html; charset=utf-8", status_page,
                        sizeof(status_page) - 1);
-    if (plen == 12 && memcmp(path, "/status.json", 12) == 0) {
-        render_status(r, &o);
-        if (o.overflow)
-            return -1;
-        return respond(out, cap, 200, "application/json", body, o.len);
-    }
+    if (plen == 12 && memcmp(path, "/status.json", 12) == 0)
+        return respond_rendered(r, render_status, "application/json", out, cap);
     return respond(out, cap, 404, "text/plain", "not found\n", 10);
 }
 

@@ -11,6 +11,12 @@
 
 #define EV_SLOTS_INITIAL 256
 #define EV_NO_SLOT UINT32_MAX
+/* The mask bits a watch may ask for (the rest are reported anyway or not
+ * used), packed into 6 bits of ev_slot.bits. */
+#define EV_MASK_LOW (EPOLLIN | EPOLLPRI | EPOLLOUT | EPOLLERR | EPOLLHUP)
+#define EV_MASK_RDHUP_BIT 0x20u
+
+_Static_assert(sizeof(struct ev_slot) == 24, "two slots per linked pair: keep them small");
 
 static inline uint64_t make_token(uint32_t idx, uint32_t gen)
 {
@@ -39,6 +45,20 @@ const char *ev_backend_name(const struct ev_backend *be)
     return be->name;
 }
 
+static uint32_t mask_pack(uint32_t events)
+{
+    return (events & EV_MASK_LOW) | (events & EPOLLRDHUP ? EV_MASK_RDHUP_BIT : 0);
+}
+
+uint32_t ev_slot_events(const struct ev_slot *s)
+{
+    uint32_t m = s->bits >> EV_MASK_SHIFT;
+
+    return (m & EV_MASK_LOW) | (m & EV_MASK_RDHUP_BIT ? EPOLLRDHUP : 0);
+}
+
+/* Double the table. The new part stays untouched (not resident) until
+ * watch_add() hands its slots out one by one. */
 static int slots_grow(struct ev_loop *l)
 {
     uint32_t n = l->nslots ? l->nslots * 2 : EV_SLOTS_INITIAL;
@@ -46,12 +66,23 @@ static int slots_grow(struct ev_loop *l)
 
     if (!s)
         return -ENOMEM;
-    memset(s + l->nslots, 0, (n - l->nslots) * sizeof(*s));
-    for (uint32_t i = l->nslots; i < n; i++)
-        s[i].next_free = i + 1 < n ? i + 1 : l->free_head;
-    l->free_head = l->nslots;
     l->slot = s;
     l->nslots = n;
+    return 0;
+}
+
+/* A slot for a new watch: a freed one, else the next never used. */
+static int slot_take(struct ev_loop *l, uint32_t *idx)
+{
+    if (l->free_head != EV_NO_SLOT) {
+        *idx = l->free_head;
+        l->free_head = l->slot[*idx].next_free;
+        return 0;
+    }
+    if (l->used == l->nslots && slots_grow(l) < 0)
+        return -ENOMEM;
+    *idx = l->used++;
+    l->slot[*idx].bits = 0;
     return 0;
 }
 
@@ -77,7 +108,7 @@ struct ev_slot *ev_slot_of(struct ev_loop *l, uint64_t token)
 {
     uint32_t idx = (uint32_t)(token >> 32) - 1;
 
-    if (!token || idx >= l->nslots || l->slot[idx].gen != (uint32_t)token)
+    if (!token || idx >= l->used || ev_slot_gen(&l->slot[idx]) != (uint32_t)token)
         return NULL;
     return &l->slot[idx];
 }
@@ -89,8 +120,7 @@ void ev_slot_release(struct ev_loop *l, uint64_t token)
 
     if (!s)
         return;
-    s->state = SLOT_FREE;
-    s->gen++;
+    s->bits = (s->bits + 1) & EV_GEN_MASK; /* the next generation; mask and flags cleared */
     s->cb = NULL;
     s->arg = NULL;
     s->next_free = l->free_head;
@@ -104,19 +134,19 @@ static int watch_add(struct ev_loop *l, int fd, uint32_t events, ev_cb *cb, void
     uint32_t idx;
     int r;
 
-    if (l->free_head == EV_NO_SLOT && slots_grow(l) < 0)
+    *token = 0;
+    if (!cb || (events & ~(EV_MASK_LOW | EPOLLRDHUP)))
+        return -EINVAL;
+    if (slot_take(l, &idx) < 0)
         return -ENOMEM;
-    idx = l->free_head;
     s = &l->slot[idx];
-    l->free_head = s->next_free;
+    noref = noref && l->be->add_noref;
     s->cb = cb;
     s->arg = arg;
     s->fd = fd;
-    s->events = events;
-    s->state = SLOT_LIVE;
-    s->noref = noref && l->be->add_noref;
-    *token = make_token(idx, s->gen);
-    r = s->noref ? l->be->add_noref(l, fd, events, *token) : l->be->add(l, fd, events, *token);
+    s->bits = ev_slot_gen(s) | mask_pack(events) << EV_MASK_SHIFT | (noref ? EV_SLOT_NOREF : 0);
+    *token = make_token(idx, ev_slot_gen(s));
+    r = noref ? l->be->add_noref(l, fd, events, *token) : l->be->add(l, fd, events, *token);
     if (r < 0) {
         ev_slot_release(l, *token);
         *token = 0;
@@ -140,10 +170,9 @@ static void del_watch(struct ev_loop *l, uint64_t token, bool closing)
 {
     struct ev_slot *s = ev_slot_of(l, token);
 
-    if (!s || s->state != SLOT_LIVE)
+    if (!s || !s->cb)
         return;
-    s->state = SLOT_DYING;
-    s->cb = NULL;
+    s->cb = NULL; /* dying */
     l->live--;
     if (l->be->del(l, s->fd, token, closing))
         ev_slot_release(l, token);
@@ -163,7 +192,7 @@ void ev_rebind(struct ev_loop *l, uint64_t token, ev_cb *cb, void *arg)
 {
     struct ev_slot *s = ev_slot_of(l, token);
 
-    if (s && s->state == SLOT_LIVE) {
+    if (s && s->cb && cb) {
         s->cb = cb;
         s->arg = arg;
     }
@@ -173,7 +202,7 @@ void ev_dispatch(struct ev_loop *l, uint64_t token, uint32_t events)
 {
     struct ev_slot *s = ev_slot_of(l, token);
 
-    if (s && s->state == SLOT_LIVE)
+    if (s && s->cb)
         s->cb(s->arg, events);
 }
 

@@ -33,6 +33,7 @@ struct ev_loop {
     void *priv; /* backend state */
     struct ev_slot *slot;
     uint32_t nslots, free_head;
+    uint32_t used; /* slots ever handed out: those past it are untouched memory */
     uint32_t live;
     uint64_t *clock; /* when set, refreshed (ms) after each wait, before callbacks */
 };

@@ -10,18 +10,32 @@
 
 #include "engine/ev.h"
 
-enum ev_slot_state { SLOT_FREE = 0, SLOT_LIVE, SLOT_DYING };
-
+/* One watch in 24 bytes (a linked pair has two: memory per idle tunnel,
+ * issue 13). A slot whose token matches is live while cb is set and dying
+ * (the backend still holds it) once cb is NULL; a free slot is on the free
+ * list, its generation moved on, so no old token matches it. */
 struct ev_slot {
     ev_cb *cb;
     void *arg;
-    int fd;
-    uint32_t events;
-    uint32_t gen;
-    uint8_t state; /* enum ev_slot_state */
-    bool noref;    /* ev_add_listen(): the backend keeps no file reference */
-    uint32_t next_free;
+    union {
+        int fd;             /* live or dying */
+        uint32_t next_free; /* free */
+    };
+    uint32_t bits; /* EV_GEN_BITS of generation, the packed mask, EV_SLOT_NOREF */
 };
+
+#define EV_GEN_BITS 24 /* a token's low half; wraps after 16M reuses of one slot */
+#define EV_GEN_MASK ((1u << EV_GEN_BITS) - 1)
+#define EV_MASK_SHIFT EV_GEN_BITS
+#define EV_SLOT_NOREF (1u << 31) /* ev_add_listen(): the backend keeps no file reference */
+
+static inline uint32_t ev_slot_gen(const struct ev_slot *s)
+{
+    return s->bits & EV_GEN_MASK;
+}
+
+/* The epoll mask the slot was added with (engine/ev.c packs it in 6 bits). */
+uint32_t ev_slot_events(const struct ev_slot *s);
 
 /* A backend: haproxy's `struct poller`, redis's ae_*. */
 struct ev_backend {

@@ -24,7 +24,13 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#define URING_ENTRIES 4096
+/* The ring's pages are resident from its creation (0.4 MiB at 4096 SQEs
+ * and 8192 CQEs). Submissions go in batches anyway (ur_sqe() submits when
+ * the SQ ring is full), so the SQ ring is small; the CQ ring is larger: a
+ * wait can collect one completion per ready socket, and an overflowing CQ
+ * ring ends multishot polls, which then cost a new submission each. */
+#define URING_ENTRIES 256
+#define URING_CQ_ENTRIES 4096
 #define URING_BATCH 256
 /* user_data of a cancel request: the watch's token with this bit set
  * (tokens never use it: slot indexes stay far below 2^31). */
@@ -53,13 +59,21 @@ static struct io_uring_sqe *ur_sqe(struct ur *u)
     return sqe;
 }
 
-static int ur_ring_init(struct io_uring *ring, unsigned entries)
+/* cq_entries 0: the kernel's default (twice entries). */
+static int ur_ring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries)
 {
-    int r =
-        io_uring_queue_init(entries, ring, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
+    struct io_uring_params p = {
+        .flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                 (cq_entries ? IORING_SETUP_CQSIZE : 0),
+        .cq_entries = cq_entries,
+    };
+    int r = io_uring_queue_init_params(entries, ring, &p);
 
-    if (r == -EINVAL) /* kernels before 6.1 */
-        r = io_uring_queue_init(entries, ring, 0);
+    if (r == -EINVAL) { /* kernels before 6.1 */
+        p = (struct io_uring_params){.flags = cq_entries ? IORING_SETUP_CQSIZE : 0,
+                                     .cq_entries = cq_entries};
+        r = io_uring_queue_init_params(entries, ring, &p);
+    }
     return r;
 }
 
@@ -71,7 +85,7 @@ static int ur_probe(char *why, size_t len)
     struct io_uring_cqe *cqe;
     int p[2], r;
 
-    r = ur_ring_init(&ring, 8);
+    r = ur_ring_init(&ring, 8, 0);
     if (r < 0) {
         snprintf(why, len, "io_uring_setup: %s", strerror(-r));
         return r;
@@ -110,7 +124,7 @@ static int ur_init(struct ev_loop *l)
 
     if (!u)
         return -ENOMEM;
-    r = ur_ring_init(&u->ring, URING_ENTRIES);
+    r = ur_ring_init(&u->ring, URING_ENTRIES, URING_CQ_ENTRIES);
     if (r < 0) {
         free(u);
         return r;
@@ -220,7 +234,7 @@ static int ur_del(struct ev_loop *l, int fd, uint64_t token, bool closing)
     struct ur *u = l->priv;
     const struct ev_slot *s = ev_slot_of(l, token);
 
-    if (s && s->noref) {
+    if (s && (s->bits & EV_SLOT_NOREF)) {
         /* epoll forgets a closed file by itself; the slot is free now
          * (events already fetched no longer match its generation). */
         if (!closing)
@@ -245,7 +259,7 @@ static void ur_complete(struct ev_loop *l, struct ur *u, const struct io_uring_c
         uint64_t token = c->user_data & ~URING_REMOVE_TAG;
 
         s = ev_slot_of(l, token);
-        if (c->res == -EALREADY && s && s->state == SLOT_DYING)
+        if (c->res == -EALREADY && s && !s->cb) /* still dying */
             ur_retry_later(u, token);
         return;
     }
@@ -261,16 +275,16 @@ static void ur_complete(struct ev_loop *l, struct ur *u, const struct io_uring_c
     if (!(c->flags & IORING_CQE_F_MORE)) {
         /* The poll ended: after our remove (slot dying), or on its own
          * (error, overflow), in which case a live watch is armed again. */
-        if (s->state == SLOT_DYING) {
+        if (!s->cb) { /* dying */
             ev_slot_release(l, c->user_data);
             return;
         }
-        if (c->res >= 0 && ur_arm(u, s->fd, s->events, c->user_data) < 0)
+        if (c->res >= 0 && ur_arm(u, s->fd, ev_slot_events(s), c->user_data) < 0)
             ev_dispatch(l, c->user_data, EV_ERR);
     }
     if (c->res < 0)
         ev_dispatch(l, c->user_data, EV_ERR);
-    else if (s->state == SLOT_LIVE)
+    else if (s->cb)
         ev_dispatch(l, c->user_data, (uint32_t)c->res);
 }
 

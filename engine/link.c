@@ -8,23 +8,41 @@
  * -EAGAIN (which implies nothing is pending inside it, engine/xprt.h), so
  * bytes a TLS session holds are read before the pump waits; a raw socket
  * whose copy read came back short waits for its next edge at once, unless
- * a FIN may be queued (link_end.drain). Shard thread only. */
+ * a FIN may be queued (LF_DRAIN). Shard thread only.
+ *
+ * Memory: an idle pair is its struct link and nothing else (issue 13). What
+ * a direction holds while bytes are in flight lives in a struct link_hold;
+ * during a pump the direction borrows the thread's (link_lent), and the
+ * pump gives it back before it returns (dir_keep): a heap hold is made only
+ * when bytes must wait for the destination. */
 #include "engine/link.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/conn.h"
+#include "engine/listener.h"
 #include "engine/log.h"
 #include "engine/shard.h"
+#include "proto/addr.h"
+
+/* The longest IPv4 peer string, with its NUL: such a link fits 192 bytes. */
+#define LINK_PEER_V4_MAX sizeof("255.255.255.255:65535")
+#define LINK_TIMEOUT_MAX_S (UINT32_MAX / 1000) /* timeout_ms is 32 bits */
+_Static_assert(offsetof(struct link, peer) + LINK_PEER_V4_MAX <= 192,
+               "an idle linked pair with an IPv4 peer fits jemalloc's 192-byte class");
 
 /* Small reads land here and are sent at once; bytes the destination cannot
  * take yet move to a buffer of the direction's own (dir_keep), so a pump
  * never returns with the scratch holding anything. Per thread: every shard
  * runs on one thread at a time. */
 static _Thread_local char link_scratch[LINK_SMALL_BUF];
+/* The holds a pump lends its directions (index: the direction). */
+static _Thread_local struct link_hold link_lent[2];
 
 static void link_timer_cb(struct timer *t);
 static void link_event(void *arg, uint32_t events, int side);
@@ -39,113 +57,162 @@ static void link_event1(void *arg, uint32_t events)
     link_event(arg, events, 1);
 }
 
-/* Give back what a direction holds when no byte is in flight, so that an
- * idle linked pair holds no pipe and no buffer. */
-static void dir_release(struct shard *sh, struct link_dir *d, bool force)
+static struct shard *link_shard(const struct link *l)
 {
-    if (d->pipe[0] >= 0 && (d->in_pipe == 0 || force))
-        pipepool_put(&sh->pool, d->pipe, d->in_pipe == 0);
-    if (d->buf == link_scratch) {
-        d->buf = NULL;
-        d->buf_len = d->buf_off = 0;
+    return l->p->sh;
+}
+
+static bool has(const struct link *l, unsigned f)
+{
+    return (l->flags & f) != 0;
+}
+
+static void set(struct link *l, unsigned f, bool on)
+{
+    l->flags = (uint16_t)(on ? l->flags | f : l->flags & ~f);
+}
+
+/* Direction di's hold, lending it the thread's when it has none. */
+static struct link_hold *dir_hold(struct link *l, int di)
+{
+    if (!l->hold[di]) {
+        link_lent[di] = (struct link_hold){.pipe = {-1, -1}};
+        l->hold[di] = &link_lent[di];
     }
-    if (d->buf && (d->buf_off == d->buf_len || force)) {
-        free(d->buf);
-        d->buf = NULL;
-        d->buf_len = d->buf_off = 0;
+    return l->hold[di];
+}
+
+/* Let go of a hold with nothing left in it. */
+static void hold_drop(struct link *l, int di)
+{
+    struct link_hold *h = l->hold[di];
+
+    if (h->pipe[0] >= 0 || h->buf || h->head)
+        return;
+    if (h != &link_lent[di])
+        free(h);
+    l->hold[di] = NULL;
+}
+
+/* Give back what a direction holds when no byte is in flight (force: all
+ * of it), so that an idle linked pair holds no pipe, buffer nor hold. */
+static void dir_release(struct link *l, int di, bool force)
+{
+    struct link_hold *h = l->hold[di];
+
+    if (!h)
+        return;
+    if (h->pipe[0] >= 0 && (h->in_pipe == 0 || force)) {
+        pipepool_put(&link_shard(l)->pool, h->pipe, h->in_pipe == 0);
+        h->in_pipe = 0;
     }
-    if (d->head && (d->head_off == d->head_len || force)) {
-        free(d->head);
-        d->head = NULL;
-        d->head_len = d->head_off = 0;
+    if (h->buf == link_scratch) {
+        h->buf = NULL;
+        h->buf_len = h->buf_off = 0;
     }
+    if (h->buf && (h->buf_off == h->buf_len || force)) {
+        free(h->buf);
+        h->buf = NULL;
+        h->buf_len = h->buf_off = 0;
+    }
+    if (h->head && (h->head_off == h->head_len || force)) {
+        free(h->head);
+        h->head = NULL;
+        h->head_len = h->head_off = 0;
+    }
+    hold_drop(l, di);
 }
 
 /* Get somewhere to put bulk bytes: a pipe when both transports can splice,
  * else a copy buffer. */
-static int dir_acquire(struct shard *sh, struct link_dir *d, const struct link_end *src,
-                       const struct link_end *dst)
+static int dir_acquire(struct link *l, int di)
 {
-    if (d->pipe[0] >= 0 || d->buf)
+    struct link_hold *h = dir_hold(l, di);
+
+    if (h->pipe[0] >= 0 || h->buf)
         return 0;
-    if (xconn_can_splice(&src->c, &dst->c)) {
-        if (pipepool_get(&sh->pool, d->pipe) == 0)
+    if (xconn_can_splice(&l->end[di].c, &l->end[!di].c)) {
+        if (pipepool_get(&link_shard(l)->pool, h->pipe) == 0)
             return 0;
-        STAT_ADD(sh->stats.copy_fallbacks, 1);
+        STAT_ADD(link_shard(l)->stats.copy_fallbacks, 1);
     }
-    d->buf = malloc(LINK_COPY_BUF);
-    return d->buf ? 0 : -ENOMEM;
+    h->buf = malloc(LINK_COPY_BUF);
+    return h->buf ? 0 : -ENOMEM;
 }
 
-/* A transport answered -EAGAIN: leave the end alone until the readiness its
+/* A transport answered -EAGAIN: leave end s alone until the readiness its
  * transport waits for (a raw read waits for input, a raw write for room; a
  * TLS read may wait for room, a TLS write for input). */
-static void end_blocked(struct link_end *e)
+static void end_blocked(struct link *l, int s)
 {
-    if (e->c.want & XPRT_WANT_IN)
-        e->readable = false;
-    if (e->c.want & XPRT_WANT_OUT)
-        e->writable = false;
+    if (l->end[s].c.want & XPRT_WANT_IN)
+        set(l, LF_READABLE(s), false);
+    if (l->end[s].c.want & XPRT_WANT_OUT)
+        set(l, LF_WRITABLE(s), false);
 }
 
-/* Count n bytes delivered on direction d. */
-static void dir_account(struct link *l, struct link_dir *d, size_t n)
+/* Count n bytes delivered on direction di. */
+static void dir_account(struct link *l, int di, size_t n)
 {
-    d->bytes += (uint64_t)n;
-    if (d == &l->dir[0])
-        STAT_ADD(l->sh->stats.bytes_up, (uint64_t)n);
+    struct shard *sh = link_shard(l);
+
+    l->bytes[di] += (uint64_t)n;
+    if (di == 0)
+        STAT_ADD(sh->stats.bytes_up, (uint64_t)n);
     else
-        STAT_ADD(l->sh->stats.bytes_down, (uint64_t)n);
-    l->last = l->sh->now;
+        STAT_ADD(sh->stats.bytes_down, (uint64_t)n);
+    l->last = (uint32_t)sh->now;
 }
 
-/* Write what the direction holds toward dst. 1: all flushed, 0: dst is full
- * (wait for EV_OUT), -errno: failure. */
-static int dir_flush(struct link *l, struct link_dir *d, struct link_end *dst)
+/* Write what direction di holds toward its destination. 1: all flushed,
+ * 0: the destination is full (wait for EV_OUT), -errno: failure. */
+static int dir_flush(struct link *l, int di)
 {
-    struct xconn *c = &dst->c;
+    struct link_hold *h = l->hold[di];
+    struct xconn *c = &l->end[!di].c;
     ssize_t n;
 
-    while (d->head_off < d->head_len || d->in_pipe || d->buf_off < d->buf_len) {
-        if (!dst->writable)
+    while (h && (h->head_off < h->head_len || h->in_pipe || h->buf_off < h->buf_len)) {
+        if (!has(l, LF_WRITABLE(!di)))
             return 0;
-        if (d->head_off < d->head_len)
-            n = c->ops->snd(c, d->head + d->head_off, d->head_len - d->head_off);
-        else if (d->in_pipe)
-            n = c->ops->snd_pipe(c, d->pipe[0], d->in_pipe);
+        if (h->head_off < h->head_len)
+            n = c->ops->snd(c, h->head + h->head_off, h->head_len - h->head_off);
+        else if (h->in_pipe)
+            n = c->ops->snd_pipe(c, h->pipe[0], h->in_pipe);
         else
-            n = c->ops->snd(c, d->buf + d->buf_off, d->buf_len - d->buf_off);
+            n = c->ops->snd(c, h->buf + h->buf_off, h->buf_len - h->buf_off);
         if (n == -EAGAIN) {
-            end_blocked(dst);
+            end_blocked(l, !di);
             return 0;
         }
         if (n < 0)
             return (int)n;
-        if (d->head_off < d->head_len) {
-            d->head_off += (size_t)n;
+        if (h->head_off < h->head_len) {
+            h->head_off += (size_t)n;
             continue;
         }
-        if (d->in_pipe)
-            d->in_pipe -= (size_t)n;
+        if (h->in_pipe)
+            h->in_pipe -= (size_t)n;
         else
-            d->buf_off += (size_t)n;
-        dir_account(l, d, (size_t)n);
+            h->buf_off += (size_t)n;
+        dir_account(l, di, (size_t)n);
     }
     return 1;
 }
 
-/* Read bulk bytes from src into the pipe or the direction's buffer. */
-static ssize_t dir_read_bulk(struct link *l, struct link_dir *d, struct link_end *src,
-                             const struct link_end *dst)
+/* Read bulk bytes from end[di] into the pipe or the direction's buffer. */
+static ssize_t dir_read_bulk(struct link *l, int di)
 {
-    struct xconn *c = &src->c;
-    int r = dir_acquire(l->sh, d, src, dst);
+    struct xconn *c = &l->end[di].c;
+    struct link_hold *h;
+    int r = dir_acquire(l, di);
 
     if (r < 0)
         return r;
-    if (d->pipe[0] >= 0)
-        return c->ops->rcv_pipe(c, d->pipe[1], l->sh->conf.pipe_size);
-    return c->ops->rcv(c, d->buf, LINK_COPY_BUF);
+    h = l->hold[di];
+    if (h->pipe[0] >= 0)
+        return c->ops->rcv_pipe(c, h->pipe[1], link_shard(l)->conf.pipe_size);
+    return c->ops->rcv(c, h->buf, LINK_COPY_BUF);
 }
 
 /* Read a small chunk into the scratch (or the buffer the direction kept).
@@ -153,70 +220,82 @@ static ssize_t dir_read_bulk(struct link *l, struct link_dir *d, struct link_end
  * socket a short read took all there was: the next bytes (or the FIN) come
  * with a new edge, so the end waits for it instead of probing for -EAGAIN,
  * unless a FIN or an error may already be queued (drain). */
-static ssize_t dir_read_small(struct link_dir *d, struct link_end *src)
+static ssize_t dir_read_small(struct link *l, int di)
 {
-    struct xconn *c = &src->c;
-    size_t want = d->buf ? LINK_COPY_BUF : LINK_SMALL_BUF;
-    char *to = d->buf ? d->buf : link_scratch;
+    struct link_hold *h = dir_hold(l, di);
+    struct xconn *c = &l->end[di].c;
+    size_t want = h->buf ? LINK_COPY_BUF : LINK_SMALL_BUF;
+    char *to = h->buf ? h->buf : link_scratch;
     ssize_t n = c->ops->rcv(c, to, want);
 
     if (n <= 0)
         return n;
-    d->buf = to;
+    h->buf = to;
     if ((size_t)n == want)
-        d->bulk = true;
-    else if (c->ops == &xprt_raw && !src->drain)
-        src->readable = false;
+        set(l, LF_BULK(di), true);
+    else if (c->ops == &xprt_raw && !has(l, LF_DRAIN(di)))
+        set(l, LF_READABLE(di), false);
     return n;
 }
 
-/* Read from src. 1: got bytes or EOF, 0: src empty, -errno: failure. */
-static int dir_fill(struct link *l, struct link_dir *d, struct link_end *src,
-                    const struct link_end *dst)
+/* Read from end[di]. 1: got bytes or EOF, 0: it is empty, -errno: failure. */
+static int dir_fill(struct link *l, int di)
 {
+    struct link_hold *h = l->hold[di];
     ssize_t n;
 
-    if (d->buf == link_scratch) /* flushed: the scratch is free again */
-        d->buf = NULL;
-    n = d->bulk ? dir_read_bulk(l, d, src, dst) : dir_read_small(d, src);
+    if (h && h->buf == link_scratch) /* flushed: the scratch is free again */
+        h->buf = NULL;
+    n = has(l, LF_BULK(di)) ? dir_read_bulk(l, di) : dir_read_small(l, di);
     if (n == -EAGAIN) {
-        end_blocked(src);
-        src->drain = false; /* nothing queued, no FIN: the next edge tells */
+        end_blocked(l, di);
+        set(l, LF_DRAIN(di), false); /* nothing queued, no FIN: the next edge tells */
         return 0;
     }
     if (n < 0)
         return (int)n;
+    h = l->hold[di];
     if (n == 0) {
-        d->eof = true;
-    } else if (d->pipe[0] >= 0) {
-        d->in_pipe = (size_t)n;
+        set(l, LF_EOF(di), true);
+    } else if (h->pipe[0] >= 0) {
+        h->in_pipe = (size_t)n;
     } else {
-        d->buf_len = (size_t)n;
-        d->buf_off = 0;
+        h->buf_len = (size_t)n;
+        h->buf_off = 0;
     }
     return 1;
 }
 
-/* The pump is leaving with bytes in the scratch: move them to a buffer of
- * the direction's own. 0 or -ENOMEM. */
-static int dir_keep(struct link_dir *d)
+/* The pump is leaving: bytes still in the scratch move to a buffer of the
+ * direction's own, a lent hold still holding something to the heap, an
+ * empty one goes. 0 or -ENOMEM. */
+static int dir_keep(struct link *l, int di)
 {
-    char *b;
+    struct link_hold *h = l->hold[di], *k;
 
-    if (d->buf != link_scratch)
+    if (!h)
         return 0;
-    if (d->buf_off == d->buf_len) {
-        d->buf = NULL;
-        d->buf_len = d->buf_off = 0;
-        return 0;
+    if (h->buf == link_scratch && h->buf_off == h->buf_len) {
+        h->buf = NULL;
+        h->buf_len = h->buf_off = 0;
+    } else if (h->buf == link_scratch) {
+        char *b = malloc(LINK_COPY_BUF);
+
+        if (!b)
+            return -ENOMEM;
+        h->buf_len -= h->buf_off;
+        memcpy(b, link_scratch + h->buf_off, h->buf_len);
+        h->buf = b;
+        h->buf_off = 0;
     }
-    b = malloc(LINK_COPY_BUF);
-    if (!b)
+    hold_drop(l, di);
+    if (l->hold[di] != &link_lent[di])
+        return 0;
+    k = malloc(sizeof(*k));
+    if (!k)
         return -ENOMEM;
-    d->buf_len -= d->buf_off;
-    memcpy(b, link_scratch + d->buf_off, d->buf_len);
-    d->buf = b;
-    d->buf_off = 0;
+    *k = *h;
+    l->hold[di] = k;
     return 0;
 }
 
@@ -226,52 +305,65 @@ static int dir_keep(struct link_dir *d)
  * not a reset). A transport with its own goodbye (TLS) still says it. */
 static bool fin_by_close(const struct link *l, int di)
 {
-    return l->dir[!di].shut && l->end[!di].c.ops == &xprt_raw;
+    return has(l, LF_SHUT(!di)) && l->end[!di].c.ops == &xprt_raw;
+}
+
+/* Put l on its shard's ready list, to continue after the other ready
+ * connections. */
+static void link_queue(struct link *l)
+{
+    struct shard *sh = link_shard(l);
+
+    if (has(l, LF_QUEUED))
+        return;
+    set(l, LF_QUEUED, true);
+    dlist_del(&l->node);
+    dlist_add_tail(&sh->ready, &l->node);
+}
+
+/* Direction di's source ended: forward the FIN. 0 or -errno. */
+static int dir_end(struct link *l, int di)
+{
+    struct xconn *dst = &l->end[!di].c;
+    int r = has(l, LF_SHUT(di)) || fin_by_close(l, di) ? 0 : dst->ops->shutw(dst);
+
+    if (r == -EAGAIN) { /* a close_notify waiting for room: again on readiness */
+        end_blocked(l, !di);
+        return 0;
+    }
+    if (r < 0 && r != -ENOTCONN)
+        return r;
+    set(l, LF_SHUT(di), true);
+    dir_release(l, di, false);
+    return 0;
 }
 
 /* Move bytes end[di] -> end[!di] until one side would block, the source
- * ended, or the budget is spent (then the link is queued to continue after
- * the other ready connections). Returns 0 or -errno. */
+ * ended, or the budget is spent (then the link is queued). 0 or -errno. */
 static int dir_pump_budget(struct link *l, int di)
 {
-    struct link_dir *d = &l->dir[di];
-    struct link_end *src = &l->end[di], *dst = &l->end[!di];
     int r;
 
     for (int budget = LINK_PUMP_BUDGET; budget > 0; budget--) {
-        r = dir_flush(l, d, dst);
+        r = dir_flush(l, di);
         if (r <= 0)
             return r;
-        if (d->eof) {
-            r = d->shut || fin_by_close(l, di) ? 0 : dst->c.ops->shutw(&dst->c);
-            if (r == -EAGAIN) { /* a close_notify waiting for room: again on readiness */
-                end_blocked(dst);
-                return 0;
-            }
-            if (r < 0 && r != -ENOTCONN)
-                return r;
-            d->shut = true;
-            dir_release(l->sh, d, false);
-            return 0;
-        }
+        if (has(l, LF_EOF(di)))
+            return dir_end(l, di);
         /* Bytes inside the source's transport (TLS) come with no event. */
-        if (!src->readable && xconn_pending(&src->c) == 0) {
-            dir_release(l->sh, d, false);
+        if (!has(l, LF_READABLE(di)) && xconn_pending(&l->end[di].c) == 0) {
+            dir_release(l, di, false);
             return 0;
         }
-        r = dir_fill(l, d, src, dst);
+        r = dir_fill(l, di);
         if (r < 0)
             return r;
         if (r == 0) {
-            dir_release(l->sh, d, false);
+            dir_release(l, di, false);
             return 0;
         }
     }
-    if (!l->queued) {
-        l->queued = true;
-        l->ready_next = l->sh->ready;
-        l->sh->ready = l;
-    }
+    link_queue(l);
     return 0;
 }
 
@@ -280,7 +372,7 @@ static int dir_pump(struct link *l, int di)
     int r = dir_pump_budget(l, di);
 
     /* On an error the pair closes and dir_release() lets the scratch go. */
-    return r < 0 ? r : dir_keep(&l->dir[di]);
+    return r < 0 ? r : dir_keep(l, di);
 }
 
 static void link_pump(struct link *l)
@@ -293,81 +385,105 @@ static void link_pump(struct link *l)
         link_close(l, true, strerror(-r));
         return;
     }
-    if (l->dir[0].shut && l->dir[1].shut)
+    if (has(l, LF_SHUT(0)) && has(l, LF_SHUT(1)))
         link_close(l, false, "closed");
 }
 
 static void link_event(void *arg, uint32_t events, int side)
 {
     struct link *l = arg;
-    struct link_end *e = &l->end[side];
 
     if (events & (EV_IN | EV_RDHUP | EV_HUP | EV_ERR))
-        e->readable = true;
+        set(l, LF_READABLE(side), true);
     if (events & (EV_RDHUP | EV_HUP | EV_ERR))
-        e->drain = true;
+        set(l, LF_DRAIN(side), true);
     if (events & (EV_OUT | EV_HUP | EV_ERR))
-        e->writable = true;
+        set(l, LF_WRITABLE(side), true);
     link_pump(l);
 }
 
 void link_run_ready(struct shard *sh)
 {
-    struct link *l = sh->ready;
+    struct dlist todo;
 
-    sh->ready = NULL;
-    while (l) {
-        struct link *next = l->ready_next;
+    if (dlist_empty(&sh->ready))
+        return;
+    /* This turn's list; links queued while it runs wait for the next. */
+    todo.next = sh->ready.next;
+    todo.prev = sh->ready.prev;
+    todo.next->prev = todo.prev->next = &todo;
+    dlist_init(&sh->ready);
+    while (!dlist_empty(&todo)) {
+        struct link *l = CONTAINER(todo.next, struct link, node);
 
-        l->queued = false;
-        l->ready_next = NULL;
-        if (!l->closing)
-            link_pump(l);
-        else
+        dlist_del(&l->node);
+        if (has(l, LF_CLOSING)) {
             free(l);
-        l = next;
+            continue;
+        }
+        set(l, LF_QUEUED, false);
+        dlist_add_tail(&sh->links, &l->node);
+        link_pump(l);
     }
+}
+
+void link_close_all(struct shard *sh, const char *why)
+{
+    while (!dlist_empty(&sh->links))
+        link_close(CONTAINER(sh->links.next, struct link, node), false, why);
+    /* Queued links stay on the ready list when closed, freed by its run. */
+    for (struct dlist *d = sh->ready.next; d != &sh->ready; d = d->next)
+        link_close(CONTAINER(d, struct link, node), false, why);
+    link_run_ready(sh);
+}
+
+/* The client's watch: taken over from its waiter, or a new one. */
+static int link_watch_client(struct shard *sh, struct link *l, const struct link_args *a)
+{
+    if (!a->client_tok)
+        return ev_add(&sh->loop, a->client.fd, EV_IN | EV_OUT | EV_RDHUP, link_event0, l,
+                      &l->end[0].tok);
+    /* The watch has the link's mask already; the edges its waiter consumed
+     * are not reported again: when one said input (or a hang-up), read
+     * until -EAGAIN; when none did, the next edge will (a TLS session may
+     * hold bytes of its own). */
+    ev_rebind(&sh->loop, a->client_tok, link_event0, l);
+    l->end[0].tok = a->client_tok;
+    if (a->client_input || xconn_pending(&l->end[0].c) > 0)
+        set(l, LF_READABLE(0) | LF_DRAIN(0), true);
+    return 0;
+}
+
+/* Direction di starts with head (taken over; the pump sends it first). */
+static void dir_start(struct link *l, int di, char *head, size_t len)
+{
+    struct link_hold *h = dir_hold(l, di);
+
+    h->head = head;
+    h->head_len = len;
 }
 
 int link_new(struct shard *sh, const struct link_args *a)
 {
-    struct link *l = calloc(1, sizeof(*l) + a->path_len + 1);
-    size_t n;
-    int r = 0;
+    size_t n = strnlen(a->peer, ADDR_STR_MAX - 1);     /* snprintf cost ~600 instructions */
+    size_t size = offsetof(struct link, peer) + n + 1; /* not sizeof: no tail padding */
+    long timeout_s = a->timeout_s < 0 ? 0 : a->timeout_s;
+    struct link *l = calloc(1, size > sizeof(*l) ? size : sizeof(*l));
+    int r;
 
     if (!l) {
         ev_del(&sh->loop, a->client_tok);
         return -ENOMEM;
     }
-    l->sh = sh;
-    memcpy(l->path, a->path, a->path_len);
-    n = strnlen(a->peer, sizeof(l->peer) - 1); /* snprintf cost ~600 instructions */
     memcpy(l->peer, a->peer, n);
-    l->peer[n] = '\0';
+    l->p = a->p;
     l->end[0].c = a->client;
     l->end[1].c = a->server;
-    for (int i = 0; i < 2; i++)
-        l->dir[i].pipe[0] = l->dir[i].pipe[1] = -1;
-    /* dir[1] flows server -> client: the client's 101 goes first on it. */
-    l->dir[1].head = a->to_client;
-    l->dir[1].head_len = a->to_client_len;
-    l->dir[0].head = a->to_server;
-    l->dir[0].head_len = a->to_server_len;
-    l->start = l->last = sh->now;
-    l->timeout_ms = (uint64_t)a->timeout_s * 1000;
-    /* The client's watch has the link's mask already; the edges its waiter
-     * consumed are not reported again: when one said input (or a hang-up),
-     * read until -EAGAIN; when none did, the next edge will (a TLS session
-     * may hold bytes of its own). */
-    if (a->client_tok) {
-        ev_rebind(&sh->loop, a->client_tok, link_event0, l);
-        l->end[0].tok = a->client_tok;
-        l->end[0].readable = a->client_input || xconn_pending(&l->end[0].c) > 0;
-        l->end[0].drain = l->end[0].readable;
-    } else {
-        r = ev_add(&sh->loop, a->client.fd, EV_IN | EV_OUT | EV_RDHUP, link_event0, l,
-                   &l->end[0].tok);
-    }
+    l->start = sh->now;
+    l->last = (uint32_t)sh->now;
+    l->timeout_ms =
+        (uint32_t)(timeout_s > (long)LINK_TIMEOUT_MAX_S ? LINK_TIMEOUT_MAX_S : timeout_s) * 1000u;
+    r = link_watch_client(sh, l, a);
     if (r == 0)
         r = ev_add(&sh->loop, a->server.fd, EV_IN | EV_OUT | EV_RDHUP, link_event1, l,
                    &l->end[1].tok);
@@ -376,56 +492,64 @@ int link_new(struct shard *sh, const struct link_args *a)
         free(l);
         return r; /* the caller still owns the connections and heads */
     }
+    l->p->nlinks++;
+    /* dir[1] flows server -> client: the client's 101 goes first on it. */
+    dir_start(l, 1, a->to_client, a->to_client_len);
+    dir_start(l, 0, a->to_server, a->to_server_len);
     dlist_add_tail(&sh->links, &l->node);
     sh->nlinks++;
     STAT_ADD(sh->stats.links_total, 1);
-    timer_set(&sh->wheel, &l->timer, l->last + l->timeout_ms, link_timer_cb);
+    timer_set(&sh->wheel, &l->timer, sh->now + l->timeout_ms, link_timer_cb);
     /* Both sockets are fresh: write the 101s and any early bytes now rather
      * than waiting for the first readiness event. Whether they have bytes to
      * read the watch reports at once (it checks readiness when added), so no
-     * speculative read here. */
-    l->end[0].writable = l->end[1].writable = true;
-    /* The dial-back's transport may hold bytes read with its head (TLS),
-     * which no readiness event will announce. */
-    l->end[1].readable = xconn_pending(&l->end[1].c) > 0;
+     * speculative read here. The dial-back's transport may hold bytes read
+     * with its head (TLS), which no readiness event will announce. */
+    set(l, LF_WRITABLE(0) | LF_WRITABLE(1), true);
+    set(l, LF_READABLE(1), xconn_pending(&l->end[1].c) > 0);
     link_pump(l);
     return 0;
 }
 
 void link_close(struct link *l, bool reset, const char *why)
 {
-    struct shard *sh = l->sh;
-    uint64_t ms = sh->now - l->start;
+    struct shard *sh;
+    uint64_t ms;
 
-    if (l->closing)
+    if (has(l, LF_CLOSING))
         return;
-    l->closing = true;
+    sh = link_shard(l);
+    ms = sh->now - l->start;
+    set(l, LF_CLOSING, true);
     for (int i = 0; i < 2; i++) {
         ev_del_closing(&sh->loop, l->end[i].tok);
         /* A reset is propagated as a reset, not as a clean end of stream. */
         conn_close(sh->relay, &l->end[i].c, reset);
-        dir_release(sh, &l->dir[i], true);
+        dir_release(l, i, true);
     }
     timer_del(&sh->wheel, &l->timer);
-    dlist_del(&l->node);
     sh->nlinks--;
-    pathstat_link_closed(sh, l->path, l->dir[0].bytes, l->dir[1].bytes);
-    log_info("close path=%s client=%s up=%llu down=%llu ms=%llu (%s)", l->path, l->peer,
-             (unsigned long long)l->dir[0].bytes, (unsigned long long)l->dir[1].bytes,
+    pathstat_link_closed(l->p, l->bytes[0], l->bytes[1]);
+    log_info("close path=%s client=%s up=%llu down=%llu ms=%llu (%s)", l->p->path, l->peer,
+             (unsigned long long)l->bytes[0], (unsigned long long)l->bytes[1],
              (unsigned long long)ms, why);
+    lpath_link_gone(l->p); /* may free the path: l->p is not used after */
     /* A link on the ready list is freed when the list reaches it. */
-    if (!l->queued)
+    if (!has(l, LF_QUEUED)) {
+        dlist_del(&l->node);
         free(l);
+    }
 }
 
 static void link_timer_cb(struct timer *t)
 {
     struct link *l = CONTAINER(t, struct link, timer);
-    struct shard *sh = l->sh;
+    struct shard *sh = link_shard(l);
+    uint32_t idle = (uint32_t)sh->now - l->last; /* timeouts are far below 2^32 ms */
 
-    if (sh->now - l->last >= l->timeout_ms) {
+    if (idle >= l->timeout_ms) {
         link_close(l, false, "inactivity timeout");
         return;
     }
-    timer_set(&sh->wheel, &l->timer, l->last + l->timeout_ms, link_timer_cb);
+    timer_set(&sh->wheel, &l->timer, sh->now - idle + l->timeout_ms, link_timer_cb);
 }

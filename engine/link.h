@@ -3,7 +3,8 @@
  * per-thread scratch, bulk spliced through a pooled pipe when both
  * transports can, else copied through a buffer. A link belongs to one
  * shard and is touched by that shard's thread only; it owns both
- * connections and frees itself on close. */
+ * connections, holds a reference on its path (struct lpath.nlinks) and
+ * frees itself on close. */
 #ifndef RAPI_ENGINE_LINK_H
 #define RAPI_ENGINE_LINK_H
 
@@ -14,46 +15,57 @@
 #include "engine/dlist.h"
 #include "engine/timer.h"
 #include "engine/xprt.h"
-#include "proto/addr.h"
 
 #define LINK_COPY_BUF (64u * 1024)  /* copy fallback buffer per busy direction */
 #define LINK_SMALL_BUF (16u * 1024) /* a read that fills this turns a direction to bulk */
 #define LINK_PUMP_BUDGET 16         /* transfers per direction per wake-up (fairness) */
 
+struct lpath;
 struct shard;
 
 struct link_end {
     struct xconn c;
     uint64_t tok;
-    bool readable, writable;
-    bool drain; /* a FIN or error may be queued: read until -EAGAIN or EOF */
 };
 
-/* Bytes flowing from end[d] to end[!d]. */
-struct link_dir {
+/* What a direction holds while its destination cannot take it yet: the
+ * unsent head, bytes in a pipe or a copy buffer. Made when needed (lent
+ * from a per-thread pair during a pump, engine/link.c) and freed once
+ * empty: an idle direction holds none. */
+struct link_hold {
     char *head; /* sent first: the 101 answer, then bytes read past the head */
     size_t head_len, head_off;
+    char *buf; /* copy buffer, or the thread's scratch during a pump */
+    size_t buf_len, buf_off;
     int pipe[2]; /* held only while bytes are in flight */
     size_t in_pipe;
-    char *buf; /* copy fallback */
-    size_t buf_len, buf_off;
-    bool bulk; /* a read filled LINK_SMALL_BUF: pipe (or buffer) from now on */
-    bool eof;  /* source sent FIN */
-    bool shut; /* FIN forwarded to the destination */
-    uint64_t bytes;
 };
 
+/* Flags of a link (struct link.flags): per end (side s: 0 client, 1
+ * server), per direction (d: bytes from end[d] to end[!d]), its own. */
+#define LF_READABLE(s) (0x001u << (s))
+#define LF_WRITABLE(s) (0x004u << (s))
+#define LF_DRAIN(s) (0x010u << (s)) /* a FIN or error may be queued: read to -EAGAIN or EOF */
+#define LF_BULK(d) (0x040u << (d))  /* a read filled LINK_SMALL_BUF: pipe (or buffer) from now */
+#define LF_EOF(d) (0x100u << (d))   /* source sent FIN */
+#define LF_SHUT(d) (0x400u << (d))  /* FIN forwarded to the destination */
+#define LF_QUEUED 0x1000u           /* on the shard's ready list: budget ran out */
+#define LF_CLOSING 0x2000u
+
+/* An idle linked pair is this, its peer string and two event slots: 192
+ * bytes (a jemalloc size class) with an IPv4 peer, 24 per slot. */
 struct link {
-    struct shard *sh;
-    struct link_end end[2]; /* 0: client, 1: server (dial-back) */
-    struct link_dir dir[2];
-    struct timer timer;
-    uint64_t start, last, timeout_ms;
-    struct dlist node;       /* shard's list */
-    struct link *ready_next; /* shard's ready list: budget ran out */
-    bool queued, closing;
-    char peer[ADDR_STR_MAX];
-    char path[];
+    struct link_end end[2];    /* 0: client, 1: server (dial-back) */
+    struct link_hold *hold[2]; /* per direction; NULL while it holds nothing */
+    uint64_t bytes[2];         /* per direction, delivered */
+    struct timer timer;        /* inactivity */
+    struct dlist node;         /* shard's links list, or its ready list while queued */
+    struct lpath *p;           /* its path (a reference: lpath.nlinks), and shard */
+    uint64_t start;            /* ms */
+    uint32_t last;             /* ms, low 32 bits: the last byte moved */
+    uint32_t timeout_ms;       /* inactivity timeout */
+    uint16_t flags;            /* LF_* */
+    char peer[];               /* the client's address, for logs */
 };
 
 /* What link_new joins. The heads are heap buffers the link takes over on
@@ -66,9 +78,8 @@ struct link_args {
     struct xconn server; /* the dial-back */
     char *to_client, *to_server;
     size_t to_client_len, to_server_len;
-    long timeout_s; /* inactivity timeout of the pair */
-    const char *path;
-    size_t path_len;
+    long timeout_s;   /* inactivity timeout of the pair */
+    struct lpath *p;  /* the path (on sh): the link takes a reference */
     const char *peer; /* the client's address, for logs */
 };
 
@@ -78,6 +89,9 @@ int link_new(struct shard *sh, const struct link_args *a);
 
 /* Continue the links whose pump budget ran out (once per loop turn). */
 void link_run_ready(struct shard *sh);
+
+/* Close every link of the shard (drain deadline, exit) and free them. */
+void link_close_all(struct shard *sh, const char *why);
 
 /* Close both ends (reset: as a reset) and free the link, now or, when it is
  * on the ready list, once link_run_ready() reaches it. */

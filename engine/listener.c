@@ -155,15 +155,22 @@ static struct lpath *lpath_get(struct shard *sh, const char *path, size_t len)
     return p;
 }
 
-/* Free the pool once nothing holds it: no listener, no waiter, no grace
- * left, no walk under way. Callers do not touch p afterwards. */
+/* Free the pool once nothing holds it: no listener, no waiter, no parked
+ * dial-back, no linked pair, no grace left, no walk under way. Callers do
+ * not touch p afterwards. */
 static void lpath_put(struct lpath *p)
 {
-    if (p->pins > 0 || p->nlisteners > 0 || p->nwaiting > 0 || p->nparked > 0 ||
+    if (p->pins > 0 || p->nlisteners > 0 || p->nwaiting > 0 || p->nparked > 0 || p->nlinks > 0 ||
         timer_armed(&p->grace))
         return;
     map_del(&p->sh->paths, &p->me);
     free(p);
+}
+
+void lpath_link_gone(struct lpath *p)
+{
+    p->nlinks--;
+    lpath_put(p);
 }
 
 /* Whether a client arriving now has somewhere to wait: a live listener, or
@@ -898,8 +905,7 @@ void dialback_arrive(struct shard *sh, struct handoff *h)
                             .client_tok = w->tok,
                             .client_input = w->saw_in || w->early_len > 0,
                             .server = h->conn,
-                            .path = h->path,
-                            .path_len = h->path_len,
+                            .p = w->p,
                             .peer = w->peer};
     la.to_client = head_for(head, (size_t)n, h->early, h->early_len, &la.to_client_len);
     la.to_server = head_for(head, (size_t)n, w->early, w->early_len, &la.to_server_len);
@@ -998,8 +1004,7 @@ static void park_link(struct parked *k, const struct park_client *pc)
                            .client_tok = pc->tok,
                            .client_input = pc->client_input,
                            .server = k->c,
-                           .path = pc->path,
-                           .path_len = pc->path_len,
+                           .p = k->p,
                            .peer = pc->peer};
 
     if (wr_accept(pc->id, pc->id_len, acc) == 0) {

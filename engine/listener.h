@@ -103,7 +103,7 @@ struct parked {
 /* A path's pool: its listeners (up to listeners_per_path live ones), the
  * clients not offered to one of them, and its parked dial-backs. In the
  * shard's path map under the path; lives while it has a listener, a
- * waiter, a parked dial-back or grace left. */
+ * waiter, a parked dial-back, a linked pair or grace left. */
 struct lpath {
     struct map_entry me;
     struct shard *sh;
@@ -117,6 +117,7 @@ struct lpath {
     uint64_t picks;
     struct timer grace;      /* armed while no listener is live and grace is left */
     int pins;                /* > 0: a walk is under way, do not free */
+    long nlinks;             /* linked pairs on it (each holds a reference) */
     struct path_counters ps; /* per-path figures (engine/pathstat.h) */
     size_t path_len;
     char path[];
@@ -136,6 +137,8 @@ void listener_close(struct listener *l, const char *why);
  * 1001 and close it once flushed (now: close it at once, at exit); the
  * path goes once empty. */
 void lpath_drain(struct lpath *p, bool now);
+/* A linked pair on p closed: drop its reference (p may be freed). */
+void lpath_link_gone(struct lpath *p);
 /* Answer a waiting client with an error and free it. */
 void waiter_fail(struct waiter *w, int status, const char *code, const char *msg);
 

@@ -20,8 +20,9 @@
 #define NOTIFY_LOOP_ACCEPTOR 0 /* heartbeat slot of the acceptor; shard i is 1 + i */
 #define NOTIFY_WAIT_DIVISOR 4  /* an idle loop wakes this often per watchdog interval */
 
-/* Sends one state string ("READY=1", ...); sd_notify() in production, a
- * recorder in the unit test. 0 or -errno. */
+/* Sends one state string ("READY=1", ...): sd_notify(3)'s datagram to
+ * NOTIFY_SOCKET in production (engine/notify.c, no libsystemd), a recorder
+ * in the unit test. 0 or -errno. */
 typedef int notify_send_fn(const char *state);
 
 struct notify {
@@ -41,8 +42,8 @@ extern struct notify notify_main;
 void notify_setup(struct notify *n, notify_send_fn *send, uint64_t watchdog_us, struct relay *r);
 
 /* notify_setup(&notify_main, ...) from the environment: NOTIFY_SOCKET and
- * WATCHDOG_USEC (sd_watchdog_enabled). Call from main before the shards
- * start. */
+ * WATCHDOG_USEC (and WATCHDOG_PID, as sd_watchdog_enabled(3) reads them). Call from main before the
+ * shards start. */
 void notify_from_env(struct relay *r);
 
 /* Loop `loop` (NOTIFY_LOOP_ACCEPTOR, or 1 + shard id) is about to wait

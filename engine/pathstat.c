@@ -89,11 +89,18 @@ static void top_offer(struct top *t, const struct path_stat *p, struct path_stat
     sift_down(t, 0);
 }
 
-static struct lpath *path_of(struct shard *s, const char *path)
+/* The bytes of the open links on list h onto their paths. */
+static void count_list(struct dlist *h)
 {
-    struct map_entry *e = s->paths.count ? map_get(&s->paths, path, strlen(path)) : NULL;
+    for (struct dlist *d = h->next; d != h; d = d->next) {
+        struct link *k = CONTAINER(d, struct link, node);
 
-    return e ? CONTAINER(e, struct lpath, me) : NULL;
+        if (k->flags & LF_CLOSING)
+            continue;
+        k->p->ps.live[0] += k->bytes[0];
+        k->p->ps.live[1] += k->bytes[1];
+        k->p->ps.links++;
+    }
 }
 
 /* Open links' bytes onto their paths' scratch counters. */
@@ -108,16 +115,8 @@ static void count_live(struct shard *s)
         memset(l->ps.live, 0, sizeof(l->ps.live));
         l->ps.links = 0;
     }
-    for (struct dlist *d = s->links.next; d != &s->links; d = d->next) {
-        struct link *k = CONTAINER(d, struct link, node);
-        struct lpath *l = path_of(s, k->path);
-
-        if (!l)
-            continue;
-        l->ps.live[0] += k->dir[0].bytes;
-        l->ps.live[1] += k->dir[1].bytes;
-        l->ps.links++;
-    }
+    count_list(&s->links);
+    count_list(&s->ready); /* the links whose pump budget ran out */
 }
 
 static void publish(struct shard *s, const struct top *t, const struct path_stat *rest)
@@ -180,14 +179,10 @@ int pathstat_wait_ms(const struct shard *s, int t)
     return t < 0 || (uint64_t)t > left ? (int)left : t;
 }
 
-void pathstat_link_closed(struct shard *s, const char *path, uint64_t up, uint64_t down)
+void pathstat_link_closed(struct lpath *p, uint64_t up, uint64_t down)
 {
-    struct lpath *l = path_of(s, path);
-
-    if (!l)
-        return;
-    l->ps.done[0] += up;
-    l->ps.done[1] += down;
+    p->ps.done[0] += up;
+    p->ps.done[1] += down;
 }
 
 int pathstat_copy(struct pathstat *ps, struct path_stat *top, struct path_stat *rest)

@@ -17,6 +17,7 @@
 #define PATHSTAT_PATH_MAX 128  /* path bytes kept per entry (longer ones cut) */
 #define PATHSTAT_PERIOD_MS 500 /* shard publication interval */
 
+struct lpath;
 struct shard;
 
 /* One path, or (in rest) the sum over the paths left out. */
@@ -54,8 +55,8 @@ void pathstat_tick(struct shard *s);
  * since the last publication is published within PATHSTAT_PERIOD_MS. */
 int pathstat_wait_ms(const struct shard *s, int t);
 
-/* Shard thread: a link on path closed after moving up/down bytes. */
-void pathstat_link_closed(struct shard *s, const char *path, uint64_t up, uint64_t down);
+/* Shard thread: a link on path p closed after moving up/down bytes. */
+void pathstat_link_closed(struct lpath *p, uint64_t up, uint64_t down);
 
 /* Any thread: copy a shard's snapshot; the number of entries in top (room
  * for PATHSTAT_TOP_MAX). */

@@ -29,6 +29,7 @@ struct shard *shard_new(struct relay *r, int id)
     s->relay = r;
     s->conf = r->conf;
     dlist_init(&s->links);
+    dlist_init(&s->ready);
     pthread_mutex_init(&s->qlock, NULL);
     pathstat_init(&s->pstat);
     s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -134,9 +135,7 @@ static void shard_close_all(struct shard *s)
     struct map_iter it;
     struct map_entry *e;
 
-    while (!dlist_empty(&s->links))
-        link_close(CONTAINER(s->links.next, struct link, node), false, "drain timeout");
-    link_run_ready(s);
+    link_close_all(s, "drain timeout");
     s->draining = true; /* no grace, no offer elsewhere */
     for (map_iter_init(&it, &s->paths); (e = map_iter_next(&it));)
         lpath_drain(CONTAINER(e, struct lpath, me), true);
@@ -160,7 +159,7 @@ int shard_loop_init(struct shard *s)
 
 int shard_wait_ms(const struct shard *s)
 {
-    int t = s->ready ? 0 : wheel_timeout(&s->wheel, s->now);
+    int t = !dlist_empty(&s->ready) ? 0 : wheel_timeout(&s->wheel, s->now);
 
     if (s->draining && (t < 0 || t > 100))
         t = 100;

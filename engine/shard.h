@@ -41,7 +41,7 @@ struct shard {
     struct pipepool pool;
     struct dlist links;
     long nlinks;
-    struct link *ready;
+    struct dlist ready; /* links whose pump budget ran out (struct link.node) */
     bool draining;
     bool hosted; /* runs in the acceptor's thread, on the acceptor's loop */
     uint64_t drain_deadline;

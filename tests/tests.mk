@@ -45,7 +45,7 @@ test-integration: build-all $(NORING)
 # out there: ASan brings its own allocator.
 test-asan:
 	$(MAKE) --no-print-directory BUILD=$(BUILD)/asan CC=clang OPT=-O1 SAN="$(SAN_FLAGS)" \
-	  PKG_LIBS="liburing wolfssl libsystemd" RAPI_SAN=1 test-unit test-integration
+	  PKG_LIBS="liburing wolfssl" RAPI_SAN=1 test-unit test-integration
 
 # libFuzzer needs clang: FUZZ_CC follows CC when CC is a clang, else clang.
 # Every target links proto/, auth/ and net/; one that needs more names its

@@ -15,14 +15,14 @@
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/wc_port.h>
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
+#include "tls/ossl_dl.h"
 
 #define GCM_STD_IVLEN 12
 #define GCM_TAG_MAX 16
 #define EVP_CHUNK (1 << 30) /* EVP lengths are int: feed at most this at once */
 
-static EVP_CIPHER *gcm_cipher[3]; /* 128, 192, 256: fetched once, read-only after */
+static const struct ossl_dl *ossl; /* libcrypto, loaded by the registration */
+static EVP_CIPHER *gcm_cipher[3];  /* 128, 192, 256: fetched once, read-only after */
 static int reg_result = -EIO;
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tl_key;
@@ -74,10 +74,10 @@ static int slot_rekey(struct aead_slot *s, const Aes *aes, const unsigned char *
 
     if (!c)
         return BAD_FUNC_ARG;
-    if (!s->evp && !(s->evp = EVP_CIPHER_CTX_new()))
+    if (!s->evp && !(s->evp = ossl->EVP_CIPHER_CTX_new()))
         return MEMORY_E;
-    if (EVP_CipherInit_ex(s->evp, c, NULL, key, NULL, enc) != 1) {
-        OPENSSL_cleanse(s->key, sizeof(s->key));
+    if (ossl->EVP_CipherInit_ex(s->evp, c, NULL, key, NULL, enc) != 1) {
+        explicit_bzero(s->key, sizeof(s->key));
         s->keylen = 0;
         return WC_HW_E;
     }
@@ -93,7 +93,7 @@ static int slot_rekey(struct aead_slot *s, const Aes *aes, const unsigned char *
 
 static bool slot_matches(const struct aead_slot *s, const unsigned char *key, unsigned keylen)
 {
-    return s->keylen == keylen && CRYPTO_memcmp(s->key, key, keylen) == 0;
+    return s->keylen == keylen && ossl->CRYPTO_memcmp(s->key, key, keylen) == 0;
 }
 
 /* The slot serving aes, keyed and turned to direction enc. */
@@ -125,11 +125,11 @@ static int slot_get(const Aes *aes, int enc, struct aead_slot **out)
 static int set_iv(struct aead_slot *s, const byte *iv, word32 ivSz)
 {
     if (ivSz != s->ivlen) {
-        if (EVP_CIPHER_CTX_ctrl(s->evp, EVP_CTRL_GCM_SET_IVLEN, (int)ivSz, NULL) != 1)
+        if (ossl->EVP_CIPHER_CTX_ctrl(s->evp, EVP_CTRL_GCM_SET_IVLEN, (int)ivSz, NULL) != 1)
             return BAD_FUNC_ARG;
         s->ivlen = ivSz;
     }
-    return EVP_CipherInit_ex(s->evp, NULL, NULL, NULL, iv, -1) == 1 ? 0 : WC_HW_E;
+    return ossl->EVP_CipherInit_ex(s->evp, NULL, NULL, NULL, iv, -1) == 1 ? 0 : WC_HW_E;
 }
 
 /* AAD then data through the context; out may equal in. */
@@ -140,13 +140,13 @@ static int run_updates(EVP_CIPHER_CTX *evp, byte *out, const byte *in, word32 sz
 
     for (word32 off = 0; off < aadSz;) {
         int chunk = (int)(aadSz - off > EVP_CHUNK ? EVP_CHUNK : aadSz - off);
-        if (EVP_CipherUpdate(evp, NULL, &n, aad + off, chunk) != 1)
+        if (ossl->EVP_CipherUpdate(evp, NULL, &n, aad + off, chunk) != 1)
             return WC_HW_E;
         off += (word32)chunk;
     }
     for (word32 off = 0; off < sz;) {
         int chunk = (int)(sz - off > EVP_CHUNK ? EVP_CHUNK : sz - off);
-        if (EVP_CipherUpdate(evp, out + off, &n, in + off, chunk) != 1 || n != chunk)
+        if (ossl->EVP_CipherUpdate(evp, out + off, &n, in + off, chunk) != 1 || n != chunk)
             return WC_HW_E;
         off += (word32)chunk;
     }
@@ -166,8 +166,8 @@ static int gcm_encrypt(Aes *aes, byte *out, const byte *in, word32 sz, const byt
         return r;
     if ((r = run_updates(s->evp, out, in, sz, aad, aadSz)) != 0)
         return r;
-    if (EVP_CipherFinal_ex(s->evp, fin, &n) != 1 ||
-        EVP_CIPHER_CTX_ctrl(s->evp, EVP_CTRL_GCM_GET_TAG, (int)tagSz, tag) != 1)
+    if (ossl->EVP_CipherFinal_ex(s->evp, fin, &n) != 1 ||
+        ossl->EVP_CIPHER_CTX_ctrl(s->evp, EVP_CTRL_GCM_GET_TAG, (int)tagSz, tag) != 1)
         return WC_HW_E;
     tl_stats.enc++;
     return 0;
@@ -187,12 +187,12 @@ static int gcm_decrypt(Aes *aes, byte *out, const byte *in, word32 sz, const byt
     if ((r = slot_get(aes, 0, &s)) != 0 || (r = set_iv(s, iv, ivSz)) != 0)
         return r;
     tl_stats.dec++;
-    if (EVP_CIPHER_CTX_ctrl(s->evp, EVP_CTRL_GCM_SET_TAG, (int)tagSz, (void *)tag) != 1)
+    if (ossl->EVP_CIPHER_CTX_ctrl(s->evp, EVP_CTRL_GCM_SET_TAG, (int)tagSz, (void *)tag) != 1)
         return WC_HW_E;
     if ((r = run_updates(s->evp, out, in, sz, aad, aadSz)) != 0 ||
-        EVP_CipherFinal_ex(s->evp, fin, &n) != 1) {
+        ossl->EVP_CipherFinal_ex(s->evp, fin, &n) != 1) {
         if (sz)
-            OPENSSL_cleanse(out, sz);
+            explicit_bzero(out, sz);
         return r ? r : AES_GCM_AUTH_E;
     }
     return 0;
@@ -221,8 +221,13 @@ static void do_register(void)
 {
     static const char *const names[3] = {"AES-128-GCM", "AES-192-GCM", "AES-256-GCM"};
 
+    ossl = ossl_dl();
+    if (!ossl) {
+        reg_result = -ENOTSUP; /* no libcrypto: wolfSSL's own AES-GCM */
+        return;
+    }
     for (int i = 0; i < 3; i++)
-        if (!(gcm_cipher[i] = EVP_CIPHER_fetch(NULL, names[i], NULL))) {
+        if (!(gcm_cipher[i] = ossl->EVP_CIPHER_fetch(NULL, names[i], NULL))) {
             reg_result = -ENOTSUP;
             return;
         }
@@ -263,8 +268,9 @@ void aead_keycache_leave(struct aead_keycache *prev)
 void aead_keycache_free(struct aead_keycache *kc)
 {
     for (unsigned i = 0; i < AEAD_KEYCACHE_SLOTS; i++)
-        EVP_CIPHER_CTX_free(kc->slot[i].evp);
-    OPENSSL_cleanse(kc, sizeof(*kc));
+        if (kc->slot[i].evp) /* made only once registered: ossl is set */
+            ossl->EVP_CIPHER_CTX_free(kc->slot[i].evp);
+    explicit_bzero(kc, sizeof(*kc));
 }
 
 void aead_accel_stats(struct aead_accel_stats *out)

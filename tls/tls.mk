@@ -3,7 +3,7 @@
 # unit tests and the tls-speed micro-benchmark. Included from the top-level
 # Makefile after the package list (it appends to DEB_PKGS and build-all).
 
-TLS_SRC    := tls/aead_accel.c tls/tls_ctx.c tls/tls_conn.c tls/tls_ticket.c tls/tls_keycheck.c
+TLS_SRC    := tls/aead_accel.c tls/ossl_dl.c tls/tls_ctx.c tls/tls_conn.c tls/tls_ticket.c tls/tls_keycheck.c
 TLS_OBJ    := $(TLS_SRC:%.c=$(BUILD)/obj/%.o)
 LIBTLS     := $(BUILD)/libtls.a
 TLS_SPEED  := $(BUILD)/tls-speed

@@ -105,7 +105,7 @@ static int load_key(WOLFSSL_CTX *ctx, const char *path, const char *cert, char *
 {
     unsigned char *buf = malloc(TLS_KEY_FILE_MAX);
     size_t len = 0;
-    int rc;
+    int rc, m = 0;
 
     if (!buf)
         return set_err(err, errlen, -ENOMEM, "out of memory");
@@ -113,7 +113,12 @@ static int load_key(WOLFSSL_CTX *ctx, const char *path, const char *cert, char *
     if (rc == 0 && wolfSSL_CTX_use_PrivateKey_buffer(ctx, buf, (long)len, WOLFSSL_FILETYPE_PEM) !=
                        WOLFSSL_SUCCESS)
         rc = set_err(err, errlen, -EINVAL, "%s: not a usable PEM private key", path);
-    if (rc == 0 && tls_key_matches(cert, buf, len) != 1)
+    if (rc == 0)
+        m = tls_key_matches(cert, buf, len);
+    if (rc == 0 && m == -ENOTSUP)
+        rc = set_err(err, errlen, -ENOTSUP,
+                     "cannot check %s against %s: OpenSSL 3's libcrypto not found", path, cert);
+    else if (rc == 0 && m != 1)
         rc = set_err(err, errlen, -EINVAL, "%s does not match %s", path, cert);
     explicit_bzero(buf, TLS_KEY_FILE_MAX);
     free(buf);

@@ -7,7 +7,8 @@
 #include <stddef.h>
 
 /* 1 when the PEM private key (in memory, not copied) belongs to the first
- * certificate of cert_file, 0 when not, -EINVAL when either cannot be read. */
+ * certificate of cert_file, 0 when not, -EINVAL when either cannot be read,
+ * -ENOTSUP when libcrypto cannot be loaded (tls/ossl_dl.h). */
 int tls_key_matches(const char *cert_file, const unsigned char *key_pem, size_t key_len);
 
 #endif

@@ -177,3 +177,33 @@ Test(ev, many_watches_grow_the_table)
     }
     ev_fini(&l);
 }
+
+/* A slot keeps the mask it was added with in 6 bits (io_uring re-arms a
+ * poll with it), a mask bit it cannot keep is refused, and slots past the
+ * ones ever handed out are not reachable by any token. */
+Test(ev, slot_keeps_its_mask_and_refuses_unknown_bits)
+{
+    struct ev_loop l;
+    struct hits h = {0};
+    uint64_t tok, tok2;
+    int p[2];
+
+    cr_assert_eq(ev_init(&l, &ev_backend_epoll), 0);
+    cr_assert_eq(pipe2(p, O_NONBLOCK), 0);
+    cr_assert_eq(ev_add(&l, p[0], EV_IN | EV_RDHUP | EPOLLET, count_cb, &h, &tok), -EINVAL);
+    cr_assert_eq(tok, 0);
+    cr_assert_eq(ev_add(&l, p[0], EV_IN | EV_OUT | EV_RDHUP, count_cb, &h, &tok), 0);
+    cr_assert_eq(ev_slot_events(ev_slot_of(&l, tok)), EV_IN | EV_OUT | EV_RDHUP);
+    cr_assert_eq(l.used, 1);
+    cr_assert_null(ev_slot_of(&l, tok + (1ull << 32)), "a slot never handed out");
+    ev_del(&l, tok);
+    cr_assert_null(ev_slot_of(&l, tok), "a freed slot's old token");
+    cr_assert_eq(ev_add(&l, p[0], EV_IN, count_cb, &h, &tok2), 0);
+    cr_assert_eq(tok2 >> 32, tok >> 32, "the freed slot is reused");
+    cr_assert_neq(tok2, tok);
+    cr_assert_eq(ev_slot_events(ev_slot_of(&l, tok2)), EV_IN);
+    ev_del(&l, tok2);
+    ev_fini(&l);
+    close(p[0]);
+    close(p[1]);
+}

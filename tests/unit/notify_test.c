@@ -2,9 +2,13 @@
  * READY/STOPPING/STATUS/RELOADING, and the watchdog that pings only while
  * every event loop turns. */
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "engine/notify.h"
 #include "engine/shard.h"
@@ -198,4 +202,62 @@ Test(notify, while_draining_finished_shards_do_not_stop_the_pings)
     notify_turn(&n, &w, 100 + 3 * WD_MS);
     cr_assert_eq(count("STOPPING=1"), 1);
     cr_assert_eq(count("WATCHDOG=1"), 2);
+}
+
+/* The environment, read as sd_watchdog_enabled(3) reads it: WATCHDOG_PID,
+ * when set, must name this process. */
+Test(notify, watchdog_from_env_only_for_this_pid)
+{
+    char pid[32];
+
+    setenv("NOTIFY_SOCKET", "/nonexistent/notify", 1);
+    setenv("WATCHDOG_USEC", "3000000", 1);
+    unsetenv("WATCHDOG_PID");
+    notify_from_env(NULL);
+    cr_assert_eq(notify_main.watchdog_ms, 3000);
+    snprintf(pid, sizeof(pid), "%d", (int)getpid() + 1);
+    setenv("WATCHDOG_PID", pid, 1);
+    notify_from_env(NULL);
+    cr_assert_eq(notify_main.watchdog_ms, 0);
+    snprintf(pid, sizeof(pid), "%d", (int)getpid());
+    setenv("WATCHDOG_PID", pid, 1);
+    notify_from_env(NULL);
+    cr_assert_eq(notify_main.watchdog_ms, 3000);
+    setenv("WATCHDOG_USEC", "12x", 1);
+    notify_from_env(NULL);
+    cr_assert_eq(notify_main.watchdog_ms, 0);
+    unsetenv("NOTIFY_SOCKET");
+    notify_from_env(NULL);
+    cr_assert_null(notify_main.send);
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("WATCHDOG_PID");
+}
+
+/* The datagram goes to an abstract socket when NOTIFY_SOCKET starts with '@'. */
+Test(notify, sends_a_datagram_to_an_abstract_socket)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char name[64], got[64];
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ssize_t k;
+
+    cr_assert_geq(fd, 0);
+    snprintf(name, sizeof(name), "@rapi-notify-test-%d", (int)getpid());
+    memcpy(sa.sun_path + 1, name + 1, strlen(name) - 1);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa,
+                      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(name))),
+                 0);
+    setenv("NOTIFY_SOCKET", name, 1);
+    notify_from_env(NULL);
+    cr_assert_not_null(notify_main.send);
+    cr_assert_eq(notify_main.send("READY=1"), 0);
+    k = recv(fd, got, sizeof(got) - 1, MSG_DONTWAIT);
+    cr_assert_eq(k, 7);
+    got[k] = '\0';
+    cr_assert_str_eq(got, "READY=1");
+    setenv("NOTIFY_SOCKET", "relative/path", 1);
+    notify_from_env(NULL);
+    cr_assert_lt(notify_main.send("READY=1"), 0);
+    unsetenv("NOTIFY_SOCKET");
+    close(fd);
 }
