@@ -265,7 +265,7 @@ int upg_recv(int fd, uint8_t *buf, size_t cap, struct ho_rec *r, int fds[HO_FDS_
             close(fds[i]);
         return -EPROTO;
     }
-    return 0;
+    return (int)k;
 }
 
 void upg_str(const struct ho_rec *r, int i, char *dst, size_t cap)

@@ -48,8 +48,8 @@ int upg_send_type(int fd, enum ho_type t);
 
 /* Receive one record into buf[0..cap) (dontwait: MSG_DONTWAIT) and decode
  * it into r; its fds (exactly its type's count, else -EPROTO with every fd
- * received closed) into fds. 0, -EPIPE at end of stream, -EAGAIN, -EPROTO
- * for a bad record, other -errno. */
+ * received closed) into fds. The message's length (> 0), -EPIPE at end of
+ * stream, -EAGAIN, -ETIMEDOUT, -EPROTO for a bad record, other -errno. */
 int upg_recv(int fd, uint8_t *buf, size_t cap, struct ho_rec *r, int fds[HO_FDS_MAX],
              int dontwait);
 
