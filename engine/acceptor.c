@@ -933,8 +933,10 @@ static int acceptor_loop(struct acceptor *a)
         int t = a->host ? shard_wait_ms(a->host) : wheel_timeout(a->wheel, *a->now);
         int e;
 
-        if ((a->stopping || a->up.st == UP_FROZEN) && (t < 0 || t > STOP_WAIT_MS))
+        if (a->stopping && (t < 0 || t > STOP_WAIT_MS))
             t = STOP_WAIT_MS;
+        if (a->up.st == UP_FROZEN && (t < 0 || t > UP_FROZEN_WAIT_MS))
+            t = UP_FROZEN_WAIT_MS; /* the shards' sends end soon: accept again quickly */
         e = ev_wait(a->loop, t);
         if (e < 0) {
             log_error("acceptor: event loop: %s", strerror(-e));

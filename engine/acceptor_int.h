@@ -14,7 +14,8 @@
 #include "proto/handover.h"
 
 #define ADMIN_ANSWER_MAX (66 * 1024) /* the largest admin body and its head */
-#define STOP_WAIT_MS 50              /* loop wake-up while shards drain or send */
+#define STOP_WAIT_MS 50              /* loop wake-up while shards drain */
+#define UP_FROZEN_WAIT_MS 2          /* loop wake-up while shards send their state */
 
 /* Where an upgrade stands in the old process (docs/DESIGN.md "Seamless
  * upgrade"). */
