@@ -1479,9 +1479,8 @@ static void waiter_adopt(struct shard *sh, const struct ho_rec *r, int fd)
 static void parked_adopt(struct shard *sh, const struct ho_rec *r, int fd)
 {
     const struct ho_str *path = &r->str[HO_PK_PATH];
-    struct handoff h = {.path = (char *)path->p,
-                        .path_len = path->len,
-                        .timeout = (long)r->num[HO_PK_TIMEOUT]};
+    struct handoff h = {
+        .path = (char *)path->p, .path_len = path->len, .timeout = (long)r->num[HO_PK_TIMEOUT]};
     struct lpath *p = lpath_find(sh, path->p, path->len);
     long before = p ? p->nparked : 0;
 
