@@ -5,7 +5,7 @@
 
 /* nums, strs, fds per type, indexed by enum ho_type. */
 static const uint8_t shapes[HO_R_NTYPES][3] = {
-    [HO_R_HELLO] = {1, 0, 0},    [HO_R_LISTEN] = {1, 1, 1}, [HO_R_LISTEN_END] = {0, 0, 0},
+    [HO_R_HELLO] = {1, 0, 0},    [HO_R_LISTEN] = {2, 1, 1}, [HO_R_LISTEN_END] = {0, 0, 0},
     [HO_R_READY] = {0, 0, 0},    [HO_R_HEAD] = {2, 2, 1},   [HO_R_GRACE] = {1, 1, 0},
     [HO_R_LISTENER] = {5, 4, 1}, [HO_R_WAITER] = {7, 4, 1}, [HO_R_PARKED] = {2, 2, 1},
     [HO_R_LINK] = {6, 2, 2},     [HO_R_END] = {0, 0, 0},
