@@ -421,3 +421,25 @@ def test_tls_listener_reregisters_and_tls_link_drains(start_relay, upgrades, tls
     _exchange(later.client, later.server, n=50)
     link.close()
     _old_gone(relay)
+
+
+def test_new_process_that_hangs_is_killed_at_upgrade_timeout(start_relay, upgrades, tmp_path):
+    """A new process that does not answer within upgrade_timeout (here it
+    blocks opening its configuration file, a FIFO nobody writes) is killed;
+    the old one logs `upgrade failed` and serves on."""
+    conf = tmp_path / "c.conf"
+    conf.write_text("timeout 60\n")
+    relay = start_relay(config_file=str(conf), upgrade_timeout=1)
+    up = upgrades(relay)
+    lst = relay.register("/hang/")
+    conf.unlink()
+    os.mkfifo(str(conf))
+    t0 = time.monotonic()
+    new = up.upgrade(ok=False)
+    assert 0.8 <= time.monotonic() - t0 < 5.0 * SLOW
+    assert re.search(r"upgrade failed: the new process did not answer in time; pid %d killed"
+                     % new, relay.stderr()), relay.stderr()
+    assert _exit_status(new) is not False or not os.path.exists("/proc/%d" % new)
+    relay.link(lst)
+    conf.unlink()
+    conf.write_text("timeout 60\n")
