@@ -143,6 +143,7 @@ static int up_send_listens(struct acceptor *a)
  * socket lives on in the new process). 0, or -errno: p stays ours. */
 static int send_head(int fd, struct pending *p)
 {
+    struct relay *rl = p->a->relay;
     struct ho_rec r;
     int e, cfd = p->c.fd;
 
@@ -154,8 +155,7 @@ static int send_head(int fd, struct pending *p)
     if (e < 0)
         return e == -EMSGSIZE ? 0 : e; /* too big to move: it stays here */
     pending_free(p, false);
-    close(cfd);
-    atomic_fetch_sub(&p->a->relay->nconn, 1);
+    conn_close_fd(rl, cfd);
     return 0;
 }
 
