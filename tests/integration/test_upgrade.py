@@ -443,3 +443,42 @@ def test_new_process_that_hangs_is_killed_at_upgrade_timeout(start_relay, upgrad
     relay.link(lst)
     conf.unlink()
     conf.write_text("timeout 60\n")
+
+
+def test_sd_notify_mainpid_then_ready_and_watchdog(rapi_server, backend, shard_workers, upgrades,
+                                                   tmp_path, monkeypatch):
+    """Under a service manager: the old process sends MAINPID=N (and
+    STATUS=) and then nothing (no STOPPING=1: that would stop the service);
+    the new process sends READY=1 after it and keeps the watchdog pinged
+    (WATCHDOG_PID, which names the old process as systemd sets it, is not
+    passed on)."""
+    from conftest import DEFAULT_OPTIONS
+    from relay import Relay
+    from test_service import NotifySocket
+    path = str(tmp_path / "notify.sock")
+    notify = NotifySocket(path)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")
+    wrap = tmp_path / "as-systemd"
+    wrap.write_text('#!/bin/sh\nWATCHDOG_PID=$$ exec %s "$@"\n' % rapi_server)
+    wrap.chmod(0o755)
+    relay = Relay(str(wrap), tmp_path / "r", backend=backend, options=dict(DEFAULT_OPTIONS),
+                  workers=shard_workers)
+    try:
+        relay.start()
+        up = upgrades(relay)
+        notify.wait_for(lambda m: m == "READY=1", 3.0, "READY=1")
+        relay.register("/svc/")
+        new = up.upgrade()
+        i = notify.wait_for(lambda m: m.startswith("MAINPID=%d\n" % new), 3.0, "MAINPID")
+        assert notify.texts()[i] == "MAINPID=%d\nSTATUS=handed over to pid %d" % (new, new)
+        notify.wait_for(lambda m: m == "READY=1", 3.0, "READY=1 from the new process", i + 1)
+        _old_gone(relay)
+        mark = len(notify.texts())
+        notify.pump(1.0)
+        assert notify.texts()[mark:].count("WATCHDOG=1") >= 2, notify.texts()
+        assert "STOPPING=1" not in notify.texts(), notify.texts()
+    finally:
+        problems = relay.finish()
+        notify.close()
+    assert not problems, problems
