@@ -111,6 +111,7 @@ class Upgrades:
 
     def finish(self):
         problems = []
+        self.relay.close_all()  # else the links drain for drain_timeout
         for pid in self.pids:
             if _exit_status(pid) is False:
                 os.kill(pid, signal.SIGTERM)
@@ -174,6 +175,7 @@ def _fds_back(pid, base, what):
     assert now["total"] - now["pipe"] == base["total"] - base["pipe"], (now, base)
 
 
+@pytest.mark.all_modes
 def test_listener_waiter_head_and_link_move(start_relay, upgrades):
     """The same WebSocket keeps working across USR2 and its next client is
     notified by the new process; a client waiting for its dial-back links
@@ -278,6 +280,7 @@ def _load(relay, lst, stop, result):
     result["ok"] = n
 
 
+@pytest.mark.all_modes
 def test_connects_during_upgrade_all_succeed(start_relay, upgrades):
     """Setups run back to back while the relay is upgraded three times:
     every connect is accepted (by the old process, or queued while frozen
@@ -482,3 +485,32 @@ def test_sd_notify_mainpid_then_ready_and_watchdog(rapi_server, backend, shard_w
         problems = relay.finish()
         notify.close()
     assert not problems, problems
+
+
+@pytest.mark.all_modes
+@pytest.mark.relay_options(listeners_per_path=2)
+def test_two_listeners_and_many_paths_move(relay, upgrades):
+    """Several paths (on every shard) and two listeners on one path, each
+    with clients offered to it: every listener and client moves, every
+    dial-back links in the new process, and new clients are shared by both
+    listeners of the path again."""
+    up = upgrades(relay)
+    a, b = relay.register("/two/"), relay.register("/two/")
+    others = [relay.register("/m%d/" % i) for i in range(6)]
+    waiting = [relay.client("/two/") for _ in range(4)]
+    got = {}
+    for lst in (a, b, a, b):
+        got[_note_id(lst)] = lst
+    assert sorted(got) == sorted(w for _, w in waiting)
+    side = [relay.client(o.path) for o in others]
+    for (c, wrid), o in zip(side, others):
+        assert _note_id(o) == wrid
+    up.upgrade()
+    assert up.took()[1:3] == (8, 10), up.took()
+    for c, wrid in waiting:
+        _exchange(c, _dial(relay, "/two/", wrid, c), n=5)
+    for (c, wrid), o in zip(side, others):
+        _exchange(c, _dial(relay, o.path, wrid, c), n=5)
+    later = [relay.client("/two/") for _ in range(4)]
+    ids = [_note_id(a), _note_id(a), _note_id(b), _note_id(b)]
+    assert sorted(ids) == sorted(w for _, w in later)
