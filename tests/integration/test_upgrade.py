@@ -112,6 +112,11 @@ class Upgrades:
     def finish(self):
         problems = []
         self.relay.close_all()  # else the links drain for drain_timeout
+        if self.pids and self.relay.proc.poll() is None:
+            try:  # handed over: it exits once drained
+                self.relay.wait_exit(10.0 * SLOW)
+            except AssertionError as e:
+                problems.append(str(e))
         for pid in self.pids:
             if _exit_status(pid) is False:
                 os.kill(pid, signal.SIGTERM)
