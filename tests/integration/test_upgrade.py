@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from relay import (SLOW, assert_wr_101, build_request, expect_error, fd_counts,
+from relay import (SLOW, Conn, assert_wr_101, build_request, expect_error, fd_counts,
                    random_token, wait_until, webroute_headers, write_key_file)
 from test_admin import admin_addr, metrics
 from test_parked import assert_park_101, park, wait_parked
@@ -519,3 +519,28 @@ def test_two_listeners_and_many_paths_move(relay, upgrades):
     later = [relay.client("/two/") for _ in range(4)]
     ids = [_note_id(a), _note_id(a), _note_id(b), _note_id(b)]
     assert sorted(ids) == sorted(w for _, w in later)
+
+
+def test_proxy_protocol_head_moves_mid_header(start_relay, upgrades):
+    """A head on a proxy_protocol socket whose PROXY header is half sent at
+    the upgrade moves in its PROXY phase: the new process reads the rest,
+    and the client is the address the header names. The two listen sockets
+    (plain, proxy_protocol: both port 0) go to the lines with their flags."""
+    relay = start_relay(listen=["127.0.0.1:0", "127.0.0.1:0 proxy_protocol"],
+                        trusted_proxies="127.0.0.1/32")
+    up = upgrades(relay)
+    plain, proxied = relay.addrs[0], relay.addrs[1]
+    lst = relay.register("/pp/")
+    wrid = random_token()
+    c = Conn.connect(proxied, keys=relay.secrets())
+    relay.conns.append(c)
+    c.send(b"PROXY TCP4 203.0.113.7 127.0.")
+    time.sleep(0.1)
+    up.upgrade()
+    assert up.took()[4] == 1, up.took()
+    c.send(b"0.1 4711 80\r\n" + build_request("/pp/", webroute_headers(relay.client_key, wrid)))
+    raw, note = lst.notification(5.0 * SLOW)
+    assert note["id"] == wrid and note["ipaddr"] == "203.0.113.7:4711", raw
+    _dial(relay, "/pp/", wrid, c)
+    assert "listening on %s:%d (taken over)" % plain in relay.stderr()
+    assert "listening on %s:%d (taken over)" % proxied in relay.stderr()
