@@ -566,3 +566,20 @@ def test_half_closed_link_moves(start_relay, upgrades):
     link.server.shutdown_wr()
     link.client.expect_eof()
     wait_until(lambda: "close path=/half/" in relay.stderr(), 5.0 * SLOW, what="pair closed")
+
+
+def test_ipv6_listen_socket_moves(start_relay, upgrades):
+    """An IPv6 listen socket ([::1]:0) is taken over like an IPv4 one: a
+    listener registered over IPv6 keeps working and new IPv6 clients reach
+    the new process on the same port."""
+    from relay import ipv6_loopback_available
+    if not ipv6_loopback_available():
+        pytest.skip("no IPv6 loopback here")
+    relay = start_relay(listen=("127.0.0.1:0", "[::1]:0"))
+    up = upgrades(relay)
+    lst = relay.register("/six/", v6=True)
+    up.upgrade()
+    assert up.took()[:2] == (2, 1), up.took()
+    assert "listening on [::1]:%d (taken over)" % relay.addr6[1] in relay.stderr()
+    link = relay.link(lst, v6=True)
+    _exchange(link.client, link.server, n=10)
