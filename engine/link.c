@@ -28,6 +28,8 @@
 #include "engine/listener.h"
 #include "engine/log.h"
 #include "engine/shard.h"
+#include "engine/upgrade.h"
+#include "proto/handover.h"
 #include "proto/addr.h"
 
 /* The longest IPv4 peer string, with its NUL: such a link fits 192 bytes. */
@@ -46,6 +48,7 @@ static _Thread_local struct link_hold link_lent[2];
 
 static void link_timer_cb(struct timer *t);
 static void link_event(void *arg, uint32_t events, int side);
+static void link_pump(struct link *l);
 
 static void link_event0(void *arg, uint32_t events)
 {
@@ -463,26 +466,53 @@ static void dir_start(struct link *l, int di, char *head, size_t len)
     h->head_len = len;
 }
 
+/* A link for peer, its ends and directions empty, started now with an
+ * inactivity timeout of timeout_ms. NULL when out of memory. */
+static struct link *link_alloc(const struct shard *sh, const char *peer, uint64_t timeout_ms)
+{
+    size_t n = strnlen(peer, ADDR_STR_MAX - 1);        /* snprintf cost ~600 instructions */
+    size_t size = offsetof(struct link, peer) + n + 1; /* not sizeof: no tail padding */
+    struct link *l = calloc(1, size > sizeof(*l) ? size : sizeof(*l));
+
+    if (!l)
+        return NULL;
+    memcpy(l->peer, peer, n);
+    l->start = sh->now;
+    l->last = (uint32_t)sh->now;
+    l->timeout_ms = (uint32_t)(timeout_ms > (uint64_t)LINK_TIMEOUT_MAX_S * 1000u
+                                   ? (uint64_t)LINK_TIMEOUT_MAX_S * 1000u
+                                   : timeout_ms);
+    return l;
+}
+
+/* l, watched, joins path p (a reference) and the shard's list under its
+ * inactivity timer; both ends writable (fresh, or to be found out), then
+ * pumped once. */
+static void link_attach(struct shard *sh, struct link *l, struct lpath *p)
+{
+    uint32_t idle = (uint32_t)sh->now - l->last;
+
+    l->p = p;
+    p->nlinks++;
+    dlist_add_tail(&sh->links, &l->node);
+    sh->nlinks++;
+    timer_set(&sh->wheel, &l->timer, sh->now - idle + l->timeout_ms, link_timer_cb);
+    set(l, LF_WRITABLE(0) | LF_WRITABLE(1), true);
+    link_pump(l);
+}
+
 int link_new(struct shard *sh, const struct link_args *a)
 {
-    size_t n = strnlen(a->peer, ADDR_STR_MAX - 1);     /* snprintf cost ~600 instructions */
-    size_t size = offsetof(struct link, peer) + n + 1; /* not sizeof: no tail padding */
     long timeout_s = a->timeout_s < 0 ? 0 : a->timeout_s;
-    struct link *l = calloc(1, size > sizeof(*l) ? size : sizeof(*l));
+    struct link *l = link_alloc(sh, a->peer, (uint64_t)timeout_s * 1000u);
     int r;
 
     if (!l) {
         ev_del(&sh->loop, a->client_tok);
         return -ENOMEM;
     }
-    memcpy(l->peer, a->peer, n);
-    l->p = a->p;
     l->end[0].c = a->client;
     l->end[1].c = a->server;
-    l->start = sh->now;
-    l->last = (uint32_t)sh->now;
-    l->timeout_ms =
-        (uint32_t)(timeout_s > (long)LINK_TIMEOUT_MAX_S ? LINK_TIMEOUT_MAX_S : timeout_s) * 1000u;
     r = link_watch_client(sh, l, a);
     if (r == 0)
         r = ev_add(&sh->loop, a->server.fd, EV_IN | EV_OUT | EV_RDHUP, link_event1, l,
@@ -492,22 +522,17 @@ int link_new(struct shard *sh, const struct link_args *a)
         free(l);
         return r; /* the caller still owns the connections and heads */
     }
-    l->p->nlinks++;
+    STAT_ADD(sh->stats.links_total, 1);
     /* dir[1] flows server -> client: the client's 101 goes first on it. */
     dir_start(l, 1, a->to_client, a->to_client_len);
     dir_start(l, 0, a->to_server, a->to_server_len);
-    dlist_add_tail(&sh->links, &l->node);
-    sh->nlinks++;
-    STAT_ADD(sh->stats.links_total, 1);
-    timer_set(&sh->wheel, &l->timer, sh->now + l->timeout_ms, link_timer_cb);
     /* Both sockets are fresh: write the 101s and any early bytes now rather
      * than waiting for the first readiness event. Whether they have bytes to
      * read the watch reports at once (it checks readiness when added), so no
      * speculative read here. The dial-back's transport may hold bytes read
      * with its head (TLS), which no readiness event will announce. */
-    set(l, LF_WRITABLE(0) | LF_WRITABLE(1), true);
     set(l, LF_READABLE(1), xconn_pending(&l->end[1].c) > 0);
-    link_pump(l);
+    link_attach(sh, l, a->p);
     return 0;
 }
 
@@ -552,4 +577,117 @@ static void link_timer_cb(struct timer *t)
         return;
     }
     timer_set(&sh->wheel, &l->timer, sh->now - idle + l->timeout_ms, link_timer_cb);
+}
+
+/* ------------------------------------------------------------ upgrade */
+
+/* Whether l can move: both ends plain, nothing in flight in the relay
+ * (no hold: heads sent, no byte in a pipe or buffer), every FIN seen
+ * forwarded. */
+static bool link_movable(const struct link *l)
+{
+    if (has(l, LF_CLOSING | LF_QUEUED))
+        return false;
+    for (int i = 0; i < 2; i++) {
+        if (l->end[i].c.ops != &xprt_raw || l->hold[i] || has(l, LF_EOF(i)) != has(l, LF_SHUT(i)))
+            return false;
+    }
+    return true;
+}
+
+static int link_handover(struct link *l, int fd)
+{
+    struct shard *sh = link_shard(l);
+    int fds[2] = {l->end[0].c.fd, l->end[1].c.fd};
+    struct ho_rec r;
+    int e;
+
+    ho_rec_init(&r, HO_R_LINK);
+    r.num[HO_LK_TIMEOUT_MS] = (int64_t)l->timeout_ms;
+    r.num[HO_LK_LAST] = (int64_t)(sh->now - ((uint32_t)sh->now - l->last));
+    r.num[HO_LK_START] = (int64_t)l->start;
+    r.num[HO_LK_FLAGS] = (has(l, LF_EOF(0)) ? HO_LK_F_EOF0 : 0) |
+                         (has(l, LF_SHUT(0)) ? HO_LK_F_SHUT0 : 0) |
+                         (has(l, LF_EOF(1)) ? HO_LK_F_EOF1 : 0) | (has(l, LF_SHUT(1)) ? HO_LK_F_SHUT1 : 0);
+    r.num[HO_LK_BYTES0] = (int64_t)l->bytes[0];
+    r.num[HO_LK_BYTES1] = (int64_t)l->bytes[1];
+    r.str[HO_LK_PATH] = (struct ho_str){l->p->path, l->p->path_len};
+    r.str[HO_LK_PEER] = (struct ho_str){l->peer, strlen(l->peer)};
+    e = upg_send(fd, &r, fds, 2);
+    if (e < 0)
+        return e == -EMSGSIZE ? 0 : e;
+    for (int i = 0; i < 2; i++) {
+        ev_del(&sh->loop, l->end[i].tok);
+        conn_handed_over(sh->relay, &l->end[i].c);
+    }
+    timer_del(&sh->wheel, &l->timer);
+    dlist_del(&l->node);
+    sh->nlinks--;
+    log_info("handed over path=%s client=%s up=%llu down=%llu", l->p->path, l->peer,
+             (unsigned long long)l->bytes[0], (unsigned long long)l->bytes[1]);
+    lpath_link_gone(l->p); /* may free the path */
+    free(l);
+    return 0;
+}
+
+int link_handover_all(struct shard *sh, int fd)
+{
+    struct dlist *n, *next;
+    int e = 0;
+
+    for (n = sh->links.next; e == 0 && n != &sh->links; n = next) {
+        struct link *l = CONTAINER(n, struct link, node);
+
+        next = n->next;
+        if (link_movable(l))
+            e = link_handover(l, fd);
+    }
+    return e;
+}
+
+/* The moved link's flags: half-closes as they were, and every end read
+ * until -EAGAIN (the edges the old process saw are not reported again). */
+static void link_adopt_flags(struct link *l, uint64_t f)
+{
+    set(l, LF_READABLE(0) | LF_READABLE(1) | LF_DRAIN(0) | LF_DRAIN(1), true);
+    set(l, LF_EOF(0), f & HO_LK_F_EOF0);
+    set(l, LF_SHUT(0), f & HO_LK_F_SHUT0);
+    set(l, LF_EOF(1), f & HO_LK_F_EOF1);
+    set(l, LF_SHUT(1), f & HO_LK_F_SHUT1);
+}
+
+void link_adopt(struct shard *sh, const struct ho_rec *r, const int *fds)
+{
+    struct lpath *p = lpath_get(sh, r->str[HO_LK_PATH].p, r->str[HO_LK_PATH].len);
+    char peer[ADDR_STR_MAX];
+    struct link *l = NULL;
+    int e = -ENOMEM;
+
+    upg_str(r, HO_LK_PEER, peer, sizeof(peer));
+    if (p)
+        l = link_alloc(sh, peer, (uint64_t)r->num[HO_LK_TIMEOUT_MS]);
+    if (l) {
+        for (int i = 0; i < 2; i++)
+            xconn_init_raw(&l->end[i].c, fds[i]);
+        e = ev_add(&sh->loop, fds[0], EV_IN | EV_OUT | EV_RDHUP, link_event0, l, &l->end[0].tok);
+    }
+    if (e == 0)
+        e = ev_add(&sh->loop, fds[1], EV_IN | EV_OUT | EV_RDHUP, link_event1, l, &l->end[1].tok);
+    if (e < 0) {
+        if (l)
+            ev_del(&sh->loop, l->end[0].tok);
+        free(l);
+        conn_close_fd(sh->relay, fds[0]);
+        conn_close_fd(sh->relay, fds[1]);
+        if (p)
+            lpath_put(p);
+        return;
+    }
+    link_adopt_flags(l, (uint64_t)r->num[HO_LK_FLAGS]);
+    l->bytes[0] = (uint64_t)r->num[HO_LK_BYTES0];
+    l->bytes[1] = (uint64_t)r->num[HO_LK_BYTES1];
+    l->start = (uint64_t)r->num[HO_LK_START];
+    l->last = (uint32_t)r->num[HO_LK_LAST];
+    log_info("adopted link path=%s client=%s", p->path, l->peer);
+    link_attach(sh, l, p);
 }
