@@ -460,6 +460,84 @@ def test_deb_daemon_carries_a_tunnel(installed_debs, tmp_path):
                 p.wait()
 
 
+def test_deb_unit_reload_hands_over(installed_debs, tmp_path):
+    """The installed unit's ExecReload lines, run as the unit runs them (its
+    user, $MAINPID), hand the installed relay over to a new process: an open
+    tunnel keeps working across it, a new one works after it, and the old
+    process exits."""
+    procs, pids = [], []
+    srv = echo_server(conns=2)
+    try:
+        log = tmp_path / "server.log"
+        relay = subprocess.Popen(unit_command(tmp_path), stdout=subprocess.DEVNULL,
+                                 stderr=open(log, "wb"), cwd="/")
+        procs.append(relay)
+        port = int(wait_line(log, r"listening on 127\.0\.0\.1:(\d+)", relay).group(1))
+        env = clean_env(RAPI_KEY_FILE="/etc/rapi/keys")
+        elog, clog = tmp_path / "expose.log", tmp_path / "connect.log"
+        procs.append(subprocess.Popen(
+            ["/usr/bin/rapi", "expose", "rws://127.0.0.1:%d/pkg" % port, "--to",
+             "127.0.0.1:%d" % srv.getsockname()[1]],
+            stdout=subprocess.DEVNULL, stderr=open(elog, "wb"), env=env))
+        wait_line(elog, r"registered /pkg", procs[-1])
+        procs.append(subprocess.Popen(
+            ["/usr/bin/rapi", "connect", "rwr://127.0.0.1:%d/pkg" % port, "--listen",
+             "127.0.0.1:0"], stdout=subprocess.DEVNULL, stderr=open(clog, "wb"), env=env))
+        lport = int(wait_line(clog, r"listening on 127\.0\.0\.1:(\d+)", procs[-1]).group(1))
+        tunnel = socket.create_connection(("127.0.0.1", lport), timeout=STEP_TIMEOUT)
+        tunnel.sendall(b"before\n")
+        assert recv_n(tunnel, 7) == b"before\n"
+
+        k = unit_keys(Path("/lib/systemd/system/rapi-server.service").read_text())
+        as_unit = ["setpriv", "--reuid=" + k["User"], "--regid=" + k["Group"], "--init-groups",
+                   "--no-new-privs", "--"]
+        for line in k["ExecReload"].splitlines():
+            argv = [a.replace("$MAINPID", str(relay.pid)) for a in shlex.split(line)]
+            run(as_unit + argv)
+        new_pid = int(wait_line(log, r"handed over to pid (\d+)", relay).group(1))
+        pids.append(new_pid)
+        assert Path("/proc/%d/exe" % new_pid).resolve() == Path("/usr/sbin/rapi-server")
+
+        tunnel.sendall(b"after\n")
+        assert recv_n(tunnel, 6) == b"after\n"
+        tunnel.shutdown(socket.SHUT_WR)
+        assert recv_n(tunnel, 1) == b"", "the tunnel did not end with EOF"
+        tunnel.close()
+        data = b"through the new process\n" * 100
+        r = subprocess.run(["/usr/bin/rapi", "connect", "rwr://127.0.0.1:%d/pkg" % port],
+                           input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                           timeout=STEP_TIMEOUT)
+        assert r.returncode == 0 and r.stdout == data, r.stderr
+        assert relay.wait(STEP_TIMEOUT) == 0, "the old relay did not exit 0:\n" + log.read_text()
+    finally:
+        srv.close()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(STEP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        for pid in pids:
+            deadline = time.monotonic() + STEP_TIMEOUT
+            while running(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
+def running(pid):
+    """pid exists and is not a zombie (its new parent may not reap it)."""
+    try:
+        return Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def test_deb_reinstall_keeps_keys_and_conffile_then_purge(installed_debs):
     keys_before = Path("/etc/rapi/keys").read_bytes()
     conf = Path("/etc/rapi/rapi-server.conf")
@@ -681,89 +759,11 @@ def test_built_relay_handles_usr2(tmp_path):
         status = Path("/proc/%d/status" % p.pid).read_text()
         masks = [int(v, 16) for v in re.findall(r"^Sig(?:Cgt|Blk):\s+([0-9a-f]+)$", status, re.M)]
         assert any(m >> (signal.SIGUSR2 - 1) & 1 for m in masks), (
-            "rapi-server neither catches nor blocks SIGUSR2: `systemctl reload` would kill it\n"
-            + status)
+            "rapi-server neither catches nor blocks SIGUSR2: `systemctl reload` would kill it: "
+            + " ".join(re.findall(r"^Sig(?:Cgt|Blk):.*$", status, re.M)))
     finally:
         p.terminate()
         p.wait(STEP_TIMEOUT)
-
-
-def test_deb_unit_reload_hands_over(installed_debs, tmp_path):
-    """The installed unit's ExecReload lines, run as the unit runs them (its
-    user, $MAINPID), hand the installed relay over to a new process: an open
-    tunnel keeps working across it, a new one works after it, and the old
-    process exits."""
-    procs, pids = [], []
-    srv = echo_server(conns=2)
-    try:
-        log = tmp_path / "server.log"
-        relay = subprocess.Popen(unit_command(tmp_path), stdout=subprocess.DEVNULL,
-                                 stderr=open(log, "wb"), cwd="/")
-        procs.append(relay)
-        port = int(wait_line(log, r"listening on 127\.0\.0\.1:(\d+)", relay).group(1))
-        env = clean_env(RAPI_KEY_FILE="/etc/rapi/keys")
-        elog, clog = tmp_path / "expose.log", tmp_path / "connect.log"
-        procs.append(subprocess.Popen(
-            ["/usr/bin/rapi", "expose", "rws://127.0.0.1:%d/pkg" % port, "--to",
-             "127.0.0.1:%d" % srv.getsockname()[1]],
-            stdout=subprocess.DEVNULL, stderr=open(elog, "wb"), env=env))
-        wait_line(elog, r"registered /pkg", procs[-1])
-        procs.append(subprocess.Popen(
-            ["/usr/bin/rapi", "connect", "rwr://127.0.0.1:%d/pkg" % port, "--listen",
-             "127.0.0.1:0"], stdout=subprocess.DEVNULL, stderr=open(clog, "wb"), env=env))
-        lport = int(wait_line(clog, r"listening on 127\.0\.0\.1:(\d+)", procs[-1]).group(1))
-        tunnel = socket.create_connection(("127.0.0.1", lport), timeout=STEP_TIMEOUT)
-        tunnel.sendall(b"before\n")
-        assert recv_n(tunnel, 7) == b"before\n"
-
-        k = unit_keys(Path("/lib/systemd/system/rapi-server.service").read_text())
-        as_unit = ["setpriv", "--reuid=" + k["User"], "--regid=" + k["Group"], "--init-groups",
-                   "--no-new-privs", "--"]
-        for line in k["ExecReload"].splitlines():
-            argv = [a.replace("$MAINPID", str(relay.pid)) for a in shlex.split(line)]
-            run(as_unit + argv)
-        new_pid = int(wait_line(log, r"handed over to pid (\d+)", relay).group(1))
-        pids.append(new_pid)
-        assert Path("/proc/%d/exe" % new_pid).resolve() == Path("/usr/sbin/rapi-server")
-
-        tunnel.sendall(b"after\n")
-        assert recv_n(tunnel, 6) == b"after\n"
-        tunnel.shutdown(socket.SHUT_WR)
-        assert recv_n(tunnel, 1) == b"", "the tunnel did not end with EOF"
-        tunnel.close()
-        data = b"through the new process\n" * 100
-        r = subprocess.run(["/usr/bin/rapi", "connect", "rwr://127.0.0.1:%d/pkg" % port],
-                           input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                           timeout=STEP_TIMEOUT)
-        assert r.returncode == 0 and r.stdout == data, r.stderr
-        assert relay.wait(STEP_TIMEOUT) == 0, "the old relay did not exit 0:\n" + log.read_text()
-    finally:
-        srv.close()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(STEP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        for pid in pids:
-            deadline = time.monotonic() + STEP_TIMEOUT
-            while running(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-
-
-def running(pid):
-    """pid exists and is not a zombie (its new parent may not reap it)."""
-    try:
-        return Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 def recv_n(sock, n):

@@ -59,7 +59,9 @@ from sdk_helpers import Origins, Sdk, build_dir
 UPGRADES = int(os.environ.get("RAPI_UPGRADE_COUNT", "3"))
 LOAD_SECONDS = float(os.environ.get("RAPI_UPGRADE_SECONDS", "6"))
 BENCH_C = int(os.environ.get("RAPI_UPGRADE_BENCH_C", "2"))
-DRAIN_TIMEOUT = 8            # the relay's drain_timeout (s)
+# the relay's drain_timeout (s): the long transfers an old process keeps
+# (pairs with bytes in flight at the freeze) must end within it
+DRAIN_TIMEOUT = max(8, int(LOAD_SECONDS) + 4)
 EXIT_SLACK = 2.0 * SLOW      # an old process exits within drain_timeout + this
 HANDOVER_LIMIT = 10.0 * SLOW  # USR2 to `handed over` (upgrade_timeout is 10 s)
 PARK = 2                     # rapi expose --park on /pk
