@@ -1,4 +1,4 @@
-#include "engine/acceptor.h"
+#include "engine/acceptor_int.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -25,52 +25,10 @@
 #define LISTEN_BACKLOG 4096
 #define HEAD_INITIAL 1024
 #define ACCEPT_RETRY_MS 100          /* after EMFILE/ENFILE */
-#define ADMIN_ANSWER_MAX (66 * 1024) /* the largest admin body and its head */
 #define ADMIN_SNDBUF_MIN 16384       /* answers above this size the send buffer first */
-#define STOP_WAIT_MS 50              /* loop wake-up while shards drain */
 #define RETRY_AFTER_MAX 48           /* "Retry-After: " and a long */
 #define TLS_RECORD_HANDSHAKE 0x16    /* first byte of a TLS ClientHello */
 #define TLS_SNI_LOG_MAX 253          /* a DNS name's longest text form */
-
-struct pending;
-
-/* A listen socket: fd -1 when closed. */
-struct lsock {
-    struct acceptor *a;
-    int fd;
-    bool admin;
-    unsigned flags; /* LISTEN_F_* from its listen line */
-    uint64_t tok;
-};
-
-struct acceptor {
-    struct relay *relay;
-    /* The loop, timers and clock in use: the acceptor's own, or those of
-     * the shard it hosts (one shard: one thread, see shard_host()). */
-    struct ev_loop *loop;
-    struct wheel *wheel;
-    uint64_t *now;
-    struct ev_loop own_loop;
-    struct wheel own_wheel;
-    uint64_t own_now;
-    struct shard *host;
-    struct keys *keys; /* own page, MADV_DONTDUMP; wiped by acceptor_free() */
-    size_t keys_len;
-    struct lsock ls[CONF_MAX_LISTEN], admin;
-    int nls;
-    struct timer retry;
-    int sigfd;
-    uint64_t sigtok;
-    struct pending *pend;      /* list of heads being read */
-    struct authlimit *authlim; /* failed authentications per source */
-    bool stopping;
-    acceptor_reload_fn *reload;
-    void *reload_arg;
-    char admin_out[ADMIN_ANSWER_MAX];
-    char *admin_token; /* ADMIN_TOKEN_MAX bytes on the keys' page; empty: none asked */
-    size_t admin_token_len;
-    struct tls_server *tls; /* TLS listeners' context (one reference); NULL: none */
-};
 
 /* Wipe what the keys' page holds: the keys and the admin token. */
 static void secrets_wipe(struct acceptor *a)
@@ -79,28 +37,12 @@ static void secrets_wipe(struct acceptor *a)
     explicit_bzero(a->admin_token, ADMIN_TOKEN_MAX);
 }
 
-/* A connection whose request head is being read. */
-struct pending {
-    struct acceptor *a;
-    struct pending *prev, *next;
-    uint64_t tok;
-    struct xconn c;
-    struct timer timer;
-    char *buf;
-    size_t len, cap, last_len;
-    bool admin;     /* came in on the admin address */
-    bool tls_hs;    /* a TLS listener's socket whose handshake is not done */
-    bool proxy_hdr; /* PROXY header phase: its header not read yet */
-    bool hup;       /* the peer shut down or failed: no more bytes will come */
-    /* The peer, or the client a trusted front end named (engine/peeraddr.h) */
-    struct sockaddr_storage sa;
-    char peer[ADDR_STR_MAX];
-    struct authlimit_src src; /* the peer, for the failed-authentication limit */
-};
-
-static int listen_one(const char *spec, const char *what, const char *note, char *err,
-                      size_t errlen)
+/* Open spec (or, in an upgrade, take the old process's socket for it:
+ * its accept queue comes along). The fd, or -errno with a message. */
+static int listen_one(struct acceptor *a, const char *spec, bool admin, const char *note,
+                      char *err, size_t errlen)
 {
+    const char *what = admin ? "admin endpoint" : "listening";
     struct sockaddr_storage ss;
     socklen_t len;
     char actual[ADDR_STR_MAX];
@@ -110,12 +52,20 @@ static int listen_one(const char *spec, const char *what, const char *note, char
         snprintf(err, errlen, "listen %s: not an address:port", spec);
         return -EINVAL;
     }
+    fd = upgrade_listen_fd(a, spec, admin);
+    if (fd >= 0) {
+        len = sizeof(ss);
+        (void)getsockname(fd, (struct sockaddr *)&ss, &len);
+        note = admin ? " (taken over)" : note[0] ? " (tls, taken over)" : " (taken over)";
+        goto out;
+    }
     /* Accepted sockets inherit TCP_NODELAY: one call here, none per accept. */
     fd = anet_tcp_listen(&ss, &len, LISTEN_BACKLOG, ANET_NONBLOCK | ANET_NODELAY | ANET_V6ONLY);
     if (fd < 0) {
         snprintf(err, errlen, "listen %s: %s", spec, strerror(-fd));
         return fd;
     }
+out:
     addr_format((struct sockaddr *)&ss, actual, sizeof(actual));
     log_notice("%s on %s%s", what, actual, note);
     return fd;
@@ -127,6 +77,10 @@ int acceptor_listen(struct acceptor *a, char *err, size_t errlen)
 
     if (STAT_GET(a->relay->stats.started_ms) == 0) /* the status page's uptime */
         STAT_SET(a->relay->stats.started_ms, anet_now_ms());
+    if (a->upn.fd >= 0 && upgrade_take_listens(a) < 0) {
+        snprintf(err, errlen, "upgrade: no listen sockets from the running process");
+        return -EPROTO;
+    }
     /* The admin token first: a bad token file fails before anything listens. */
     if (strcmp(c->admin, "off") != 0 && c->admin_token_file[0]) {
         int r = admin_token_load(c->admin_token_file, a->admin_token, ADMIN_TOKEN_MAX,
@@ -144,24 +98,25 @@ int acceptor_listen(struct acceptor *a, char *err, size_t errlen)
             if (r < 0)
                 return r;
         }
-        fd = listen_one(c->listen[i], "listening",
-                        c->listen_flags[i] & LISTEN_F_TLS ? " (tls)" : "", err, errlen);
+        fd = listen_one(a, c->listen[i], false, c->listen_flags[i] & LISTEN_F_TLS ? " (tls)" : "",
+                        err, errlen);
 
         if (fd < 0)
             return fd;
         a->ls[a->nls++] = (struct lsock){.a = a, .fd = fd, .flags = c->listen_flags[i]};
     }
     if (strcmp(c->admin, "off") != 0) {
-        int fd = listen_one(c->admin, "admin endpoint", "", err, errlen);
+        int fd = listen_one(a, c->admin, true, "", err, errlen);
 
         if (fd < 0)
             return fd;
         a->admin = (struct lsock){.a = a, .fd = fd, .admin = true};
     }
+    upgrade_close_unused(a);
     return 0;
 }
 
-static void lsock_close(struct acceptor *a, struct lsock *ls)
+void lsock_close(struct acceptor *a, struct lsock *ls)
 {
     if (ls->fd < 0)
         return;
@@ -179,7 +134,7 @@ static void admin_release(struct relay *r)
     STAT_SET(r->stats.admin_conns, STAT_GET(r->stats.admin_conns) - 1);
 }
 
-static void pending_free(struct pending *p, bool close_fd)
+void pending_free(struct pending *p, bool close_fd)
 {
     struct acceptor *a = p->a;
 
@@ -605,6 +560,44 @@ static bool proxy_untrusted(struct relay *r, struct xconn *c, const struct socka
     return true;
 }
 
+/* A pending connection on c with a head buffer of cap bytes, not yet on
+ * the list. NULL when out of memory (c is then still the caller's). */
+static struct pending *pending_alloc(struct acceptor *a, const struct xconn *c,
+                                     const struct sockaddr *sa, size_t cap)
+{
+    struct pending *p = calloc(1, sizeof(*p));
+
+    if (p)
+        p->buf = malloc(cap);
+    if (!p || !p->buf) {
+        free(p);
+        return NULL;
+    }
+    p->a = a;
+    p->c = *c;
+    p->cap = cap;
+    pending_set_peer(p, sa, NULL);
+    return p;
+}
+
+/* On the list, under the head's deadline; read what is there, then watch
+ * with mask when the head is not complete. */
+static void pending_start(struct pending *p, uint32_t mask)
+{
+    struct acceptor *a = p->a;
+
+    p->next = a->pend;
+    if (a->pend)
+        a->pend->prev = p;
+    a->pend = p;
+    timer_set(a->wheel, &p->timer, *a->now + (uint64_t)a->relay->conf.header_timeout * 1000,
+              pending_timeout);
+    /* Most clients send their head right after the connect: try it before
+     * paying for a watch, which only slow heads need. */
+    if (pending_step(p) == 0 && ev_add(a->loop, p->c.fd, mask, pending_event, p, &p->tok) < 0)
+        pending_free(p, true);
+}
+
 static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa,
                         const struct lsock *ls)
 {
@@ -627,35 +620,37 @@ static void pending_new(struct acceptor *a, int fd, const struct sockaddr *sa,
     }
     if (proxy && proxy_untrusted(r, &c, sa))
         return;
-    p = calloc(1, sizeof(*p));
-    if (p)
-        p->buf = malloc(HEAD_INITIAL);
-    if (!p || !p->buf) {
-        free(p);
+    p = pending_alloc(a, &c, sa, HEAD_INITIAL);
+    if (!p) {
         conn_close(r, &c, false);
         if (admin)
             admin_release(r);
         return;
     }
-    p->a = a;
-    p->c = c;
     p->admin = admin;
     p->tls_hs = tls;
     p->proxy_hdr = proxy;
-    p->cap = HEAD_INITIAL;
-    pending_set_peer(p, sa, NULL);
-    p->next = a->pend;
-    if (a->pend)
-        a->pend->prev = p;
-    a->pend = p;
-    timer_set(a->wheel, &p->timer, *a->now + (uint64_t)r->conf.header_timeout * 1000,
-              pending_timeout);
-    /* Most clients send their head right after the connect: try it before
-     * paying for a watch, which only slow heads need. */
-    if (pending_step(p) == 0 && ev_add(a->loop, fd, mask, pending_event, p, &p->tok) < 0) {
-        pending_free(p, true);
+    pending_start(p, mask);
+}
+
+void pending_adopt(struct acceptor *a, int fd, const struct sockaddr *sa, bool proxy_hdr,
+                   const char *bytes, size_t len)
+{
+    struct pending *p;
+    struct xconn c;
+
+    xconn_init_raw(&c, fd);
+    atomic_fetch_add(&a->relay->nconn, 1);
+    p = pending_alloc(a, &c, sa, len > HEAD_INITIAL ? len : HEAD_INITIAL);
+    if (!p) {
+        conn_close(a->relay, &c, false);
         return;
     }
+    p->proxy_hdr = proxy_hdr;
+    if (len)
+        memcpy(p->buf, bytes, len);
+    p->len = len;
+    pending_start(p, EV_IN | EV_RDHUP);
 }
 
 /* ------------------------------------------------------------ accept */
@@ -698,7 +693,7 @@ static void accept_retry(struct timer *t)
         accept_all(a, &a->admin);
 }
 
-static void listen_event(void *arg, uint32_t events)
+void listen_event(void *arg, uint32_t events)
 {
     struct lsock *ls = arg;
 
@@ -707,7 +702,7 @@ static void listen_event(void *arg, uint32_t events)
 
 /* ------------------------------------------------------------ signals */
 
-static void acceptor_stop(struct acceptor *a)
+void acceptor_stop(struct acceptor *a)
 {
     struct relay *r = a->relay;
 
@@ -819,10 +814,15 @@ static void signal_event(void *arg, uint32_t events)
     struct signalfd_siginfo si;
 
     while (read(a->sigfd, &si, sizeof(si)) == sizeof(si)) {
-        if (si.ssi_signo == SIGHUP) {
+        if (si.ssi_signo == SIGUSR2) {
+            upgrade_signal(a);
+        } else if (si.ssi_signo == SIGHUP) {
             if (!a->stopping)
                 acceptor_reload(a);
+        } else if (a->up.st == UP_FROZEN) {
+            log_warn("signal %u ignored: handing over to pid %ld", si.ssi_signo, (long)a->up.pid);
         } else if (!a->stopping) {
+            upgrade_fini(a); /* an upgrade not yet frozen is called off */
             acceptor_stop(a);
         } else {
             log_warn("second signal: exiting without waiting for linked pairs");
@@ -861,6 +861,8 @@ struct acceptor *acceptor_new(struct relay *r, const struct keys *keys, acceptor
     a->reload_arg = reload_arg;
     a->sigfd = -1;
     a->admin.fd = -1;
+    a->up.fd = -1;
+    a->upn.fd = -1;
     a->authlim = authlimit_new();
     a->keys = a->authlim ? keys_page(&a->keys_len) : NULL;
     if (!a->keys) {
@@ -908,6 +910,7 @@ static int acceptor_watch(struct acceptor *a)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR2);
     a->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (a->sigfd == -1)
         return -errno;
@@ -926,11 +929,14 @@ static int acceptor_loop(struct acceptor *a)
 
     while (!a->stopping || atomic_load(&r->shards_running) > 0) {
         notify_turn(&notify_main, a->wheel, *a->now); /* READY, STOPPING, WATCHDOG, STATUS */
+        upgrade_turn(a);
         int t = a->host ? shard_wait_ms(a->host) : wheel_timeout(a->wheel, *a->now);
         int e;
 
         if (a->stopping && (t < 0 || t > STOP_WAIT_MS))
             t = STOP_WAIT_MS;
+        if (a->up.st == UP_FROZEN && (t < 0 || t > UP_FROZEN_WAIT_MS))
+            t = UP_FROZEN_WAIT_MS; /* the shards' sends end soon: accept again quickly */
         e = ev_wait(a->loop, t);
         if (e < 0) {
             log_error("acceptor: event loop: %s", strerror(-e));
@@ -951,6 +957,8 @@ int acceptor_run(struct acceptor *a)
 
     if (e < 0)
         goto out;
+    if (a->upn.fd >= 0)
+        upgrade_take_state(a); /* the old process's state, before accepting */
     e = acceptor_watch(a);
     if (e == 0)
         e = acceptor_loop(a);
@@ -968,6 +976,7 @@ int acceptor_run(struct acceptor *a)
         close(a->sigfd);
         a->sigfd = -1;
     }
+    upgrade_fini(a);
     ev_fini(a->loop); /* a hosted shard's loop too: it is ours to end */
     a->loop = NULL;
 out:
@@ -985,6 +994,9 @@ void acceptor_free(struct acceptor *a)
             close(a->ls[i].fd);
     if (a->admin.fd >= 0)
         close(a->admin.fd);
+    upgrade_close_unused(a);
+    if (a->upn.fd >= 0)
+        close(a->upn.fd);
     secrets_wipe(a);
     tls_server_unref(a->tls);
     munmap(a->keys, a->keys_len);

@@ -28,6 +28,16 @@ struct acceptor *acceptor_new(struct relay *r, const struct keys *keys, acceptor
  * err. Call before acceptor_run. */
 int acceptor_listen(struct acceptor *a, char *err, size_t errlen);
 
+/* Seamless upgrade, new process (engine/upgrade_run.c): fd is the channel
+ * from the running process (engine/upgrade.h); greet it (HELLO). Call
+ * before acceptor_listen, which then takes that process's listen sockets
+ * for the addresses it still has. */
+void acceptor_handover_from(struct acceptor *a, int fd);
+/* The shards run: tell the running process to freeze and send its state
+ * (acceptor_run takes it before accepting). 0 or -errno (then: a fresh
+ * start with the sockets taken). */
+int acceptor_handover_ready(struct acceptor *a);
+
 /* Run until drained (the shards are started, or hosted, by then). Closes
  * the sockets and wipes the keys however it ends. 0 or -errno. */
 int acceptor_run(struct acceptor *a);

@@ -64,6 +64,7 @@ struct conf_row {
     X(dialback_timeout, T_LONG, 1, SEC_MAX, "60")                                                  \
     X(keepalive, T_LONG, 0, SEC_MAX, "30")                                                         \
     X(drain_timeout, T_LONG, 1, SEC_MAX, "30")                                                     \
+    X(upgrade_timeout, T_LONG, 1, SEC_MAX, "10")                                                   \
     X(max_header, T_SIZE, 256, MIB, "8192")                                                        \
     X(max_frame, T_SIZE, 256, 16 * MIB, "65536")                                                   \
     X(max_headers, T_INT, 1, CONF_MAX_HEADERS_MAX, "64")                                           \

@@ -52,6 +52,7 @@ struct conf {
     long keepalive;        /* "keepalive": listener ping interval, s, 0 = off (30);
                               a listener silent for 2 x keepalive is dropped */
     long drain_timeout;    /* "drain_timeout": SIGTERM grace for linked pairs, s (30) */
+    long upgrade_timeout;  /* "upgrade_timeout": each wait of an upgrade's handover, s (10) */
     size_t max_header;     /* "max_header": request head limit, bytes (8192) */
     size_t max_frame;      /* "max_frame": WebSocket frame/message limit, bytes (65536) */
     int max_headers;       /* "max_headers": header lines in a request head (64) */

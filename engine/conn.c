@@ -2,6 +2,7 @@
 #include "engine/conn.h"
 
 #include <stdatomic.h>
+#include <unistd.h>
 
 #include "engine/relay.h"
 #include "proto/webroute.h"
@@ -13,6 +14,18 @@
 void conn_close(struct relay *r, struct xconn *c, bool reset)
 {
     c->ops->close(c, reset);
+    atomic_fetch_sub(&r->nconn, 1);
+}
+
+void conn_handed_over(struct relay *r, struct xconn *c)
+{
+    conn_close_fd(r, c->fd); /* the socket lives on in the new process: no FIN */
+    c->fd = -1;
+}
+
+void conn_close_fd(struct relay *r, int fd)
+{
+    close(fd);
     atomic_fetch_sub(&r->nconn, 1);
 }
 

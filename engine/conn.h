@@ -15,6 +15,15 @@ struct wr_error;
  * relay's connection count. */
 void conn_close(struct relay *r, struct xconn *c, bool reset);
 
+/* Upgrade: our copy of a plain connection handed to the new process (its
+ * watch already gone): close the fd only (no shutdown, no reset, no
+ * close_notify) and drop it from the count. */
+void conn_handed_over(struct relay *r, struct xconn *c);
+
+/* Close a counted socket that has no transport yet (an adopted fd that
+ * could not be used). */
+void conn_close_fd(struct relay *r, int fd);
+
 /* Answer an error (a JSON error answer, docs/PROTOCOL.md), then close: shut down
  * our side, discard what the peer already sent so that the close does not
  * turn into a reset that could destroy the answer, close. */

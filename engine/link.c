@@ -19,6 +19,8 @@
 #include "engine/conn.h"
 #include "engine/log.h"
 #include "engine/shard.h"
+#include "engine/upgrade.h"
+#include "proto/handover.h"
 
 /* Small reads land here and are sent at once; bytes the destination cannot
  * take yet move to a buffer of the direction's own (dir_keep), so a pump
@@ -28,6 +30,7 @@ static _Thread_local char link_scratch[LINK_SMALL_BUF];
 
 static void link_timer_cb(struct timer *t);
 static void link_event(void *arg, uint32_t events, int side);
+static void link_pump(struct link *l);
 
 static void link_event0(void *arg, uint32_t events)
 {
@@ -329,10 +332,38 @@ void link_run_ready(struct shard *sh)
     }
 }
 
+/* A link for path and peer, its ends and directions empty. NULL when out
+ * of memory. */
+static struct link *link_alloc(const char *path, size_t path_len, const char *peer)
+{
+    struct link *l = calloc(1, sizeof(*l) + path_len + 1);
+    size_t n;
+
+    if (!l)
+        return NULL;
+    memcpy(l->path, path, path_len);
+    n = strnlen(peer, sizeof(l->peer) - 1); /* snprintf cost ~600 instructions */
+    memcpy(l->peer, peer, n);
+    l->peer[n] = '\0';
+    for (int i = 0; i < 2; i++)
+        l->dir[i].pipe[0] = l->dir[i].pipe[1] = -1;
+    return l;
+}
+
+/* l, watched, on the shard's list under its inactivity timer; both ends
+ * writable (fresh, or to be found out), then pumped once. */
+static void link_attach(struct shard *sh, struct link *l)
+{
+    dlist_add_tail(&sh->links, &l->node);
+    sh->nlinks++;
+    timer_set(&sh->wheel, &l->timer, l->last + l->timeout_ms, link_timer_cb);
+    l->end[0].writable = l->end[1].writable = true;
+    link_pump(l);
+}
+
 int link_new(struct shard *sh, const struct link_args *a)
 {
-    struct link *l = calloc(1, sizeof(*l) + a->path_len + 1);
-    size_t n;
+    struct link *l = link_alloc(a->path, a->path_len, a->peer);
     int r = 0;
 
     if (!l) {
@@ -340,14 +371,8 @@ int link_new(struct shard *sh, const struct link_args *a)
         return -ENOMEM;
     }
     l->sh = sh;
-    memcpy(l->path, a->path, a->path_len);
-    n = strnlen(a->peer, sizeof(l->peer) - 1); /* snprintf cost ~600 instructions */
-    memcpy(l->peer, a->peer, n);
-    l->peer[n] = '\0';
     l->end[0].c = a->client;
     l->end[1].c = a->server;
-    for (int i = 0; i < 2; i++)
-        l->dir[i].pipe[0] = l->dir[i].pipe[1] = -1;
     /* dir[1] flows server -> client: the client's 101 goes first on it. */
     l->dir[1].head = a->to_client;
     l->dir[1].head_len = a->to_client_len;
@@ -376,19 +401,14 @@ int link_new(struct shard *sh, const struct link_args *a)
         free(l);
         return r; /* the caller still owns the connections and heads */
     }
-    dlist_add_tail(&sh->links, &l->node);
-    sh->nlinks++;
     STAT_ADD(sh->stats.links_total, 1);
-    timer_set(&sh->wheel, &l->timer, l->last + l->timeout_ms, link_timer_cb);
     /* Both sockets are fresh: write the 101s and any early bytes now rather
      * than waiting for the first readiness event. Whether they have bytes to
      * read the watch reports at once (it checks readiness when added), so no
-     * speculative read here. */
-    l->end[0].writable = l->end[1].writable = true;
-    /* The dial-back's transport may hold bytes read with its head (TLS),
-     * which no readiness event will announce. */
+     * speculative read here. The dial-back's transport may hold bytes read
+     * with its head (TLS), which no readiness event will announce. */
     l->end[1].readable = xconn_pending(&l->end[1].c) > 0;
-    link_pump(l);
+    link_attach(sh, l);
     return 0;
 }
 
@@ -428,4 +448,112 @@ static void link_timer_cb(struct timer *t)
         return;
     }
     timer_set(&sh->wheel, &l->timer, l->last + l->timeout_ms, link_timer_cb);
+}
+
+/* ------------------------------------------------------------ upgrade */
+
+/* Whether l can move: both ends plain, nothing in flight in the relay
+ * (heads sent, no byte in a pipe or buffer, every FIN seen forwarded). */
+static bool link_movable(const struct link *l)
+{
+    if (l->closing || l->queued)
+        return false;
+    for (int i = 0; i < 2; i++) {
+        const struct link_dir *d = &l->dir[i];
+
+        if (l->end[i].c.ops != &xprt_raw || d->head_off < d->head_len || d->in_pipe ||
+            d->buf_off < d->buf_len || d->eof != d->shut)
+            return false;
+    }
+    return true;
+}
+
+static int link_handover(struct link *l, int fd)
+{
+    struct shard *sh = l->sh;
+    int fds[2] = {l->end[0].c.fd, l->end[1].c.fd};
+    struct ho_rec r;
+    int e;
+
+    ho_rec_init(&r, HO_R_LINK);
+    r.num[HO_LK_TIMEOUT_MS] = (int64_t)l->timeout_ms;
+    r.num[HO_LK_LAST] = (int64_t)l->last;
+    r.num[HO_LK_START] = (int64_t)l->start;
+    r.num[HO_LK_FLAGS] = (l->dir[0].eof ? HO_LK_F_EOF0 : 0) | (l->dir[0].shut ? HO_LK_F_SHUT0 : 0) |
+                         (l->dir[1].eof ? HO_LK_F_EOF1 : 0) | (l->dir[1].shut ? HO_LK_F_SHUT1 : 0);
+    r.num[HO_LK_BYTES0] = (int64_t)l->dir[0].bytes;
+    r.num[HO_LK_BYTES1] = (int64_t)l->dir[1].bytes;
+    r.str[HO_LK_PATH] = (struct ho_str){l->path, strlen(l->path)};
+    r.str[HO_LK_PEER] = (struct ho_str){l->peer, strlen(l->peer)};
+    e = upg_send(fd, &r, fds, 2);
+    if (e < 0)
+        return e == -EMSGSIZE ? 0 : e;
+    for (int i = 0; i < 2; i++) {
+        ev_del(&sh->loop, l->end[i].tok);
+        conn_handed_over(sh->relay, &l->end[i].c);
+        dir_release(sh, &l->dir[i], true);
+    }
+    timer_del(&sh->wheel, &l->timer);
+    dlist_del(&l->node);
+    sh->nlinks--;
+    log_info("handed over path=%s client=%s up=%llu down=%llu", l->path, l->peer,
+             (unsigned long long)l->dir[0].bytes, (unsigned long long)l->dir[1].bytes);
+    free(l);
+    return 0;
+}
+
+int link_handover_all(struct shard *sh, int fd)
+{
+    struct dlist *n, *next;
+    int e = 0;
+
+    for (n = sh->links.next; e == 0 && n != &sh->links; n = next) {
+        struct link *l = CONTAINER(n, struct link, node);
+
+        next = n->next;
+        if (link_movable(l))
+            e = link_handover(l, fd);
+    }
+    return e;
+}
+
+void link_adopt(struct shard *sh, const struct ho_rec *r, const int *fds)
+{
+    char peer[ADDR_STR_MAX];
+    struct link *l;
+    uint64_t f = (uint64_t)r->num[HO_LK_FLAGS];
+    int e = -ENOMEM;
+
+    upg_str(r, HO_LK_PEER, peer, sizeof(peer));
+    l = link_alloc(r->str[HO_LK_PATH].p, r->str[HO_LK_PATH].len, peer);
+    if (l) {
+        l->sh = sh;
+        for (int i = 0; i < 2; i++) {
+            xconn_init_raw(&l->end[i].c, fds[i]);
+            /* Edges the old process saw are gone: read until -EAGAIN. */
+            l->end[i].readable = l->end[i].drain = true;
+        }
+        e = ev_add(&sh->loop, fds[0], EV_IN | EV_OUT | EV_RDHUP, link_event0, l, &l->end[0].tok);
+    }
+    if (e == 0)
+        e = ev_add(&sh->loop, fds[1], EV_IN | EV_OUT | EV_RDHUP, link_event1, l, &l->end[1].tok);
+    if (e < 0) {
+        if (l)
+            ev_del(&sh->loop, l->end[0].tok);
+        free(l);
+        conn_close_fd(sh->relay, fds[0]);
+        conn_close_fd(sh->relay, fds[1]);
+        return;
+    }
+    l->dir[0].eof = f & HO_LK_F_EOF0;
+    l->dir[0].shut = f & HO_LK_F_SHUT0;
+    l->dir[1].eof = f & HO_LK_F_EOF1;
+    l->dir[1].shut = f & HO_LK_F_SHUT1;
+    l->dir[0].bytes = (uint64_t)r->num[HO_LK_BYTES0];
+    l->dir[1].bytes = (uint64_t)r->num[HO_LK_BYTES1];
+    l->start = (uint64_t)r->num[HO_LK_START];
+    l->last = (uint64_t)r->num[HO_LK_LAST];
+    l->timeout_ms = (uint64_t)r->num[HO_LK_TIMEOUT_MS];
+    log_info("adopted link path=%s client=%s", l->path, l->peer);
+    link_attach(sh, l);
 }

@@ -83,4 +83,13 @@ void link_run_ready(struct shard *sh);
  * on the ready list, once link_run_ready() reaches it. */
 void link_close(struct link *l, bool reset, const char *why);
 
+/* Upgrade, old side: send every idle plain link (nothing in flight in the
+ * relay) on channel fd and forget it; the rest stay and drain. 0 or -errno
+ * (stop sending). */
+int link_handover_all(struct shard *sh, int fd);
+
+/* Upgrade, new side: a decoded LINK record and its two fds (taken over). */
+struct ho_rec;
+void link_adopt(struct shard *sh, const struct ho_rec *r, const int *fds);
+
 #endif

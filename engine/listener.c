@@ -12,6 +12,8 @@
 #include "engine/link.h"
 #include "engine/log.h"
 #include "engine/shard.h"
+#include "engine/upgrade.h"
+#include "proto/handover.h"
 #include "proto/json.h"
 
 #define WS_READ_CHUNK 4096
@@ -681,7 +683,7 @@ static void listener_ka_cb(struct timer *t)
 
 /* A new listener l on p, live; its watch and keepalive. 0, or -1 when l
  * had to go (closed). */
-static int listener_start(struct listener *l, struct handoff *h)
+static int listener_start(struct listener *l, const char *early, size_t early_len)
 {
     struct shard *sh = l->sh;
     struct lpath *p = l->p;
@@ -701,9 +703,10 @@ static int listener_start(struct listener *l, struct handoff *h)
         l->next_ping = sh->now + (uint64_t)sh->conf.keepalive * 1000;
         listener_ka_arm(l, (uint64_t)sh->conf.keepalive * 1000);
     }
-    /* Frames the listener pipelined behind its head. */
-    if (h->early_len) {
-        int c = ws_feed(l, (uint8_t *)h->early, h->early_len);
+    /* Frames the listener pipelined behind its head (or, adopted, the
+     * start of a frame header the old process had read). */
+    if (early_len) {
+        int c = ws_feed(l, (uint8_t *)early, early_len);
 
         if (c == WS_FEED_DROP ||
             (c > 0 && listener_send_close(l, (uint16_t)c, ws_close_reason(c)) < 0)) {
@@ -756,7 +759,7 @@ void listener_register(struct shard *sh, struct handoff *h)
     l->writable = true;
     snprintf(l->peer, sizeof(l->peer), "%s", h->peer);
     p->pins++;
-    if (listener_start(l, h) == 0) {
+    if (listener_start(l, h->early, h->early_len) == 0) {
         /* Frames the transport read with the head (TLS) come with no event. */
         listener_event(l, EV_OUT | (xconn_pending(&l->c) ? EV_IN : 0));
         lpath_serve_queue(p); /* the clients that waited for a listener */
@@ -1136,4 +1139,357 @@ void park_arrive(struct shard *sh, struct handoff *h)
     timer_set(&sh->wheel, &k->timer, sh->now + (uint64_t)sh->conf.park_timeout * 1000,
               parked_timer_cb);
     log_debug("park path=%s server=%s (%ld on the path)", p->path, k->peer, p->nparked);
+}
+
+/* ------------------------------------------------------------ upgrade */
+
+/* Old side: w on channel fd as st (offered to listener lid), then ours
+ * forgotten. 0 (sent, or kept: TLS, too big) or -errno. */
+static int waiter_handover(int fd, struct waiter *w, enum waiter_state st, uint64_t lid)
+{
+    struct ho_rec r;
+    int e;
+
+    if (w->c.ops != &xprt_raw)
+        return 0; /* a TLS session cannot move: it stays and drains */
+    ho_rec_init(&r, HO_R_WAITER);
+    r.num[HO_W_STATE] = st;
+    r.num[HO_W_LISTENER] = (int64_t)lid;
+    r.num[HO_W_OFFERS] = w->offers;
+    r.num[HO_W_TIMEOUT] = w->timeout;
+    r.num[HO_W_DEADLINE] = (int64_t)w->deadline;
+    r.num[HO_W_OFFER_END] = (int64_t)w->offer_end;
+    r.num[HO_W_SAW_IN] = w->saw_in;
+    r.str[HO_W_PATH] = (struct ho_str){w->key, w->path_len};
+    r.str[HO_W_ID] = (struct ho_str){w->key + w->path_len + 1, w->id_len};
+    r.str[HO_W_PEER] = (struct ho_str){w->peer, strlen(w->peer)};
+    r.str[HO_W_EARLY] = (struct ho_str){w->early, w->early_len};
+    e = upg_send(fd, &r, &w->c.fd, 1);
+    if (e < 0)
+        return e == -EMSGSIZE ? 0 : e;
+    waiter_unlink(w);
+    ev_del(&w->sh->loop, w->tok);
+    conn_handed_over(w->sh->relay, &w->c);
+    free(w->early);
+    free(w);
+    return 0;
+}
+
+static int waiters_handover(int fd, struct dlist *list, enum waiter_state st, uint64_t lid)
+{
+    struct dlist *n, *next;
+    int e = 0;
+
+    for (n = list->next; e == 0 && n != list; n = next) {
+        next = n->next;
+        e = waiter_handover(fd, CONTAINER(n, struct waiter, node), st, lid);
+    }
+    return e;
+}
+
+/* Whether l can move: plain, taking clients, between frames. */
+static bool listener_movable(const struct listener *l)
+{
+    return l->c.ops == &xprt_raw && l->live && !l->closing && !l->drop &&
+           l->rd.st == WSREAD_HEADER && !l->rd.in_message;
+}
+
+static void listener_forget(struct listener *l)
+{
+    struct shard *sh = l->sh;
+    struct lpath *p = l->p;
+
+    if (l->live) { /* no grace: the path lives on in the new process */
+        l->live = false;
+        p->nlive--;
+    }
+    dlist_del(&l->node);
+    p->nlisteners--;
+    sh->nlisteners--;
+    atomic_fetch_sub(&sh->relay->nlisteners, 1);
+    ev_del(&sh->loop, l->tok);
+    timer_del(&sh->wheel, &l->ka);
+    conn_handed_over(sh->relay, &l->c);
+    log_info("handed over path=%s listener=%s", p->path, l->peer);
+    free(l->out);
+    free(l);
+}
+
+/* l and the clients offered to it; a listener that cannot move stays (it
+ * gets close 1001 at the drain and registers again with the new process)
+ * and its clients move as told. 0 or -errno. */
+static int listener_handover(int fd, struct listener *l)
+{
+    uint64_t lid = (uint64_t)(uintptr_t)l;
+    struct ho_rec r;
+    int e = -EMSGSIZE;
+
+    if (listener_movable(l)) {
+        ho_rec_init(&r, HO_R_LISTENER);
+        r.num[HO_LST_ID] = (int64_t)lid;
+        r.num[HO_LST_LIVE] = 1;
+        r.num[HO_LST_LAST_RX] = (int64_t)l->last_rx;
+        r.num[HO_LST_NEXT_PING] = (int64_t)l->next_ping;
+        r.str[HO_LST_PATH] = (struct ho_str){l->p->path, l->p->path_len};
+        r.str[HO_LST_PEER] = (struct ho_str){l->peer, strlen(l->peer)};
+        r.str[HO_LST_IN] = (struct ho_str){(const char *)l->rd.hdr, l->rd.hdr_len};
+        r.str[HO_LST_OUT] = (struct ho_str){l->out + l->out_off, l->out_len - l->out_off};
+        e = upg_send(fd, &r, &l->c.fd, 1);
+    }
+    if (e < 0 && e != -EMSGSIZE)
+        return e;
+    if (e == -EMSGSIZE)
+        return waiters_handover(fd, &l->waiters, W_TOLD, 0);
+    e = waiters_handover(fd, &l->waiters, W_OFFERED, lid);
+    if (e == 0 && dlist_empty(&l->waiters))
+        listener_forget(l);
+    return e;
+}
+
+static int parked_handover(int fd, struct parked *k)
+{
+    struct shard *sh = k->sh;
+    struct ho_rec r;
+    int e;
+
+    if (k->c.ops != &xprt_raw)
+        return 0;
+    ho_rec_init(&r, HO_R_PARKED);
+    r.num[HO_PK_TIMEOUT] = k->timeout;
+    r.num[HO_PK_EXPIRES] = (int64_t)k->timer.expires;
+    r.str[HO_PK_PATH] = (struct ho_str){k->p->path, k->p->path_len};
+    r.str[HO_PK_PEER] = (struct ho_str){k->peer, strlen(k->peer)};
+    e = upg_send(fd, &r, &k->c.fd, 1);
+    if (e < 0)
+        return e == -EMSGSIZE ? 0 : e;
+    dlist_del(&k->node);
+    k->p->nparked--;
+    sh->nparked--;
+    timer_del(&sh->wheel, &k->timer);
+    ev_del(&sh->loop, k->tok);
+    conn_handed_over(sh->relay, &k->c);
+    free(k);
+    return 0;
+}
+
+static int grace_handover(int fd, struct lpath *p)
+{
+    struct ho_rec r;
+    int e;
+
+    if (!timer_armed(&p->grace))
+        return 0;
+    ho_rec_init(&r, HO_R_GRACE);
+    r.num[HO_GRACE_END] = (int64_t)p->grace.expires;
+    r.str[HO_GRACE_PATH] = (struct ho_str){p->path, p->path_len};
+    e = upg_send(fd, &r, NULL, 0);
+    if (e == 0)
+        timer_del(&p->sh->wheel, &p->grace);
+    return e;
+}
+
+int lpath_handover(struct lpath *p, int fd)
+{
+    struct dlist *n, *next;
+    int e;
+
+    p->pins++;
+    e = grace_handover(fd, p); /* first: the new path is open for what follows */
+    for (n = p->listeners.next; e == 0 && n != &p->listeners; n = next) {
+        next = n->next;
+        e = listener_handover(fd, CONTAINER(n, struct listener, node));
+    }
+    if (e == 0)
+        e = waiters_handover(fd, &p->told, W_TOLD, 0);
+    if (e == 0)
+        e = waiters_handover(fd, &p->queue, W_QUEUED, 0);
+    for (n = p->parked.next; e == 0 && n != &p->parked; n = next) {
+        next = n->next;
+        e = parked_handover(fd, CONTAINER(n, struct parked, node));
+    }
+    p->pins--;
+    lpath_put(p);
+    return e;
+}
+
+/* New side: clients told or queued on a path with no listener wait for
+ * one within a grace (a listener that could not move registers again). */
+static void lpath_hold(struct lpath *p)
+{
+    struct shard *sh = p->sh;
+
+    if (!lpath_open(p) && sh->conf.listener_grace > 0)
+        timer_set(&sh->wheel, &p->grace, sh->now + (uint64_t)sh->conf.listener_grace * 1000,
+                  grace_cb);
+}
+
+static void grace_adopt(struct shard *sh, const struct ho_rec *r)
+{
+    struct lpath *p = lpath_get(sh, r->str[HO_GRACE_PATH].p, r->str[HO_GRACE_PATH].len);
+
+    if (p && p->nlive == 0 && !timer_armed(&p->grace))
+        timer_set(&sh->wheel, &p->grace, (uint64_t)r->num[HO_GRACE_END], grace_cb);
+    if (p)
+        lpath_put(p);
+}
+
+static void listener_adopt(struct shard *sh, const struct ho_rec *r, int fd)
+{
+    const struct ho_str *out = &r->str[HO_LST_OUT], *in = &r->str[HO_LST_IN];
+    struct lpath *p = lpath_get(sh, r->str[HO_LST_PATH].p, r->str[HO_LST_PATH].len);
+    struct listener *l = p ? calloc(1, sizeof(*l)) : NULL;
+    struct xconn c;
+
+    xconn_init_raw(&c, fd);
+    if (!l || (out->len && out_append(l, out->p, out->len) < 0)) {
+        if (l)
+            free(l->out);
+        free(l);
+        if (p)
+            lpath_put(p);
+        conn_close(sh->relay, &c, false);
+        return;
+    }
+    atomic_fetch_add(&sh->relay->nlisteners, 1);
+    l->sh = sh;
+    l->p = p;
+    l->c = c;
+    l->ho_id = (uint64_t)r->num[HO_LST_ID];
+    wsread_init(&l->rd, WSREAD_SERVER, sh->conf.max_frame, NULL, 0);
+    dlist_init(&l->waiters);
+    l->writable = true;
+    upg_str(r, HO_LST_PEER, l->peer, sizeof(l->peer));
+    p->pins++;
+    if (listener_start(l, in->p, in->len) == 0) {
+        l->last_rx = (uint64_t)r->num[HO_LST_LAST_RX];
+        if (sh->conf.keepalive > 0) {
+            l->next_ping = (uint64_t)r->num[HO_LST_NEXT_PING];
+            listener_ka_arm(l, (uint64_t)sh->conf.keepalive * 1000);
+        }
+        listener_event(l, EV_OUT | EV_IN); /* frames that came during the handover */
+    }
+    p->pins--;
+    lpath_put(p);
+}
+
+/* The listener of p the old process called lid, when it moved and is live. */
+static struct listener *lpath_find_ho(struct lpath *p, uint64_t lid)
+{
+    for (struct dlist *n = p->listeners.next; n != &p->listeners; n = n->next) {
+        struct listener *l = CONTAINER(n, struct listener, node);
+
+        if (l->ho_id == lid && l->live)
+            return l;
+    }
+    return NULL;
+}
+
+/* A waiter adopted, on its list by its old state. */
+static void waiter_restore(struct waiter *w, enum waiter_state st, uint64_t lid)
+{
+    struct lpath *p = w->p;
+    struct listener *l = st == W_OFFERED ? lpath_find_ho(p, lid) : NULL;
+
+    if (l) {
+        w->st = W_OFFERED;
+        w->l = l;
+        dlist_add_tail(&l->waiters, &w->node);
+        l->nwaiting++;
+    } else if (st == W_OFFERED || st == W_TOLD) {
+        lpath_hold(p);
+        w->st = W_TOLD; /* its dial-back may still come; then offered again */
+        dlist_add_tail(&p->told, &w->node);
+    } else if (st == W_QUEUED && p->nlive == 0 && (lpath_hold(p), lpath_open(p))) {
+        w->st = W_QUEUED;
+        dlist_add_tail(&p->queue, &w->node);
+    } else {
+        waiter_place(w);
+        return;
+    }
+    waiter_arm(w);
+}
+
+static void waiter_adopt(struct shard *sh, const struct ho_rec *r, int fd)
+{
+    const struct ho_str *path = &r->str[HO_W_PATH], *id = &r->str[HO_W_ID];
+    struct handoff h = {.path = (char *)path->p,
+                        .path_len = path->len,
+                        .id = (char *)id->p,
+                        .id_len = id->len,
+                        .early = (char *)r->str[HO_W_EARLY].p,
+                        .early_len = r->str[HO_W_EARLY].len,
+                        .timeout = (long)r->num[HO_W_TIMEOUT]};
+    char key[WEBROUTE_PATH_MAX + 1 + WEBROUTE_ID_MAX];
+    struct lpath *p = NULL;
+    struct waiter *w = NULL;
+
+    xconn_init_raw(&h.conn, fd);
+    upg_str(r, HO_W_PEER, h.peer, sizeof(h.peer));
+    if (path->len <= WEBROUTE_PATH_MAX && id->len <= WEBROUTE_ID_MAX) {
+        memcpy(key, path->p, path->len);
+        key[path->len] = '\0';
+        memcpy(key + path->len + 1, id->p, id->len);
+        if (!map_get(&sh->waiters, key, path->len + 1 + id->len))
+            p = lpath_get(sh, path->p, path->len);
+    }
+    w = p ? waiter_new(sh, &h) : NULL;
+    if (!w) {
+        if (p)
+            lpath_put(p);
+        conn_close(sh->relay, &h.conn, false);
+        return;
+    }
+    w->p = p;
+    dlist_init(&w->node);
+    w->st = W_NEW;
+    w->offers = (unsigned)r->num[HO_W_OFFERS];
+    w->deadline = (uint64_t)r->num[HO_W_DEADLINE];
+    w->offer_end = (uint64_t)r->num[HO_W_OFFER_END];
+    w->saw_in = r->num[HO_W_SAW_IN] != 0;
+    p->nwaiting++;
+    map_put(&sh->waiters, &w->me);
+    if (ev_add(&sh->loop, fd, EV_IN | EV_OUT | EV_RDHUP, waiter_event, w, &w->tok) < 0)
+        w->tok = 0;
+    p->pins++;
+    waiter_restore(w, (enum waiter_state)r->num[HO_W_STATE], (uint64_t)r->num[HO_W_LISTENER]);
+    p->pins--;
+    lpath_put(p);
+}
+
+static void parked_adopt(struct shard *sh, const struct ho_rec *r, int fd)
+{
+    const struct ho_str *path = &r->str[HO_PK_PATH];
+    struct handoff h = {.path = (char *)path->p,
+                        .path_len = path->len,
+                        .timeout = (long)r->num[HO_PK_TIMEOUT]};
+    struct lpath *p = lpath_find(sh, path->p, path->len);
+    long before = p ? p->nparked : 0;
+
+    xconn_init_raw(&h.conn, fd);
+    upg_str(r, HO_PK_PEER, h.peer, sizeof(h.peer));
+    park_arrive(sh, &h);
+    p = lpath_find(sh, path->p, path->len);
+    if (p && p->nparked > before) /* parked: keep its time left, not a new one */
+        timer_set(&sh->wheel, &CONTAINER(p->parked.prev, struct parked, node)->timer,
+                  (uint64_t)r->num[HO_PK_EXPIRES], parked_timer_cb);
+}
+
+void lpath_adopt(struct shard *sh, const struct ho_rec *r, const int *fds)
+{
+    switch (r->type) {
+    case HO_R_GRACE:
+        grace_adopt(sh, r);
+        break;
+    case HO_R_LISTENER:
+        listener_adopt(sh, r, fds[0]);
+        break;
+    case HO_R_WAITER:
+        waiter_adopt(sh, r, fds[0]);
+        break;
+    case HO_R_PARKED:
+        parked_adopt(sh, r, fds[0]);
+        break;
+    default:
+        break;
+    }
 }

@@ -82,6 +82,7 @@ struct listener {
     struct timer ka;     /* the next ping or the silence deadline, whichever first */
     uint64_t last_rx;    /* ms: the last byte received */
     uint64_t next_ping;  /* ms */
+    uint64_t ho_id;      /* upgrade, new side: its id in the old process (its waiters name it) */
     char peer[ADDR_STR_MAX];
 };
 
@@ -138,5 +139,14 @@ void listener_close(struct listener *l, const char *why);
 void lpath_drain(struct lpath *p, bool now);
 /* Answer a waiting client with an error and free it. */
 void waiter_fail(struct waiter *w, int status, const char *code, const char *msg);
+
+/* Upgrade, old side: send on channel fd what of p can move (its grace,
+ * plain listeners, waiters, parked dial-backs) and forget what went; the
+ * rest (TLS, too big, after an error) stays. 0 or -errno (stop sending). */
+int lpath_handover(struct lpath *p, int fd);
+/* Upgrade, new side: one decoded GRACE, LISTENER, WAITER or PARKED record
+ * and its fd (taken over: adopted, or closed). */
+struct ho_rec;
+void lpath_adopt(struct shard *sh, const struct ho_rec *r, const int *fds);
 
 #endif

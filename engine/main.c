@@ -14,6 +14,7 @@
 #include "engine/log.h"
 #include "engine/notify.h"
 #include "engine/relay.h"
+#include "engine/upgrade.h"
 #include "engine/xprt_tls.h"
 #include "net/anet.h"
 
@@ -300,6 +301,7 @@ static int serve(struct relay *r, struct acceptor *a)
         log_error("cannot start worker shards: %s", strerror(-e));
         return -1;
     }
+    (void)acceptor_handover_ready(a); /* an upgrade: the running process freezes */
     log_notice("rapi-server " RAPI_VERSION " running: io=%s workers=%d", ev_backend_name(r->be),
                r->nshards);
     e = acceptor_run(a);
@@ -309,7 +311,7 @@ static int serve(struct relay *r, struct acceptor *a)
     return e < 0 ? 1 : 0;
 }
 
-static int run(const struct opts *o, struct relay *r, struct keys *k)
+static int run(const struct opts *o, struct relay *r, struct keys *k, int handover)
 {
     struct acceptor *a;
     char why[512];
@@ -322,6 +324,8 @@ static int run(const struct opts *o, struct relay *r, struct keys *k)
         log_error("cannot start: out of memory");
         return 1;
     }
+    if (handover >= 0)
+        acceptor_handover_from(a, handover); /* takes the channel */
     r->be = ev_choose(io_want(r->conf.io), why, sizeof(why));
     if (!r->be) {
         log_error("%s", why);
@@ -338,6 +342,7 @@ static int run(const struct opts *o, struct relay *r, struct keys *k)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     e = serve(r, a);
     acceptor_free(a);
@@ -358,11 +363,13 @@ int main(int argc, char **argv)
     struct opts o = {0};
     struct keys k;
     char err[512];
-    int r;
+    int r, handover;
 
     if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
         return keygen(argc - 1, argv + 1);
     log_setup();
+    if (upg_exe_init(argv) < 0)
+        log_warn("cannot find our own binary: SIGUSR2 upgrades will fail");
     r = parse_args(argc, argv, &o);
     if (r)
         return r;
@@ -388,5 +395,12 @@ int main(int argc, char **argv)
         return 0;
     }
     atomic_store(&log_level_cur, (int)relay.conf.log_level);
-    return run(&o, &relay, &k);
+    /* Started by a running rapi-server for a seamless upgrade? */
+    handover = upg_child_channel(relay.conf.upgrade_timeout);
+    if (handover < -1) {
+        keys_wipe(&k);
+        log_error("upgrade: bad %s: %s", UPG_ENV, strerror(-handover));
+        return 1;
+    }
+    return run(&o, &relay, &k, handover);
 }

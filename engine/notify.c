@@ -172,3 +172,14 @@ void notify_reloaded(struct notify *n)
     if (n->send)
         notify_send(n, "READY=1");
 }
+
+void notify_handed_over(struct notify *n, long pid)
+{
+    char msg[NOTIFY_STATE_MAX];
+
+    if (!n->send)
+        return;
+    snprintf(msg, sizeof(msg), "MAINPID=%ld\nSTATUS=handed over to pid %ld", pid, pid);
+    notify_send(n, msg);
+    n->send = NULL; /* a STOPPING=1 from us now would stop the service */
+}

@@ -69,4 +69,8 @@ void notify_stopped(struct notify *n);
 void notify_reloading(struct notify *n);
 void notify_reloaded(struct notify *n);
 
+/* Upgrade, old process (acceptor thread): MAINPID=pid and STATUS=, then
+ * silence: the new process speaks for the service from now on. */
+void notify_handed_over(struct notify *n, long pid);
+
 #endif

@@ -28,6 +28,8 @@ struct relay {
     _Atomic long nlisteners; /* registered listeners */
     _Atomic int shards_running;
     _Atomic int draining;
+    _Atomic int ho_left;   /* upgrade: shards still sending their state */
+    _Atomic int ho_failed; /* upgrade: a shard's send failed (-errno) */
     struct relay_stats stats;
 };
 
@@ -35,6 +37,8 @@ enum handoff_type {
     HO_CONN = 1, /* a classified connection: listener, client or dial-back */
     HO_CONFIG,   /* new configuration after SIGHUP */
     HO_DRAIN,    /* SIGTERM: close listeners, fail waiters, let links finish */
+    HO_HANDOVER, /* upgrade, old side: send what can move on channel ho_fd */
+    HO_ADOPT,    /* upgrade, new side: one record (in data[]) and its fds */
 };
 
 /* Acceptor -> shard message. One allocation holding the strings; the shard
@@ -48,6 +52,9 @@ struct handoff {
     char peer[ADDR_STR_MAX];
     char ws_accept[WS_ACCEPT_LEN + 1];
     struct conf *conf;       /* HO_CONFIG: heap copy, freed by the shard */
+    int ho_fd;               /* HO_HANDOVER: the channel (the acceptor's) */
+    int fds[2], nfds;        /* HO_ADOPT: the record's fds, owned by the shard */
+    size_t rec_len;          /* HO_ADOPT: the record's bytes in data[] */
     char *path, *id, *early; /* point into data[]; early: bytes after the head */
     size_t path_len, id_len, early_len;
     char data[];

@@ -13,6 +13,7 @@
 #include "engine/log.h"
 #include "engine/notify.h"
 #include "net/anet.h"
+#include "proto/handover.h"
 
 struct shard *relay_shard_for(struct relay *r, const char *path, size_t len)
 {
@@ -76,6 +77,45 @@ static void shard_drain_start(struct shard *s)
         lpath_drain(CONTAINER(e, struct lpath, me), false);
 }
 
+/* Upgrade, old side: send what can move on the channel, path by path,
+ * then the idle plain links; what cannot move stays here and drains.
+ * Reports to the acceptor through ho_left and ho_failed. */
+static void shard_handover(struct shard *s, int fd)
+{
+    struct relay *r = s->relay;
+    struct map_iter it;
+    struct map_entry *e;
+    int err = 0;
+
+    /* A path with nothing left goes from the map at once, which the
+     * iterator allows. */
+    for (map_iter_init(&it, &s->paths); err == 0 && (e = map_iter_next(&it));)
+        err = lpath_handover(CONTAINER(e, struct lpath, me), fd);
+    if (err == 0)
+        err = link_handover_all(s, fd);
+    if (err < 0) {
+        log_error("shard %d: handover: %s", s->id, strerror(-err));
+        atomic_store(&r->ho_failed, err);
+    }
+    atomic_fetch_sub(&r->ho_left, 1);
+}
+
+/* Upgrade, new side: one record from the old process and its fds. */
+static void shard_adopt(struct shard *s, struct handoff *h)
+{
+    struct ho_rec r;
+
+    if (ho_decode((const uint8_t *)h->data, h->rec_len, &r) < 0) {
+        for (int i = 0; i < h->nfds; i++)
+            conn_close_fd(s->relay, h->fds[i]);
+        return;
+    }
+    if (r.type == HO_R_LINK)
+        link_adopt(s, &r, h->fds);
+    else
+        lpath_adopt(s, &r, h->fds);
+}
+
 static void shard_handle(struct shard *s, struct handoff *h)
 {
     switch (h->type) {
@@ -102,6 +142,12 @@ static void shard_handle(struct shard *s, struct handoff *h)
     case HO_DRAIN:
         if (!s->draining)
             shard_drain_start(s);
+        break;
+    case HO_HANDOVER:
+        shard_handover(s, h->ho_fd);
+        break;
+    case HO_ADOPT:
+        shard_adopt(s, h);
         break;
     }
     free(h);
@@ -251,6 +297,8 @@ void shard_free(struct shard *s)
         next = h->next;
         if (h->type == HO_CONN)
             h->conn.ops->close(&h->conn, false);
+        for (int i = 0; h->type == HO_ADOPT && i < h->nfds; i++)
+            close(h->fds[i]);
         free(h->conf);
         free(h);
     }

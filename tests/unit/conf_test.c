@@ -44,6 +44,7 @@ Test(conf, defaults)
     cr_assert_eq(c.dialback_timeout, 60);
     cr_assert_eq(c.keepalive, 30);
     cr_assert_eq(c.drain_timeout, 30);
+    cr_assert_eq(c.upgrade_timeout, 10);
     cr_assert_eq(c.max_header, 8192);
     cr_assert_eq(c.max_frame, 65536);
     cr_assert_eq(c.max_headers, 64);
@@ -72,7 +73,7 @@ Test(conf, keywords_list_matches_table)
     for (; conf_keywords[n] != NULL; n++)
         cr_assert_str_eq(conf_keywords[n], conf_rows[n].name);
     cr_assert_eq(n, CONF_NROWS);
-    cr_assert_eq(n, 35);
+    cr_assert_eq(n, 36);
 }
 
 Test(conf, defaults_in_table_are_what_conf_defaults_sets)
@@ -113,6 +114,8 @@ Test(conf, good_values)
         {"keepalive", "0", 0},
         {"keepalive", "15", 15},
         {"drain_timeout", "1", 1},
+        {"upgrade_timeout", "1", 1},
+        {"upgrade_timeout", "60", 60},
         {"max_header", "256", 256},
         {"max_header", "1m", 1048576},
         {"max_header", "16k", 16384},
@@ -173,6 +176,8 @@ Test(conf, bad_values)
         {"keepalive", "-1", 0},
         {"keepalive", "86401", 0},
         {"drain_timeout", "0", 0},
+        {"upgrade_timeout", "0", 0},
+        {"upgrade_timeout", "5s", 0},
         {"max_header", "255", 0},
         {"max_header", "1025k", 0},
         {"max_header", "2m", 0},
