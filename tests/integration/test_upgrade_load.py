@@ -424,10 +424,12 @@ class Rig:
     def _wait_line(self, rx, count, proc, what):
         deadline = time.monotonic() + HANDOVER_LIMIT
         while True:
+            exited = not proc.alive()   # before reading: it may log, then exit
             ms = list(rx.finditer(self.log()))
             if len(ms) >= count:
                 return ms[count - 1]
-            self._check_alive(proc, what)
+            if exited:
+                self._check_alive(proc, what)
             if time.monotonic() > deadline:
                 raise AssertionError("no `%s` line (upgrade %d) within %.0f s; log tail:\n%s"
                                      % (what, count, HANDOVER_LIMIT, self.log()[-3000:]))
@@ -436,13 +438,15 @@ class Rig:
     def _wait_handover(self, i, old):
         deadline = time.monotonic() + HANDOVER_LIMIT
         while True:
+            exited = not old.alive()   # before reading: it may log, then exit
             text = self.log()
             ms = list(HANDED_RE.finditer(text))
             if len(ms) >= i:
                 return ms[i - 1]
             failed = FAILED_RE.search(text)
             assert not failed, "upgrade %d failed: %s" % (i, failed.group(0))
-            self._check_alive(old, "handed over to pid N")
+            if exited:
+                self._check_alive(old, "handed over to pid N")
             if time.monotonic() > deadline:
                 raise AssertionError("no hand-over (upgrade %d) within %.0f s; log tail:\n%s"
                                      % (i, HANDOVER_LIMIT, text[-3000:]))
@@ -506,7 +510,8 @@ def bench_figures(proc, out_path):
     rd = doc["targets"][0]["rounds"][0]
     dur = doc["params"]["duration_s"]
     return {"tunnels": round(rd["tunnels_per_s"] * dur), "tunnels_per_s": rd["tunnels_per_s"],
-            "errors": rd["errors"], "failed": rd["failed"]}, None
+            "errors": rd["errors"], "failed": rd["failed"],
+            "last_error": doc["targets"][0]["error"]}, None
 
 
 def monitor_olds(rig, stop):
