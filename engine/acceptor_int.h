@@ -43,8 +43,20 @@ struct up_inherit {
     struct sockaddr_storage ss;
 };
 
+/* A head handed over, held until END: its client may wait for a listener,
+ * or its dial-back for a client, that the shards get before it. */
+struct up_head {
+    struct up_head *next;
+    int fd;
+    bool proxy_hdr;
+    struct sockaddr_storage ss;
+    size_t len;
+    char bytes[];
+};
+
 /* The new side of an upgrade: what came, for the "took over" line. */
 struct up_new {
+    struct up_head *heads, **heads_tail;
     int fd; /* the channel from the old process; -1: no upgrade */
     pid_t from;
     struct up_inherit inh[CONF_MAX_LISTEN + 1];

@@ -308,6 +308,7 @@ void acceptor_handover_from(struct acceptor *a, int fd)
 
     a->upn.fd = fd;
     a->upn.from = getppid();
+    a->upn.heads_tail = &a->upn.heads;
     ho_rec_init(&r, HO_R_HELLO);
     r.num[HO_HELLO_PID] = getpid();
     e = upg_send(fd, &r, NULL, 0);
@@ -442,6 +443,43 @@ static void adopt_for_shard(struct acceptor *a, const struct ho_rec *r, const ui
     shard_deliver(relay_shard_for(rl, path->p, path->len), h);
 }
 
+/* Keep a HEAD record for after END (struct up_head). */
+static void head_hold(struct acceptor *a, const struct ho_rec *r, int fd)
+{
+    const struct ho_str *b = &r->str[HO_HEAD_BYTES], *sa = &r->str[HO_HEAD_SA];
+    struct up_head *h = calloc(1, sizeof(*h) + b->len);
+
+    atomic_fetch_add(&a->relay->nconn, 1);
+    if (!h) {
+        conn_close_fd(a->relay, fd);
+        return;
+    }
+    h->fd = fd;
+    h->proxy_hdr = r->num[HO_HEAD_PROXY] != 0;
+    memcpy(&h->ss, sa->p, sa->len < sizeof(h->ss) ? sa->len : sizeof(h->ss));
+    h->len = b->len;
+    if (b->len)
+        memcpy(h->bytes, b->p, b->len);
+    *a->upn.heads_tail = h;
+    a->upn.heads_tail = &h->next;
+}
+
+/* END came: the heads go on, after every shard record (a hosted shard has
+ * handled them; a shard thread finds them first in its queue). */
+static void heads_start(struct acceptor *a)
+{
+    struct up_head *h = a->upn.heads, *next;
+
+    for (; h; h = next) {
+        next = h->next;
+        atomic_fetch_sub(&a->relay->nconn, 1); /* pending_adopt counts it again */
+        pending_adopt(a, h->fd, (struct sockaddr *)&h->ss, h->proxy_hdr, h->bytes, h->len);
+        free(h);
+    }
+    a->upn.heads = NULL;
+    a->upn.heads_tail = &a->upn.heads;
+}
+
 static void adopt_one(struct acceptor *a, const struct ho_rec *r, const uint8_t *msg, size_t len,
                       const int *fds)
 {
@@ -450,12 +488,7 @@ static void adopt_one(struct acceptor *a, const struct ho_rec *r, const uint8_t 
     (void)ho_shape(r->type, &nn, &ns, &nf);
     a->upn.count[r->type]++;
     if (r->type == HO_R_HEAD) {
-        struct sockaddr_storage ss = {0};
-        size_t n = r->str[HO_HEAD_SA].len;
-
-        memcpy(&ss, r->str[HO_HEAD_SA].p, n < sizeof(ss) ? n : sizeof(ss));
-        pending_adopt(a, fds[0], (struct sockaddr *)&ss, r->num[HO_HEAD_PROXY] != 0,
-                      r->str[HO_HEAD_BYTES].p, r->str[HO_HEAD_BYTES].len);
+        head_hold(a, r, fds[0]);
         return;
     }
     if (r->type >= HO_R_GRACE && r->type <= HO_R_LINK && r->str[0].len > 0) {
@@ -493,6 +526,7 @@ void upgrade_take_state(struct acceptor *a)
                  why);
     close(a->upn.fd);
     a->upn.fd = -1;
+    heads_start(a);
     log_notice("upgrade: took over from pid %ld: %d listen sockets, %ld listeners, %ld waiting "
                "clients, %ld parked, %ld heads, %ld links",
                (long)a->upn.from, a->upn.nadopted, n[HO_R_LISTENER], n[HO_R_WAITER],
