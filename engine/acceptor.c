@@ -24,11 +24,11 @@
 
 #define LISTEN_BACKLOG 4096
 #define HEAD_INITIAL 1024
-#define ACCEPT_RETRY_MS 100          /* after EMFILE/ENFILE */
-#define ADMIN_SNDBUF_MIN 16384       /* answers above this size the send buffer first */
-#define RETRY_AFTER_MAX 48           /* "Retry-After: " and a long */
-#define TLS_RECORD_HANDSHAKE 0x16    /* first byte of a TLS ClientHello */
-#define TLS_SNI_LOG_MAX 253          /* a DNS name's longest text form */
+#define ACCEPT_RETRY_MS 100       /* after EMFILE/ENFILE */
+#define ADMIN_SNDBUF_MIN 16384    /* answers above this size the send buffer first */
+#define RETRY_AFTER_MAX 48        /* "Retry-After: " and a long */
+#define TLS_RECORD_HANDSHAKE 0x16 /* first byte of a TLS ClientHello */
+#define TLS_SNI_LOG_MAX 253       /* a DNS name's longest text form */
 
 /* Wipe what the keys' page holds: the keys and the admin token. */
 static void secrets_wipe(struct acceptor *a)
@@ -39,8 +39,8 @@ static void secrets_wipe(struct acceptor *a)
 
 /* Open spec (or, in an upgrade, take the old process's socket for it:
  * its accept queue comes along). The fd, or -errno with a message. */
-static int listen_one(struct acceptor *a, const char *spec, bool admin, const char *note,
-                      char *err, size_t errlen)
+static int listen_one(struct acceptor *a, const char *spec, bool admin, const char *note, char *err,
+                      size_t errlen)
 {
     const char *what = admin ? "admin endpoint" : "listening";
     struct sockaddr_storage ss;

@@ -135,12 +135,12 @@ void listen_event(void *arg, uint32_t events);
 void lsock_close(struct acceptor *a, struct lsock *ls);
 
 /* upgrade_run.c, for acceptor.c. */
-void upgrade_signal(struct acceptor *a);         /* SIGUSR2 */
-void upgrade_turn(struct acceptor *a);           /* each loop turn */
-int upgrade_take_listens(struct acceptor *a);    /* new: before opening any */
+void upgrade_signal(struct acceptor *a);      /* SIGUSR2 */
+void upgrade_turn(struct acceptor *a);        /* each loop turn */
+int upgrade_take_listens(struct acceptor *a); /* new: before opening any */
 int upgrade_listen_fd(struct acceptor *a, const char *spec, bool admin); /* adopted fd or -1 */
-void upgrade_close_unused(struct acceptor *a);   /* new: after opening */
-void upgrade_take_state(struct acceptor *a);     /* new: after the loop is set up */
-void upgrade_fini(struct acceptor *a);           /* close what the upgrade holds */
+void upgrade_close_unused(struct acceptor *a);                           /* new: after opening */
+void upgrade_take_state(struct acceptor *a); /* new: after the loop is set up */
+void upgrade_fini(struct acceptor *a);       /* close what the upgrade holds */
 
 #endif

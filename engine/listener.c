@@ -1215,6 +1215,25 @@ static void listener_forget(struct listener *l)
     free(l);
 }
 
+/* The TLS clients offered to l cannot move with it: they stay here as
+ * told (their dial-back, landing in the new process, finds no one: the
+ * TLS limit of docs/DESIGN.md "Seamless upgrade"). */
+static void listener_keep_tls(struct listener *l)
+{
+    struct dlist *n, *next;
+
+    for (n = l->waiters.next; n != &l->waiters; n = next) {
+        struct waiter *w = CONTAINER(n, struct waiter, node);
+
+        next = n->next;
+        if (w->c.ops == &xprt_raw)
+            continue;
+        waiter_detach(w);
+        w->st = W_TOLD;
+        dlist_add_tail(&l->p->told, &w->node);
+    }
+}
+
 /* l and the clients offered to it; a listener that cannot move stays (it
  * gets close 1001 at the drain and registers again with the new process)
  * and its clients move as told. 0 or -errno. */
@@ -1225,6 +1244,7 @@ static int listener_handover(int fd, struct listener *l)
     int e = -EMSGSIZE;
 
     if (listener_movable(l)) {
+        listener_keep_tls(l);
         ho_rec_init(&r, HO_R_LISTENER);
         r.num[HO_LST_ID] = (int64_t)lid;
         r.num[HO_LST_LIVE] = 1;
@@ -1459,9 +1479,8 @@ static void waiter_adopt(struct shard *sh, const struct ho_rec *r, int fd)
 static void parked_adopt(struct shard *sh, const struct ho_rec *r, int fd)
 {
     const struct ho_str *path = &r->str[HO_PK_PATH];
-    struct handoff h = {.path = (char *)path->p,
-                        .path_len = path->len,
-                        .timeout = (long)r->num[HO_PK_TIMEOUT]};
+    struct handoff h = {
+        .path = (char *)path->p, .path_len = path->len, .timeout = (long)r->num[HO_PK_TIMEOUT]};
     struct lpath *p = lpath_find(sh, path->p, path->len);
     long before = p ? p->nparked : 0;
 

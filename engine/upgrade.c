@@ -106,8 +106,8 @@ static int spawn_attr(posix_spawnattr_t *at)
 
 int upg_spawn(int child_end, pid_t *pid)
 {
-    static char *env[UPG_ENV_MAX];
-    char mine[sizeof(UPG_ENV) + 16];
+    static char *env[UPG_ENV_MAX]; /* acceptor thread only */
+    static char mine[sizeof(UPG_ENV) + 16];
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     int fd = child_end, e;
@@ -236,16 +236,15 @@ static int take_fds(struct msghdr *mh, int fds[HO_FDS_MAX])
     return n;
 }
 
-int upg_recv(int fd, uint8_t *buf, size_t cap, struct ho_rec *r, int fds[HO_FDS_MAX],
-             int dontwait)
+int upg_recv(int fd, uint8_t *buf, size_t cap, struct ho_rec *r, int fds[HO_FDS_MAX], int dontwait)
 {
     union {
         char b[CMSG_SPACE(sizeof(int) * HO_FDS_MAX)];
         struct cmsghdr align;
     } cm;
     struct iovec iov = {.iov_base = buf, .iov_len = cap};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b,
-                        .msg_controllen = sizeof(cm.b)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof(cm.b)};
     int nn, ns, nf, got;
     ssize_t k;
 

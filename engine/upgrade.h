@@ -50,8 +50,7 @@ int upg_send_type(int fd, enum ho_type t);
  * it into r; its fds (exactly its type's count, else -EPROTO with every fd
  * received closed) into fds. The message's length (> 0), -EPIPE at end of
  * stream, -EAGAIN, -ETIMEDOUT, -EPROTO for a bad record, other -errno. */
-int upg_recv(int fd, uint8_t *buf, size_t cap, struct ho_rec *r, int fds[HO_FDS_MAX],
-             int dontwait);
+int upg_recv(int fd, uint8_t *buf, size_t cap, struct ho_rec *r, int fds[HO_FDS_MAX], int dontwait);
 
 /* A string field as a bounded C string into dst[0..cap). */
 void upg_str(const struct ho_rec *r, int i, char *dst, size_t cap);

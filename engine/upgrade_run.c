@@ -21,7 +21,7 @@
 #include "engine/upgrade.h"
 #include "net/anet.h"
 
-#define UP_REAP_TRIES 20  /* a child that closed its end: wait this many times */
+#define UP_REAP_TRIES 20 /* a child that closed its end: wait this many times */
 #define UP_REAP_WAIT_US 5000
 #define UP_SMALL_REC 1024 /* the old side only receives HELLO and READY */
 
@@ -37,7 +37,7 @@ static void child_reap(pid_t pid, char *out, size_t cap)
         usleep(UP_REAP_WAIT_US);
     if (r == 0) {
         kill(pid, SIGKILL);
-        r = waitpid(pid, &st, 0);
+        (void)waitpid(pid, &st, 0);
         snprintf(out, cap, "; pid %ld killed", (long)pid);
         return;
     }
@@ -132,8 +132,8 @@ static int up_send_listens(struct acceptor *a)
         e = upg_send_type(a->up.fd, HO_R_LISTEN_END);
     if (e == 0) {
         a->up.st = UP_READY;
-        timer_set(a->wheel, &a->up.timer,
-                  *a->now + (uint64_t)a->relay->conf.upgrade_timeout * 1000, up_timeout);
+        timer_set(a->wheel, &a->up.timer, *a->now + (uint64_t)a->relay->conf.upgrade_timeout * 1000,
+                  up_timeout);
     }
     return e;
 }
@@ -522,13 +522,12 @@ void upgrade_take_state(struct acceptor *a)
         adopt_one(a, &r, buf, (size_t)e, fds);
     }
     if (strcmp(why, "end") != 0)
-        log_warn("upgrade: pid %ld stopped sending (%s): taking what came", (long)a->upn.from,
-                 why);
+        log_warn("upgrade: pid %ld stopped sending (%s): taking what came", (long)a->upn.from, why);
     close(a->upn.fd);
     a->upn.fd = -1;
     heads_start(a);
     log_notice("upgrade: took over from pid %ld: %d listen sockets, %ld listeners, %ld waiting "
                "clients, %ld parked, %ld heads, %ld links",
-               (long)a->upn.from, a->upn.nadopted, n[HO_R_LISTENER], n[HO_R_WAITER],
-               n[HO_R_PARKED], n[HO_R_HEAD], n[HO_R_LINK]);
+               (long)a->upn.from, a->upn.nadopted, n[HO_R_LISTENER], n[HO_R_WAITER], n[HO_R_PARKED],
+               n[HO_R_HEAD], n[HO_R_LINK]);
 }

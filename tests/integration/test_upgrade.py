@@ -347,7 +347,7 @@ def test_failed_new_process_leaves_the_old_serving(start_relay, upgrades):
     relay.link(lst)
 
 
-def test_usr2_while_stopping_is_ignored(start_relay, upgrades):
+def test_usr2_while_stopping_is_ignored(start_relay):
     """USR2 to a relay that drains (SIGTERM) starts nothing."""
     relay = start_relay()
     lst = relay.register("/twice/")
@@ -359,6 +359,7 @@ def test_usr2_while_stopping_is_ignored(start_relay, upgrades):
     assert "upgrade: started pid" not in relay.stderr()
     _exchange(link.client, link.server, n=10)
     link.close()
+    assert relay.wait_exit(5.0 * SLOW) == 0
 
 
 def _free_port():
