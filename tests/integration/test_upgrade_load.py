@@ -55,8 +55,8 @@ import time
 
 import pytest
 
-from relay import (SLOW, Conn, Relay, RelayStartError, build_request, fd_targets, random_token,
-                   webroute_headers, wr_101_bytes)
+from relay import (SAN_MARKERS, SLOW, Conn, Relay, RelayStartError, build_request, fd_targets,
+                   random_token, webroute_headers, wr_101_bytes)
 from sdk_helpers import Origins, Sdk, build_dir
 
 UPGRADES = int(os.environ.get("RAPI_UPGRADE_COUNT", "3"))
@@ -716,6 +716,9 @@ def test_upgrade_three_times_under_load(backend, tmp_path):
     assert not errs, "\n".join(errs)
     assert statuses[0] == 0, "the last relay exited %r on SIGTERM" % statuses[0]
     assert not any(k in text for k in keys), "a key appears in rapi-server's stderr"
+    san = [m for m in SAN_MARKERS if m in text]
+    assert not san, "sanitizer report (%s) in rapi-server's stderr:\n%s" % (
+        san, text[text.index(san[0]) - 200:][:6000])
 
 
 def stable(read, settle=0.1, tries=30):
