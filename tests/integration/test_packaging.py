@@ -48,6 +48,8 @@ from pathlib import Path
 
 import pytest
 
+from test_tls_client import read_exact
+
 REPO = Path(__file__).resolve().parents[2]
 VERSION = (REPO / "VERSION").read_text().strip()
 UNIT = REPO / "packaging/systemd/rapi-server.service"
@@ -486,7 +488,7 @@ def test_deb_unit_reload_hands_over(installed_debs, tmp_path):
         lport = int(wait_line(clog, r"listening on 127\.0\.0\.1:(\d+)", procs[-1]).group(1))
         tunnel = socket.create_connection(("127.0.0.1", lport), timeout=STEP_TIMEOUT)
         tunnel.sendall(b"before\n")
-        assert recv_n(tunnel, 7) == b"before\n"
+        assert read_exact(tunnel, 7) == b"before\n"
 
         k = unit_keys(Path("/lib/systemd/system/rapi-server.service").read_text())
         as_unit = ["setpriv", "--reuid=" + k["User"], "--regid=" + k["Group"], "--init-groups",
@@ -499,9 +501,9 @@ def test_deb_unit_reload_hands_over(installed_debs, tmp_path):
         assert Path("/proc/%d/exe" % new_pid).resolve() == Path("/usr/sbin/rapi-server")
 
         tunnel.sendall(b"after\n")
-        assert recv_n(tunnel, 6) == b"after\n"
+        assert read_exact(tunnel, 6) == b"after\n"
         tunnel.shutdown(socket.SHUT_WR)
-        assert recv_n(tunnel, 1) == b"", "the tunnel did not end with EOF"
+        assert read_exact(tunnel, 1) == b"", "the tunnel did not end with EOF"
         tunnel.close()
         data = b"through the new process\n" * 100
         r = subprocess.run(["/usr/bin/rapi", "connect", "rwr://127.0.0.1:%d/pkg" % port],
@@ -764,14 +766,3 @@ def test_built_relay_handles_usr2(tmp_path):
     finally:
         p.terminate()
         p.wait(STEP_TIMEOUT)
-
-
-def recv_n(sock, n):
-    """Exactly n bytes (b"" on EOF right away), bounded by the socket timeout."""
-    out = b""
-    while len(out) < n:
-        d = sock.recv(n - len(out))
-        if not d:
-            break
-        out += d
-    return out
