@@ -567,158 +567,196 @@ def monitor_olds(rig, stop):
         time.sleep(0.01)
 
 
-@pytest.mark.parametrize("backend", ["epoll", "uring"])
-def test_upgrade_three_times_under_load(backend, tmp_path):
-    """The starting backend; each upgrade flips io and workers (epoll/1 <->
-    uring/2), so both backends hand over to both."""
-    set_subreaper(True)
-    rig = Rig(tmp_path, backend)
-    stop, release = threading.Event(), threading.Event()
-    threads, longs, bench = [], [], None
-    tally = Tally()
-    figures = {"backend": backend, "upgrades": rig.upgrades}
-    try:
+class Run:
+    """One run of the test: the rig, the load and what it counted."""
+
+    def __init__(self, tmp_path, backend):
+        self.tmp = tmp_path
+        self.rig = Rig(tmp_path, backend)
+        self.stop, self.release = threading.Event(), threading.Event()
+        self.threads, self.longs, self.bench, self.load = [], [], None, []
+        self.tally = Tally()
+        self.problems = []
+        self.fig = {"backend": backend, "upgrades": self.rig.upgrades}
+
+    def setup(self):
+        """Relay, echo, two rapi expose (one parked), two rapi connect ports;
+        baselines once the parked pool is full (2 listening sockets, 2
+        listeners, PARK parked)."""
+        rig = self.rig
         rig.start()
         _, eport = rig.origins.start("echo")
         to = "127.0.0.1:%d" % eport
-        exp_up = rig.sdk.expose("/up", to)
-        exp_pk = rig.sdk.expose("/pk", to, extra=["--park", str(PARK)])
-        _, up_port = rig.sdk.connect_listen("/up")
-        _, pk_port = rig.sdk.connect_listen("/pk")
-        p0 = rig.current()
-        # Baselines once the parked pool is full: P0 holds 2 listening sockets,
-        # 2 listeners and PARK parked dial-backs.
-        base = wait_fds(p0.pid, lambda f: f["listen"] == 2 and f["tcp"] == 2 + PARK,
-                        "relay baseline: 2 listening, 2 listeners, %d parked" % PARK)
-        exp_base = {e.pid: stable(lambda e=e: fds_of(e.pid)) for e in (exp_up, exp_pk)}
-        figures["relay_baseline_fds"] = base
-        figures["expose_baseline_fds"] = list(exp_base.values())
+        self.exposes = {"/up": rig.sdk.expose("/up", to),
+                        "/pk": rig.sdk.expose("/pk", to, extra=["--park", str(PARK)])}
+        self.up_port = rig.sdk.connect_listen("/up")[1]
+        self.pk_port = rig.sdk.connect_listen("/pk")[1]
+        self.base = wait_fds(rig.current().pid,
+                             lambda f: f["listen"] == 2 and f["tcp"] == 2 + PARK,
+                             "relay baseline: 2 listening, 2 listeners, %d parked" % PARK)
+        self.exp_base = {e.pid: stable(lambda e=e: fds_of(e.pid)) for e in self.exposes.values()}
+        self.fig["relay_baseline_fds"] = self.base
+        self.fig["expose_baseline_fds"] = list(self.exp_base.values())
 
-        bench_out = tmp_path / "bench.json"
-        bench = run_bench(rig, LOAD_SECONDS, bench_out)
-        load = [("connect /up", lambda p: short_via_port(up_port, p)),
-                ("connect /pk (parked)", lambda p: short_via_port(pk_port, p)),
-                ("raw client /up", lambda p: short_raw(rig.relay.addr, "/up",
-                                                        rig.relay.client_key, p)),
-                ("raw client /pk", lambda p: short_raw(rig.relay.addr, "/pk",
-                                                        rig.relay.client_key, p))]
-        for kind, fn in load:
-            threads.append(threading.Thread(target=setup_loop, args=(stop, tally, kind, fn),
-                                            daemon=True))
-        mon = threading.Thread(target=monitor_olds, args=(rig, stop), daemon=True)
-        threads.append(mon)
-        for t in threads:
+    def start_load(self):
+        rig, addr, key = self.rig, self.rig.relay.addr, self.rig.relay.client_key
+        self.bench_out = self.tmp / "bench.json"
+        self.bench = run_bench(rig, LOAD_SECONDS, self.bench_out)
+        self.load = [("connect /up", lambda p: short_via_port(self.up_port, p)),
+                     ("connect /pk (parked)", lambda p: short_via_port(self.pk_port, p)),
+                     ("raw client /up", lambda p: short_raw(addr, "/up", key, p)),
+                     ("raw client /pk", lambda p: short_raw(addr, "/pk", key, p))]
+        for kind, fn in self.load:
+            self.threads.append(threading.Thread(target=setup_loop,
+                                                 args=(self.stop, self.tally, kind, fn),
+                                                 daemon=True))
+        self.threads.append(threading.Thread(target=monitor_olds, args=(rig, self.stop),
+                                             daemon=True))
+        for t in self.threads:
             t.start()
         for _ in range(LONG_EARLY):
-            longs.append(LongTransfer(up_port, LONG_SIZE, LOAD_SECONDS * 0.8, release))
-            longs[-1].start()
+            self.transfer(LONG_SIZE, LOAD_SECONDS * 0.8, self.release)
 
+    def transfer(self, size, pace, release):
+        self.longs.append(LongTransfer(self.up_port, size, pace, release))
+        self.longs[-1].start()
+
+    def upgrades(self):
+        """UPGRADES hand-overs spread over the load, a flat-out transfer
+        started just before each; after each, the new process must hold the
+        original listening sockets."""
         t_load = time.monotonic()
         step = LOAD_SECONDS / (UPGRADES + 1)
-        go = threading.Event()
-        go.set()
+        now = threading.Event()
+        now.set()
         for i in range(1, UPGRADES + 1):
             time.sleep(max(0.0, t_load + i * step - BURST_LEAD - time.monotonic()))
-            longs.append(LongTransfer(up_port, BURST_SIZE, 0.0, go))
-            longs[-1].start()
+            self.transfer(BURST_SIZE, 0.0, now)
             time.sleep(BURST_LEAD)
-            fig = rig.upgrade(i)
+            fig = self.rig.upgrade(i)
             print("upgrade %d: pid %d -> %d (io=%s workers=%d) in %.1f ms (log: %s ms); took "
                   "over %s" % (i, fig["old_pid"], fig["new_pid"], fig["io"], fig["workers"],
                                fig["usr2_to_handed_over_ms"],
                                fig["log_started_to_handed_over_ms"], fig["took_over"]))
             if i == 1:
                 for _ in range(LONG_LATE):
-                    longs.append(LongTransfer(up_port, LONG_LATE_SIZE, step, release))
-                    longs[-1].start()
-            old = rig.chain[-2]
-            # The old one closes its listening sockets after END.
-            old.fds_after = wait_fds(old.pid, lambda f: f["listen"] == 0,
-                                     "old relay %d without listening sockets" % old.pid,
-                                     allow_gone=True)
-            new_listen = fds_of(rig.current().pid)["listen_inodes"]
-            assert new_listen == base["listen_inodes"], (
-                "upgrade %d: the new process's listening sockets %s are not the original ones "
-                "%s (a re-opened socket loses its accept queue)" % (i, new_listen,
-                                                                    base["listen_inodes"]))
-            fig["old_fds_after"] = old.fds_after
-        release.set()
+                    self.transfer(LONG_LATE_SIZE, step, self.release)
+            self.check_listen_sockets(i, fig)
+        self.release.set()
         time.sleep(max(0.0, t_load + LOAD_SECONDS - time.monotonic()))
-        stop.set()
-        for t in threads:
+
+    def check_listen_sockets(self, i, fig):
+        old = self.rig.chain[-2]
+        # The old one closes its listening sockets after END (if not gone).
+        old.fds_after = wait_fds(old.pid, lambda f: f["listen"] == 0,
+                                 "old relay %d without listening sockets" % old.pid,
+                                 allow_gone=True)
+        fig["old_fds_after"] = old.fds_after
+        new_listen = fds_of(self.rig.current().pid)["listen_inodes"]
+        assert new_listen == self.base["listen_inodes"], (
+            "upgrade %d: the new process's listening sockets %s are not the original ones %s "
+            "(a re-opened socket loses its accept queue)" % (i, new_listen,
+                                                             self.base["listen_inodes"]))
+
+    def end_load(self):
+        self.stop.set()
+        for t in self.threads:
             t.join(30 * SLOW)
-        for t in longs:
+        for t in self.longs:
             t.join(60 * SLOW)
-        bfig, berr = bench_figures(bench, bench_out)
-        bench = None
-        figures["rapi_bench"] = bfig
+        self.bfig, self.berr = bench_figures(self.bench, self.bench_out)
+        self.bench = None
+        self.fig["rapi_bench"] = self.bfig
 
-        # Every old process exits within drain_timeout of its hand-over, status 0.
-        problems = []
-        figures["old_exit_after_handover_s"] = old_exits(rig, problems)
+    def collect(self):
+        """Old processes' exits, descriptors once the load is over, counts."""
+        rig, fig = self.rig, self.fig
+        fig["old_exit_after_handover_s"] = old_exits(rig, self.problems)
+        self.final = wait_fds(rig.current().pid,
+                              lambda f: f["tcp"] == 2 + PARK and f["listen"] == 2,
+                              "last relay back to 2 listening sockets + 2 listeners + %d parked"
+                              % PARK, limit=5.0 * SLOW, problems=self.problems)
+        fig["relay_final_fds"] = self.final
+        fig["expose_final_fds"] = [
+            wait_fds(pid, lambda f, b=b: same_fds(f, b), "rapi expose %d back to its baseline %s"
+                     % (pid, brief(b)), limit=5.0 * SLOW, problems=self.problems)
+            for pid, b in self.exp_base.items()]
+        fig["load"] = {"attempted": self.tally.attempted, "failed": self.tally.failed,
+                       "statuses": self.tally.statuses}
+        self.dropped = [t.error for t in self.longs if t.error]
+        fig["long_transfers"] = {"completed": len(self.longs) - len(self.dropped),
+                                 "broken": len(self.dropped),
+                                 "bytes": sum(t.size for t in self.longs)}
+        fig["registrations"] = {path: len(re.findall(r"registered " + path, e.stderr()))
+                                for path, e in self.exposes.items()}
+        print_figures(fig, self.tally)
+        dump_json(fig)
 
-        # Descriptors, once the load is over.
-        last = rig.current()
-        final = wait_fds(last.pid, lambda f: f["tcp"] == 2 + PARK and f["listen"] == 2,
-                         "last relay back to 2 listening sockets + 2 listeners + %d parked"
-                         % PARK, limit=5.0 * SLOW, problems=problems)
-        figures["relay_final_fds"] = final
-        exp_final = [wait_fds(pid, lambda f, b=b: same_fds(f, b), "rapi expose %d back to its "
-                              "baseline %s" % (pid, brief(b)), limit=5.0 * SLOW,
-                              problems=problems)
-                     for pid, b in exp_base.items()]
-        figures["expose_final_fds"] = exp_final
-        figures["load"] = {"attempted": tally.attempted, "failed": tally.failed,
-                           "statuses": tally.statuses}
-        dropped = [t.error for t in longs if t.error]
-        registrations = {path: len(re.findall(r"registered " + path, e.stderr()))
-                         for path, e in (("/up", exp_up), ("/pk", exp_pk))}
-        figures["long_transfers"] = {"completed": len(longs) - len(dropped),
-                                     "broken": len(dropped),
-                                     "bytes": sum(t.size for t in longs)}
-        figures["registrations"] = registrations
-        print_figures(figures, tally)
-        dump_json(figures)
-
-        # ---- the verdicts
+    def verdicts(self):
+        tally, bfig, rig = self.tally, self.bfig, self.rig
         # Plain listeners always move (UPGRADE.md): both rapi expose ones and
         # rapi-bench's (one thread, one path).
         moved = [u["took_over"]["listeners"] for u in rig.upgrades]
         if any(n != 3 for n in moved):
-            problems.append("listeners taken over per upgrade: %s, want 3 each" % moved)
-        assert not problems, "\n".join(problems)
+            self.problems.append("listeners taken over per upgrade: %s, want 3 each" % moved)
+        assert not self.problems, "\n".join(self.problems)
         assert not tally.failed, "failed set-ups %s of %s; first errors:\n%s" % (
             tally.failed, tally.attempted, "\n".join(tally.errors))
         assert set(tally.statuses) <= {101}, "answers other than 101: %s" % tally.statuses
-        assert all(tally.attempted.get(k, 0) > 0 for k, _ in load), tally.attempted
-        assert berr is None, berr
+        assert all(tally.attempted.get(k, 0) > 0 for k, _ in self.load), tally.attempted
+        assert self.berr is None, self.berr
         assert bfig["errors"] == 0 and not bfig["failed"] and bfig["tunnels"] > 0, bfig
-        assert not dropped, "long transfers broken: %s" % dropped
-        for t in longs[:LONG_EARLY]:
+        assert not self.dropped, "long transfers broken: %s" % self.dropped
+        for t in self.longs[:LONG_EARLY]:
             assert t.started_at < rig.chain[0].usr2_at and t.ended_at > rig.chain[-2].handed_at, (
                 "a long transfer did not span every upgrade")
-        assert all(n == 1 for n in registrations.values()), (
-            "a listener registered again (its WebSocket was dropped): %s" % registrations)
-        check_final_fds(rig, base, final)
-    finally:
-        stop.set()
-        release.set()
-        if bench is not None and bench.poll() is None:
-            bench.terminate()
-            bench.wait(10)
+        regs = self.fig["registrations"]
+        assert all(n == 1 for n in regs.values()), (
+            "a listener registered again (its WebSocket was dropped): %s" % regs)
+        check_final_fds(rig, self.base, self.final)
+
+    def teardown(self):
+        """Stop everything this run started, by PID; the problems found."""
+        self.stop.set()
+        self.release.set()
+        if self.bench is not None and self.bench.poll() is None:
+            self.bench.terminate()
+            self.bench.wait(10)
+        rig = self.rig
         errs = rig.sdk.finish() if rig.sdk else []
         rig.origins.stop()
         statuses = rig.stop_all() or [0]
-        set_subreaper(False)
-        keys = rig.relay.secrets()
+        if statuses[0] != 0:
+            errs.append("the last relay exited %r on SIGTERM" % statuses[0])
         text = rig.relay.stderr()
-        rig.relay.err_file.close()
+        if rig.relay.proc is not None:
+            rig.relay.err_file.close()
+        if any(k in text for k in rig.relay.secrets()):
+            errs.append("a key appears in rapi-server's stderr")
+        san = [m for m in SAN_MARKERS if m in text]
+        if san:
+            errs.append("sanitizer report (%s) in rapi-server's stderr:\n%s"
+                        % (san, text[text.index(san[0]) - 200:][:6000]))
+        return errs
+
+
+@pytest.mark.parametrize("backend", ["epoll", "uring"])
+def test_upgrade_three_times_under_load(backend, tmp_path):
+    """The starting backend; each upgrade flips io and workers (epoll/1 <->
+    uring/2), so both backends hand over to both."""
+    set_subreaper(True)
+    run = Run(tmp_path, backend)
+    try:
+        run.setup()
+        run.start_load()
+        run.upgrades()
+        run.end_load()
+        run.collect()
+        run.verdicts()
+    finally:
+        errs = run.teardown()
+        set_subreaper(False)
     assert not errs, "\n".join(errs)
-    assert statuses[0] == 0, "the last relay exited %r on SIGTERM" % statuses[0]
-    assert not any(k in text for k in keys), "a key appears in rapi-server's stderr"
-    san = [m for m in SAN_MARKERS if m in text]
-    assert not san, "sanitizer report (%s) in rapi-server's stderr:\n%s" % (
-        san, text[text.index(san[0]) - 200:][:6000])
 
 
 def stable(read, settle=0.1, tries=30):
