@@ -50,6 +50,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -223,7 +224,7 @@ class LogTail:
     tunnel; re-reading all of it while polling would slow the test down)."""
 
     KEEP = re.compile(r"upgrade|handed over to pid|\bstopp|listening on|admin endpoint|running:"
-                      r"| error | warn ")
+                      r"| error | warn |runtime error|Sanitizer|^    #\d")
 
     def __init__(self, path):
         self.path = path
@@ -756,6 +757,8 @@ def test_upgrade_three_times_under_load(backend, tmp_path):
     finally:
         errs = run.teardown()
         set_subreaper(False)
+        if errs and sys.exc_info()[0] is not None:
+            print("\nalso, at teardown:\n" + "\n".join(errs))   # the failure wins
     assert not errs, "\n".join(errs)
 
 
