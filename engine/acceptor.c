@@ -39,10 +39,11 @@ static void secrets_wipe(struct acceptor *a)
 
 /* Open spec (or, in an upgrade, take the old process's socket for it:
  * its accept queue comes along). The fd, or -errno with a message. */
-static int listen_one(struct acceptor *a, const char *spec, bool admin, const char *note, char *err,
+static int listen_one(struct acceptor *a, const char *spec, bool admin, unsigned flags, char *err,
                       size_t errlen)
 {
     const char *what = admin ? "admin endpoint" : "listening";
+    const char *note = flags & LISTEN_F_TLS ? " (tls)" : "";
     struct sockaddr_storage ss;
     socklen_t len;
     char actual[ADDR_STR_MAX];
@@ -52,11 +53,11 @@ static int listen_one(struct acceptor *a, const char *spec, bool admin, const ch
         snprintf(err, errlen, "listen %s: not an address:port", spec);
         return -EINVAL;
     }
-    fd = upgrade_listen_fd(a, spec, admin);
+    fd = upgrade_listen_fd(a, spec, admin, flags);
     if (fd >= 0) {
         len = sizeof(ss);
         (void)getsockname(fd, (struct sockaddr *)&ss, &len);
-        note = admin ? " (taken over)" : note[0] ? " (tls, taken over)" : " (taken over)";
+        note = flags & LISTEN_F_TLS ? " (tls, taken over)" : " (taken over)";
         goto out;
     }
     /* Accepted sockets inherit TCP_NODELAY: one call here, none per accept. */
@@ -98,15 +99,14 @@ int acceptor_listen(struct acceptor *a, char *err, size_t errlen)
             if (r < 0)
                 return r;
         }
-        fd = listen_one(a, c->listen[i], false, c->listen_flags[i] & LISTEN_F_TLS ? " (tls)" : "",
-                        err, errlen);
+        fd = listen_one(a, c->listen[i], false, c->listen_flags[i], err, errlen);
 
         if (fd < 0)
             return fd;
         a->ls[a->nls++] = (struct lsock){.a = a, .fd = fd, .flags = c->listen_flags[i]};
     }
     if (strcmp(c->admin, "off") != 0) {
-        int fd = listen_one(a, c->admin, true, "", err, errlen);
+        int fd = listen_one(a, c->admin, true, 0, err, errlen);
 
         if (fd < 0)
             return fd;

@@ -40,6 +40,7 @@ struct up_old {
 struct up_inherit {
     int fd;
     bool admin;
+    unsigned flags; /* LISTEN_F_* of its line in the old process */
     struct sockaddr_storage ss;
 };
 
@@ -138,9 +139,10 @@ void lsock_close(struct acceptor *a, struct lsock *ls);
 void upgrade_signal(struct acceptor *a);      /* SIGUSR2 */
 void upgrade_turn(struct acceptor *a);        /* each loop turn */
 int upgrade_take_listens(struct acceptor *a); /* new: before opening any */
-int upgrade_listen_fd(struct acceptor *a, const char *spec, bool admin); /* adopted fd or -1 */
-void upgrade_close_unused(struct acceptor *a);                           /* new: after opening */
-void upgrade_take_state(struct acceptor *a); /* new: after the loop is set up */
-void upgrade_fini(struct acceptor *a);       /* close what the upgrade holds */
+/* new: the old process's socket for a listen line (spec, admin, flags); -1: none */
+int upgrade_listen_fd(struct acceptor *a, const char *spec, bool admin, unsigned flags);
+void upgrade_close_unused(struct acceptor *a); /* new: after opening */
+void upgrade_take_state(struct acceptor *a);   /* new: after the loop is set up */
+void upgrade_fini(struct acceptor *a);         /* close what the upgrade holds */
 
 #endif

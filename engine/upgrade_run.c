@@ -114,6 +114,7 @@ static int send_listen(int fd, const struct lsock *ls)
         return -errno;
     ho_rec_init(&r, HO_R_LISTEN);
     r.num[HO_LISTEN_ADMIN] = ls->admin;
+    r.num[HO_LISTEN_FLAGS] = ls->flags;
     r.str[HO_LISTEN_SA] = (struct ho_str){(const char *)&ss, len};
     return upg_send(fd, &r, &ls->fd, 1);
 }
@@ -349,16 +350,18 @@ int upgrade_take_listens(struct acceptor *a)
         memset(in, 0, sizeof(*in));
         in->fd = fds[0];
         in->admin = r.num[HO_LISTEN_ADMIN] != 0;
+        in->flags = (unsigned)r.num[HO_LISTEN_FLAGS];
         memcpy(&in->ss, r.str[HO_LISTEN_SA].p, r.str[HO_LISTEN_SA].len);
     }
 }
 
 /* Same family, address and port; a configured port 0 takes the running
- * socket of the same address and role, whatever port it got. */
+ * socket of the same address, role and flags, whatever port it got. */
 static bool addr_matches(const struct sockaddr_storage *want, const struct up_inherit *in,
-                         bool admin)
+                         bool admin, unsigned flags)
 {
     const struct sockaddr_storage *got = &in->ss;
+    bool role = in->admin == admin && in->flags == flags;
 
     if (want->ss_family != got->ss_family)
         return false;
@@ -366,18 +369,18 @@ static bool addr_matches(const struct sockaddr_storage *want, const struct up_in
         const struct sockaddr_in *w = (const void *)want, *g = (const void *)got;
 
         return w->sin_addr.s_addr == g->sin_addr.s_addr &&
-               (w->sin_port == g->sin_port || (w->sin_port == 0 && in->admin == admin));
+               (w->sin_port == g->sin_port || (w->sin_port == 0 && role));
     }
     if (want->ss_family == AF_INET6) {
         const struct sockaddr_in6 *w = (const void *)want, *g = (const void *)got;
 
         return memcmp(&w->sin6_addr, &g->sin6_addr, sizeof(w->sin6_addr)) == 0 &&
-               (w->sin6_port == g->sin6_port || (w->sin6_port == 0 && in->admin == admin));
+               (w->sin6_port == g->sin6_port || (w->sin6_port == 0 && role));
     }
     return false;
 }
 
-int upgrade_listen_fd(struct acceptor *a, const char *spec, bool admin)
+int upgrade_listen_fd(struct acceptor *a, const char *spec, bool admin, unsigned flags)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -387,7 +390,7 @@ int upgrade_listen_fd(struct acceptor *a, const char *spec, bool admin)
     for (int i = 0; i < a->upn.ninh; i++) {
         struct up_inherit *in = &a->upn.inh[i];
 
-        if (in->fd >= 0 && addr_matches(&ss, in, admin)) {
+        if (in->fd >= 0 && addr_matches(&ss, in, admin, flags)) {
             int fd = in->fd;
 
             in->fd = -1;

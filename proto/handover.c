@@ -5,7 +5,7 @@
 
 /* nums, strs, fds per type, indexed by enum ho_type. */
 static const uint8_t shapes[HO_R_NTYPES][3] = {
-    [HO_R_HELLO] = {1, 0, 0},    [HO_R_LISTEN] = {1, 1, 1}, [HO_R_LISTEN_END] = {0, 0, 0},
+    [HO_R_HELLO] = {1, 0, 0},    [HO_R_LISTEN] = {2, 1, 1}, [HO_R_LISTEN_END] = {0, 0, 0},
     [HO_R_READY] = {0, 0, 0},    [HO_R_HEAD] = {2, 2, 1},   [HO_R_GRACE] = {1, 1, 0},
     [HO_R_LISTENER] = {5, 4, 1}, [HO_R_WAITER] = {7, 4, 1}, [HO_R_PARKED] = {2, 2, 1},
     [HO_R_LINK] = {6, 2, 2},     [HO_R_END] = {0, 0, 0},
@@ -31,32 +31,18 @@ void ho_rec_init(struct ho_rec *r, enum ho_type t)
         r->nnums = r->nstrs = -1; /* encodes to nothing */
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
+/* n bytes little-endian (n: 4 or 8). */
+static void put_le(uint8_t *p, uint64_t v, int n)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < n; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
+static uint64_t get_le(const uint8_t *p, int n)
 {
     uint64_t v = 0;
 
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < n; i++)
         v |= (uint64_t)p[i] << (8 * i);
     return v;
 }
@@ -84,19 +70,19 @@ long ho_encode(const struct ho_rec *r, uint8_t *buf, size_t cap)
         need += 4 + r->str[i].len;
     if (need > cap)
         return -1;
-    put_u32(buf, HO_MAGIC);
+    put_le(buf, HO_MAGIC, 4);
     buf[4] = (uint8_t)(HO_VERSION & 0xff);
     buf[5] = (uint8_t)(HO_VERSION >> 8);
     buf[6] = (uint8_t)(r->type & 0xff);
     buf[7] = (uint8_t)((unsigned)r->type >> 8);
-    put_u32(buf + 8, (uint32_t)(need - HO_HDR_LEN));
+    put_le(buf + 8, need - HO_HDR_LEN, 4);
     off = HO_HDR_LEN;
     buf[off++] = (uint8_t)r->nnums;
     for (int i = 0; i < r->nnums; i++, off += 8)
-        put_u64(buf + off, (uint64_t)r->num[i]);
+        put_le(buf + off, (uint64_t)r->num[i], 8);
     buf[off++] = (uint8_t)r->nstrs;
     for (int i = 0; i < r->nstrs; i++) {
-        put_u32(buf + off, (uint32_t)r->str[i].len);
+        put_le(buf + off, r->str[i].len, 4);
         off += 4;
         if (r->str[i].len)
             memcpy(buf + off, r->str[i].p, r->str[i].len);
@@ -112,11 +98,11 @@ static int decode_header(const uint8_t *buf, size_t len, struct ho_rec *r)
     unsigned version, type;
     int nfds;
 
-    if (len < HO_HDR_LEN || get_u32(buf) != HO_MAGIC)
+    if (len < HO_HDR_LEN || get_le(buf, 4) != HO_MAGIC)
         return -1;
     version = buf[4] | (unsigned)buf[5] << 8;
     type = buf[6] | (unsigned)buf[7] << 8;
-    if (version != HO_VERSION || get_u32(buf + 8) != len - HO_HDR_LEN)
+    if (version != HO_VERSION || get_le(buf + 8, 4) != len - HO_HDR_LEN)
         return -1;
     memset(r, 0, sizeof(*r));
     r->type = (enum ho_type)type;
@@ -132,7 +118,7 @@ int ho_decode(const uint8_t *buf, size_t len, struct ho_rec *r)
     if (len - off < 1 || buf[off++] != r->nnums || len - off < (size_t)r->nnums * 8)
         return -1;
     for (int i = 0; i < r->nnums; i++, off += 8)
-        r->num[i] = (int64_t)get_u64(buf + off);
+        r->num[i] = (int64_t)get_le(buf + off, 8);
     if (len - off < 1 || buf[off++] != r->nstrs)
         return -1;
     for (int i = 0; i < r->nstrs; i++) {
@@ -140,7 +126,7 @@ int ho_decode(const uint8_t *buf, size_t len, struct ho_rec *r)
 
         if (len - off < 4)
             return -1;
-        n = get_u32(buf + off);
+        n = get_le(buf + off, 4);
         off += 4;
         if (n > HO_STR_MAX || n > len - off)
             return -1;

@@ -26,7 +26,7 @@
 /* Record types, in the order of an upgrade (docs/DESIGN.md). */
 enum ho_type {
     HO_R_HELLO = 1,  /* new -> old: nums: pid */
-    HO_R_LISTEN,     /* old -> new: nums: admin; strs: sockaddr; fd: the listen socket */
+    HO_R_LISTEN,     /* old -> new: nums: admin, flags; strs: sockaddr; fd: the socket */
     HO_R_LISTEN_END, /* old -> new: every listen socket sent */
     HO_R_READY,      /* new -> old: listening (not accepting), shards up: freeze */
     HO_R_HEAD,       /* old -> new: a plain request head being read */
@@ -42,7 +42,7 @@ enum ho_type {
 /* Field indexes per type. Times are CLOCK_MONOTONIC ms (one clock for both
  * processes on a host). */
 enum { HO_HELLO_PID };
-enum { HO_LISTEN_ADMIN };
+enum { HO_LISTEN_ADMIN, HO_LISTEN_FLAGS /* LISTEN_F_* of its line */ };
 enum { HO_LISTEN_SA };
 enum { HO_HEAD_FLAGS, HO_HEAD_PROXY };
 enum { HO_HEAD_SA, HO_HEAD_BYTES };

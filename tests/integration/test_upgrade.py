@@ -25,6 +25,9 @@ from relay import (SLOW, assert_wr_101, build_request, expect_error, fd_counts,
 from test_admin import admin_addr, metrics
 from test_parked import assert_park_101, park, wait_parked
 
+tr = pytest.importorskip("test_tls_relay")
+tls_certs = tr.tls_certs  # the fixture
+
 PR_SET_CHILD_SUBREAPER = 36
 STARTED_RE = re.compile(r"upgrade: started pid (\d+)")
 TOOK_RE = re.compile(r"upgrade: took over from pid (\d+): (\d+) listen sockets, (\d+) listeners, "
@@ -395,3 +398,48 @@ def test_listen_workers_io_change_take_effect(start_relay, upgrades, tmp_path, b
     relay.addr = ("127.0.0.1", p2)
     relay.link(lst)                              # the listener moved too
     expect_error(relay.dialback("/cfg/", random_token()), 404, "unknown_route")
+
+
+def test_tls_listener_reregisters_and_tls_link_drains(start_relay, upgrades, tls_certs):
+    """The TLS limit: a TLS listener is not moved: it gets close 1001 from
+    the old process and registers again with the new one; a TLS linked pair
+    drains in the old process (bytes still flow after the handover), which
+    exits 0 once it closes. Both listen sockets (TLS and plain) move."""
+    relay = start_relay(listen=tr.TLS_LISTEN, tls_cert=tls_certs.server,
+                        tls_key=tls_certs.server_key, listener_grace=5)
+    up = upgrades(relay)
+    ctx = tr.client_ctx(tls_certs)
+    lst = tr.register(relay, "/tls/", tr.tls_conn(relay, ctx))
+    link = tr.link(relay, lst, tr.tls_conn(relay, ctx), tr.tls_conn(relay, ctx))
+    up.upgrade()
+    assert up.took()[:2] == (2, 0), up.took()
+    lst.expect_close(1001)
+    _exchange(link.client, link.server, n=50)      # drains in the old process
+    assert relay.alive()
+    lst2 = tr.register(relay, "/tls/", tr.tls_conn(relay, ctx))
+    later = tr.link(relay, lst2, tr.tls_conn(relay, ctx), tr.plain_conn(relay))
+    _exchange(later.client, later.server, n=50)
+    link.close()
+    _old_gone(relay)
+
+
+def test_new_process_that_hangs_is_killed_at_upgrade_timeout(start_relay, upgrades, tmp_path):
+    """A new process that does not answer within upgrade_timeout (here it
+    blocks opening its configuration file, a FIFO nobody writes) is killed;
+    the old one logs `upgrade failed` and serves on."""
+    conf = tmp_path / "c.conf"
+    conf.write_text("timeout 60\n")
+    relay = start_relay(config_file=str(conf), upgrade_timeout=1)
+    up = upgrades(relay)
+    lst = relay.register("/hang/")
+    conf.unlink()
+    os.mkfifo(str(conf))
+    t0 = time.monotonic()
+    new = up.upgrade(ok=False)
+    assert 0.8 <= time.monotonic() - t0 < 5.0 * SLOW
+    assert re.search(r"upgrade failed: the new process did not answer in time; pid %d killed"
+                     % new, relay.stderr()), relay.stderr()
+    assert _exit_status(new) is not False or not os.path.exists("/proc/%d" % new)
+    relay.link(lst)
+    conf.unlink()
+    conf.write_text("timeout 60\n")

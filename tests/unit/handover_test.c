@@ -52,7 +52,7 @@ Test(handover, round_trip_every_type)
         n = ho_encode(&r, buf, sizeof(buf));
         cr_assert_gt(n, HO_HDR_LEN, "type %d", t);
         cr_assert_eq(decode(buf, (size_t)n, &d), 0, "type %d", t);
-        cr_assert_eq(d.type, t);
+        cr_assert_eq((int)d.type, t);
         cr_assert_eq(d.nnums, r.nnums);
         cr_assert_eq(d.nstrs, r.nstrs);
         for (int i = 0; i < r.nnums; i++)
