@@ -33,7 +33,8 @@ The figures are printed (pytest -s shows them; bench/upgrade-run runs this
 file with a longer load). Environment (all optional): RAPI_UPGRADE_SECONDS
 (load length, default 6), RAPI_UPGRADE_COUNT (upgrades, default 3),
 RAPI_UPGRADE_BENCH_C (rapi-bench setup concurrency, default 2),
-RAPI_UPGRADE_JSON (write the figures there as JSON).
+RAPI_UPGRADE_GAP_MS (pause between two set-ups of one load thread, default
+4), RAPI_UPGRADE_JSON (append the figures there as JSON).
 
 The new relay is a child of the old one: its PID comes from the old one's
 `upgrade: started pid N` line. This process becomes a child subreaper for the
@@ -77,6 +78,11 @@ BURST_SIZE = 16 << 20        # flat out, started just before each USR2
 BURST_LEAD = 0.05            # s between a burst's start and the USR2
 CHUNK = 64 << 10
 SHORT_SIZE = 2048
+# Pause between two set-ups of one load thread: each set-up through `rapi
+# connect` costs four loopback connections from the shared ephemeral port
+# range, each left in TIME_WAIT for a minute; flat out, a run would take tens
+# of thousands of them from every other test on the machine.
+SETUP_GAP = float(os.environ.get("RAPI_UPGRADE_GAP_MS", "4")) / 1000
 
 PR_SET_CHILD_SUBREAPER = 36
 STARTED_RE = re.compile(r"upgrade: started pid (\d+)")
@@ -302,7 +308,7 @@ def short_raw(relay_addr, path, client_key, payload):
 
 
 def setup_loop(stop, tally, kind, fn):
-    while not stop.is_set():
+    while not stop.wait(SETUP_GAP):
         payload = os.urandom(SHORT_SIZE)
         try:
             r = fn(payload)
