@@ -1253,7 +1253,8 @@ static int listener_handover(int fd, struct listener *l)
         r.str[HO_LST_PATH] = (struct ho_str){l->p->path, l->p->path_len};
         r.str[HO_LST_PEER] = (struct ho_str){l->peer, strlen(l->peer)};
         r.str[HO_LST_IN] = (struct ho_str){(const char *)l->rd.hdr, l->rd.hdr_len};
-        r.str[HO_LST_OUT] = (struct ho_str){l->out + l->out_off, l->out_len - l->out_off};
+        r.str[HO_LST_OUT] =
+            (struct ho_str){l->out ? l->out + l->out_off : NULL, l->out_len - l->out_off};
         e = upg_send(fd, &r, &l->c.fd, 1);
     }
     if (e < 0 && e != -EMSGSIZE)

@@ -143,6 +143,7 @@ static int up_send_listens(struct acceptor *a)
  * socket lives on in the new process). 0, or -errno: p stays ours. */
 static int send_head(int fd, struct pending *p)
 {
+    struct relay *rl = p->a->relay;
     struct ho_rec r;
     int e, cfd = p->c.fd;
 
@@ -154,8 +155,7 @@ static int send_head(int fd, struct pending *p)
     if (e < 0)
         return e == -EMSGSIZE ? 0 : e; /* too big to move: it stays here */
     pending_free(p, false);
-    close(cfd);
-    atomic_fetch_sub(&p->a->relay->nconn, 1);
+    conn_close_fd(rl, cfd);
     return 0;
 }
 
@@ -351,7 +351,8 @@ int upgrade_take_listens(struct acceptor *a)
         in->fd = fds[0];
         in->admin = r.num[HO_LISTEN_ADMIN] != 0;
         in->flags = (unsigned)r.num[HO_LISTEN_FLAGS];
-        memcpy(&in->ss, r.str[HO_LISTEN_SA].p, r.str[HO_LISTEN_SA].len);
+        if (r.str[HO_LISTEN_SA].len)
+            memcpy(&in->ss, r.str[HO_LISTEN_SA].p, r.str[HO_LISTEN_SA].len);
     }
 }
 
@@ -459,7 +460,8 @@ static void head_hold(struct acceptor *a, const struct ho_rec *r, int fd)
     }
     h->fd = fd;
     h->proxy_hdr = r->num[HO_HEAD_PROXY] != 0;
-    memcpy(&h->ss, sa->p, sa->len < sizeof(h->ss) ? sa->len : sizeof(h->ss));
+    if (sa->len)
+        memcpy(&h->ss, sa->p, sa->len < sizeof(h->ss) ? sa->len : sizeof(h->ss));
     h->len = b->len;
     if (b->len)
         memcpy(h->bytes, b->p, b->len);
