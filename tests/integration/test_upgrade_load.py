@@ -27,7 +27,12 @@ accounted for: an old process holds no listening socket after the hand-over,
 and once the load is over the last relay holds exactly its listening sockets,
 the two listeners and their parked dial-backs, no AF_UNIX socket (the
 hand-over channel is closed) and the same non-socket descriptors as the earlier
-process with the same io/workers; `rapi expose` is back at its baseline.
+process with the same io/workers; `rapi expose` is back at its baseline. Every
+plain listener moves (3 per hand-over).
+
+test_failed_upgrade_under_load_keeps_serving: the same load, first a USR2
+whose binary exits at once (a broken package): `upgrade failed`, the child
+reaped, nothing changed and nothing failed; then a good upgrade.
 
 The figures are printed (pytest -s shows them; bench/upgrade-run runs this
 file with a longer load). Environment (all optional): RAPI_UPGRADE_SECONDS
@@ -397,6 +402,7 @@ class Rig:
         self.modes = self.mode_cycle(backend)
         self.relay = Relay(self.bin, tmp_path / "relay", config_file=self.conf, cli_flags=False)
         self.chain = []          # RelayPid, oldest first
+        self.failed_starts = 0   # `upgrade: started` lines of failed upgrades
         self.upgrades = []       # figures per upgrade
         self.sdk = None
         self.origins = Origins(tmp_path)
@@ -445,7 +451,8 @@ class Rig:
         old.usr2_at = time.monotonic()
         wall0 = time.time()
         os.kill(old.pid, signal.SIGUSR2)
-        new_pid = self._wait_line(STARTED_RE, i, old, "upgrade: started pid N")
+        new_pid = self._wait_line(STARTED_RE, i + self.failed_starts, old,
+                                  "upgrade: started pid N")
         new = RelayPid(int(new_pid.group(1)))
         self.chain.append(new)
         handed = self._wait_handover(i, old)
@@ -462,6 +469,28 @@ class Rig:
         fig["new_fds"] = fds_of(new.pid)
         self.upgrades.append(fig)
         return fig
+
+    def failed_upgrade(self):
+        """USR2 with a binary that exits at once (a broken package): the old
+        process must log `upgrade failed: ...` and serve on as before."""
+        bad = self.bin + ".new"
+        with open(bad, "w") as f:
+            f.write("#!/bin/sh\nexit 3\n")
+        os.chmod(bad, 0o755)
+        os.replace(bad, self.bin)
+        old = self.current()
+        os.kill(old.pid, signal.SIGUSR2)
+        m = self._wait_line(FAILED_RE, 1, old, "upgrade failed: ...")
+        started = STARTED_RE.findall(self.log())
+        self.failed_starts = len(started)
+        time.sleep(0.2)
+        assert old.alive() and not HANDED_RE.search(self.log()), (
+            "after a failed upgrade the old relay must serve on: %s" % m.group(0))
+        for pid in map(int, started):   # reaped by the old one: not even a zombie
+            assert not os.path.exists("/proc/%d" % pid), (
+                "the failed new process %d was not reaped" % pid)
+        print("failed upgrade, as meant: %s" % m.group(0))
+        return m.group(0)
 
     def _wait_line(self, rx, count, proc, what):
         deadline = time.monotonic() + HANDOVER_LIMIT
@@ -485,8 +514,9 @@ class Rig:
             ms = list(HANDED_RE.finditer(text))
             if len(ms) >= i:
                 return ms[i - 1]
-            failed = FAILED_RE.search(text)
-            assert not failed, "upgrade %d failed: %s" % (i, failed.group(0))
+            failed = FAILED_RE.findall(text)
+            assert len(failed) <= (1 if self.failed_starts else 0), (
+                "upgrade %d failed: %s" % (i, failed[-1]))
             if exited:
                 self._check_alive(old, "handed over to pid N")
             if time.monotonic() > deadline:
@@ -517,11 +547,13 @@ class Rig:
         return round((stamp(text[lb:lb + 23]) - since_midnight) * 1000, 1)
 
     def _log_ms(self, rx_a, rx_b, i):
+        """ms between upgrade i's `started` line (rx_a) and its rx_b line."""
         text = self.log()
         a, b = list(rx_a.finditer(text)), list(rx_b.finditer(text))
-        if len(a) < i or len(b) < i:
+        ia = i + self.failed_starts
+        if len(a) < ia or len(b) < i:
             return None
-        la = text.rfind("\n", 0, a[i - 1].start()) + 1
+        la = text.rfind("\n", 0, a[ia - 1].start()) + 1
         lb = text.rfind("\n", 0, b[i - 1].start()) + 1
         try:
             return round((stamp(text[lb:lb + 23]) - stamp(text[la:la + 23])) * 1000, 1)
@@ -577,14 +609,16 @@ def monitor_olds(rig, stop):
 class Run:
     """One run of the test: the rig, the load and what it counted."""
 
-    def __init__(self, tmp_path, backend):
+    def __init__(self, tmp_path, backend, upgrades=UPGRADES, fail_first=False):
         self.tmp = tmp_path
+        self.n = upgrades
+        self.fail_first = fail_first
         self.rig = Rig(tmp_path, backend)
         self.stop, self.release = threading.Event(), threading.Event()
         self.threads, self.longs, self.bench, self.load = [], [], None, []
         self.tally = Tally()
         self.problems = []
-        self.fig = {"backend": backend, "upgrades": self.rig.upgrades}
+        self.fig = {"backend": backend, "upgrades": self.rig.upgrades, "n": upgrades}
 
     def setup(self):
         """Relay, echo, two rapi expose (one parked), two rapi connect ports;
@@ -629,14 +663,19 @@ class Run:
         self.longs[-1].start()
 
     def upgrades(self):
-        """UPGRADES hand-overs spread over the load, a flat-out transfer
-        started just before each; after each, the new process must hold the
-        original listening sockets."""
+        """self.n hand-overs spread over the load (after a failed one, with
+        fail_first), a flat-out transfer started just before each; after
+        each, the new process must hold the original listening sockets."""
         t_load = time.monotonic()
-        step = LOAD_SECONDS / (UPGRADES + 1)
+        slots = self.n + (1 if self.fail_first else 0)
+        step = LOAD_SECONDS / (slots + 1)
         now = threading.Event()
         now.set()
-        for i in range(1, UPGRADES + 1):
+        if self.fail_first:
+            time.sleep(max(0.0, t_load + step - time.monotonic()))
+            self.rig.failed_upgrade()
+            t_load += step
+        for i in range(1, self.n + 1):
             time.sleep(max(0.0, t_load + i * step - BURST_LEAD - time.monotonic()))
             self.transfer(BURST_SIZE, 0.0, now)
             time.sleep(BURST_LEAD)
@@ -650,7 +689,8 @@ class Run:
                     self.transfer(LONG_LATE_SIZE, step, self.release)
             self.check_listen_sockets(i, fig)
         self.release.set()
-        time.sleep(max(0.0, t_load + LOAD_SECONDS - time.monotonic()))
+        time.sleep(max(0.0, t_load - (step if self.fail_first else 0) + LOAD_SECONDS
+                       - time.monotonic()))
 
     def check_listen_sockets(self, i, fig):
         old = self.rig.chain[-2]
@@ -720,7 +760,7 @@ class Run:
         regs = self.fig["registrations"]
         assert all(n == 1 for n in regs.values()), (
             "a listener registered again (its WebSocket was dropped): %s" % regs)
-        check_final_fds(rig, self.base, self.final)
+        check_final_fds(rig, self.n, self.base, self.final)
 
     def teardown(self):
         """Stop everything this run started, by PID; the problems found."""
@@ -753,6 +793,27 @@ def test_upgrade_three_times_under_load(backend, tmp_path):
     uring/2), so both backends hand over to both."""
     set_subreaper(True)
     run = Run(tmp_path, backend)
+    try:
+        run.setup()
+        run.start_load()
+        run.upgrades()
+        run.end_load()
+        run.collect()
+        run.verdicts()
+    finally:
+        errs = run.teardown()
+        set_subreaper(False)
+        if errs and sys.exc_info()[0] is not None:
+            print("\nalso, at teardown:\n" + "\n".join(errs))   # the failure wins
+    assert not errs, "\n".join(errs)
+
+
+def test_failed_upgrade_under_load_keeps_serving(tmp_path):
+    """A USR2 whose new binary exits at once (a broken package) is logged as
+    `upgrade failed` and changes nothing: the load sees no failure, nothing
+    is dropped; a good binary then upgrades as usual."""
+    set_subreaper(True)
+    run = Run(tmp_path, "epoll", upgrades=1, fail_first=True)
     try:
         run.setup()
         run.start_load()
@@ -827,7 +888,7 @@ def old_exits(rig, problems):
     return out
 
 
-def check_final_fds(rig, base, final):
+def check_final_fds(rig, n, base, final):
     """The last relay, load over: no hand-over channel left, the same
     non-socket descriptors and threads as the earlier process with the same
     io/workers, and the io/workers of the configuration."""
@@ -835,23 +896,23 @@ def check_final_fds(rig, base, final):
         "the last relay holds %d AF_UNIX sockets (at start: %d): hand-over channel left open"
         % (final["unix"], base["unix"]))
     by_index = [base] + [u["new_fds"] for u in rig.upgrades]
-    if UPGRADES >= 2:
-        ref = by_index[UPGRADES - 2]
+    if n >= 2:
+        ref = by_index[n - 2]
         for k in ("anon", "io_uring", "threads"):
             assert final[k] == ref[k], (
                 "last relay (io, workers %s) has %s=%d; pid %d with the same io/workers had %d"
-                % (rig.modes[UPGRADES % 2], k, final[k], rig.chain[UPGRADES - 2].pid, ref[k]))
-    io_last = rig.modes[UPGRADES % 2][0]
+                % (rig.modes[n % 2], k, final[k], rig.chain[n - 2].pid, ref[k]))
+    io_last = rig.modes[n % 2][0]
     assert (final["io_uring"] > 0) == (io_last == "uring"), (
         "the last relay does not run io=%s: %s" % (io_last, brief(final)))
-    if UPGRADES >= 1:
+    if n >= 1:
         assert by_index[1]["threads"] != base["threads"], (
             "workers changed 1 -> 2 but the thread count did not (%d)" % base["threads"])
 
 
 def print_figures(fig, tally):
     print("\n== seamless upgrade under load (%s start, %d upgrades, %.0f s load)"
-          % (fig["backend"], UPGRADES, LOAD_SECONDS))
+          % (fig["backend"], fig["n"], LOAD_SECONDS))
     for k in sorted(tally.attempted):
         print("  %-22s attempted %6d  failed %d" % (k, tally.attempted[k],
                                                     tally.failed.get(k, 0)))
