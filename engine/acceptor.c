@@ -773,7 +773,8 @@ static void acceptor_reload(struct acceptor *a)
         relisten = strcmp(c.listen[i], r->conf.listen[i]) != 0 ||
                    c.listen_flags[i] != r->conf.listen_flags[i];
     if (relisten || c.workers != r->conf.workers || c.io != r->conf.io)
-        log_warn("reload: listen, workers and io changes take effect at restart");
+        log_warn(
+            "reload: listen, workers and io changes take effect at restart or upgrade (SIGUSR2)");
     memcpy(c.listen, r->conf.listen, sizeof(c.listen));
     memcpy(c.listen_flags, r->conf.listen_flags, sizeof(c.listen_flags));
     c.nlisten = r->conf.nlisten;

@@ -1380,9 +1380,9 @@ static void listener_adopt(struct shard *sh, const struct ho_rec *r, int fd)
     dlist_init(&l->waiters);
     l->writable = true;
     upg_str(r, HO_LST_PEER, l->peer, sizeof(l->peer));
+    l->last_rx = (uint64_t)r->num[HO_LST_LAST_RX];
     p->pins++;
     if (listener_start(l, in->p, in->len) == 0) {
-        l->last_rx = (uint64_t)r->num[HO_LST_LAST_RX];
         if (sh->conf.keepalive > 0) {
             l->next_ping = (uint64_t)r->num[HO_LST_NEXT_PING];
             listener_ka_arm(l, (uint64_t)sh->conf.keepalive * 1000);

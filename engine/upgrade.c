@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,15 +62,24 @@ int upg_channel(int sv[2], long timeout_s)
     return e;
 }
 
+/* Whether environment entry e sets the variable name. */
+static bool env_is(const char *e, const char *name)
+{
+    size_t n = strlen(name);
+
+    return strncmp(e, name, n) == 0 && e[n] == '=';
+}
+
 /* environ without any UPG_ENV, plus UPG_ENV=UPG_CHILD_FD; NULL-terminated,
- * in env[0..cap). */
+ * in env[0..cap). WATCHDOG_PID goes too: it names the old process, and
+ * the new one is the one to ping once it is the service's main pid. */
 static int child_env(char **env, size_t cap, char *mine, size_t mine_len)
 {
-    size_t n = 0, klen = strlen(UPG_ENV);
+    size_t n = 0;
 
     snprintf(mine, mine_len, "%s=%d", UPG_ENV, UPG_CHILD_FD);
     for (char **e = environ; e && *e; e++) {
-        if (strncmp(*e, UPG_ENV, klen) == 0 && (*e)[klen] == '=')
+        if (env_is(*e, UPG_ENV) || env_is(*e, "WATCHDOG_PID"))
             continue;
         if (n + 2 >= cap)
             return -E2BIG;

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from relay import (SLOW, assert_wr_101, build_request, expect_error, fd_counts,
+from relay import (SLOW, Conn, assert_wr_101, build_request, expect_error, fd_counts,
                    random_token, wait_until, webroute_headers, write_key_file)
 from test_admin import admin_addr, metrics
 from test_parked import assert_park_101, park, wait_parked
@@ -111,6 +111,12 @@ class Upgrades:
 
     def finish(self):
         problems = []
+        self.relay.close_all()  # else the links drain for drain_timeout
+        if self.pids and self.relay.proc.poll() is None:
+            try:  # handed over: it exits once drained
+                self.relay.wait_exit(10.0 * SLOW)
+            except AssertionError as e:
+                problems.append(str(e))
         for pid in self.pids:
             if _exit_status(pid) is False:
                 os.kill(pid, signal.SIGTERM)
@@ -174,6 +180,7 @@ def _fds_back(pid, base, what):
     assert now["total"] - now["pipe"] == base["total"] - base["pipe"], (now, base)
 
 
+@pytest.mark.all_modes
 def test_listener_waiter_head_and_link_move(start_relay, upgrades):
     """The same WebSocket keeps working across USR2 and its next client is
     notified by the new process; a client waiting for its dial-back links
@@ -278,6 +285,7 @@ def _load(relay, lst, stop, result):
     result["ok"] = n
 
 
+@pytest.mark.all_modes
 def test_connects_during_upgrade_all_succeed(start_relay, upgrades):
     """Setups run back to back while the relay is upgraded three times:
     every connect is accepted (by the old process, or queued while frozen
@@ -443,3 +451,96 @@ def test_new_process_that_hangs_is_killed_at_upgrade_timeout(start_relay, upgrad
     relay.link(lst)
     conf.unlink()
     conf.write_text("timeout 60\n")
+
+
+def test_sd_notify_mainpid_then_ready_and_watchdog(rapi_server, backend, shard_workers, upgrades,
+                                                   tmp_path, monkeypatch):
+    """Under a service manager: the old process sends MAINPID=N (and
+    STATUS=) and then nothing (no STOPPING=1: that would stop the service);
+    the new process sends READY=1 after it and keeps the watchdog pinged
+    (WATCHDOG_PID, which names the old process as systemd sets it, is not
+    passed on)."""
+    from conftest import DEFAULT_OPTIONS
+    from relay import Relay
+    from test_service import NotifySocket
+    path = str(tmp_path / "notify.sock")
+    notify = NotifySocket(path)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "400000")
+    wrap = tmp_path / "as-systemd"
+    wrap.write_text('#!/bin/sh\nWATCHDOG_PID=$$ exec %s "$@"\n' % rapi_server)
+    wrap.chmod(0o755)
+    relay = Relay(str(wrap), tmp_path / "r", backend=backend, options=dict(DEFAULT_OPTIONS),
+                  workers=shard_workers)
+    try:
+        relay.start()
+        up = upgrades(relay)
+        notify.wait_for(lambda m: m == "READY=1", 3.0, "READY=1")
+        relay.register("/svc/")
+        new = up.upgrade()
+        i = notify.wait_for(lambda m: m.startswith("MAINPID=%d\n" % new), 3.0, "MAINPID")
+        assert notify.texts()[i] == "MAINPID=%d\nSTATUS=handed over to pid %d" % (new, new)
+        notify.wait_for(lambda m: m == "READY=1", 3.0, "READY=1 from the new process", i + 1)
+        _old_gone(relay)
+        mark = len(notify.texts())
+        notify.pump(1.0)
+        assert notify.texts()[mark:].count("WATCHDOG=1") >= 2, notify.texts()
+        assert "STOPPING=1" not in notify.texts(), notify.texts()
+    finally:
+        problems = relay.finish()
+        notify.close()
+    assert not problems, problems
+
+
+@pytest.mark.all_modes
+@pytest.mark.relay_options(listeners_per_path=2)
+def test_two_listeners_and_many_paths_move(relay, upgrades):
+    """Several paths (on every shard) and two listeners on one path, each
+    with clients offered to it: every listener and client moves, every
+    dial-back links in the new process, and new clients are shared by both
+    listeners of the path again."""
+    up = upgrades(relay)
+    a, b = relay.register("/two/"), relay.register("/two/")
+    others = [relay.register("/m%d/" % i) for i in range(6)]
+    waiting = [relay.client("/two/") for _ in range(4)]
+    got = {}
+    for lst in (a, b, a, b):
+        got[_note_id(lst)] = lst
+    assert sorted(got) == sorted(w for _, w in waiting)
+    side = [relay.client(o.path) for o in others]
+    for (c, wrid), o in zip(side, others):
+        assert _note_id(o) == wrid
+    up.upgrade()
+    assert up.took()[1:3] == (8, 10), up.took()
+    for c, wrid in waiting:
+        _exchange(c, _dial(relay, "/two/", wrid, c), n=5)
+    for (c, wrid), o in zip(side, others):
+        _exchange(c, _dial(relay, o.path, wrid, c), n=5)
+    later = [relay.client("/two/") for _ in range(4)]
+    ids = [_note_id(a), _note_id(a), _note_id(b), _note_id(b)]
+    assert sorted(ids) == sorted(w for _, w in later)
+
+
+def test_proxy_protocol_head_moves_mid_header(start_relay, upgrades):
+    """A head on a proxy_protocol socket whose PROXY header is half sent at
+    the upgrade moves in its PROXY phase: the new process reads the rest,
+    and the client is the address the header names. The two listen sockets
+    (plain, proxy_protocol: both port 0) go to the lines with their flags."""
+    relay = start_relay(listen=["127.0.0.1:0", "127.0.0.1:0 proxy_protocol"],
+                        trusted_proxies="127.0.0.1/32")
+    up = upgrades(relay)
+    plain, proxied = relay.addrs[0], relay.addrs[1]
+    lst = relay.register("/pp/")
+    wrid = random_token()
+    c = Conn.connect(proxied, keys=relay.secrets())
+    relay.conns.append(c)
+    c.send(b"PROXY TCP4 203.0.113.7 127.0.")
+    time.sleep(0.1)
+    up.upgrade()
+    assert up.took()[4] == 1, up.took()
+    c.send(b"0.1 4711 80\r\n" + build_request("/pp/", webroute_headers(relay.client_key, wrid)))
+    raw, note = lst.notification(5.0 * SLOW)
+    assert note["id"] == wrid and note["ipaddr"] == "203.0.113.7:4711", raw
+    _dial(relay, "/pp/", wrid, c)
+    assert "listening on %s:%d (taken over)" % plain in relay.stderr()
+    assert "listening on %s:%d (taken over)" % proxied in relay.stderr()
