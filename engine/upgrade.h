@@ -2,10 +2,10 @@
  * channel between an old and a new rapi-server (an AF_UNIX SOCK_SEQPACKET
  * socketpair, one proto/handover.h record per message, fds beside it by
  * SCM_RIGHTS, every wait bounded by SO_SNDTIMEO/SO_RCVTIMEO), and starting
- * the new process. The state machines live with what they move: the old
- * side's in engine/acceptor.c (listen sockets, heads, freeze) and the
- * shards (engine/listener.c, engine/link.c), the new side's in
- * engine/acceptor.c and engine/main.c.
+ * the new process. The state machines live with what they move: the
+ * acceptor's side of both processes (listen sockets, heads, freeze, END) in
+ * engine/upgrade_run.c, the shards' records in engine/listener.c and
+ * engine/link.c.
  *
  * upg_exe_init runs once in main before any thread; the other calls are
  * thread-safe (one record per sendmsg, so shard threads may send on one

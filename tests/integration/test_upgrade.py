@@ -544,3 +544,42 @@ def test_proxy_protocol_head_moves_mid_header(start_relay, upgrades):
     _dial(relay, "/pp/", wrid, c)
     assert "listening on %s:%d (taken over)" % plain in relay.stderr()
     assert "listening on %s:%d (taken over)" % proxied in relay.stderr()
+
+
+def test_half_closed_link_moves(start_relay, upgrades):
+    """A linked pair whose client already ended its side (FIN forwarded)
+    moves with that state: the server still sends, byte-exact, then ends
+    its side, and the pair closes in the new process."""
+    relay = start_relay()
+    up = upgrades(relay)
+    lst = relay.register("/half/")
+    link = relay.link(lst)
+    _exchange(link.client, link.server, n=20)
+    link.client.shutdown_wr()
+    link.server.expect_eof()
+    time.sleep(0.05)
+    up.upgrade()
+    assert up.took()[5] == 1, up.took()
+    data = bytes(range(256)) * 300
+    link.server.send(data)
+    assert link.client.recv_exact(len(data), timeout=5 * SLOW) == data
+    link.server.shutdown_wr()
+    link.client.expect_eof()
+    wait_until(lambda: "close path=/half/" in relay.stderr(), 5.0 * SLOW, what="pair closed")
+
+
+def test_ipv6_listen_socket_moves(start_relay, upgrades):
+    """An IPv6 listen socket ([::1]:0) is taken over like an IPv4 one: a
+    listener registered over IPv6 keeps working and new IPv6 clients reach
+    the new process on the same port."""
+    from relay import ipv6_loopback_available
+    if not ipv6_loopback_available():
+        pytest.skip("no IPv6 loopback here")
+    relay = start_relay(listen=("127.0.0.1:0", "[::1]:0"))
+    up = upgrades(relay)
+    lst = relay.register("/six/", v6=True)
+    up.upgrade()
+    assert up.took()[:2] == (2, 1), up.took()
+    assert "listening on [::1]:%d (taken over)" % relay.addr6[1] in relay.stderr()
+    link = relay.link(lst, v6=True)
+    _exchange(link.client, link.server, n=10)
