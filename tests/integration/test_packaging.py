@@ -14,6 +14,16 @@
   only what policy keeps (the rapi system user).
 - `make rpm` builds the RPMs (rpmlint: no error, inside `make rpm`); their file
   lists, scriptlets and dependencies are checked.
+- Seamless upgrade (issue 11): the unit's reload is `rapi-server -t` then
+  SIGUSR2 (NotifyAccess=main for the MAINPID hand-over), its system-call
+  filter admits what starting the new process and passing descriptors need
+  (expanded with systemd-analyze); the installed unit's ExecReload, run as the
+  unit runs it, hands a relay carrying a tunnel over to a new process. A
+  package upgrade does not stop the relay: the .deb's postinst and the RPM's
+  posttrans (run here with stubbed systemctl/deb-systemd-invoke in a private
+  mount namespace, /run/systemd/system present only there) reload a relay that
+  handles SIGUSR2 and restart one that would die of it. This machine's PID 1
+  is not systemd, so no real `systemctl reload` runs here.
 
 Installing needs root: without it those tests are SKIPPED, loudly. The
 sanitizer pass skips the module: the packages do not use the sanitizer build.
@@ -28,6 +38,7 @@ import re
 import resource
 import shlex
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -36,6 +47,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from test_tls_client import read_exact
 
 REPO = Path(__file__).resolve().parents[2]
 VERSION = (REPO / "VERSION").read_text().strip()
@@ -92,7 +105,12 @@ def test_unit_security_score():
 def test_unit_content():
     k = unit_keys(UNIT.read_text())
     assert k["Type"] == "notify"
-    assert k["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    # systemctl reload: check the configuration, then the hand-over (SIGUSR2).
+    assert k["ExecReload"].splitlines() == ["/usr/sbin/rapi-server -c /etc/rapi/rapi-server.conf -t",
+                                            "/bin/kill -USR2 $MAINPID"]
+    # The old main process sends MAINPID=<new>, then the new one READY=1.
+    assert k["NotifyAccess"] == "main"
+    assert "systemctl kill -s HUP --kill-whom=main rapi-server" in UNIT.read_text()
     assert k["Restart"] == "on-failure"
     assert int(k["LimitNOFILE"]) >= 2 * 1000 * 1000, "a million tunnels need two fds each"
     assert set(k["AmbientCapabilities"].split()) == {"CAP_NET_BIND_SERVICE", "CAP_SYS_RESOURCE"}
@@ -105,6 +123,47 @@ def test_unit_content():
                 "ProtectKernelLogs", "LockPersonality", "RestrictNamespaces"):
         assert k.get(key) == "yes", key
     assert k["ProtectSystem"] == "strict"
+
+
+def expand_syscalls(group, cache={}):
+    """The system calls of a systemd-analyze syscall-filter group, nested
+    groups expanded."""
+    if group not in cache:
+        out = run(["systemd-analyze", "syscall-filter", "--no-pager", group])[1]
+        calls = set()
+        for ln in out.splitlines()[1:]:
+            ln = ln.strip()
+            if ln.startswith("@"):
+                calls |= expand_syscalls(ln)
+            elif ln and not ln.startswith("#"):
+                calls.add(ln)
+        cache[group] = calls
+    return cache[group]
+
+
+# What the hand-over needs: spawn the new binary (posix_spawn: clone/clone3 or
+# vfork, execve, close_range for the fds >= 3), the socketpair and SCM_RIGHTS,
+# reaping or killing the child, reading /proc/self/exe.
+HANDOVER_SYSCALLS = ["clone", "clone3", "vfork", "execve", "close_range", "socketpair",
+                     "sendmsg", "recvmsg", "wait4", "waitid", "kill", "readlink", "dup3",
+                     "rt_sigprocmask", "getsockname"]
+
+
+def test_unit_allows_the_handover():
+    """The unit's SystemCallFilter (allow list minus the ~ deny lists) and
+    RestrictAddressFamilies let the relay start its successor and pass it
+    descriptors."""
+    k = unit_keys(UNIT.read_text())
+    allowed, denied = set(), set()
+    for line in k["SystemCallFilter"].splitlines():
+        deny = line.startswith("~")
+        for item in line.lstrip("~").split():
+            calls = expand_syscalls(item) if item.startswith("@") else {item}
+            (denied if deny else allowed).update(calls)
+    missing = [c for c in HANDOVER_SYSCALLS if c not in allowed or c in denied]
+    assert not missing, "SystemCallFilter refuses what the hand-over needs: %s" % missing
+    assert "AF_UNIX" in k["RestrictAddressFamilies"].split()
+    print("SystemCallFilter admits %s" % " ".join(HANDOVER_SYSCALLS))
 
 
 def test_unit_verifies(tmp_path):
@@ -294,23 +353,30 @@ def test_deb_install_state(installed_debs):
     assert VERSION in out, out
 
 
-def echo_server():
+def echo_server(conns=1):
+    """A loopback echo server for conns connections, one after the other
+    accepted but each served in its own thread."""
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
     srv.listen(4)
     srv.settimeout(STEP_TIMEOUT)
 
-    def serve():
-        try:
-            c, _ = srv.accept()
-        except OSError:
-            return
+    def echo(c):
         with c:
             while True:
                 d = c.recv(65536)
                 if not d:
                     break
                 c.sendall(d)
+            c.shutdown(socket.SHUT_WR)
+
+    def serve():
+        for _ in range(conns):
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=echo, args=(c,), daemon=True).start()
     threading.Thread(target=serve, daemon=True).start()
     return srv
 
@@ -396,6 +462,84 @@ def test_deb_daemon_carries_a_tunnel(installed_debs, tmp_path):
                 p.wait()
 
 
+def test_deb_unit_reload_hands_over(installed_debs, tmp_path):
+    """The installed unit's ExecReload lines, run as the unit runs them (its
+    user, $MAINPID), hand the installed relay over to a new process: an open
+    tunnel keeps working across it, a new one works after it, and the old
+    process exits."""
+    procs, pids = [], []
+    srv = echo_server(conns=2)
+    try:
+        log = tmp_path / "server.log"
+        relay = subprocess.Popen(unit_command(tmp_path), stdout=subprocess.DEVNULL,
+                                 stderr=open(log, "wb"), cwd="/")
+        procs.append(relay)
+        port = int(wait_line(log, r"listening on 127\.0\.0\.1:(\d+)", relay).group(1))
+        env = clean_env(RAPI_KEY_FILE="/etc/rapi/keys")
+        elog, clog = tmp_path / "expose.log", tmp_path / "connect.log"
+        procs.append(subprocess.Popen(
+            ["/usr/bin/rapi", "expose", "rws://127.0.0.1:%d/pkg" % port, "--to",
+             "127.0.0.1:%d" % srv.getsockname()[1]],
+            stdout=subprocess.DEVNULL, stderr=open(elog, "wb"), env=env))
+        wait_line(elog, r"registered /pkg", procs[-1])
+        procs.append(subprocess.Popen(
+            ["/usr/bin/rapi", "connect", "rwr://127.0.0.1:%d/pkg" % port, "--listen",
+             "127.0.0.1:0"], stdout=subprocess.DEVNULL, stderr=open(clog, "wb"), env=env))
+        lport = int(wait_line(clog, r"listening on 127\.0\.0\.1:(\d+)", procs[-1]).group(1))
+        tunnel = socket.create_connection(("127.0.0.1", lport), timeout=STEP_TIMEOUT)
+        tunnel.sendall(b"before\n")
+        assert read_exact(tunnel, 7) == b"before\n"
+
+        k = unit_keys(Path("/lib/systemd/system/rapi-server.service").read_text())
+        as_unit = ["setpriv", "--reuid=" + k["User"], "--regid=" + k["Group"], "--init-groups",
+                   "--no-new-privs", "--"]
+        for line in k["ExecReload"].splitlines():
+            argv = [a.replace("$MAINPID", str(relay.pid)) for a in shlex.split(line)]
+            run(as_unit + argv)
+        new_pid = int(wait_line(log, r"handed over to pid (\d+)", relay).group(1))
+        pids.append(new_pid)
+        assert Path("/proc/%d/exe" % new_pid).resolve() == Path("/usr/sbin/rapi-server")
+
+        tunnel.sendall(b"after\n")
+        assert read_exact(tunnel, 6) == b"after\n"
+        tunnel.shutdown(socket.SHUT_WR)
+        assert read_exact(tunnel, 1) == b"", "the tunnel did not end with EOF"
+        tunnel.close()
+        data = b"through the new process\n" * 100
+        r = subprocess.run(["/usr/bin/rapi", "connect", "rwr://127.0.0.1:%d/pkg" % port],
+                           input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                           timeout=STEP_TIMEOUT)
+        assert r.returncode == 0 and r.stdout == data, r.stderr
+        assert relay.wait(STEP_TIMEOUT) == 0, "the old relay did not exit 0:\n" + log.read_text()
+    finally:
+        srv.close()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(STEP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        for pid in pids:
+            deadline = time.monotonic() + STEP_TIMEOUT
+            while running(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
+def running(pid):
+    """pid exists and is not a zombie (its new parent may not reap it)."""
+    try:
+        return Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def test_deb_reinstall_keeps_keys_and_conffile_then_purge(installed_debs):
     keys_before = Path("/etc/rapi/keys").read_bytes()
     conf = Path("/etc/rapi/rapi-server.conf")
@@ -471,3 +615,155 @@ def test_rpm_scriptlets_and_dependencies(rpms):
     dev = rpm_q(["-R"], rpms["librapi-devel"])
     assert re.search(r"^librapi0\(\S+\) = %s-" % re.escape(VERSION), dev, re.M), dev
     assert "librapi.so.0()" in rpm_q(["--provides"], rpms["librapi0"])
+
+
+# ---------------------------------------------------------------- upgrades
+# The maintainer scripts run with stubs: systemctl answers is-active (yes)
+# and show -p MainPID (STUB_MAINPID); every call is logged to STUB_LOG.
+STUBS = {
+    "systemctl": 'echo "systemctl $*" >>"$STUB_LOG"\n'
+                 'case "$*" in *"show -p MainPID"*) echo "$STUB_MAINPID";; esac\nexit 0\n',
+    "deb-systemd-invoke": 'echo "deb-systemd-invoke $*" >>"$STUB_LOG"\nexit 0\n',
+    "deb-systemd-helper": 'echo "deb-systemd-helper $*" >>"$STUB_LOG"\nexit 0\n',
+    "getent": "exit 0\n",
+    "adduser": "exit 0\n",
+    "rapi-server": "exit 0\n",
+    "chown": "exit 0\n",
+    "chmod": "exit 0\n",
+}
+
+# Stand-ins for a running relay: one blocks SIGUSR2 (as a relay that reads it
+# from a signalfd), one leaves it at its default action (a relay from before
+# the hand-over, which SIGUSR2 would kill).
+STAND_IN = ("import signal, sys, time\n"
+            "if sys.argv[1] == 'block':\n"
+            "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n")
+
+
+def need_root_namespace():
+    if os.geteuid() != 0:
+        pytest.skip("NOT ROOT: the maintainer scripts run in a private mount namespace; "
+                    "SKIPPED")
+    r = subprocess.run(["unshare", "-m", "true"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        pytest.skip("unshare -m refused here (%s): maintainer-script test SKIPPED" % r.stdout)
+
+
+def run_script(tmp_path, script, args, mainpid):
+    """Run a maintainer script as if systemd were PID 1 (a tmpfs /run holding
+    /run/systemd/system, in a private mount namespace), with the stubs first
+    in PATH. Returns the logged systemctl/deb-systemd-* calls."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(exist_ok=True)
+    for name, body in STUBS.items():
+        f = stubs / name
+        f.write_text("#!/bin/sh\n" + body)
+        f.chmod(0o755)
+    log = tmp_path / ("calls-%d.log" % time.monotonic_ns())
+    log.write_text("")
+    env = clean_env(PATH="%s:%s" % (stubs, os.environ["PATH"]), STUB_LOG=str(log),
+                    STUB_MAINPID=str(mainpid))
+    env.pop("DPKG_ROOT", None)
+    inner = ('mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec sh "$0" "$@"')
+    rc, out = run(["unshare", "-m", "sh", "-c", inner, str(script)] + list(args), env=env,
+                  check=False)
+    assert rc == 0, "%s %s exited %d:\n%s" % (script.name, args, rc, out)
+    return log.read_text().splitlines()
+
+
+def stand_in(mode):
+    p = subprocess.Popen(["python3", "-c", STAND_IN, mode], stdout=subprocess.PIPE)
+    assert p.stdout.readline().strip() == b"ready"
+    return p
+
+
+def check_handover_choice(tmp_path, script, args, want_reload, want_restart):
+    """With a stand-in that handles SIGUSR2 the script reloads, with one that
+    does not it restarts; nothing else reloads, restarts or stops."""
+    procs = [stand_in("block"), stand_in("default")]
+    try:
+        for p, want in zip(procs, (want_reload, want_restart)):
+            calls = run_script(tmp_path, script, args, p.pid)
+            acts = [c for c in calls if re.search(r"\b(reload|restart|try-restart|stop)\b", c)
+                    and "daemon-reload" not in c]
+            assert acts == [want], "%s %s with pid %d (%s): %s" % (
+                script.name, " ".join(args), p.pid, "blocks USR2" if p is procs[0] else
+                "default USR2", calls)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_deb_upgrade_hands_over(debs, tmp_path):
+    """rapi-server.deb: an upgrade does not stop the relay (no preinst/prerm
+    stop, no debhelper restart); the postinst reloads (hands over) a relay
+    that handles SIGUSR2 and restarts one that does not; a fresh install does
+    neither."""
+    need_root_namespace()
+    ctl = tmp_path / "control"
+    run(["dpkg-deb", "-e", str(debs["rapi-server"]), str(ctl)])
+    postinst = ctl / "postinst"
+    text = postinst.read_text()
+    assert "_dh_action=restart" not in text and "deb-systemd-invoke restart" not in text, text
+    for name in ("preinst", "prerm"):
+        if (ctl / name).exists():
+            calls = run_script(tmp_path, ctl / name, ["upgrade", VERSION], 1)
+            assert not any("stop" in c for c in calls), "%s stops on upgrade: %s" % (name, calls)
+    check_handover_choice(tmp_path, postinst, ["configure", "0.0.1"],
+                          "deb-systemd-invoke reload rapi-server.service",
+                          "deb-systemd-invoke try-restart rapi-server.service")
+    p = stand_in("block")
+    try:
+        calls = run_script(tmp_path, postinst, ["configure", ""], p.pid)
+    finally:
+        p.kill()
+        p.wait()
+    assert not any(re.search(r"\b(reload|restart)\b", c) and "daemon-reload" not in c
+                   for c in calls), "a fresh install reloads or restarts: %s" % calls
+
+
+def rpm_scriptlet(rpm, name):
+    """The body of one scriptlet (e.g. posttrans) of an RPM."""
+    out = rpm_q(["--scripts"], rpm)
+    m = re.search(r"^%s scriptlet \(using /bin/sh\):\n(.*?)(?=^\w+ scriptlet \(|\Z)" % name,
+                  out, re.S | re.M)
+    assert m, "no %s scriptlet:\n%s" % (name, out)
+    return m.group(1)
+
+
+def test_rpm_upgrade_hands_over(rpms, tmp_path):
+    """rapi-server.rpm: no restart in %postun; %posttrans reloads a relay
+    that handles SIGUSR2 and restarts one that does not."""
+    need_root_namespace()
+    post_un = [ln for ln in rpm_scriptlet(rpms["rapi-server"], "postuninstall").splitlines()
+               if not ln.lstrip().startswith("#")]
+    assert not any("restart" in ln for ln in post_un), post_un
+    body = rpm_scriptlet(rpms["rapi-server"], "posttrans")
+    script = tmp_path / "posttrans.sh"
+    script.write_text(body)
+    check_handover_choice(tmp_path, script, [], "systemctl reload rapi-server.service",
+                          "systemctl try-restart rapi-server.service")
+
+
+def test_built_relay_handles_usr2(tmp_path):
+    """The relay these packages ship handles SIGUSR2 (the scripts above would
+    otherwise restart it): its main thread catches or blocks it."""
+    server = Path(os.environ.get("RAPI_BUILD") or REPO / "build") / "rapi-server"
+    keys = tmp_path / "keys"
+    run([str(server), "keygen", str(keys)])
+    log = tmp_path / "relay.log"
+    p = subprocess.Popen([str(server), "-l", "127.0.0.1:0", "-k", str(keys)],
+                         stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+    try:
+        wait_line(log, r"listening on", p)
+        status = Path("/proc/%d/status" % p.pid).read_text()
+        masks = [int(v, 16) for v in re.findall(r"^Sig(?:Cgt|Blk):\s+([0-9a-f]+)$", status, re.M)]
+        assert any(m >> (signal.SIGUSR2 - 1) & 1 for m in masks), (
+            "rapi-server neither catches nor blocks SIGUSR2: `systemctl reload` would kill it: "
+            + " ".join(re.findall(r"^Sig(?:Cgt|Blk):.*$", status, re.M)))
+    finally:
+        p.terminate()
+        p.wait(STEP_TIMEOUT)
