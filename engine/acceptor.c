@@ -67,6 +67,9 @@ static int listen_one(struct acceptor *a, const char *spec, bool admin, unsigned
         return fd;
     }
 out:
+    /* Set on a taken-over socket too: the new configuration's value. */
+    if (!admin && anet_defer_accept(fd, (int)a->relay->conf.defer_accept) < 0)
+        log_warn("listen %s: TCP_DEFER_ACCEPT: %s", spec, strerror(errno));
     addr_format((struct sockaddr *)&ss, actual, sizeof(actual));
     log_notice("%s on %s%s", what, actual, note);
     return fd;

@@ -23,6 +23,7 @@
 #define SEC_MAX 86400LL        /* one day: the longest timeout or interval */
 #define COUNT_MAX 2147483647LL /* INT_MAX: every count fits an int */
 #define WORKERS_MAX 256
+#define DEFER_ACCEPT_MAX 60LL       /* the kernel holds a silent connection about this long */
 #define LISTENERS_PER_PATH_MAX 256  /* a client's pick walks the path's listeners */
 #define AUTH_RATE_MAX 1000000LL     /* auth_fail_rate, auth_fail_burst: one per microsecond */
 #define ADMIN_CONN_MAX 1024         /* admin sockets: a few scrapers and browsers */
@@ -61,6 +62,7 @@ struct conf_row {
     X(timeout, T_LONG, 1, SEC_MAX, "60")                                                           \
     X(min_timeout, T_LONG, 1, SEC_MAX, "60")                                                       \
     X(header_timeout, T_LONG, 1, SEC_MAX, "10")                                                    \
+    X(defer_accept, T_LONG, 0, DEFER_ACCEPT_MAX, "1")                                              \
     X(dialback_timeout, T_LONG, 1, SEC_MAX, "60")                                                  \
     X(keepalive, T_LONG, 0, SEC_MAX, "30")                                                         \
     X(drain_timeout, T_LONG, 1, SEC_MAX, "30")                                                     \

@@ -48,6 +48,7 @@ struct conf {
     long min_timeout;      /* "min_timeout": floor of the WebRoute timeout rule, s (60);
                               effective = max(header, timeout, min_timeout) */
     long header_timeout;   /* "header_timeout": deadline for a whole head, s (10) */
+    long defer_accept;     /* "defer_accept": TCP_DEFER_ACCEPT on client listen sockets, s (1) */
     long dialback_timeout; /* "dialback_timeout": client waits this long, s (60) */
     long keepalive;        /* "keepalive": listener ping interval, s, 0 = off (30);
                               a listener silent for 2 x keepalive is dropped */

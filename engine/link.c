@@ -606,9 +606,9 @@ static int link_handover(struct link *l, int fd)
     r.num[HO_LK_TIMEOUT_MS] = (int64_t)l->timeout_ms;
     r.num[HO_LK_LAST] = (int64_t)(sh->now - ((uint32_t)sh->now - l->last));
     r.num[HO_LK_START] = (int64_t)l->start;
-    r.num[HO_LK_FLAGS] = (has(l, LF_EOF(0)) ? HO_LK_F_EOF0 : 0) |
-                         (has(l, LF_SHUT(0)) ? HO_LK_F_SHUT0 : 0) |
-                         (has(l, LF_EOF(1)) ? HO_LK_F_EOF1 : 0) | (has(l, LF_SHUT(1)) ? HO_LK_F_SHUT1 : 0);
+    r.num[HO_LK_FLAGS] =
+        (has(l, LF_EOF(0)) ? HO_LK_F_EOF0 : 0) | (has(l, LF_SHUT(0)) ? HO_LK_F_SHUT0 : 0) |
+        (has(l, LF_EOF(1)) ? HO_LK_F_EOF1 : 0) | (has(l, LF_SHUT(1)) ? HO_LK_F_SHUT1 : 0);
     r.num[HO_LK_BYTES0] = (int64_t)l->bytes[0];
     r.num[HO_LK_BYTES1] = (int64_t)l->bytes[1];
     r.str[HO_LK_PATH] = (struct ho_str){l->p->path, l->p->path_len};

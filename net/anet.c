@@ -58,6 +58,11 @@ int anet_tcp_nodelay(int fd)
     return set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
 }
 
+int anet_defer_accept(int fd, int secs)
+{
+    return set_int_opt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, secs);
+}
+
 int anet_linger_zero(int fd)
 {
     struct linger lg = {.l_onoff = 1, .l_linger = 0};

@@ -27,6 +27,10 @@ int anet_tcp_nodelay(int fd);
 /* SO_LINGER {1, 0}: the next close() sends an RST instead of a FIN, so an
  * abortive close propagates as one. */
 int anet_linger_zero(int fd);
+/* TCP_DEFER_ACCEPT on a listening socket: the kernel hands a connection to
+ * accept once its first bytes are there (or about secs later); 0 turns it
+ * off. */
+int anet_defer_accept(int fd, int secs);
 /* SO_ERROR of a finished non-blocking connect: 0 connected, -errno failed.
  * Reads 0 while the connect is still in progress (poll for POLLOUT first). */
 int anet_sock_error(int fd);

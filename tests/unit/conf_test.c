@@ -73,7 +73,7 @@ Test(conf, keywords_list_matches_table)
     for (; conf_keywords[n] != NULL; n++)
         cr_assert_str_eq(conf_keywords[n], conf_rows[n].name);
     cr_assert_eq(n, CONF_NROWS);
-    cr_assert_eq(n, 36);
+    cr_assert_eq(n, 37);
 }
 
 Test(conf, defaults_in_table_are_what_conf_defaults_sets)
