@@ -346,7 +346,10 @@ static int run(const struct opts *o, struct relay *r, struct keys *k, int handov
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     e = serve(r, a);
     acceptor_free(a);
-    if (e < 0)
+    /* Start-up failed, or the acceptor's loop did: shard threads may still
+     * run (nothing told them to drain) and would never be joined; exit
+     * takes them down. */
+    if (e != 0)
         return 1;
     for (int i = 0; i < r->nshards; i++) {
         shard_join(r->shards[i]);
