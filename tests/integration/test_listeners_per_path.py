@@ -2,6 +2,7 @@
 (docs/PROTOCOL.md P-LPP-*, P-GRACE-*; rapi-server.conf(5) listeners_per_path,
 offer_timeout, listener_grace)."""
 
+import re
 import threading
 import time
 
@@ -346,3 +347,39 @@ def test_expose_replica_killed_mid_load_no_setup_fails(relay, sdk, origin):
     failed = [f for o in outs for f in o["failed"]]
     assert not [f for f in failed if ", setup:" in f], failed[:5]
     assert len(failed) <= len(outs), failed[:5]
+
+
+SHARED_CLIENTS = 1000
+
+
+@pytest.mark.relay_options(listeners_per_path=2)
+def test_two_replicas_share_1000_clients(relay, sdk, origin):
+    """P-LPP-2: two `rapi expose` replicas on one path share 1,000 clients
+    arriving from 8 threads at once: every client links and is echoed, and
+    neither replica is idle (each served at least a quarter)."""
+    _, port = origin.start("echo")
+    to = "127.0.0.1:%d" % port
+    reps = [sdk.expose("/share/", to), sdk.expose("/share/", to)]
+    stop = threading.Event()
+    outs = [{"ok": 0, "failed": []} for _ in range(8)]
+    threads = [threading.Thread(target=_client_loop, args=(relay, "/share/", stop, o), daemon=True)
+               for o in outs]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: sum(o["ok"] for o in outs) >= SHARED_CLIENTS, 90.0 * SLOW,
+                   what="%d clients" % SHARED_CLIENTS)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(20.0 * SLOW)
+    failed = [f for o in outs for f in o["failed"]]
+    assert not failed, failed[:5]
+    total = sum(o["ok"] for o in outs)
+    served = []
+    for r in reps:
+        r.wait_log(r"client ", 5.0)
+        served.append(len(re.findall(r"client \S+ -> \S+: in \d+ out", r.stderr())))
+    print("two replicas, %d clients: %s served each" % (total, served))
+    assert sum(served) >= SHARED_CLIENTS * 0.95, (served, total)
+    assert min(served) >= total // 4, "a replica was (nearly) idle: %s of %d" % (served, total)
