@@ -960,6 +960,15 @@ static void lpath_close_parked(struct lpath *p, const char *why)
     }
 }
 
+void lpath_trim_parked(struct lpath *p, long max)
+{
+    while (p->nparked > max && p->nparked > 0) {
+        STAT_ADD(p->sh->stats.park_drops, 1);
+        parked_close(CONTAINER(p->parked.next, struct parked, node), "max_parked lowered");
+    }
+    lpath_put(p);
+}
+
 /* Bytes or a hang-up before it was linked: it goes (P-PARK-5). */
 static void parked_event(void *arg, uint32_t events)
 {

@@ -145,6 +145,9 @@ struct lpath *lpath_get(struct shard *sh, const char *path, size_t len);
 void lpath_put(struct lpath *p);
 /* A linked pair on p closed: drop its reference (p may be freed). */
 void lpath_link_gone(struct lpath *p);
+/* A reload lowered max_parked: close p's oldest parked dial-backs beyond
+ * max; p may be freed. */
+void lpath_trim_parked(struct lpath *p, long max);
 /* Answer a waiting client with an error and free it. */
 void waiter_fail(struct waiter *w, int status, const char *code, const char *msg);
 

@@ -63,6 +63,19 @@ void shard_push(struct shard *s, struct handoff *h)
         return;
 }
 
+/* A reload may lower max_parked: the pools over it shrink now, oldest
+ * first, instead of keeping what the old limit allowed until it expires. */
+static void shard_trim_parked(struct shard *s)
+{
+    struct map_iter it;
+    struct map_entry *e;
+
+    /* A path left with nothing goes from the map at once, which the
+     * iterator allows. */
+    for (map_iter_init(&it, &s->paths); (e = map_iter_next(&it));)
+        lpath_trim_parked(CONTAINER(e, struct lpath, me), s->conf.max_parked);
+}
+
 static void shard_drain_start(struct shard *s)
 {
     struct map_iter it;
@@ -139,6 +152,7 @@ static void shard_handle(struct shard *s, struct handoff *h)
         s->pool.max = s->conf.max_pipes;
         s->pool.size = s->conf.pipe_size;
         free(h->conf);
+        shard_trim_parked(s);
         break;
     case HO_DRAIN:
         if (!s->draining)

@@ -4,6 +4,7 @@ rapi(1) expose --park)."""
 
 import os
 import queue
+import signal
 import socket
 import subprocess
 import threading
@@ -403,3 +404,26 @@ def test_tls_parked_links(tls_park_sdk, origin, certs):
     _echo_through(sdk, "/tp", 3, 1 << 20, lport)
     assert metrics(admin_addr(relay))["rapi_park_links_total"] == 3
     wait_parked(relay, 2)
+
+
+def test_reload_lowering_max_parked_trims_oldest(start_relay, tmp_path):
+    """P-PARK-4: a SIGHUP that lowers max_parked closes the parked dial-backs
+    over the new cap at once, oldest first; the rest still link."""
+    conf = tmp_path / "rapi-server.conf"
+    conf.write_text("max_parked 4\n")
+    relay = start_relay(admin="127.0.0.1:0", config_file=str(conf))
+    relay.register("/trim/")
+    parked = []
+    for _ in range(4):
+        parked.append(park(relay, "/trim/"))
+        wait_parked(relay, len(parked))
+    conf.write_text("max_parked 1\n")
+    relay.signal(signal.SIGHUP)
+    wait_parked(relay, 1)
+    for s in parked[:3]:
+        s.expect_eof(timeout=3.0 * SLOW)
+    assert metrics(admin_addr(relay))["rapi_park_drops_total"] == 3
+    # The newest is still parked: the next client links to it at once.
+    c, wrid = relay.client("/trim/")
+    assert_wr_101(c.read_head(), wrid)
+    assert_park_101(parked[3].read_head(), c, wrid, 60)
