@@ -9,11 +9,14 @@
  * connections per tunnel (bench/FLOOR.md). Never use it for real traffic.
  *
  *   rapi-floor -k KEYFILE -l 127.0.0.1:PORT [--lazy-read] [--defer-accept SECS]
+ *              [--extra-frame]
  *
  * --lazy-read: an accepted socket is watched first and read on its first
  * event (the relay reads right after accept4). --defer-accept: the listening
- * socket gets TCP_DEFER_ACCEPT. Prints "listening ADDR" on stdout, its
- * counters on stderr at SIGTERM/SIGINT. Single-threaded; owns every fd. */
+ * socket gets TCP_DEFER_ACCEPT. --extra-frame: each notification is followed
+ * by a binary frame of the same size in a send of its own, which the
+ * listener ignores (P-WS-4): the price of one notification write. Prints "listening ADDR" on
+ * stdout, its counters on stderr at SIGTERM/SIGINT. Single-threaded; owns every fd. */
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -82,6 +85,7 @@ struct floor {
     int ep, lfd;
     int nfd;
     bool lazy;
+    bool extra_frame;
     struct fconn *c;
     struct flis lis[FL_LIS_MAX];
     int wait[FL_WAIT_BUCKETS];
@@ -337,6 +341,10 @@ static int on_client(struct floor *f, int fd, const struct freq *q)
     size_t n = notification(c, out);
     if (!send_whole(f->lis[slot].fd, out, n))
         return -1;
+    if (f->extra_frame) {
+        out[0] = (char)0x82; /* the same payload as a binary frame */
+        (void)send_whole(f->lis[slot].fd, out, n);
+    }
     c->state = FS_WAITING;
     wait_add(f, fd);
     f->st.notified++;
@@ -585,6 +593,7 @@ static int floor_init(struct floor *f)
 static void usage(void)
 {
     fputs("usage: rapi-floor -k KEYFILE -l 127.0.0.1:PORT [--lazy-read] [--defer-accept SECS]\n"
+          "                  [--extra-frame]\n"
           "A measuring device for bench/FLOOR.md, not a relay.\n",
           stderr);
     exit(2);
@@ -603,6 +612,7 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"lazy-read", no_argument, NULL, 'L'},
                                          {"defer-accept", required_argument, NULL, 'D'},
+                                         {"extra-frame", no_argument, NULL, 'X'},
                                          {NULL, 0, NULL, 0}};
     static struct floor f; /* large: not on the stack */
     const char *keyfile = NULL, *addr = NULL;
@@ -615,6 +625,8 @@ int main(int argc, char **argv)
             addr = optarg;
         else if (o == 'L')
             f.lazy = true;
+        else if (o == 'X')
+            f.extra_frame = true;
         else if (o == 'D' && (defer = atoi(optarg)) > 0 && defer <= FL_DEFER_MAX)
             continue;
         else
