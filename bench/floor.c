@@ -79,6 +79,8 @@ struct flis {
 
 struct fstats {
     unsigned long long accepted, linked, notified, bad_head, no_route, aborted;
+    unsigned long long head_again; /* a head read that found nothing yet */
+    unsigned long long waits;      /* epoll_wait calls that returned events */
 };
 
 struct floor {
@@ -393,6 +395,7 @@ static void head_read(struct floor *f, int fd, bool watched)
     struct freq q;
     ssize_t n = recv(fd, f->head, sizeof(f->head), 0);
     if (n == -1 && errno == EAGAIN) {
+        f->st.head_again++;
         if (watched || watch(f, fd) == 0)
             return;
         goto fail;
@@ -540,6 +543,7 @@ static int run(struct floor *f)
         int n = epoll_wait(f->ep, evs, FL_EV_BATCH, -1);
         if (n == -1 && errno != EINTR)
             return -errno;
+        f->st.waits += n > 0;
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u64 == UINT64_MAX)
                 on_accept(f);
@@ -604,8 +608,9 @@ static void report(const struct floor *f)
     const struct fstats *s = &f->st;
     fprintf(stderr,
             "rapi-floor: accepted %llu, notified %llu, linked %llu, bad heads %llu, "
-            "no route %llu, aborted %llu\n",
-            s->accepted, s->notified, s->linked, s->bad_head, s->no_route, s->aborted);
+            "no route %llu, aborted %llu, empty head reads %llu, wake-ups %llu\n",
+            s->accepted, s->notified, s->linked, s->bad_head, s->no_route, s->aborted,
+            s->head_again, s->waits);
 }
 
 int main(int argc, char **argv)
