@@ -364,8 +364,10 @@ static int on_dialback(struct floor *f, int fd, const struct freq *q)
         return -1;
     }
     wait_del(f, cfd);
-    if (wr_accept(q->id, q->id_len, acc) < 0)
+    if (wr_accept(q->id, q->id_len, acc) < 0) {
+        fd_close(f, cfd);
         return -1;
+    }
     size_t n = sizeof(wr_101) - 1;
     memcpy(out, wr_101, n);
     memcpy(out + n, acc, WEBROUTE_ACCEPT_LEN);
