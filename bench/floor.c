@@ -9,13 +9,16 @@
  * connections per tunnel (bench/FLOOR.md). Never use it for real traffic.
  *
  *   rapi-floor -k KEYFILE -l 127.0.0.1:PORT [--lazy-read] [--defer-accept SECS]
- *              [--extra-frame]
+ *              [--extra-frame] [--self-echo]
  *
  * --lazy-read: an accepted socket is watched first and read on its first
  * event (the relay reads right after accept4). --defer-accept: the listening
  * socket gets TCP_DEFER_ACCEPT. --extra-frame: each notification is followed
  * by a binary frame of the same size in a send of its own, which the
- * listener ignores (P-WS-4): the price of one notification write. Prints "listening ADDR" on
+ * listener ignores (P-WS-4): the price of one notification write.
+ * --self-echo: a client gets its 101 at once and the floor echoes its bytes
+ * itself (no notification, no dial-back): half a tunnel, one accepted
+ * connection, the least a relay could do if the dial-back were gone. Prints "listening ADDR" on
  * stdout, its counters on stderr at SIGTERM/SIGINT. Single-threaded; owns every fd. */
 #include <errno.h>
 #include <getopt.h>
@@ -88,6 +91,7 @@ struct floor {
     int nfd;
     bool lazy;
     bool extra_frame;
+    bool self_echo;
     struct fconn *c;
     struct flis lis[FL_LIS_MAX];
     int wait[FL_WAIT_BUCKETS];
@@ -322,6 +326,8 @@ static size_t notification(const struct fconn *c, char *out)
     return hl + len;
 }
 
+static int link_reply(struct floor *f, int fd, int cfd, const struct freq *q);
+
 static int on_client(struct floor *f, int fd, const struct freq *q)
 {
     char out[FL_OUT_MAX];
@@ -334,6 +340,8 @@ static int on_client(struct floor *f, int fd, const struct freq *q)
         f->st.no_route++;
         return -1;
     }
+    if (f->self_echo)
+        return link_reply(f, fd, fd, q);
     struct fconn *c = &f->c[fd];
     c->lis = (uint16_t)slot;
     c->id_len = (uint16_t)q->id_len;
@@ -355,39 +363,47 @@ static int on_client(struct floor *f, int fd, const struct freq *q)
 
 static void pump(struct floor *f, int src, uint32_t ev);
 
-static int on_dialback(struct floor *f, int fd, const struct freq *q)
+/* Link the dial-back fd to the waiting client cfd (cfd == fd: --self-echo)
+ * and send both the 101. On failure cfd is closed (fd is the caller's). */
+static int link_reply(struct floor *f, int fd, int cfd, const struct freq *q)
 {
     char out[FL_OUT_MAX], acc[WEBROUTE_ACCEPT_LEN + 1];
+    struct fconn *s = &f->c[fd], *c = &f->c[cfd];
+    size_t n = sizeof(wr_101) - 1;
+    if (wr_accept(q->id, q->id_len, acc) < 0)
+        goto fail;
+    memcpy(out, wr_101, n);
+    memcpy(out + n, acc, WEBROUTE_ACCEPT_LEN);
+    n += WEBROUTE_ACCEPT_LEN;
+    memcpy(out + n, crlf2, sizeof(crlf2) - 1);
+    n += sizeof(crlf2) - 1;
+    s->state = c->state = FS_LINKED;
+    s->peer = cfd;
+    c->peer = fd;
+    s->rd_done = c->rd_done = false;
+    f->st.linked++;
+    if (!send_whole(fd, out, n) || (cfd != fd && !send_whole(cfd, out, n))) {
+        f->st.aborted++;
+        goto fail;
+    }
+    if (cfd != fd && c->saw_input)
+        pump(f, cfd, EPOLLIN | EPOLLRDHUP);
+    return 0;
+fail:
+    if (cfd != fd)
+        fd_close(f, cfd);
+    return -1;
+}
+
+static int on_dialback(struct floor *f, int fd, const struct freq *q)
+{
     int cfd = wait_find(f, q);
     if (cfd == -1) {
         f->st.no_route++;
         return -1;
     }
     wait_del(f, cfd);
-    if (wr_accept(q->id, q->id_len, acc) < 0) {
-        fd_close(f, cfd);
-        return -1;
-    }
-    size_t n = sizeof(wr_101) - 1;
-    memcpy(out, wr_101, n);
-    memcpy(out + n, acc, WEBROUTE_ACCEPT_LEN);
-    n += WEBROUTE_ACCEPT_LEN;
-    memcpy(out + n, crlf2, sizeof(crlf2) - 1);
-    n += sizeof(crlf2) - 1;
-    struct fconn *s = &f->c[fd], *c = &f->c[cfd];
-    s->state = c->state = FS_LINKED;
-    s->peer = cfd;
-    c->peer = fd;
-    s->rd_done = c->rd_done = false;
-    f->st.linked++;
-    if (!send_whole(fd, out, n) || !send_whole(cfd, out, n)) {
-        f->st.aborted++;
-        fd_close(f, cfd);
-        return -1;
-    }
-    if (c->saw_input)
-        pump(f, cfd, EPOLLIN | EPOLLRDHUP);
-    return 0;
+    return link_reply(f, fd, cfd, q);
 }
 
 /* The head of an accepted socket, in one read. On success the socket is in
@@ -431,7 +447,8 @@ static void pair_close(struct floor *f, int a)
 {
     int b = f->c[a].peer;
     fd_close(f, a);
-    fd_close(f, b);
+    if (b != a) /* --self-echo: its own peer */
+        fd_close(f, b);
 }
 
 /* Copy what src has to its peer. A short read empties the socket unless a
@@ -453,8 +470,8 @@ static void pump(struct floor *f, int src, uint32_t ev)
             continue;
         }
         if ((n == -1 && errno == EAGAIN) || (n == 0 && f->c[src].rd_done))
-            return;                         /* nothing new (a repeated edge after the FIN) */
-        if (n == 0 && !f->c[dst].rd_done) { /* half-close: forward the FIN */
+            return; /* nothing new (a repeated edge after the FIN) */
+        if (n == 0 && dst != src && !f->c[dst].rd_done) { /* half-close: forward the FIN */
             f->c[src].rd_done = true;
             shutdown(dst, SHUT_WR);
             return;
@@ -599,7 +616,7 @@ static int floor_init(struct floor *f)
 static void usage(void)
 {
     fputs("usage: rapi-floor -k KEYFILE -l 127.0.0.1:PORT [--lazy-read] [--defer-accept SECS]\n"
-          "                  [--extra-frame]\n"
+          "                  [--extra-frame] [--self-echo]\n"
           "A measuring device for bench/FLOOR.md, not a relay.\n",
           stderr);
     exit(2);
@@ -620,6 +637,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {{"lazy-read", no_argument, NULL, 'L'},
                                          {"defer-accept", required_argument, NULL, 'D'},
                                          {"extra-frame", no_argument, NULL, 'X'},
+                                         {"self-echo", no_argument, NULL, 'E'},
                                          {NULL, 0, NULL, 0}};
     static struct floor f; /* large: not on the stack */
     const char *keyfile = NULL, *addr = NULL;
@@ -634,6 +652,8 @@ int main(int argc, char **argv)
             f.lazy = true;
         else if (o == 'X')
             f.extra_frame = true;
+        else if (o == 'E')
+            f.self_echo = true;
         else if (o == 'D' && (defer = atoi(optarg)) > 0 && defer <= FL_DEFER_MAX)
             continue;
         else
