@@ -18,8 +18,9 @@
  * listener ignores (P-WS-4): the price of one notification write.
  * --self-echo: a client gets its 101 at once and the floor echoes its bytes
  * itself (no notification, no dial-back): half a tunnel, one accepted
- * connection, the least a relay could do if the dial-back were gone. Prints "listening ADDR" on
- * stdout, its counters on stderr at SIGTERM/SIGINT. Single-threaded; owns every fd. */
+ * connection, the least a relay could do if the dial-back were gone.
+ * Prints "listening ADDR" on stdout, its counters on stderr at SIGTERM or
+ * SIGINT. Single-threaded; owns every fd. */
 #include <errno.h>
 #include <getopt.h>
 #include <netinet/in.h>
