@@ -51,7 +51,10 @@
 #define FL_BACKLOG 4096
 #define FL_TIMEOUT_S 60 /* the notification's timeout field */
 #define FL_DEFER_MAX 3600
-#define FL_OUT_MAX 640 /* a 101 or a notification frame */
+#define FL_OUT_MAX 640  /* a 101 or a notification frame */
+#define FL_WS_FIN 0x80  /* frame header: final fragment */
+#define FL_WS_LEN7 125  /* largest 7-bit payload length */
+#define FL_WS_LEN16 126 /* length code: a 16-bit length follows */
 
 enum fstate {
     FS_FREE,    /* no socket */
@@ -313,13 +316,13 @@ static size_t notification(const struct fconn *c, char *out)
     p = put_u(p + sizeof(z) - 1, FL_TIMEOUT_S);
     *p++ = '}';
     size_t len = (size_t)(p - s);
-    size_t hl = len < 126 ? 2 : 4;
+    size_t hl = len <= FL_WS_LEN7 ? 2 : 4;
     char *h = s - hl;
-    h[0] = (char)0x81;
+    h[0] = (char)(FL_WS_FIN | WS_OP_TEXT);
     if (hl == 2) {
         h[1] = (char)len;
     } else {
-        h[1] = 126;
+        h[1] = FL_WS_LEN16;
         h[2] = (char)(len >> 8);
         h[3] = (char)(len & 0xffu);
     }
@@ -353,7 +356,7 @@ static int on_client(struct floor *f, int fd, const struct freq *q)
     if (!send_whole(f->lis[slot].fd, out, n))
         return -1;
     if (f->extra_frame) {
-        out[0] = (char)0x82; /* the same payload as a binary frame */
+        out[0] = (char)(FL_WS_FIN | WS_OP_BINARY); /* the same payload, binary */
         (void)send_whole(f->lis[slot].fd, out, n);
     }
     c->state = FS_WAITING;
