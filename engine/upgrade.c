@@ -171,21 +171,17 @@ int upg_child_channel(long timeout_s)
     return n < 0 ? (int)n : fd;
 }
 
-int upg_send(int fd, const struct ho_rec *r, const int *fds, int nfds)
+/* One message: len bytes of buf and nfds descriptors. 0 or -errno. */
+static int send_encoded(int fd, uint8_t *buf, size_t len, const int *fds, int nfds)
 {
-    static _Thread_local uint8_t buf[HO_REC_MAX];
     union {
         char b[CMSG_SPACE(sizeof(int) * HO_FDS_MAX)];
         struct cmsghdr align;
     } cm;
-    long n = ho_encode(r, buf, sizeof(buf));
-    struct iovec iov;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
     ssize_t k;
 
-    if (n < 0 || nfds > HO_FDS_MAX)
-        return -EMSGSIZE;
-    iov = (struct iovec){.iov_base = buf, .iov_len = (size_t)n};
     if (nfds > 0) {
         struct cmsghdr *c;
 
@@ -204,6 +200,26 @@ int upg_send(int fd, const struct ho_rec *r, const int *fds, int nfds)
     if (k == -1)
         return errno == EWOULDBLOCK ? -ETIMEDOUT : -errno;
     return 0;
+}
+
+int upg_send(int fd, const struct ho_rec *r, const int *fds, int nfds)
+{
+    /* On the heap, only while an upgrade runs: a thread-local buffer of
+     * HO_REC_MAX would be zeroed, so resident, in every thread's TLS
+     * block for the process's whole life (idle RSS, issue 13). */
+    uint8_t *buf;
+    long n;
+    int e;
+
+    if (nfds > HO_FDS_MAX)
+        return -EMSGSIZE;
+    buf = malloc(HO_REC_MAX);
+    if (!buf)
+        return -ENOMEM;
+    n = ho_encode(r, buf, HO_REC_MAX);
+    e = n < 0 ? -EMSGSIZE : send_encoded(fd, buf, (size_t)n, fds, nfds);
+    free(buf);
+    return e;
 }
 
 int upg_send_type(int fd, enum ho_type t)
