@@ -259,6 +259,17 @@ def _client_loop(relay, path, stop, out):
         i += 1
 
 
+def _start_loops(relay, path, n):
+    """n client loops on path; returns (stop event, outs, threads)."""
+    stop = threading.Event()
+    outs = [{"ok": 0, "failed": []} for _ in range(n)]
+    threads = [threading.Thread(target=_client_loop, args=(relay, path, stop, o), daemon=True)
+               for o in outs]
+    for t in threads:
+        t.start()
+    return stop, outs, threads
+
+
 @pytest.mark.all_modes
 @pytest.mark.relay_options(listeners_per_path=2)
 def test_expose_replicas_rolling_restart_loses_no_client(relay, sdk, origin):
@@ -325,12 +336,7 @@ def test_expose_replica_killed_mid_load_no_setup_fails(relay, sdk, origin):
     _, port = origin.start("echo")
     to = "127.0.0.1:%d" % port
     reps = [sdk.expose("/kill/", to), sdk.expose("/kill/", to)]
-    stop = threading.Event()
-    outs = [{"ok": 0, "failed": []} for _ in range(4)]
-    threads = [threading.Thread(target=_client_loop, args=(relay, "/kill/", stop, o), daemon=True)
-               for o in outs]
-    for t in threads:
-        t.start()
+    stop, outs, threads = _start_loops(relay, "/kill/", 4)
     try:
         wait_until(lambda: sum(o["ok"] for o in outs) >= 100, 20.0 * SLOW, what="100 clients")
         for r in reps:
@@ -360,12 +366,7 @@ def test_two_replicas_share_1000_clients(relay, sdk, origin):
     _, port = origin.start("echo")
     to = "127.0.0.1:%d" % port
     reps = [sdk.expose("/share/", to), sdk.expose("/share/", to)]
-    stop = threading.Event()
-    outs = [{"ok": 0, "failed": []} for _ in range(8)]
-    threads = [threading.Thread(target=_client_loop, args=(relay, "/share/", stop, o), daemon=True)
-               for o in outs]
-    for t in threads:
-        t.start()
+    stop, outs, threads = _start_loops(relay, "/share/", 8)
     try:
         wait_until(lambda: sum(o["ok"] for o in outs) >= SHARED_CLIENTS, 90.0 * SLOW,
                    what="%d clients" % SHARED_CLIENTS)

@@ -787,12 +787,10 @@ class Run:
         return errs
 
 
-@pytest.mark.parametrize("backend", ["epoll", "uring"])
-def test_upgrade_three_times_under_load(backend, tmp_path):
-    """The starting backend; each upgrade flips io and workers (epoll/1 <->
-    uring/2), so both backends hand over to both."""
+def run_phases(run):
+    """Every phase of run in order; teardown always, its problems reported
+    (after a failure, printed: the failure wins)."""
     set_subreaper(True)
-    run = Run(tmp_path, backend)
     try:
         run.setup()
         run.start_load()
@@ -804,29 +802,22 @@ def test_upgrade_three_times_under_load(backend, tmp_path):
         errs = run.teardown()
         set_subreaper(False)
         if errs and sys.exc_info()[0] is not None:
-            print("\nalso, at teardown:\n" + "\n".join(errs))   # the failure wins
+            print("\nalso, at teardown:\n" + "\n".join(errs))
     assert not errs, "\n".join(errs)
+
+
+@pytest.mark.parametrize("backend", ["epoll", "uring"])
+def test_upgrade_three_times_under_load(backend, tmp_path):
+    """The starting backend; each upgrade flips io and workers (epoll/1 <->
+    uring/2), so both backends hand over to both."""
+    run_phases(Run(tmp_path, backend))
 
 
 def test_failed_upgrade_under_load_keeps_serving(tmp_path):
     """A USR2 whose new binary exits at once (a broken package) is logged as
     `upgrade failed` and changes nothing: the load sees no failure, nothing
     is dropped; a good binary then upgrades as usual."""
-    set_subreaper(True)
-    run = Run(tmp_path, "epoll", upgrades=1, fail_first=True)
-    try:
-        run.setup()
-        run.start_load()
-        run.upgrades()
-        run.end_load()
-        run.collect()
-        run.verdicts()
-    finally:
-        errs = run.teardown()
-        set_subreaper(False)
-        if errs and sys.exc_info()[0] is not None:
-            print("\nalso, at teardown:\n" + "\n".join(errs))   # the failure wins
-    assert not errs, "\n".join(errs)
+    run_phases(Run(tmp_path, "epoll", upgrades=1, fail_first=True))
 
 
 def stable(read, settle=0.1, tries=30):
