@@ -962,9 +962,12 @@ static void lpath_close_parked(struct lpath *p, const char *why)
 
 void lpath_trim_parked(struct lpath *p, long max)
 {
-    while (p->nparked > max && p->nparked > 0) {
+    struct dlist *n, *next;
+
+    for (n = p->parked.next; n != &p->parked && p->nparked > max; n = next) {
+        next = n->next;
         STAT_ADD(p->sh->stats.park_drops, 1);
-        parked_close(CONTAINER(p->parked.next, struct parked, node), "max_parked lowered");
+        parked_close(CONTAINER(n, struct parked, node), "max_parked lowered");
     }
     lpath_put(p);
 }
