@@ -316,33 +316,45 @@ def read_end(s):
         return "reset"
 
 
-def test_backend_reset_reaches_the_client_as_a_reset(sdk):
-    """The local server behind `rapi expose` resets mid-transfer: the client
-    behind `rapi connect` must read ECONNRESET, not a clean EOF."""
-    data_read = threading.Event()
-    chunk = os.urandom(64 * 1024)
+class ResettingBackend(OneShot):
+    """A one-shot local server that sends 64 KiB, waits until the client has
+    read them, then resets the connection."""
 
-    def serve(c):
-        c.sendall(chunk)
-        assert data_read.wait(10 * SLOW)
+    def __init__(self):
+        self.chunk = os.urandom(64 * 1024)
+        self.data_read = threading.Event()
+        super().__init__(self._serve)
+
+    def _serve(self, c):
+        c.sendall(self.chunk)
+        assert self.data_read.wait(10 * SLOW)
         reset_close(c)
         return "reset sent"
 
-    backend = OneShot(serve)
+    def expect_reset_at(self, lport):
+        """As the client on lport: the data byte-exact, then a reset (not a
+        clean EOF)."""
+        s = socket.create_connection(("127.0.0.1", lport), timeout=10 * SLOW)
+        got = b""
+        while len(got) < len(self.chunk):
+            d = s.recv(65536)
+            assert d, "tunnel ended before the data arrived"
+            got += d
+        assert got == self.chunk
+        self.data_read.set()
+        end = read_end(s)
+        s.close()
+        assert self.join() == "reset sent"
+        assert end == "reset", "the backend's reset reached the client as a clean EOF"
+
+
+def test_backend_reset_reaches_the_client_as_a_reset(sdk):
+    """The local server behind `rapi expose` resets mid-transfer: the client
+    behind `rapi connect` must read ECONNRESET, not a clean EOF."""
+    backend = ResettingBackend()
     sdk.expose("/rst", "127.0.0.1:%d" % backend.port)
     _, lport = sdk.connect_listen("/rst")
-    s = socket.create_connection(("127.0.0.1", lport), timeout=10 * SLOW)
-    got = b""
-    while len(got) < len(chunk):
-        d = s.recv(65536)
-        assert d, "tunnel ended before the data arrived"
-        got += d
-    assert got == chunk
-    data_read.set()
-    end = read_end(s)
-    s.close()
-    assert backend.join() == "reset sent"
-    assert end == "reset", "the backend's reset reached the client as a clean EOF"
+    backend.expect_reset_at(lport)
 
 
 def test_client_reset_reaches_the_backend_as_a_reset(sdk):

@@ -437,33 +437,14 @@ def test_own_listener_half_close_both_ways(tls_relay_sdk, origin, certs):
 def test_own_listener_reset_crosses_tls(tls_relay_sdk, certs):
     """A local server's reset behind rapi expose reaches the client behind
     rapi connect as a reset through two TLS sessions."""
-    from test_sdk_cli import OneShot, read_end, reset_close
+    from test_sdk_cli import ResettingBackend
     sdk, relay = tls_relay_sdk
-    data_read = threading.Event()
-    chunk = os.urandom(64 * 1024)
-
-    def serve(c):
-        c.sendall(chunk)
-        assert data_read.wait(10 * SLOW)
-        reset_close(c)
-        return "reset sent"
-
-    backend = OneShot(serve)
+    backend = ResettingBackend()
     sdk.spawn(["expose", own_url(relay, "rwss", "/rst"), "--to", "127.0.0.1:%d" % backend.port,
                "--ca", certs.ca], "expose").wait_log(r"registered /rst", timeout=10)
     _, lport = sdk.connect_listen("/rst", extra=["--ca", certs.ca],
                                   url=own_url(relay, "rwrs", "/rst"))
-    s = socket.create_connection(("127.0.0.1", lport), timeout=10 * SLOW)
-    got = b""
-    while len(got) < len(chunk):
-        d = s.recv(65536)
-        assert d, "tunnel ended before the data arrived"
-        got += d
-    data_read.set()
-    end = read_end(s)
-    s.close()
-    assert backend.join() == "reset sent"
-    assert end == "reset", "the backend's reset reached the client as a clean EOF"
+    backend.expect_reset_at(lport)
 
 
 def test_own_listener_librapi_examples(tls_relay_sdk, certs):
